@@ -1,0 +1,62 @@
+"""Defaults shared by every experiment; each configs/<name>.py changes only what differs."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.task = 'segmentation'
+  config.seed = 1337
+
+  config.data = data = ml_collections.ConfigDict()
+  data.source = 'tfds'  # tfds | folder | synthetic
+  data.data_dir = config_dict.placeholder(str)  # None: TFDS's own default.
+  data.manual_dir = config_dict.placeholder(str)  # Holds images.tar.gz + annotations.tar.gz.
+  data.download = True  # tfds source only: may TFDS fetch the dataset from the network?
+  data.folder = config_dict.placeholder(str)  # The official extracted layout.
+  data.image_size = 200
+  data.class_names = ('pet', 'background', 'outline')  # Trimap values 1, 2, 3.
+  # TFDS split strings; None picks the source's default: for tfds the book's hold-out of the
+  # last 1,000 images (train+test[:-1000] / test[-1000:]), for folder and synthetic the
+  # trainval.txt / test.txt lists (train / test).
+  data.train_split = config_dict.placeholder(str)
+  data.eval_split = config_dict.placeholder(str)
+  data.shuffle_buffer = 1024
+  data.deterministic = False  # Training input order; evaluation is always deterministic.
+  data.cache = 'memory'  # memory | none | a file path prefix for tf.data's disk cache.
+  data.augment = ml_collections.ConfigDict()
+  data.augment.flip = True
+  data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
+  data.synthetic = ml_collections.ConfigDict()
+  data.synthetic.dir = config_dict.placeholder(str)  # None: <workdir>/synthetic_pets.
+  data.synthetic.num_trainval = 96
+  data.synthetic.num_test = 32
+  data.synthetic.photo_size = 96
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'book_segmentation'
+
+  config.train = train = ml_collections.ConfigDict()
+  train.global_batch_size = 64
+  train.epochs = 50
+  train.steps_per_epoch = config_dict.placeholder(int)  # None: one full pass of the split.
+  train.steps_per_call = 1
+  train.optimizer = 'rmsprop'  # rmsprop | adam | sgd
+  train.learning_rate = 1e-3
+  train.checkpoint_every_steps = 100
+  train.max_checkpoints_to_keep = 3
+  train.log_every_steps = 10
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.global_batch_size = 64
+  config.eval.every_epochs = 1
+
+  config.runtime = runtime = ml_collections.ConfigDict()
+  runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker
+  runtime.precision = 'auto'  # auto | float32 | mixed_float16 | mixed_bfloat16
+  runtime.cpu_devices = 0  # >0: split the host CPU into this many logical devices.
+
+  config.summaries = ml_collections.ConfigDict()
+  config.summaries.num_images = 4  # Fixed validation images shown with their masks.
+  return config

@@ -1,0 +1,121 @@
+"""The tf.data pipeline: decode by content, resize, cache, shuffle, augment, batch, prefetch.
+
+Pure functions on tensors (`decode_image`, `decode_trimap`, `preprocess`, `augment`) plus the
+two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
+"""
+
+import tensorflow as tf
+
+from data import sources
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+  """RGB uint8 from JPEG, PNG (RGBA too), GIF or BMP bytes, by content rather than extension."""
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  image.set_shape([None, None, 3])
+  return image
+
+
+def decode_trimap(encoded: tf.Tensor) -> tf.Tensor:
+  """Trimap PNG (1 pet, 2 background, 3 outline) to labels 0/1/2, shape HxWx1 uint8."""
+  trimap = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+  trimap.set_shape([None, None, 1])
+  return trimap - 1
+
+
+def preprocess(example: dict, image_size: int) -> dict:
+  """Decoded, square-resized image (bilinear) and label mask (nearest: no invented labels)."""
+  size = (image_size, image_size)
+  image = tf.image.resize(decode_image(example['image']), size, method='bilinear')
+  mask = tf.image.resize(decode_trimap(example['segmentation_mask']), size, method='nearest')
+  return {
+      'image': tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
+      'mask': tf.cast(mask, tf.uint8),
+  }
+
+
+def augment(example: dict, seed: tf.Tensor, flip: bool, min_crop_fraction: float) -> dict:
+  """Random flip and crop-and-rescale, the same draw for image and mask.
+
+  `seed` is a stateless seed (shape [2]), so an example's augmentation depends only on its
+  position in the stream: a resumed run sees exactly what an uninterrupted one would.
+  """
+  image, mask = example['image'], example['mask']
+  flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  if flip:
+    do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+    image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    mask = tf.cond(do_flip, lambda: tf.image.flip_left_right(mask), lambda: mask)
+  if min_crop_fraction < 1.0:
+    size = tf.shape(image)[:2]
+    draws = tf.random.stateless_uniform([3], crop_seed)
+    fraction = min_crop_fraction + (1.0 - min_crop_fraction) * draws[0]
+    crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) * fraction, tf.int32), 1)
+    offset = tf.cast(tf.cast(size - crop, tf.float32) * draws[1:], tf.int32)
+    image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [3]], 0))
+    mask = tf.slice(mask, tf.concat([offset, [0]], 0), tf.concat([crop, [1]], 0))
+    image = tf.cast(tf.round(tf.image.resize(image, size, method='bilinear')), tf.uint8)
+    mask = tf.cast(tf.image.resize(mask, size, method='nearest'), tf.uint8)
+  return {'image': image, 'mask': mask}
+
+
+def _apply_cache(ds: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
+  """Caches decoded, resized examples in memory or in tf.data files named `<cache>.<name>`."""
+  if cache == 'none':
+    return ds
+  return ds.cache('' if cache == 'memory' else f'{cache}.{name}')
+
+
+def _pipeline_name(split_role: str, input_context) -> str:
+  return f'{split_role}-{input_context.input_pipeline_id if input_context else 0}'
+
+
+
+def _to_model_inputs(example: dict) -> dict:
+  return {'image': tf.cast(example['image'], tf.float32), 'mask': example['mask']}
+
+
+def train_dataset(builder, data_config, global_batch_size: int, seed: int,
+                  start_step: int, input_context: tf.distribute.InputContext | None = None
+                  ) -> tf.data.Dataset:
+  """An endless, seeded stream of per-replica training batches that starts at `start_step`."""
+  per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
+                       if input_context else global_batch_size)
+  replicas_here = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
+                   if input_context else 1)
+  ds = sources.read_encoded(builder, sources.resolve_splits(data_config)[0], input_context)
+  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _apply_cache(ds, data_config.cache, _pipeline_name('train', input_context))
+  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().enumerate()
+  ds = ds.skip(start_step * per_replica_batch * replicas_here)
+  augment_config = data_config.augment
+  ds = ds.map(lambda index, ex: _to_model_inputs(augment(
+      ex, tf.stack([tf.constant(seed, tf.int64), index]), augment_config.flip,
+      augment_config.min_crop_fraction)), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(per_replica_batch, drop_remainder=True)
+  ds = ds.with_options(_options(deterministic=data_config.deterministic))
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(builder, data_config, global_batch_size: int,
+                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+  """Every example of this pipeline's slice of the eval split once, the last batch partial."""
+  per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
+                       if input_context else global_batch_size)
+  ds = sources.read_encoded(builder, sources.resolve_splits(data_config)[1], input_context)
+  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _apply_cache(ds, data_config.cache, _pipeline_name('eval', input_context))
+  ds = ds.map(_to_model_inputs).batch(per_replica_batch, drop_remainder=False)
+  return ds.with_options(_options(deterministic=True)).prefetch(tf.data.AUTOTUNE)
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  # The trainer shards by split slices per input pipeline; tf.data must not shard again.
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+  options.experimental_optimization.map_parallelization = True
+  return options

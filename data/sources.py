@@ -1,0 +1,144 @@
+"""Where examples come from: a prepared TFDS oxford_iiit_pet, an extracted folder, or synthetic.
+
+Every source ends as a prepared TFDS builder with the official features, so the input
+pipeline reads all three the same way.
+"""
+
+import hashlib
+import os
+import socket
+import urllib.parse
+
+from absl import logging
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.datasets.oxford_iiit_pet import oxford_iiit_pet_dataset_builder
+
+from data import oxford_pets_folder
+from data import synthetic
+from errors import DataError
+
+DATASET_NAME = 'oxford_iiit_pet'
+ARCHIVES = ('images.tar.gz', 'annotations.tar.gz')
+NO_DATA_MESSAGE = """\
+No copy of the Oxford-IIIT Pet dataset could be found{reason}.
+Provide it in one of three ways:
+  1. --config.data.data_dir=DIR   a TFDS data dir that already holds oxford_iiit_pet
+                                  (prepared elsewhere with tfds.load('oxford_iiit_pet'));
+  2. --config.data.manual_dir=DIR a folder holding the two official archives
+                                  images.tar.gz and annotations.tar.gz;
+  3. --config.data.source=folder --config.data.folder=DIR
+                                  a folder in the official extracted layout (images/,
+                                  annotations/trimaps/, annotations/trainval.txt, test.txt).
+For a smoke run without the real data: --config.data.source=synthetic"""
+
+
+def _download_host_reachable(timeout_s: float = 5.0) -> bool:
+  """A quick look for the download server, so an offline node fails now, not after retries."""
+  url = urllib.parse.urlparse(oxford_iiit_pet_dataset_builder._BASE_URL)  # pylint: disable=protected-access
+  try:
+    socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+    return True
+  except OSError:
+    return False
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
+  if not builder.is_prepared():
+    logging.info('Preparing %s into %s', builder.name, builder.data_dir)
+    builder.download_and_prepare(download_config=download_config)
+
+
+def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
+  builder = tfds.builder(DATASET_NAME, data_dir=data_config.data_dir)
+  if builder.is_prepared():
+    return builder
+  where = f' in {builder.data_dir_root}'
+  if data_config.manual_dir:
+    missing = [a for a in ARCHIVES
+               if not os.path.isfile(os.path.join(data_config.manual_dir, a))]
+    if missing:
+      raise DataError(f'data.manual_dir={data_config.manual_dir!r} lacks {", ".join(missing)}: '
+                      'it must hold both official archives, unrenamed and complete.')
+    config = tfds.download.DownloadConfig(manual_dir=data_config.manual_dir,
+                                          try_download_gcs=False)
+    try:
+      _prepare(builder, config)
+    except Exception as e:  # TFDS raises several types for a bad archive.
+      raise DataError(f'Preparing {DATASET_NAME} from data.manual_dir='
+                      f'{data_config.manual_dir!r} failed: {e}\nThe archives must be the '
+                      'official, complete images.tar.gz and annotations.tar.gz.') from e
+    return builder
+  if not data_config.download:
+    raise DataError(NO_DATA_MESSAGE.format(reason=where + ' (data.download=False)'))
+  if not _download_host_reachable():
+    raise DataError(NO_DATA_MESSAGE.format(
+        reason=where + ' and its download server cannot be reached from this machine'))
+  try:
+    _prepare(builder, tfds.download.DownloadConfig())
+  except OSError as e:
+    raise DataError(NO_DATA_MESSAGE.format(reason=f'{where}; downloading it failed: {e}')) from e
+  return builder
+
+
+def _folder_builder(folder: str, data_dir: str | None, workdir: str) -> tfds.core.DatasetBuilder:
+  """Prepares `folder` once into a TFDS data dir keyed by the folder's absolute path."""
+  folder = os.path.abspath(folder)
+  if data_dir is None:
+    key = hashlib.sha1(folder.encode()).hexdigest()[:12]
+    data_dir = os.path.join(workdir, 'prepared_data', key)
+  builder = oxford_pets_folder.OxfordIiitPetFolder(folder=folder, data_dir=data_dir)
+  _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False))
+  return builder
+
+
+def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
+  """Returns a prepared builder for `data.source`, or a DataError that says how to get data."""
+  if data_config.source == 'tfds':
+    return _tfds_builder(data_config)
+  if data_config.source == 'folder':
+    if not data_config.folder:
+      raise DataError('data.source=folder needs --config.data.folder=DIR, a folder in the '
+                      'official extracted layout.')
+    return _folder_builder(data_config.folder, data_config.data_dir, workdir)
+  if data_config.source == 'synthetic':
+    spec = data_config.synthetic
+    folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
+    synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
+    return _folder_builder(folder, None, workdir)
+  raise DataError(f'Unknown data.source={data_config.source!r}: use tfds, folder or synthetic.')
+
+
+DEFAULT_SPLITS = {'tfds': ('train+test[:-1000]', 'test[-1000:]'),
+                  'folder': ('train', 'test'), 'synthetic': ('train', 'test')}
+
+
+def resolve_splits(data_config) -> tuple[str, str]:
+  """(train split, eval split): the configured ones, or the source's defaults."""
+  train_default, eval_default = DEFAULT_SPLITS[data_config.source]
+  return data_config.train_split or train_default, data_config.eval_split or eval_default
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError) as e:
+    raise DataError(f'Split {split!r} does not fit {builder.name} (splits: '
+                    f'{", ".join(builder.info.splits.keys())}): {e}') from e
+
+
+def read_encoded(builder: tfds.core.DatasetBuilder, split: str,
+                 input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+  """This input pipeline's disjoint slice of `split`, images and masks still encoded.
+
+  Slicing by split string (not ds.shard) means each pipeline reads only its own examples,
+  and together the pipelines read every example once.
+  """
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    split = tfds.even_splits(split, n=input_context.num_input_pipelines,
+                             drop_remainder=False)[input_context.input_pipeline_id]
+  return builder.as_dataset(
+      split=split, shuffle_files=False,
+      read_config=tfds.ReadConfig(try_autocache=False),
+      decoders={'image': tfds.decode.SkipDecoding(),
+                'segmentation_mask': tfds.decode.SkipDecoding()})

@@ -1,0 +1,35 @@
+"""Entry point: `python main.py --config=configs/seg.py --workdir=DIR [--mode=...]`."""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import tensorflow as tf
+
+from errors import UserError
+from training import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
+                                'with --config.<field>=<value>.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the best model.')
+flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES), 'What to do with the workdir.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  tf.get_logger().setLevel('WARNING')  # TF's per-trace INFO lines drown the training log.
+  try:
+    train.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except UserError as e:
+    logging.error('%s', e)
+    print(f'\nError: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,65 @@
+"""Config values checked before any data is read, each error naming the field and the fix."""
+
+import os
+
+from errors import ConfigError
+from training import runtime
+
+SOURCES = ('tfds', 'folder', 'synthetic')
+OPTIMIZERS = ('rmsprop', 'adam', 'sgd')
+TASKS = ('segmentation',)
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def _choice(value, field: str, choices) -> None:
+  _require(value in choices, f'{field}={value!r} is not one of {", ".join(choices)}.')
+
+
+def _positive(value, field: str) -> None:
+  _require(value is not None and value > 0, f'{field}={value!r} must be a positive number.')
+
+
+def check_config(config) -> None:
+  """Static checks: names, ranges and field combinations."""
+  _choice(config.task, 'task', TASKS)
+  _choice(config.data.source, 'data.source', SOURCES)
+  _choice(config.train.optimizer, 'train.optimizer', OPTIMIZERS)
+  _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
+  _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)
+  for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
+                'train.epochs', 'train.steps_per_call', 'train.learning_rate',
+                'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep',
+                'eval.global_batch_size', 'eval.every_epochs', 'data.synthetic.num_trainval',
+                'data.synthetic.num_test', 'data.synthetic.photo_size'):
+    _positive(_get(config, field), field)
+  if config.train.steps_per_epoch is not None:
+    _positive(config.train.steps_per_epoch, 'train.steps_per_epoch')
+  _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
+  _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
+           'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
+  _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
+  _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
+  if config.data.source == 'folder':
+    _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
+             '(the official extracted layout: images/ and annotations/).')
+  if config.data.cache not in ('memory', 'none'):
+    parent = os.path.dirname(os.path.abspath(config.data.cache))
+    _require(os.path.isdir(parent), f'data.cache={config.data.cache!r}: use memory, none, or a '
+             f'file path prefix in an existing folder ({parent} does not exist).')
+
+
+def _get(config, dotted: str):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -> None:
+  _require(global_batch_size % num_replicas == 0,
+           f'{field}={global_batch_size} does not divide across {num_replicas} replicas: use a '
+           f'multiple of {num_replicas} (for example {max(1, global_batch_size // num_replicas) * num_replicas}).')

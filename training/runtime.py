@@ -1,0 +1,72 @@
+"""Devices, distribution strategy and numeric precision, chosen from `config.runtime`."""
+
+from absl import logging
+import tensorflow as tf
+
+from errors import ConfigError
+
+STRATEGIES = ('mirrored', 'one_device', 'multi_worker')
+PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
+
+
+def configure_cpu_devices(cpu_devices: int) -> None:
+  """Splits the host CPU into `cpu_devices` logical devices, so N replicas run without GPUs.
+
+  Must run before TensorFlow initialises its devices; a second call with the same count is
+  a no-op (tests configure the process once).
+  """
+  if cpu_devices <= 0:
+    return
+  cpu = tf.config.list_physical_devices('CPU')[0]
+  try:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+  except RuntimeError as e:
+    existing = len(tf.config.list_logical_devices('CPU'))
+    if existing != cpu_devices:
+      raise ConfigError(f'runtime.cpu_devices={cpu_devices} cannot be applied: TensorFlow '
+                        f'already runs with {existing} CPU devices in this process.') from e
+
+
+def create_strategy(runtime_config) -> tf.distribute.Strategy:
+  """MirroredStrategy over every local GPU (or the logical CPUs), one device, or multi-worker."""
+  gpus = tf.config.list_logical_devices('GPU')
+  if runtime_config.strategy == 'mirrored':
+    if gpus:
+      return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(
+        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+  if runtime_config.strategy == 'one_device':
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else '/cpu:0')
+  if runtime_config.strategy == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ConfigError(f'Unknown runtime.strategy={runtime_config.strategy!r}: use one of '
+                    f'{", ".join(STRATEGIES)}.')
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """True on the one task that writes summaries, exports and the resolved config."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().as_dict()
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
+
+
+def resolve_precision(precision: str) -> str:
+  """`auto`: mixed_float16 when every GPU has tensor cores (compute capability >= 7.0)."""
+  if precision not in PRECISIONS:
+    raise ConfigError(f'Unknown runtime.precision={precision!r}: use one of '
+                      f'{", ".join(PRECISIONS)}.')
+  if precision != 'auto':
+    return precision
+  gpus = tf.config.list_physical_devices('GPU')
+  capabilities = [tf.config.experimental.get_device_details(g).get('compute_capability', (0, 0))
+                  for g in gpus]
+  if gpus and all(c >= (7, 0) for c in capabilities):
+    return 'mixed_float16'
+  logging.info('runtime.precision=auto: float32 (GPUs with tensor cores: none).')
+  return 'float32'

@@ -1,0 +1,207 @@
+"""train_and_evaluate: wires config -> data -> model -> trainer -> checkpoints and summaries."""
+
+import math
+import os
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data import input_pipeline
+from data import sources
+from errors import DataError, UserError
+from interpretability import colormaps
+from modeling import models
+from training import checkpoints
+from training import config_checks
+from training import metrics
+from training import runtime
+from training import summaries as summaries_lib
+from training import trainer as trainer_lib
+
+MODES = ('train', 'eval', 'train_and_eval')
+
+
+def _log_metrics(prefix: str, results: dict) -> str:
+  return f'{prefix} loss {results["loss"]:.4f} pixel_acc {results["pixel_accuracy"]:.4f} ' \
+         f'mean_iou {results["mean_iou"]:.4f}'
+
+
+class _Run:
+  """Everything one invocation builds once: strategy, data, model, state, writers."""
+
+  def __init__(self, config, workdir: str):
+    runtime.configure_cpu_devices(config.runtime.cpu_devices)
+    config_checks.check_config(config)
+    self.config = config
+    self.workdir = workdir
+    self.strategy = runtime.create_strategy(config.runtime)
+    replicas = self.strategy.num_replicas_in_sync
+    config_checks.check_batch_divides(config.train.global_batch_size, replicas,
+                                      'train.global_batch_size')
+    config_checks.check_batch_divides(config.eval.global_batch_size, replicas,
+                                      'eval.global_batch_size')
+    self.precision = runtime.resolve_precision(config.runtime.precision)
+    self.is_chief = runtime.is_chief(self.strategy)
+    os.makedirs(workdir, exist_ok=True)
+    if self.is_chief:
+      checkpoints.write_config(config, workdir)
+    logging.info('Config:\n%s', config)
+    logging.info('Strategy %s with %d replicas on %s; precision %s; chief: %s',
+                 type(self.strategy).__name__, replicas,
+                 ', '.join(self.strategy.extended.worker_devices), self.precision, self.is_chief)
+
+    self.builder = sources.prepared_builder(config.data, workdir)
+    train_split, eval_split = sources.resolve_splits(config.data)
+    self.num_train = sources.num_examples(self.builder, train_split)
+    self.num_eval = sources.num_examples(self.builder, eval_split)
+    logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
+                 config.data.source, self.num_train, train_split, self.num_eval, eval_split)
+    self.steps_per_epoch = (config.train.steps_per_epoch
+                            or self.num_train // config.train.global_batch_size)
+    if self.steps_per_epoch < 1:
+      raise DataError(f'{train_split!r} has {self.num_train} examples, fewer than '
+                      f'one batch of train.global_batch_size={config.train.global_batch_size}: '
+                      'lower the batch size or set train.steps_per_epoch.')
+    self.total_steps = config.train.epochs * self.steps_per_epoch
+
+    num_classes = len(config.data.class_names)
+    with self.strategy.scope():
+      self.model = models.build_model(config.model, config.data.image_size, num_classes,
+                                      self.precision)
+      self.optimizer = trainer_lib.make_optimizer(config.train, self.precision)
+      self.optimizer.build(self.model.trainable_variables)
+    logging.info('Model %s: %s parameters.', config.model.name,
+                 f'{self.model.count_params():,}')
+    self.state = checkpoints.TrainState(self.model, self.optimizer,
+                                        os.path.join(workdir, 'checkpoints'),
+                                        config.train.max_checkpoints_to_keep)
+    self.trainer = trainer_lib.Trainer(self.strategy, self.model, self.optimizer,
+                                       config.train.global_batch_size, num_classes)
+    self.summaries = summaries_lib.Summaries(workdir, self.is_chief)
+    self.eval_data = self.strategy.distribute_datasets_from_function(
+        lambda ctx: input_pipeline.eval_dataset(self.builder, config.data,
+                                                config.eval.global_batch_size, ctx))
+    self.preview = self._preview_batch(config.summaries.num_images)
+
+  def _preview_batch(self, count: int):
+    """A fixed set of validation examples, shown with their masks at every evaluation."""
+    if count == 0:
+      return None
+    ds = input_pipeline.eval_dataset(self.builder, self.config.data, count)
+    return next(iter(ds.take(1)))
+
+  def evaluate(self, step: int) -> dict:
+    start = time.perf_counter()
+    loss_sum, count, confusion = self.trainer.evaluate(self.eval_data)
+    results = metrics.summarize(loss_sum, count, confusion, tuple(self.config.data.class_names))
+    results['seconds'] = time.perf_counter() - start
+    self.summaries.scalars('eval', step, results)
+    if self.preview is not None:
+      images = self.preview['image'].numpy()
+      predicted = np.argmax(self.model(self.preview['image'], training=False), axis=-1)
+      self.summaries.images('eval', step, 'masks/ground_truth',
+                            colormaps.mask_overlay(images, self.preview['mask'].numpy()))
+      self.summaries.images('eval', step, 'masks/prediction',
+                            colormaps.mask_overlay(images, predicted))
+    self.summaries.flush()
+    return results
+
+  def _export_if_best(self, results: dict) -> None:
+    """Keeps the model with the lowest finite validation loss, like the book's ModelCheckpoint."""
+    loss = results['loss']
+    if not math.isfinite(loss) or loss >= float(self.state.best_val_loss):
+      return
+    self.state.best_val_loss.assign(loss)
+    if self.is_chief:
+      checkpoints.save_model_atomically(self.model, os.path.join(self.workdir,
+                                                                 checkpoints.BEST_MODEL))
+      logging.info('New best validation loss %.4f: exported %s.', loss, checkpoints.BEST_MODEL)
+
+  def _step_scalars(self, sums, num_steps: int, seconds: float) -> dict:
+    values = {
+        'loss': float(sums[0]) / max(float(sums[1]), 1.0),
+        'learning_rate': float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
+        'images_per_s': num_steps * self.config.train.global_batch_size / seconds,
+        'step_time_s': seconds / num_steps,
+    }
+    if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+      values['loss_scale'] = float(keras.ops.convert_to_numpy(self.optimizer.dynamic_scale))
+    return values
+
+  def train(self, evaluate_each_epoch: bool) -> dict:
+    cfg = self.config.train
+    step = self.state.restore_latest()
+    if step >= self.total_steps:
+      logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
+                   'or raise train.epochs to train more.', step, self.total_steps)
+      return {'step': step}
+    train_data = self.strategy.distribute_datasets_from_function(
+        lambda ctx: input_pipeline.train_dataset(self.builder, self.config.data,
+                                                 cfg.global_batch_size, self.config.seed,
+                                                 step, ctx))
+    iterator = iter(train_data)
+    epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
+    results = {}
+    while step < self.total_steps:
+      epoch_end = (step // self.steps_per_epoch + 1) * self.steps_per_epoch
+      next_checkpoint = (step // cfg.checkpoint_every_steps + 1) * cfg.checkpoint_every_steps
+      num_steps = min(cfg.steps_per_call, epoch_end - step, next_checkpoint - step)
+      call_start = time.perf_counter()
+      sums = [v.numpy() for v in self.trainer.train_steps(iterator, tf.constant(num_steps))]
+      seconds = time.perf_counter() - call_start
+      step += num_steps
+      self.state.step.assign(step)
+      epoch_sums = [a + b for a, b in zip(epoch_sums, sums)]
+      self.summaries.scalars('train', step, self._step_scalars(sums, num_steps, seconds))
+      if step % cfg.log_every_steps < num_steps:
+        logging.info('step %d/%d: train loss %.4f, %.1f images/s', step, self.total_steps,
+                     float(sums[0]) / max(float(sums[1]), 1.0),
+                     num_steps * cfg.global_batch_size / seconds)
+      if step == epoch_end:
+        results = self._end_epoch(step, epoch_sums, time.perf_counter() - epoch_start,
+                                  evaluate_each_epoch)
+        epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
+      elif step % cfg.checkpoint_every_steps == 0:
+        self.state.save()
+    self.summaries.flush()
+    return results
+
+  def _end_epoch(self, step: int, sums, seconds: float, evaluate: bool) -> dict:
+    epoch = step // self.steps_per_epoch
+    train_results = metrics.summarize(sums[0], sums[1], sums[2],
+                                      tuple(self.config.data.class_names))
+    train_results['epoch_images_per_s'] = sums[1] / seconds
+    self.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in train_results.items()})
+    line = f'epoch {epoch}/{self.config.train.epochs} step {step}: ' + _log_metrics(
+        'train', train_results) + f', {train_results["epoch_images_per_s"]:.1f} images/s'
+    results = {'step': step, 'epoch': epoch, 'train': train_results}
+    last_epoch = step >= self.total_steps
+    if evaluate and (epoch % self.config.eval.every_epochs == 0 or last_epoch):
+      eval_results = self.evaluate(step)
+      self._export_if_best(eval_results)
+      line += ' | ' + _log_metrics('val', eval_results) + ' (%d examples)' % eval_results[
+          'num_examples']
+      results['eval'] = eval_results
+    self.state.save()
+    logging.info(line)
+    return results
+
+
+def run(config, workdir: str, mode: str = 'train_and_eval') -> dict:
+  """Runs `mode` on `workdir`; a restarted run resumes from the latest checkpoint."""
+  if mode not in MODES:
+    raise UserError(f'Unknown --mode={mode!r}: use one of {", ".join(MODES)}.')
+  job = _Run(config, workdir)
+  if mode == 'eval':
+    step = job.state.restore_latest()
+    if not job.state.manager.latest_checkpoint:
+      raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
+                      '(--mode=train_and_eval) or point --workdir at a trained run.')
+    results = job.evaluate(step)
+    logging.info('step %d: %s (%d examples)', step, _log_metrics('val', results),
+                 results['num_examples'])
+    return {'step': step, 'eval': results}
+  return job.train(evaluate_each_epoch=(mode == 'train_and_eval'))

@@ -1,0 +1,80 @@
+"""The distributed train and eval steps: strategy.run inside tf.function, several steps a call.
+
+Each replica returns sums (loss, examples, confusion matrix) that are reduced across replicas
+and workers with SUM, so the metrics are exact whatever the replica count or batch split.
+"""
+
+import keras
+import tensorflow as tf
+
+from training import metrics
+
+
+def make_optimizer(train_config, precision: str) -> keras.optimizers.Optimizer:
+  """The configured optimizer, wrapped for dynamic loss scaling under float16."""
+  optimizers = {'rmsprop': keras.optimizers.RMSprop, 'adam': keras.optimizers.Adam,
+                'sgd': keras.optimizers.SGD}
+  optimizer = optimizers[train_config.optimizer](learning_rate=train_config.learning_rate)
+  if precision == 'mixed_float16':
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  return optimizer
+
+
+class Trainer:
+  """Owns the compiled step functions for one model, optimizer and strategy."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
+               optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int):
+    self.strategy = strategy
+    self.model = model
+    self.optimizer = optimizer
+    self.global_batch_size = global_batch_size
+    self.num_classes = num_classes
+    self.train_steps = tf.function(self._train_steps)
+    self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+
+  def _sums(self, batch, probabilities, per_example):
+    return (tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32),
+            metrics.confusion_matrix(batch['mask'], probabilities, self.num_classes))
+
+  def _train_replica_step(self, batch):
+    with tf.GradientTape() as tape:
+      probabilities = self.model(batch['image'], training=True)
+      per_example = metrics.per_example_loss(batch['mask'], probabilities)
+      # Divide by the GLOBAL batch: gradients are summed across replicas by the optimizer.
+      loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+      if self.model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+      scaled_loss = self.optimizer.scale_loss(loss)
+    gradients = tape.gradient(scaled_loss, self.model.trainable_variables)
+    self.optimizer.apply(gradients, self.model.trainable_variables)
+    return self._sums(batch, probabilities, per_example)
+
+  def _reduce(self, per_replica):
+    return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
+
+  def _train_steps(self, iterator, num_steps: tf.Tensor):
+    """Runs `num_steps` training steps; returns summed loss, example count, confusion."""
+    totals = [tf.zeros([]), tf.zeros([]), tf.zeros([self.num_classes, self.num_classes])]
+    for _ in tf.range(num_steps):
+      sums = self._reduce(self.strategy.run(self._train_replica_step, args=(next(iterator),)))
+      totals = [t + s for t, s in zip(totals, sums)]
+    return totals
+
+  def _eval_replica_step(self, batch):
+    probabilities = self.model(batch['image'], training=False)
+    return self._sums(batch, probabilities,
+                      metrics.per_example_loss(batch['mask'], probabilities))
+
+  def _eval_step(self, batch):
+    return self._reduce(self.strategy.run(self._eval_replica_step, args=(batch,)))
+
+  def evaluate(self, distributed_dataset) -> tuple:
+    """Sums over one full pass of a distributed eval dataset (every example once)."""
+    loss_sum, count, confusion = 0.0, 0.0, 0.0
+    for batch in distributed_dataset:
+      step_loss, step_count, step_confusion = self.eval_step(batch)
+      loss_sum += float(step_loss)
+      count += float(step_count)
+      confusion = confusion + step_confusion.numpy()
+    return loss_sum, count, confusion
