@@ -1,5 +1,6 @@
 """Entry point: `python main.py --config=configs/seg.py --workdir=DIR [--mode=...]`."""
 
+import re
 import sys
 
 from absl import app
@@ -19,6 +20,23 @@ flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES), 'What to do with 
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with config errors (an unknown field, a bad value) as one clear line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except (KeyError, AttributeError) as e:  # ml_collections' answer to an unknown field.
+    text = str(e)
+    field = re.search(r"'([A-Za-z0-9_]+)", text)
+    hint = re.search(r'Did you mean .*?\?', text)
+    message = (f'unknown config field {field.group(1) if field else text!r} in the --config '
+               f'overrides. {hint.group(0) if hint else ""}')
+  print(f'Error: {message}\nSee configs/base.py (or BUILD.md) for every config field.',
+        file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -32,4 +50,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -30,8 +30,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
   data.synthetic = ml_collections.ConfigDict()
   data.synthetic.dir = config_dict.placeholder(str)  # None: <workdir>/synthetic_pets.
-  data.synthetic.num_trainval = 96
-  data.synthetic.num_test = 32
+  data.synthetic.num_trainval = 192
+  data.synthetic.num_test = 48
   data.synthetic.photo_size = 96
 
   config.model = ml_collections.ConfigDict()

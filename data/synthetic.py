@@ -21,10 +21,11 @@ _DONE_FILE = 'SYNTHETIC_DONE'
 def render_example(rng: np.random.Generator, height: int, width: int, species: int):
   """Returns (photo uint8 HxWx3, trimap uint8 HxW with values 1/2/3) for one picture."""
   yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-  base = rng.uniform(40, 215, size=3)
-  slope = rng.uniform(-0.6, 0.6, size=(2, 3))
+  # Backgrounds are greyish gradients with noise; pets are saturated, striped fur.
+  base = rng.uniform(60, 190) + rng.uniform(-15, 15, size=3)
+  slope = rng.uniform(-0.5, 0.5, size=(2, 1))
   photo = base + yy[..., None] * slope[0] + xx[..., None] * slope[1]
-  photo += rng.normal(0, 18, size=(height, width, 3))
+  photo += rng.normal(0, 15, size=(height, width, 3))
   trimap = np.full((height, width), 2, np.uint8)
   for _ in range(rng.integers(1, 3)):
     cy, cx = rng.uniform(0.25, 0.75) * height, rng.uniform(0.25, 0.75) * width
@@ -34,9 +35,9 @@ def render_example(rng: np.random.Generator, height: int, width: int, species: i
     inside = radius < 1.0
     outline = np.abs(radius - 1.0) * min(ry, rx) < _OUTLINE_PX
     angle = rng.uniform(0, np.pi)
-    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * rng.uniform(0.5, 1.2))
-    fur = rng.uniform(0, 255, size=3)
-    photo[inside] = fur + 60.0 * stripes[inside, None]
+    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * rng.uniform(0.15, 0.4))
+    fur = rng.permutation([rng.uniform(200, 255), rng.uniform(0, 60), rng.uniform(60, 200)])
+    photo[inside] = fur + 40.0 * stripes[inside, None]
     trimap[inside] = 1
     trimap[outline] = 3
   return np.clip(photo, 0, 255).astype(np.uint8), trimap

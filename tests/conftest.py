@@ -1,0 +1,54 @@
+"""Test process set-up: 2 logical CPU devices (so tests get 2 replicas) and shared fixtures."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from configs import seg
+from data import synthetic
+from training import runtime
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+runtime.configure_cpu_devices(2)
+tf.get_logger().setLevel('ERROR')
+
+
+def small_config(workdir_data: str | None = None, **overrides):
+  """The book config shrunk to seconds: synthetic data, 32 px, batch 8, 2 logical CPUs."""
+  config = seg.get_config()
+  config.data.source = 'synthetic'
+  config.data.image_size = 32
+  config.data.synthetic.num_trainval = 48
+  config.data.synthetic.num_test = 13
+  config.data.synthetic.photo_size = 64
+  if workdir_data:
+    config.data.synthetic.dir = workdir_data
+  config.train.global_batch_size = 8
+  config.eval.global_batch_size = 8
+  config.train.epochs = 1
+  config.runtime.cpu_devices = 2
+  config.summaries.num_images = 2
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split('__')
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope='session')
+def synthetic_folder(tmp_path_factory):
+  """One small synthetic dataset in the official layout, shared by the whole session."""
+  folder = str(tmp_path_factory.mktemp('data') / 'synthetic_pets')
+  return synthetic.write_synthetic_pets(folder, num_trainval=48, num_test=13, photo_size=64)
+
+
+def run_main(*args, timeout=300):
+  """Runs main.py in a subprocess, as a user would; returns the CompletedProcess."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout, env=env)

@@ -1,0 +1,73 @@
+"""Config files, command-line overrides and value checks fail early with clear messages."""
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from errors import ConfigError
+from tests.conftest import REPO, run_main, small_config
+from training import config_checks
+
+
+def _parse(*overrides):
+  argv = ['prog', f'--config={REPO}/configs/seg.py', *overrides]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'test', flag_values=flag_values,
+                                  lock_config=True, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def test_book_defaults_and_overrides():
+  config = _parse('--config.train.global_batch_size=32', '--config.data.source=synthetic',
+                  '--config.train.steps_per_epoch=7')
+  assert config.train.global_batch_size == 32
+  assert config.data.source == 'synthetic'
+  assert config.train.steps_per_epoch == 7
+  assert (config.data.image_size, config.train.epochs) == (200, 50)
+  assert config.train.optimizer == 'rmsprop' and config.seed == 1337
+
+
+def test_unknown_key_is_rejected():
+  with pytest.raises((AttributeError, KeyError), match='Did you mean "global_batch_size"'):
+    _parse('--config.train.global_batch_sise=32')
+
+
+def test_wrong_type_is_rejected():
+  with pytest.raises(flags.IllegalFlagValueError, match='global_batch_size'):
+    _parse('--config.train.global_batch_size=many')
+
+
+@pytest.mark.parametrize('field, value, phrase', [
+    ('runtime__precision', 'float8', "runtime.precision='float8' is not one of"),
+    ('runtime__strategy', 'tpu', "runtime.strategy='tpu' is not one of"),
+    ('train__global_batch_size', -4, 'train.global_batch_size=-4 must be a positive'),
+    ('data__source', 'web', "data.source='web' is not one of"),
+    ('data__augment__min_crop_fraction', 0.0, 'min_crop_fraction must be in (0, 1]'),
+])
+def test_bad_values_name_the_field(field, value, phrase):
+  with pytest.raises(ConfigError, match=None) as error:
+    config_checks.check_config(small_config(**{field: value}))
+  assert phrase in str(error.value)
+
+
+def test_batch_must_divide_across_replicas():
+  with pytest.raises(ConfigError, match='does not divide across 2 replicas'):
+    config_checks.check_batch_divides(7, 2, 'train.global_batch_size')
+  config_checks.check_batch_divides(8, 2, 'train.global_batch_size')
+
+
+def test_command_line_errors_stop_before_anything_runs(tmp_path):
+  unknown = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/w',
+                     '--config.trian.epochs=1')
+  assert unknown.returncode == 2
+  assert "unknown config field 'trian'" in unknown.stderr
+  assert 'Did you mean "train"' in unknown.stderr
+  assert 'Traceback' not in unknown.stderr
+  odd_batch = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/w2',
+                       '--config.data.source=synthetic', '--config.runtime.cpu_devices=2',
+                       '--config.train.global_batch_size=7')
+  assert odd_batch.returncode == 2
+  assert 'train.global_batch_size=7 does not divide across 2 replicas' in odd_batch.stderr
+  assert 'Traceback' not in odd_batch.stderr
+  assert not (tmp_path / 'w2' / 'synthetic_pets').exists()  # Failed before reading data.
