@@ -49,8 +49,11 @@ class TrainState:
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     self.best_val_loss = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
                                      name='best_val_loss')
-    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=self.step,
-                                          best_val_loss=self.best_val_loss)
+    # Keras 3 models are not tracked deeply by tf.train.Checkpoint: name every variable
+    # (batch-norm statistics included) so all of them are saved, under readable keys.
+    self.checkpoint = tf.train.Checkpoint(
+        model={v.path: v for v in model.variables}, optimizer=optimizer, step=self.step,
+        best_val_loss=self.best_val_loss)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
 

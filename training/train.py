@@ -68,6 +68,7 @@ class _Run:
     self.total_steps = config.train.epochs * self.steps_per_epoch
 
     num_classes = len(config.data.class_names)
+    keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
     with self.strategy.scope():
       self.model = models.build_model(config.model, config.data.image_size, num_classes,
                                       self.precision)

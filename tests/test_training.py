@@ -1,0 +1,137 @@
+"""End to end: a short run learns, writes TensorBoard events and files, and resumes."""
+
+import glob
+import os
+import socket
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import run_main, small_config
+from training import checkpoints
+from training import train
+
+
+def _event_tags(run_dir: str) -> dict:
+  """{tag: kind} of every summary in a TensorBoard run folder."""
+  tags = {}
+  for path in glob.glob(os.path.join(run_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        kind = value.metadata.plugin_data.plugin_name
+        tags[value.tag] = kind
+  return tags
+
+
+@pytest.fixture(scope='module')
+def trained_run(tmp_path_factory, synthetic_folder):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__optimizer='adam', train__epochs=20, train__steps_per_call=3,
+                        data__deterministic=True)
+  return workdir, train.run(config, workdir)
+
+
+def test_short_run_learns(trained_run):
+  _, results = trained_run
+  assert results['epoch'] == 20
+  assert results['eval']['num_examples'] == 13
+  # Chance: a constant 'background' answer scores about 0.25 mean IoU on these pictures.
+  assert results['eval']['mean_iou'] > 0.45, results['eval']
+  assert results['eval']['iou/pet'] > 0.6, results['eval']
+  assert results['train']['loss'] < 0.5, results['train']
+
+
+def test_run_leaves_checkpoint_best_model_config_and_events(trained_run):
+  workdir, _ = trained_run
+  assert os.path.isfile(os.path.join(workdir, checkpoints.BEST_MODEL))
+  assert tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints')).endswith('ckpt-120')
+  assert '"global_batch_size": 8' in open(os.path.join(workdir, 'config.json')).read()
+  train_tags = _event_tags(os.path.join(workdir, 'train'))
+  for tag in ('loss', 'learning_rate', 'images_per_s', 'step_time_s', 'epoch/mean_iou'):
+    assert train_tags.get(tag) == 'scalars', (tag, train_tags)
+  eval_tags = _event_tags(os.path.join(workdir, 'eval'))
+  for tag in ('loss', 'pixel_accuracy', 'mean_iou', 'iou/pet', 'iou/background',
+              'iou/outline'):
+    assert eval_tags.get(tag) == 'scalars', (tag, eval_tags)
+  assert eval_tags.get('masks/ground_truth') == 'images'
+  assert eval_tags.get('masks/prediction') == 'images'
+
+
+def test_loss_falls_over_the_run(trained_run):
+  workdir, _ = trained_run
+  losses = []
+  for path in sorted(glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      losses += [(event.step, tf.make_ndarray(v.tensor)) for v in event.summary.value
+                 if v.tag == 'loss']
+  losses = [float(v) for _, v in sorted(losses)]
+  assert len(losses) == 20
+  assert losses[-1] < 0.7 * losses[0]
+
+
+def _model_weights(checkpoint_dir: str) -> dict:
+  reader = tf.train.load_checkpoint(checkpoint_dir)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if name.startswith('model/')}
+
+
+def test_rerun_resumes_from_the_saved_step(tmp_path, synthetic_folder):
+  """Stopped after one epoch and rerun: it continues, and ends as an uninterrupted run."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__deterministic=True, train__steps_per_epoch=3, train__epochs=1)
+  resumed = str(tmp_path / 'resumed')
+  assert train.run(config, resumed, mode='train')['step'] == 3
+  config.train.epochs = 2
+  second = train.run(config, resumed, mode='train')
+  assert second['step'] == 6 and second['epoch'] == 2
+  saved = sorted(os.path.basename(p) for p in glob.glob(f'{resumed}/checkpoints/ckpt-*.index'))
+  assert saved == ['ckpt-3.index', 'ckpt-6.index']
+  assert train.run(config, resumed, mode='train') == {'step': 6}  # Finished: nothing to do.
+
+  straight = str(tmp_path / 'straight')
+  train.run(config, straight, mode='train')
+  resumed_weights = _model_weights(f'{resumed}/checkpoints')
+  straight_weights = _model_weights(f'{straight}/checkpoints')
+  assert resumed_weights.keys() == straight_weights.keys() and resumed_weights
+  for name, value in straight_weights.items():
+    np.testing.assert_allclose(resumed_weights[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_eval_mode_counts_every_example(tmp_path, synthetic_folder):
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__steps_per_epoch=2)
+  with pytest.raises(Exception, match='found no checkpoint'):
+    train.run(config, str(tmp_path), mode='eval')
+  train.run(config, str(tmp_path), mode='train')
+  results = train.run(config, str(tmp_path), mode='eval')
+  assert results['step'] == 2 and results['eval']['num_examples'] == 13
+
+
+def _download_server_resolves() -> bool:
+  try:
+    socket.getaddrinfo('thor.robots.ox.ac.uk', 443)
+    return True
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(_download_server_resolves(), reason='needs a machine without internet')
+def test_default_command_offline_prints_the_three_ways(tmp_path):
+  result = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/run',
+                    f'--config.data.data_dir={tmp_path}/empty_tfds')
+  assert result.returncode == 2
+  for phrase in ('No copy of the Oxford-IIIT Pet dataset could be found',
+                 '--config.data.data_dir=DIR', '--config.data.manual_dir=DIR',
+                 '--config.data.source=folder', '--config.data.source=synthetic'):
+    assert phrase in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def test_download_disabled_prints_the_three_ways(tmp_path):
+  result = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/run',
+                    f'--config.data.data_dir={tmp_path}/empty_tfds',
+                    '--config.data.download=False')
+  assert result.returncode == 2
+  assert 'data.download=False' in result.stderr and 'Traceback' not in result.stderr
