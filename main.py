@@ -10,13 +10,19 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from errors import UserError
+from training import inference
 from training import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
                                 'with --config.<field>=<value>.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the best model.')
-flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES), 'What to do with the workdir.')
+flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES) + ['explain', 'predict', 'export'],
+                  'What to do with the workdir.')
+flags.DEFINE_string('images', None, 'explain/predict: pictures as comma-separated files, '
+                    'folders or globs (explain default: the fixed validation pictures).')
+flags.DEFINE_string('output', None, 'predict/export: output folder (default: WORKDIR/predict, '
+                    'WORKDIR/export).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -42,7 +48,14 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   tf.get_logger().setLevel('WARNING')  # TF's per-trace INFO lines drown the training log.
   try:
-    train.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    if FLAGS.mode == 'explain':
+      inference.explain(FLAGS.config, FLAGS.workdir, FLAGS.images)
+    elif FLAGS.mode == 'predict':
+      inference.predict(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output)
+    elif FLAGS.mode == 'export':
+      inference.export(FLAGS.config, FLAGS.workdir, FLAGS.output)
+    else:
+      train.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except UserError as e:
     logging.error('%s', e)
     print(f'\nError: {e}', file=sys.stderr)

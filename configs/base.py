@@ -59,4 +59,13 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.summaries = ml_collections.ConfigDict()
   config.summaries.num_images = 4  # Fixed validation images shown with their masks.
+  # Activations, filter patterns and Grad-CAM on those images every N epochs (0: never).
+  config.summaries.explain_every_epochs = 5
+  config.summaries.explain = explain = ml_collections.ConfigDict()
+  explain.activation_layers = ()  # Layer names; empty: num_activation_layers spread by depth.
+  explain.num_activation_layers = 4
+  explain.filter_layers = ()  # Layer names; empty: num_filter_layers spread by depth.
+  explain.num_filter_layers = 2
+  explain.num_filters = 64  # The book's 8x8 grid.
+  explain.gradcam_layer = ''  # Empty: the last conv layer (segmentation: of the bottleneck).
   return config

@@ -4,6 +4,8 @@ Pure functions on tensors (`decode_image`, `decode_trimap`, `preprocess`, `augme
 two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
 """
 
+import math
+
 import tensorflow as tf
 
 from data import sources
@@ -101,14 +103,30 @@ def train_dataset(builder, data_config, global_batch_size: int, seed: int,
 
 def eval_dataset(builder, data_config, global_batch_size: int,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-  """Every example of this pipeline's slice of the eval split once, the last batch partial."""
+  """Every example of this pipeline's slice of the eval split once, each with `weight` 1.
+
+  The stream is padded with weight-0 examples to whole batches for every replica, and every
+  pipeline yields the same number of batches: no replica ever gets an empty or ragged batch,
+  and the weights keep the padding out of every metric.
+  """
   per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
                        if input_context else global_batch_size)
-  ds = sources.read_encoded(builder, sources.resolve_splits(data_config)[1], input_context)
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  replicas_here = (input_context.num_replicas_in_sync // pipelines) if input_context else 1
+  split = sources.resolve_splits(data_config)[1]
+  most_per_pipeline = math.ceil(sources.num_examples(builder, split) / pipelines)
+  rounds = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here))
+  ds = sources.read_encoded(builder, split, input_context)
   ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = _apply_cache(ds, data_config.cache, _pipeline_name('eval', input_context))
-  ds = ds.map(_to_model_inputs).batch(per_replica_batch, drop_remainder=False)
+  ds = ds.map(lambda ex: {**_to_model_inputs(ex), 'weight': tf.constant(1.0)})
+  size = data_config.image_size
+  padding = tf.data.Dataset.from_tensors({
+      'image': tf.zeros([size, size, 3], tf.float32), 'mask': tf.zeros([size, size, 1], tf.uint8),
+      'weight': tf.constant(0.0)}).repeat()
+  ds = ds.concatenate(padding).batch(per_replica_batch, drop_remainder=True)
+  ds = ds.take(rounds * replicas_here)
   return ds.with_options(_options(deterministic=True)).prefetch(tf.data.AUTOTUNE)
 
 

@@ -47,6 +47,18 @@ def synthetic_folder(tmp_path_factory):
   return synthetic.write_synthetic_pets(folder, num_trainval=48, num_test=13, photo_size=64)
 
 
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory, synthetic_folder):
+  """A 20-epoch synthetic run with explain summaries: (workdir, results, config)."""
+  from training import train  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__optimizer='adam', train__epochs=20, train__steps_per_call=3,
+                        data__deterministic=True, summaries__explain_every_epochs=20,
+                        summaries__explain__num_filters=16)
+  return workdir, train.run(config, workdir), config
+
+
 def run_main(*args, timeout=300):
   """Runs main.py in a subprocess, as a user would; returns the CompletedProcess."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')

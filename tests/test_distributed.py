@@ -1,6 +1,7 @@
 """Two replicas on two logical CPUs: batch split, exact evaluation, identical weights."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from data import input_pipeline
@@ -35,16 +36,18 @@ def test_two_replicas_split_the_global_batch(synthetic_folder, tmp_path):
   assert shapes == [(4, 32, 32, 3), (4, 32, 32, 3)]
 
 
-def test_every_validation_example_counted_once(synthetic_folder, tmp_path):
-  """13 examples, global batch 8 on 2 replicas: a partial last batch, no drops, no repeats."""
+@pytest.mark.parametrize('global_batch', [8, 4, 2])
+def test_every_validation_example_counted_once(synthetic_folder, tmp_path, global_batch):
+  """13 examples on 2 replicas: partial last batches, a replica with nothing left, no drops."""
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path)
   dist = strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.eval_dataset(builder, config.data, 8, ctx))
+      lambda ctx: input_pipeline.eval_dataset(builder, config.data, global_batch, ctx))
   loss_sum, count, confusion = trainer.evaluate(dist)
   assert count == 13
   assert confusion.sum() == 13 * 32 * 32
   # The same sums from one plain pass over the split, without the strategy.
-  everything = next(iter(input_pipeline.eval_dataset(builder, config.data, 100)))
+  everything = next(iter(input_pipeline.eval_dataset(builder, config.data, 13)))
+  assert everything['weight'].numpy().tolist() == [1.0] * 13
   probabilities = trainer.model(everything['image'], training=False)
   expected_loss = float(tf.reduce_sum(metrics.per_example_loss(everything['mask'],
                                                                probabilities)))

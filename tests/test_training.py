@@ -24,17 +24,8 @@ def _event_tags(run_dir: str) -> dict:
   return tags
 
 
-@pytest.fixture(scope='module')
-def trained_run(tmp_path_factory, synthetic_folder):
-  workdir = str(tmp_path_factory.mktemp('run'))
-  config = small_config(data__source='folder', data__folder=synthetic_folder,
-                        train__optimizer='adam', train__epochs=20, train__steps_per_call=3,
-                        data__deterministic=True)
-  return workdir, train.run(config, workdir)
-
-
 def test_short_run_learns(trained_run):
-  _, results = trained_run
+  _, results, _ = trained_run
   assert results['epoch'] == 20
   assert results['eval']['num_examples'] == 13
   # Chance: a constant 'background' answer scores about 0.25 mean IoU on these pictures.
@@ -44,7 +35,7 @@ def test_short_run_learns(trained_run):
 
 
 def test_run_leaves_checkpoint_best_model_config_and_events(trained_run):
-  workdir, _ = trained_run
+  workdir, _, _ = trained_run
   assert os.path.isfile(os.path.join(workdir, checkpoints.BEST_MODEL))
   assert tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints')).endswith('ckpt-120')
   assert '"global_batch_size": 8' in open(os.path.join(workdir, 'config.json')).read()
@@ -60,7 +51,7 @@ def test_run_leaves_checkpoint_best_model_config_and_events(trained_run):
 
 
 def test_loss_falls_over_the_run(trained_run):
-  workdir, _ = trained_run
+  workdir, _, _ = trained_run
   losses = []
   for path in sorted(glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):

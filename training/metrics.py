@@ -9,11 +9,20 @@ import numpy as np
 import tensorflow as tf
 
 
-def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: int) -> tf.Tensor:
-  """Float32 [num_classes, num_classes] counts: rows are true labels, columns predictions."""
+def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: int,
+                     weights: tf.Tensor | None = None) -> tf.Tensor:
+  """Float32 [num_classes, num_classes] counts: rows are true labels, columns predictions.
+
+  `weights` (one per example) scale each example's pixels; weight-0 padding counts nothing.
+  """
   predictions = tf.argmax(probabilities, axis=-1)
+  pixel_weights = None
+  if weights is not None:
+    pixel_weights = tf.reshape(tf.broadcast_to(
+        tf.reshape(tf.cast(weights, tf.float32), [-1, 1, 1]), tf.shape(predictions)), [-1])
   return tf.math.confusion_matrix(tf.reshape(labels, [-1]), tf.reshape(predictions, [-1]),
-                                  num_classes=num_classes, dtype=tf.float32)
+                                  num_classes=num_classes, weights=pixel_weights,
+                                  dtype=tf.float32)
 
 
 def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:

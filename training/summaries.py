@@ -9,12 +9,12 @@ import tensorflow as tf
 class Summaries:
   """Thin wrapper over tf.summary writers for the two runs TensorBoard shows side by side."""
 
-  def __init__(self, workdir: str, enabled: bool):
+  def __init__(self, workdir: str, enabled: bool, runs=('train', 'eval')):
     def writer(name):
       if not enabled:
         return tf.summary.create_noop_writer()
       return tf.summary.create_file_writer(os.path.join(workdir, name))
-    self._writers = {'train': writer('train'), 'eval': writer('eval')}
+    self._writers = {run: writer(run) for run in runs}
 
   def scalars(self, run: str, step: int, values: dict) -> None:
     with self._writers[run].as_default(step=step):

@@ -13,6 +13,7 @@ from data import input_pipeline
 from data import sources
 from errors import DataError, UserError
 from interpretability import colormaps
+from interpretability import explain as explain_lib
 from modeling import models
 from training import checkpoints
 from training import config_checks
@@ -110,6 +111,25 @@ class _Run:
     self.summaries.flush()
     return results
 
+  def explain(self, step: int) -> float:
+    """Activations, filter patterns and Grad-CAM of the fixed validation images to TensorBoard.
+
+    Returns the seconds it took, which are also logged and written as `explain/seconds`.
+    """
+    start = time.perf_counter()
+    result = explain_lib.explain(self.model, self.preview['image'].numpy(),
+                                 self.config.summaries.explain,
+                                 tuple(self.config.data.class_names))
+    for tag, value in result.items():
+      if not tag.startswith('seconds/'):
+        self.summaries.images('eval', step, tag, value)
+    seconds = time.perf_counter() - start
+    self.summaries.scalars('eval', step, {'explain/seconds': seconds})
+    logging.info('Explain summaries at step %d took %.1f s (%s).', step, seconds,
+                 ', '.join(f'{k[8:]} {v:.1f}s' for k, v in result.items()
+                           if k.startswith('seconds/')))
+    return seconds
+
   def _export_if_best(self, results: dict) -> None:
     """Keeps the model with the lowest finite validation loss, like the book's ModelCheckpoint."""
     loss = results['loss']
@@ -186,6 +206,10 @@ class _Run:
       line += ' | ' + _log_metrics('val', eval_results) + ' (%d examples)' % eval_results[
           'num_examples']
       results['eval'] = eval_results
+    every = self.config.summaries.explain_every_epochs
+    if self.is_chief and self.preview is not None and every and (epoch % every == 0
+                                                                 or last_epoch):
+      results['explain_seconds'] = self.explain(step)
     self.state.save()
     logging.info(line)
     return results

@@ -34,8 +34,10 @@ class Trainer:
     self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
 
   def _sums(self, batch, probabilities, per_example):
-    return (tf.reduce_sum(per_example), tf.cast(tf.shape(per_example)[0], tf.float32),
-            metrics.confusion_matrix(batch['mask'], probabilities, self.num_classes))
+    """(loss sum, example count, confusion matrix), with eval padding weighted out."""
+    weights = batch.get('weight', tf.ones_like(per_example))
+    return (tf.reduce_sum(per_example * weights), tf.reduce_sum(weights),
+            metrics.confusion_matrix(batch['mask'], probabilities, self.num_classes, weights))
 
   def _train_replica_step(self, batch):
     with tf.GradientTape() as tape:

@@ -1,0 +1,163 @@
+"""The modes that use a trained workdir: explain, predict and export.
+
+Each loads the best model of the workdir (or, before any evaluation, the latest checkpoint)
+and turns pictures from disk into files: PNGs, a CSV-free mask folder, a SavedModel.
+"""
+
+import glob
+import os
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data import input_pipeline
+from data import sources
+from errors import UserError
+from interpretability import colormaps
+from interpretability import explain as explain_lib
+from modeling import models
+from training import checkpoints
+from training import summaries as summaries_lib
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+
+
+def load_model(config, workdir: str) -> tuple[keras.Model, str]:
+  """The workdir's best model, else its latest checkpoint; a UserError when it has neither."""
+  best = os.path.join(workdir, checkpoints.BEST_MODEL)
+  if os.path.isfile(best):
+    return keras.models.load_model(best), best
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+  if not latest:
+    raise UserError(f'No model in --workdir={workdir}: it has neither {checkpoints.BEST_MODEL} '
+                    'nor a checkpoint. Train first (--mode=train_and_eval) or point --workdir '
+                    'at a trained run.')
+  model = models.build_model(config.model, config.data.image_size, len(config.data.class_names))
+  tf.train.Checkpoint(model={v.path: v for v in model.variables}).restore(
+      latest).expect_partial()
+  return model, latest
+
+
+def picture_paths(spec: str) -> list[str]:
+  """Comma-separated files, folders (their pictures) and globs, in order, each checked."""
+  paths = []
+  for item in filter(None, (part.strip() for part in spec.split(','))):
+    if os.path.isdir(item):
+      found = sorted(p for p in glob.glob(os.path.join(item, '*'))
+                     if p.lower().endswith(IMAGE_SUFFIXES))
+    elif any(ch in item for ch in '*?['):
+      found = sorted(glob.glob(item))
+    else:
+      found = [item]
+    if not found:
+      raise UserError(f'--images: {item!r} matches no picture.')
+    paths += found
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'--images: {path!r} does not exist.')
+  return paths
+
+
+def read_picture(path: str) -> np.ndarray:
+  try:
+    return input_pipeline.decode_image(tf.io.read_file(path)).numpy()
+  except tf.errors.InvalidArgumentError as e:
+    raise UserError(f'--images: {path!r} is not a picture TensorFlow can decode '
+                    '(JPEG, PNG, GIF or BMP).') from e
+
+
+def _model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
+  return np.stack([tf.image.resize(p, (image_size, image_size)).numpy() for p in pictures])
+
+
+def _validation_pictures(config, workdir: str) -> np.ndarray:
+  builder = sources.prepared_builder(config.data, workdir)
+  batch = next(iter(input_pipeline.eval_dataset(builder, config.data,
+                                                max(config.summaries.num_images, 1))))
+  return batch['image'].numpy()
+
+
+def _write_png(path: str, picture: np.ndarray) -> None:
+  picture = np.asarray(picture, np.uint8)
+  tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
+
+
+def explain(config, workdir: str, images: str | None) -> dict:
+  """Activation grids, filter grids and per-class Grad-CAM as PNGs in DIR/explain/ and in
+  TensorBoard (run folder explain/)."""
+  model, source = load_model(config, workdir)
+  if images:
+    pictures = _model_input([read_picture(p) for p in picture_paths(images)],
+                            config.data.image_size)
+  else:
+    pictures = _validation_pictures(config, workdir)
+  result = explain_lib.explain(model, pictures, config.summaries.explain,
+                               tuple(config.data.class_names))
+  out_dir = os.path.join(workdir, 'explain')
+  os.makedirs(out_dir, exist_ok=True)
+  writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
+  for tag, value in result.items():
+    if tag.startswith('seconds/'):
+      continue
+    for i, picture in enumerate(value):
+      _write_png(os.path.join(out_dir, f'{tag.replace("/", "_")}_{i}.png'), picture)
+    writer.images('explain', 0, tag, value)
+  writer.flush()
+  logging.info('Explained %s on %d pictures into %s (%s).', source, len(pictures), out_dir,
+               ', '.join(f'{k} {v:.1f}s' for k, v in result.items() if k.startswith('seconds/')))
+  return result
+
+
+def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
+  """A 0/1/2 label mask PNG at each picture's own size, and a coloured overlay beside it."""
+  if not images:
+    raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
+  model, source = load_model(config, workdir)
+  paths = picture_paths(images)
+  out_dir = output or os.path.join(workdir, 'predict')
+  os.makedirs(out_dir, exist_ok=True)
+  written = []
+  batch_size = config.eval.global_batch_size
+  for start in range(0, len(paths), batch_size):
+    chunk = paths[start:start + batch_size]
+    pictures = [read_picture(p) for p in chunk]
+    probabilities = model.predict(_model_input(pictures, config.data.image_size), verbose=0)
+    for path, picture, probs in zip(chunk, pictures, probabilities):
+      mask = np.argmax(probs, axis=-1).astype(np.uint8)[..., None]
+      mask = tf.image.resize(mask, picture.shape[:2], method='nearest').numpy()[..., 0]
+      stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+      _write_png(stem + '_mask.png', mask)
+      _write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask))
+      written.append(stem + '_mask.png')
+  logging.info('Predicted %d masks with %s into %s.', len(written), source, out_dir)
+  return written
+
+
+def export(config, workdir: str, output: str | None) -> str:
+  """A SavedModel that takes uint8 pictures of any size and returns label masks of that size.
+
+  Served by TF Serving or loaded with tf.saved_model.load, without this repository.
+  """
+  model, source = load_model(config, workdir)
+  image_size = config.data.image_size
+
+  def serve(pictures):
+    height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
+    resized = tf.image.resize(tf.cast(pictures, tf.float32), (image_size, image_size))
+    labels = tf.argmax(model(resized, training=False), axis=-1, output_type=tf.int32)
+    masks = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], (height, width),
+                            method='nearest')
+    return {'masks': masks[..., 0]}
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint('serve', serve, input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
+  out_dir = output or os.path.join(workdir, 'export')
+  archive.write_out(out_dir, verbose=False)
+  logging.info('Exported %s as a SavedModel (endpoint serve: uint8 pictures -> masks) to %s.',
+               source, out_dir)
+  return out_dir
