@@ -1,8 +1,13 @@
-"""Errors that the user can fix: main.py prints their message alone, without a stack trace."""
+"""Errors that explain themselves: main.py prints their message alone and exits with their code.
+
+Exit status 2: something the user must fix (config, data, workdir); 3: training diverged;
+75 (EX_TEMPFAIL): stopped by a signal after saving a checkpoint, rerun to resume.
+"""
 
 
 class UserError(Exception):
   """A problem with the user's config, data or workdir; the message names the fix."""
+  exit_code = 2
 
 
 class ConfigError(UserError):
@@ -11,3 +16,13 @@ class ConfigError(UserError):
 
 class DataError(UserError):
   """The dataset is missing, unreadable or inconsistent."""
+
+
+class TrainingDiverged(UserError):
+  """The loss stayed non-finite (or above train.loss_upper_bound) after every rollback."""
+  exit_code = 3
+
+
+class Preempted(UserError):
+  """SIGTERM or SIGINT arrived; a checkpoint was saved at the step boundary."""
+  exit_code = 75

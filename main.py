@@ -9,7 +9,7 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
-from errors import UserError
+from errors import Preempted, UserError
 from training import inference
 from training import train
 
@@ -58,8 +58,8 @@ def main(argv):
       train.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except UserError as e:
     logging.error('%s', e)
-    print(f'\nError: {e}', file=sys.stderr)
-    sys.exit(2)
+    print(f'\n{"Stopped" if isinstance(e, Preempted) else "Error"}: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

@@ -47,6 +47,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.checkpoint_every_steps = 100
   train.max_checkpoints_to_keep = 3
   train.log_every_steps = 10
+  # A non-finite loss (or one above this bound) rolls back to the last checkpoint.
+  train.loss_upper_bound = config_dict.placeholder(float)
+  train.recovery_max_trials = 3
 
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64

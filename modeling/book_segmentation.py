@@ -10,7 +10,7 @@ from keras import layers
 from modeling import registry
 
 
-@registry.register('book_segmentation')
+@registry.register('book_segmentation', size_multiple=8)
 def book_segmentation(image_size: int, num_classes: int, model_config) -> keras.Model:
   del model_config  # The book's model has no options.
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')

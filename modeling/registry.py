@@ -8,14 +8,31 @@ import keras
 from errors import ConfigError
 
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
+_SIZE_MULTIPLES: dict[str, int] = {}
 
 
-def register(name: str):
-  """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable."""
+def register(name: str, size_multiple: int = 1):
+  """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable.
+
+  `size_multiple`: the model's total stride; input sides must be a multiple of it.
+  """
   def wrap(fn):
     _MODELS[name] = fn
+    _SIZE_MULTIPLES[name] = size_multiple
     return fn
   return wrap
+
+
+def check_model(name: str, image_size: int) -> None:
+  """A clear error for an unknown model or an input size it cannot take."""
+  if name not in _MODELS:
+    raise ConfigError(f'Unknown model.name={name!r}; registered models: {", ".join(names())}.')
+  multiple = _SIZE_MULTIPLES[name]
+  if image_size % multiple:
+    lower = image_size // multiple * multiple
+    raise ConfigError(f'model.name={name} takes data.image_size that is a multiple of '
+                      f'{multiple} (its total stride): {image_size} is not; use '
+                      f'{lower or multiple} or {lower + multiple}.')
 
 
 def names() -> list[str]:
@@ -35,9 +52,7 @@ def _dtype_policy(policy: str):
 def build_model(model_config, image_size: int, num_classes: int,
                 dtype_policy: str = 'float32') -> keras.Model:
   """Builds `model_config.name`; layers compute in `dtype_policy`, outputs stay float32."""
-  if model_config.name not in _MODELS:
-    raise ConfigError(f'Unknown model.name={model_config.name!r}; registered models: '
-                      f'{", ".join(names())}.')
+  check_model(model_config.name, image_size)
   with _dtype_policy(dtype_policy):
     return _MODELS[model_config.name](image_size=image_size, num_classes=num_classes,
                                       model_config=model_config)

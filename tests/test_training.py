@@ -78,7 +78,7 @@ def test_rerun_resumes_from_the_saved_step(tmp_path, synthetic_folder):
   second = train.run(config, resumed, mode='train')
   assert second['step'] == 6 and second['epoch'] == 2
   saved = sorted(os.path.basename(p) for p in glob.glob(f'{resumed}/checkpoints/ckpt-*.index'))
-  assert saved == ['ckpt-3.index', 'ckpt-6.index']
+  assert saved == ['ckpt-0.index', 'ckpt-3.index', 'ckpt-6.index']
   assert train.run(config, resumed, mode='train') == {'step': 6}  # Finished: nothing to do.
 
   straight = str(tmp_path / 'straight')

@@ -11,6 +11,8 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from errors import UserError
+
 BEST_MODEL = 'best_model.keras'
 CONFIG_FILE = 'config.json'
 
@@ -20,19 +22,33 @@ def _staging_path(path: str) -> str:
   return f'{stem}.tmp-{os.getpid()}{ext}'
 
 
+def _write_failed(what: str, path: str, error: Exception) -> UserError:
+  return UserError(f'Could not write {what} to {path}: {error}. Free disk space or make the '
+                   'workdir writable, then rerun the same command; the files written before '
+                   'are intact.')
+
+
 def save_model_atomically(model: keras.Model, path: str) -> None:
   staging = _staging_path(path)
-  model.save(staging)
-  os.replace(staging, path)
+  try:
+    model.save(staging)
+    os.replace(staging, path)
+  except (OSError, tf.errors.OpError) as e:
+    if os.path.exists(staging):
+      os.remove(staging)
+    raise _write_failed('the best model', path, e) from e
 
 
 def write_text_atomically(path: str, text: str) -> None:
   staging = _staging_path(path)
-  with open(staging, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(staging, path)
+  try:
+    with open(staging, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(staging, path)
+  except OSError as e:
+    raise _write_failed(os.path.basename(path), path, e) from e
 
 
 def write_config(config, workdir: str) -> None:
@@ -58,14 +74,36 @@ class TrainState:
                                               max_to_keep=max_to_keep)
 
   def restore_latest(self) -> int:
-    """Restores the newest checkpoint, if any; returns the step training resumes from."""
-    latest = self.manager.latest_checkpoint
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info('Resumed from %s at step %d.', latest, int(self.step))
-    return int(self.step)
+    """Restores the newest readable checkpoint, if any; returns the step to resume from.
+
+    A checkpoint that fails to load (truncated, corrupt) is reported and the one before it
+    is used; if none loads, the run stops rather than silently starting over.
+    """
+    candidates = list(reversed(self.manager.checkpoints))
+    for path in candidates:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        logging.warning('Checkpoint %s cannot be read (%s); trying the one before it.', path,
+                        str(e).splitlines()[0][:200])
+        continue
+      logging.info('Resumed from %s at step %d.', path, int(self.step))
+      return int(self.step)
+    if candidates:
+      raise UserError(f'None of the checkpoints in {self.manager.directory} can be read '
+                      f'({", ".join(os.path.basename(p) for p in candidates)}). Move the folder '
+                      'away to start from scratch.')
+    return 0
+
+  @property
+  def latest(self) -> str | None:
+    return self.manager.latest_checkpoint
 
   def save(self) -> str:
-    path = self.manager.save(checkpoint_number=int(self.step))
+    try:
+      path = self.manager.save(checkpoint_number=int(self.step))
+    except (OSError, tf.errors.OpError) as e:
+      raise _write_failed(f'the checkpoint of step {int(self.step)}', self.manager.directory,
+                          e) from e
     logging.info('Saved checkpoint %s', path)
     return path

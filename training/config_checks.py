@@ -2,7 +2,10 @@
 
 import os
 
+import json
+
 from errors import ConfigError
+from modeling import models
 from training import runtime
 
 SOURCES = ('tfds', 'folder', 'synthetic')
@@ -43,6 +46,10 @@ def check_config(config) -> None:
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
   _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
+  if config.train.loss_upper_bound is not None:
+    _positive(config.train.loss_upper_bound, 'train.loss_upper_bound')
+  _require(config.train.recovery_max_trials >= 0, 'train.recovery_max_trials must be 0 or more.')
+  models.check_model(config.model.name, config.data.image_size)
   if config.data.source == 'folder':
     _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
              '(the official extracted layout: images/ and annotations/).')
@@ -63,3 +70,28 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
   _require(global_batch_size % num_replicas == 0,
            f'{field}={global_batch_size} does not divide across {num_replicas} replicas: use a '
            f'multiple of {num_replicas} (for example {max(1, global_batch_size // num_replicas) * num_replicas}).')
+
+
+# Fields that define what a run trains; the others (epochs, runtime, eval, summaries, paths)
+# may change when a run is resumed.
+RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
+                'data.train_split', 'data.eval_split', 'data.augment', 'train.global_batch_size',
+                'train.optimizer', 'train.learning_rate', 'train.steps_per_epoch')
+
+
+def check_same_run(config, saved_config_json: str, workdir: str) -> None:
+  """Refuses to resume a workdir whose checkpoints were trained with a different config."""
+  saved = json.loads(saved_config_json)
+  current = json.loads(config.to_json_best_effort())
+  differences = []
+  for field in RUN_IDENTITY:
+    old, new = saved, current
+    for part in field.split('.'):
+      old, new = (old or {}).get(part), (new or {}).get(part)
+    if old != new:
+      differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
+  if differences:
+    raise ConfigError(
+        f'--workdir={workdir} holds checkpoints of a run with a different config ('
+        + '; '.join(differences) + '). To resume it, rerun with its config (saved in '
+        f'{workdir}/config.json); to start fresh, use a new --workdir.')

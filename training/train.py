@@ -11,18 +11,23 @@ import tensorflow as tf
 
 from data import input_pipeline
 from data import sources
-from errors import DataError, UserError
+from errors import DataError, Preempted, TrainingDiverged, UserError
 from interpretability import colormaps
 from interpretability import explain as explain_lib
 from modeling import models
 from training import checkpoints
 from training import config_checks
 from training import metrics
+from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
 from training import trainer as trainer_lib
 
 MODES = ('train', 'eval', 'train_and_eval')
+
+
+class _Diverged(Exception):
+  """The training loss is not finite or above train.loss_upper_bound."""
 
 
 def _log_metrics(prefix: str, results: dict) -> str:
@@ -46,6 +51,11 @@ class _Run:
                                       'eval.global_batch_size')
     self.precision = runtime.resolve_precision(config.runtime.precision)
     self.is_chief = runtime.is_chief(self.strategy)
+    saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
+    if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
+        os.path.join(workdir, 'checkpoints')):
+      with open(saved_config) as f:
+        config_checks.check_same_run(config, f.read(), workdir)
     os.makedirs(workdir, exist_ok=True)
     if self.is_chief:
       checkpoints.write_config(config, workdir)
@@ -153,12 +163,43 @@ class _Run:
     return values
 
   def train(self, evaluate_each_epoch: bool) -> dict:
-    cfg = self.config.train
+    """Trains to `total_steps`, resuming from the workdir; rolls back when the loss diverges."""
     step = self.state.restore_latest()
     if step >= self.total_steps:
       logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
                    'or raise train.epochs to train more.', step, self.total_steps)
       return {'step': step}
+    if self.state.latest is None:
+      self.state.save()  # Step 0: a rollback target if the very first steps diverge.
+    failures = 0
+    with preemption.stop_on_signals() as stop:
+      while True:
+        try:
+          return self._train_from(step, evaluate_each_epoch, stop)
+        except _Diverged as diverged:
+          failures += 1
+          if failures > self.config.train.recovery_max_trials:
+            raise TrainingDiverged(
+                f'Training diverged {failures} times (last: {diverged}); gave up after '
+                f'train.recovery_max_trials={self.config.train.recovery_max_trials} rollbacks. '
+                'Lower train.learning_rate or check the data; the last good checkpoint '
+                f'{self.state.latest} and {checkpoints.BEST_MODEL} (if any) are intact.'
+            ) from None
+          step = self.state.restore_latest()
+          logging.warning('Diverged (%s): rolled back to %s (step %d), retry %d of %d.', diverged,
+                          self.state.latest, step, failures,
+                          self.config.train.recovery_max_trials)
+
+  def _check_loss(self, loss: float, step: int) -> None:
+    bound = self.config.train.loss_upper_bound
+    if not math.isfinite(loss):
+      raise _Diverged(f'the training loss is {loss} at step {step}')
+    if bound is not None and loss > bound:
+      raise _Diverged(f'the training loss {loss:.4g} at step {step} exceeds '
+                      f'train.loss_upper_bound={bound}')
+
+  def _train_from(self, step: int, evaluate_each_epoch: bool, stop) -> dict:
+    cfg = self.config.train
     train_data = self.strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.train_dataset(self.builder, self.config.data,
                                                  cfg.global_batch_size, self.config.seed,
@@ -173,20 +214,25 @@ class _Run:
       call_start = time.perf_counter()
       sums = [v.numpy() for v in self.trainer.train_steps(iterator, tf.constant(num_steps))]
       seconds = time.perf_counter() - call_start
+      loss = float(sums[0]) / max(float(sums[1]), 1.0)
+      self._check_loss(loss, step + num_steps)
       step += num_steps
       self.state.step.assign(step)
       epoch_sums = [a + b for a, b in zip(epoch_sums, sums)]
       self.summaries.scalars('train', step, self._step_scalars(sums, num_steps, seconds))
       if step % cfg.log_every_steps < num_steps:
         logging.info('step %d/%d: train loss %.4f, %.1f images/s', step, self.total_steps,
-                     float(sums[0]) / max(float(sums[1]), 1.0),
-                     num_steps * cfg.global_batch_size / seconds)
+                     loss, num_steps * cfg.global_batch_size / seconds)
       if step == epoch_end:
         results = self._end_epoch(step, epoch_sums, time.perf_counter() - epoch_start,
                                   evaluate_each_epoch)
         epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
-      elif step % cfg.checkpoint_every_steps == 0:
+      elif step % cfg.checkpoint_every_steps == 0 or stop:
         self.state.save()
+      if stop and step < self.total_steps:
+        self.summaries.flush()
+        raise Preempted(f'{stop.signal_name} received: saved {self.state.latest} at step '
+                        f'{step} of {self.total_steps}. Rerun the same command to resume.')
     self.summaries.flush()
     return results
 
