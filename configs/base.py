@@ -15,6 +15,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.manual_dir = config_dict.placeholder(str)  # Holds images.tar.gz + annotations.tar.gz.
   data.download = True  # tfds source only: may TFDS fetch the dataset from the network?
   data.folder = config_dict.placeholder(str)  # The official extracted layout.
+  data.skip_bad_examples = False  # folder: skip (and log) unusable examples instead of stopping.
   data.image_size = 200
   data.class_names = ('pet', 'background', 'outline')  # Trimap values 1, 2, 3.
   # TFDS split strings; None picks the source's default: for tfds the book's hold-out of the

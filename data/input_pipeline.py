@@ -1,6 +1,6 @@
 """The tf.data pipeline: decode by content, resize, cache, shuffle, augment, batch, prefetch.
 
-Pure functions on tensors (`decode_image`, `decode_trimap`, `preprocess`, `augment`) plus the
+Pure functions on tensors (`preprocess`, `augment`) plus the
 two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
 """
 
@@ -9,20 +9,7 @@ import math
 import tensorflow as tf
 
 from data import sources
-
-
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-  """RGB uint8 from JPEG, PNG (RGBA too), GIF or BMP bytes, by content rather than extension."""
-  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-  image.set_shape([None, None, 3])
-  return image
-
-
-def decode_trimap(encoded: tf.Tensor) -> tf.Tensor:
-  """Trimap PNG (1 pet, 2 background, 3 outline) to labels 0/1/2, shape HxWx1 uint8."""
-  trimap = tf.io.decode_image(encoded, channels=1, expand_animations=False)
-  trimap.set_shape([None, None, 1])
-  return trimap - 1
+from data.decode import decode_image, decode_trimap
 
 
 def preprocess(example: dict, image_size: int) -> dict:

@@ -12,6 +12,7 @@ from tensorflow_datasets.datasets.oxford_iiit_pet import oxford_iiit_pet_dataset
 
 from errors import DataError
 
+SPLIT_LISTS = {'train': 'trainval.txt', 'test': 'test.txt'}
 REQUIRED_ENTRIES = ('images', 'annotations/trimaps', 'annotations/trainval.txt',
                     'annotations/test.txt')
 
@@ -31,9 +32,13 @@ def check_folder_layout(folder: str) -> None:
 class OxfordIiitPetFolder(oxford_iiit_pet_dataset_builder.Builder):
   """oxford_iiit_pet read from `folder` instead of the download server."""
 
-  def __init__(self, *, folder: str, **kwargs):
+  def __init__(self, *, folder: str, list_files: dict | None = None, **kwargs):
+    """`list_files` maps 'train'/'test' to list files (default: the folder's own)."""
     check_folder_layout(folder)
     self._folder = os.path.abspath(folder)
+    annotations = os.path.join(self._folder, 'annotations')
+    self._list_files = list_files or {name: os.path.join(annotations, list_file)
+                                      for name, list_file in SPLIT_LISTS.items()}
     super().__init__(**kwargs)
 
   def _split_generators(self, dl_manager):
@@ -44,6 +49,6 @@ class OxfordIiitPetFolder(oxford_iiit_pet_dataset_builder.Builder):
         tfds.core.SplitGenerator(
             name=name,
             gen_kwargs=dict(images_dir_path=images, annotations_dir_path=annotations,
-                            images_list_file=os.path.join(annotations, list_file)))
-        for name, list_file in (('train', 'trainval.txt'), ('test', 'test.txt'))
+                            images_list_file=list_file))
+        for name, list_file in self._list_files.items()
     ]

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.oxford_iiit_pet import oxford_iiit_pet_dataset_builder
 
+from data import folder_checks
 from data import oxford_pets_folder
 from data import synthetic
 from errors import DataError
@@ -69,6 +70,15 @@ def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
                       f'{data_config.manual_dir!r} failed: {e}\nThe archives must be the '
                       'official, complete images.tar.gz and annotations.tar.gz.') from e
     return builder
+  dataset_dir = os.path.join(builder.data_dir_root, DATASET_NAME)
+  other_versions = sorted(v for v in (os.listdir(dataset_dir) if os.path.isdir(dataset_dir)
+                                      else []) if v[0].isdigit() and v != str(builder.version))
+  if other_versions:
+    raise DataError(f'{dataset_dir} holds {DATASET_NAME} version {", ".join(other_versions)}, '
+                    f'but TFDS {tfds.__version__} reads version {builder.version}. Prepare '
+                    f'{builder.version} there with this TFDS (tfds.load(\'{DATASET_NAME}\', '
+                    'data_dir=...) on a machine with internet, or --config.data.manual_dir with '
+                    'the official archives), or point data.data_dir at a copy that has it.')
   if not data_config.download:
     raise DataError(NO_DATA_MESSAGE.format(reason=where + ' (data.download=False)'))
   if not _download_host_reachable():
@@ -81,14 +91,56 @@ def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def _folder_builder(folder: str, data_dir: str | None, workdir: str) -> tfds.core.DatasetBuilder:
+def _checked_list_files(folder: str, data_dir: str, skip_bad_examples: bool) -> dict:
+  """The split lists to prepare, after checking every example they name.
+
+  Bad examples stop the run with a list of them, or with `skip_bad_examples` are left out of
+  filtered copies of the lists (written under `data_dir`) and logged.
+  """
+  list_files = {}
+  for split, list_name in oxford_pets_folder.SPLIT_LISTS.items():
+    list_path = os.path.join(folder, 'annotations', list_name)
+    lines = folder_checks.read_list(list_path)
+    if not lines:
+      raise DataError(f'annotations/{list_name} in data.folder={folder!r} names no example: '
+                      f'the {split} split would be empty.')
+    bad = folder_checks.bad_examples(folder, list_path)
+    list_files[split] = list_path
+    if not bad:
+      continue
+    shown = '\n'.join(f'  {line.split()[0]}: {problem}' for line, problem in bad[:10])
+    more = f'\n  ... and {len(bad) - 10} more' if len(bad) > 10 else ''
+    if not skip_bad_examples:
+      raise DataError(f'{len(bad)} of {len(lines)} examples in annotations/{list_name} of '
+                      f'{folder} cannot be used:\n{shown}{more}\nFix or remove them, or set '
+                      '--config.data.skip_bad_examples=True to train without them.')
+    logging.warning('Skipping %d of %d examples of annotations/%s (data.skip_bad_examples):\n%s%s',
+                    len(bad), len(lines), list_name, shown, more)
+    bad_lines = {line for line, _ in bad}
+    kept = [line for line in lines if line not in bad_lines]
+    if not kept:
+      raise DataError(f'Every example of annotations/{list_name} in {folder} is unusable.')
+    os.makedirs(os.path.join(data_dir, 'checked_lists'), exist_ok=True)
+    list_files[split] = os.path.join(data_dir, 'checked_lists', list_name)
+    with open(list_files[split], 'w') as f:
+      f.writelines(kept)
+  return list_files
+
+
+def _folder_builder(folder: str, data_dir: str | None, workdir: str,
+                    skip_bad_examples: bool = False) -> tfds.core.DatasetBuilder:
   """Prepares `folder` once into a TFDS data dir keyed by the folder's absolute path."""
+  oxford_pets_folder.check_folder_layout(folder)
   folder = os.path.abspath(folder)
   if data_dir is None:
     key = hashlib.sha1(folder.encode()).hexdigest()[:12]
     data_dir = os.path.join(workdir, 'prepared_data', key)
   builder = oxford_pets_folder.OxfordIiitPetFolder(folder=folder, data_dir=data_dir)
-  _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False))
+  if not builder.is_prepared():
+    builder = oxford_pets_folder.OxfordIiitPetFolder(
+        folder=folder, data_dir=data_dir,
+        list_files=_checked_list_files(folder, data_dir, skip_bad_examples))
+    _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False))
   return builder
 
 
@@ -100,7 +152,8 @@ def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
     if not data_config.folder:
       raise DataError('data.source=folder needs --config.data.folder=DIR, a folder in the '
                       'official extracted layout.')
-    return _folder_builder(data_config.folder, data_config.data_dir, workdir)
+    return _folder_builder(data_config.folder, data_config.data_dir, workdir,
+                           data_config.skip_bad_examples)
   if data_config.source == 'synthetic':
     spec = data_config.synthetic
     folder = spec.dir or os.path.join(workdir, 'synthetic_pets')

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data import decode
 from data import input_pipeline
 from data import sources
 from errors import DataError
@@ -33,11 +34,11 @@ def test_folder_source_has_official_features(synthetic_folder, tmp_path):
 def test_decode_by_content_not_extension():
   rgba = np.random.default_rng(0).integers(0, 255, (20, 30, 4), dtype=np.uint8)
   png_bytes = tf.io.encode_png(rgba)  # What the official set stores as Abyssinian_5.jpg.
-  image = input_pipeline.decode_image(png_bytes)
+  image = decode.decode_image(png_bytes)
   assert image.shape == (20, 30, 3)
   np.testing.assert_array_equal(image.numpy(), rgba[..., :3])
   gray = tf.io.encode_jpeg(rgba[..., :1])
-  assert input_pipeline.decode_image(gray).shape == (20, 30, 3)
+  assert decode.decode_image(gray).shape == (20, 30, 3)
 
 
 def test_masks_hold_only_labels_after_resize():

@@ -83,7 +83,7 @@ class TrainState:
     for path in candidates:
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
+      except Exception as e:  # pylint: disable=broad-except  # Truncation raises IndexError too.
         logging.warning('Checkpoint %s cannot be read (%s); trying the one before it.', path,
                         str(e).splitlines()[0][:200])
         continue

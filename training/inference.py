@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data import decode
 from data import input_pipeline
 from data import sources
 from errors import UserError
@@ -63,7 +64,7 @@ def picture_paths(spec: str) -> list[str]:
 
 def read_picture(path: str) -> np.ndarray:
   try:
-    return input_pipeline.decode_image(tf.io.read_file(path)).numpy()
+    return decode.decode_image(tf.io.read_file(path)).numpy()
   except tf.errors.InvalidArgumentError as e:
     raise UserError(f'--images: {path!r} is not a picture TensorFlow can decode '
                     '(JPEG, PNG, GIF or BMP).') from e
