@@ -1,7 +1,8 @@
 """Errors that explain themselves: main.py prints their message alone and exits with their code.
 
 Exit status 2: something the user must fix (config, data, workdir); 3: training diverged;
-75 (EX_TEMPFAIL): stopped by a signal after saving a checkpoint, rerun to resume.
+4: a worker of a multi-worker job was lost; 75 (EX_TEMPFAIL): stopped by a signal after
+saving a checkpoint, rerun to resume.
 """
 
 
@@ -26,3 +27,8 @@ class TrainingDiverged(UserError):
 class Preempted(UserError):
   """SIGTERM or SIGINT arrived; a checkpoint was saved at the step boundary."""
   exit_code = 75
+
+
+class WorkerLost(UserError):
+  """Another task of a multi-worker job died or stopped answering."""
+  exit_code = 4

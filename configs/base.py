@@ -60,6 +60,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker
   runtime.precision = 'auto'  # auto | float32 | mixed_float16 | mixed_bfloat16
   runtime.cpu_devices = 0  # >0: split the host CPU into this many logical devices.
+  runtime.collective = 'auto'  # multi_worker all-reduce: auto (NCCL on GPUs, ring) | ring | nccl
+  runtime.collective_timeout_s = 300  # A lost worker fails the others after this (0: never).
 
   config.summaries = ml_collections.ConfigDict()
   config.summaries.num_images = 4  # Fixed validation images shown with their masks.

@@ -55,35 +55,48 @@ def _apply_cache(ds: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
   return ds.cache('' if cache == 'memory' else f'{cache}.{name}')
 
 
-def _pipeline_name(split_role: str, input_context) -> str:
-  return f'{split_role}-{input_context.input_pipeline_id if input_context else 0}'
-
-
-
 def _to_model_inputs(example: dict) -> dict:
   return {'image': tf.cast(example['image'], tf.float32), 'mask': example['mask']}
+
+
+def _replica_stream(builder, data_config, replica: int, num_replicas: int,
+                    per_replica_batch: int, seed: int, start_step: int) -> tf.data.Dataset:
+  """Endless, seeded training batches of one replica, from its own slice of the split."""
+  split = sources.resolve_splits(data_config)[0]
+  ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
+  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _apply_cache(ds, data_config.cache, f'train-{replica}')
+  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat().enumerate().skip(start_step * per_replica_batch)
+  replica_seed = tf.random.experimental.stateless_fold_in(
+      tf.constant([seed, 0], tf.int64), replica)
+  augment_config = data_config.augment
+  ds = ds.map(lambda index, ex: _to_model_inputs(augment(
+      ex, tf.random.experimental.stateless_fold_in(replica_seed, index), augment_config.flip,
+      augment_config.min_crop_fraction)), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(per_replica_batch, drop_remainder=True)
 
 
 def train_dataset(builder, data_config, global_batch_size: int, seed: int,
                   start_step: int, input_context: tf.distribute.InputContext | None = None
                   ) -> tf.data.Dataset:
-  """An endless, seeded stream of per-replica training batches that starts at `start_step`."""
-  per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
-                       if input_context else global_batch_size)
-  replicas_here = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
-                   if input_context else 1)
-  ds = sources.read_encoded(builder, sources.resolve_splits(data_config)[0], input_context)
-  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
-              num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config.cache, _pipeline_name('train', input_context))
-  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().enumerate()
-  ds = ds.skip(start_step * per_replica_batch * replicas_here)
-  augment_config = data_config.augment
-  ds = ds.map(lambda index, ex: _to_model_inputs(augment(
-      ex, tf.stack([tf.constant(seed, tf.int64), index]), augment_config.flip,
-      augment_config.min_crop_fraction)), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(per_replica_batch, drop_remainder=True)
+  """This pipeline's endless, seeded per-replica training batches, from `start_step` on.
+
+  Every replica has its own slice of the split and its own seeded stream, and a pipeline
+  hands its replicas' batches out in turn: what a replica trains on depends only on its
+  global index, so 2 workers of 1 replica train exactly like 1 worker of 2 replicas, and
+  every example is read by one worker once per epoch.
+  """
+  num_replicas = input_context.num_replicas_in_sync if input_context else 1
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  replicas_here = num_replicas // pipelines
+  first = (input_context.input_pipeline_id if input_context else 0) * replicas_here
+  per_replica_batch = global_batch_size // num_replicas
+  streams = [_replica_stream(builder, data_config, first + k, num_replicas, per_replica_batch,
+                             seed, start_step) for k in range(replicas_here)]
+  ds = streams[0] if len(streams) == 1 else tf.data.Dataset.choose_from_datasets(
+      streams, tf.data.Dataset.range(len(streams)).repeat())
   ds = ds.with_options(_options(deterministic=data_config.deterministic))
   return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -103,10 +116,11 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   split = sources.resolve_splits(data_config)[1]
   most_per_pipeline = math.ceil(sources.num_examples(builder, split) / pipelines)
   rounds = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here))
-  ds = sources.read_encoded(builder, split, input_context)
+  shard = input_context.input_pipeline_id if input_context else 0
+  ds = sources.read_encoded(builder, split, shard=shard, num_shards=pipelines)
   ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config.cache, _pipeline_name('eval', input_context))
+  ds = _apply_cache(ds, data_config.cache, f'eval-{shard}')
   ds = ds.map(lambda ex: {**_to_model_inputs(ex), 'weight': tf.constant(1.0)})
   size = data_config.image_size
   padding = tf.data.Dataset.from_tensors({

@@ -180,16 +180,15 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
                     f'{", ".join(builder.info.splits.keys())}): {e}') from e
 
 
-def read_encoded(builder: tfds.core.DatasetBuilder, split: str,
-                 input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
-  """This input pipeline's disjoint slice of `split`, images and masks still encoded.
+def read_encoded(builder: tfds.core.DatasetBuilder, split: str, shard: int = 0,
+                 num_shards: int = 1) -> tf.data.Dataset:
+  """Shard `shard` of `num_shards` disjoint slices of `split`, images and masks still encoded.
 
-  Slicing by split string (not ds.shard) means each pipeline reads only its own examples,
-  and together the pipelines read every example once.
+  Slicing by split string (not ds.shard) means each reader reads only its own examples,
+  and together the shards hold every example once.
   """
-  if input_context is not None and input_context.num_input_pipelines > 1:
-    split = tfds.even_splits(split, n=input_context.num_input_pipelines,
-                             drop_remainder=False)[input_context.input_pipeline_id]
+  if num_shards > 1:
+    split = tfds.even_splits(split, n=num_shards, drop_remainder=False)[shard]
   return builder.as_dataset(
       split=split, shuffle_files=False,
       read_config=tfds.ReadConfig(try_autocache=False),

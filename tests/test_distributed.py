@@ -59,30 +59,27 @@ def test_every_validation_example_counted_once(synthetic_folder, tmp_path, globa
 def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_folder, tmp_path):
   """Loss over the GLOBAL batch: 2 replicas take the same step as 1 device on the whole batch."""
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path,
-                                              train__optimizer='sgd', train__learning_rate=0.1,
-                                              data__deterministic=True)
+                                              train__optimizer='sgd', train__learning_rate=0.1)
   initial = [v.numpy() for v in trainer.model.trainable_variables]
+  batch = next(iter(input_pipeline.train_dataset(builder, config.data, 8, seed=3,
+                                                 start_step=0)))
+  halves = [{k: v[i * 4:(i + 1) * 4] for k, v in batch.items()} for i in range(2)]
   dist = strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.train_dataset(builder, config.data, 8, seed=3, start_step=0,
-                                               input_context=ctx))
+      lambda ctx: tf.data.Dataset.from_tensors(halves[0]).concatenate(
+          tf.data.Dataset.from_tensors(halves[1])))
   trainer.train_steps(iter(dist), tf.constant(1))
   for variable in trainer.model.trainable_variables:
     copies = strategy.experimental_local_results(variable.value)
     np.testing.assert_array_equal(copies[0].numpy(), copies[1].numpy())
 
-  single_config = small_config(data__source='folder', data__folder=synthetic_folder,
-                               train__optimizer='sgd', train__learning_rate=0.1,
-                               runtime__strategy='one_device')
   single = tf.distribute.OneDeviceStrategy('/cpu:0')
-  model = models.build_model(single_config.model, 32, 3)
+  model = models.build_model(config.model, 32, 3)
   for target, value in zip(model.trainable_variables, initial):
     target.assign(value)
-  optimizer = trainer_lib.make_optimizer(single_config.train, 'float32')
+  optimizer = trainer_lib.make_optimizer(config.train, 'float32')
   one = trainer_lib.Trainer(single, model, optimizer, 8, 3)
-  data = single.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.train_dataset(builder, config.data, 8, seed=3, start_step=0,
-                                               input_context=ctx))
-  one.train_steps(iter(data), tf.constant(1))
+  one.train_steps(iter(single.distribute_datasets_from_function(
+      lambda ctx: tf.data.Dataset.from_tensors(batch))), tf.constant(1))
   moved = 0.0
   for start, mirrored, plain in zip(initial, trainer.model.trainable_variables,
                                     model.trainable_variables):
@@ -92,6 +89,32 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
         1e-3 * np.linalg.norm(step_one_device) + 1e-5)
     moved += np.linalg.norm(step_one_device)
   assert moved > 1e-3
+
+
+def test_each_replica_reads_its_own_examples_once_per_epoch(synthetic_folder, tmp_path):
+  """2 workers of 1 replica or 1 worker of 2: disjoint replica slices that cover the split."""
+  _, _, builder, _ = _setup(synthetic_folder, tmp_path)
+  names = [sorted(ex['file_name'].numpy() for ex in
+                  sources.read_encoded(builder, 'train', shard=r, num_shards=2))
+           for r in range(2)]
+  assert len(names[0]) + len(names[1]) == 48
+  assert not set(names[0]) & set(names[1])
+  everything = sorted(ex['file_name'].numpy() for ex in sources.read_encoded(builder, 'train'))
+  assert sorted(names[0] + names[1]) == everything
+
+
+def test_replica_batches_do_not_depend_on_how_replicas_spread_over_workers(synthetic_folder,
+                                                                             tmp_path):
+  config, _, builder, _ = _setup(synthetic_folder, tmp_path, data__deterministic=True)
+  one_worker = input_pipeline.train_dataset(
+      builder, config.data, 8, seed=5, start_step=2,
+      input_context=tf.distribute.InputContext(1, 0, 2))
+  first_rounds = [b['image'].numpy() for b in one_worker.take(4)]
+  for worker in range(2):
+    own = input_pipeline.train_dataset(builder, config.data, 8, seed=5, start_step=2,
+                                       input_context=tf.distribute.InputContext(2, worker, 2))
+    for round_index, got in enumerate(b['image'].numpy() for b in own.take(2)):
+      np.testing.assert_array_equal(got, first_rounds[2 * round_index + worker])
 
 
 def test_mixed_float16_policy(synthetic_folder, tmp_path):

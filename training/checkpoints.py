@@ -6,6 +6,7 @@ place, so a reader sees the old file or the new one, never a torn one.
 
 import json
 import os
+import shutil
 
 from absl import logging
 import keras
@@ -59,9 +60,15 @@ def write_config(config, workdir: str) -> None:
 
 
 class TrainState:
-  """Model, optimizer, step and best validation loss, saved by a CheckpointManager."""
+  """Model, optimizer, step and best validation loss, saved by a CheckpointManager.
 
-  def __init__(self, model: keras.Model, optimizer, directory: str, max_to_keep: int):
+  Multi-worker: every worker saves (TensorFlow's pattern), the chief into `directory`, the
+  others into their own `scratch_directory` that is deleted after each save; every worker
+  restores from `directory`, the chief's.
+  """
+
+  def __init__(self, model: keras.Model, optimizer, directory: str, max_to_keep: int,
+               scratch_directory: str | None = None):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     self.best_val_loss = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
                                      name='best_val_loss')
@@ -72,6 +79,10 @@ class TrainState:
         best_val_loss=self.best_val_loss)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
+    self._scratch = scratch_directory
+    self._scratch_manager = (tf.train.CheckpointManager(self.checkpoint, scratch_directory,
+                                                        max_to_keep=1)
+                             if scratch_directory else None)
 
   def restore_latest(self) -> int:
     """Restores the newest readable checkpoint, if any; returns the step to resume from.
@@ -79,7 +90,9 @@ class TrainState:
     A checkpoint that fails to load (truncated, corrupt) is reported and the one before it
     is used; if none loads, the run stops rather than silently starting over.
     """
-    candidates = list(reversed(self.manager.checkpoints))
+    # Read the state file now: in a multi-worker job the chief writes it, not this process.
+    state = tf.train.get_checkpoint_state(self.manager.directory)
+    candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
     for path in candidates:
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
@@ -97,13 +110,17 @@ class TrainState:
 
   @property
   def latest(self) -> str | None:
-    return self.manager.latest_checkpoint
+    return tf.train.latest_checkpoint(self.manager.directory)
 
   def save(self) -> str:
+    manager = self._scratch_manager or self.manager
     try:
-      path = self.manager.save(checkpoint_number=int(self.step))
+      path = manager.save(checkpoint_number=int(self.step))
     except (OSError, tf.errors.OpError) as e:
-      raise _write_failed(f'the checkpoint of step {int(self.step)}', self.manager.directory,
+      raise _write_failed(f'the checkpoint of step {int(self.step)}', manager.directory,
                           e) from e
+    if self._scratch_manager:
+      shutil.rmtree(self._scratch, ignore_errors=True)
+      return os.path.join(self.manager.directory, os.path.basename(path))
     logging.info('Saved checkpoint %s', path)
     return path

@@ -33,6 +33,9 @@ def check_config(config) -> None:
   _choice(config.train.optimizer, 'train.optimizer', OPTIMIZERS)
   _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
   _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)
+  _choice(config.runtime.collective, 'runtime.collective', runtime.COLLECTIVES)
+  _require(config.runtime.collective_timeout_s >= 0,
+           'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
   for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
                 'train.epochs', 'train.steps_per_call', 'train.learning_rate',
                 'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep',

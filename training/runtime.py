@@ -1,5 +1,7 @@
 """Devices, distribution strategy and numeric precision, chosen from `config.runtime`."""
 
+import os
+
 from absl import logging
 import tensorflow as tf
 
@@ -30,6 +32,14 @@ def configure_cpu_devices(cpu_devices: int) -> None:
 
 def create_strategy(runtime_config) -> tf.distribute.Strategy:
   """MirroredStrategy over every local GPU (or the logical CPUs), one device, or multi-worker."""
+  if runtime_config.strategy == 'multi_worker':
+    # Must come before anything initialises TensorFlow's runtime (listing logical devices does).
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=cluster_resolver(),
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=_collective(runtime_config.collective,
+                                       bool(tf.config.list_physical_devices('GPU'))),
+            timeout_seconds=runtime_config.collective_timeout_s or None))
   gpus = tf.config.list_logical_devices('GPU')
   if runtime_config.strategy == 'mirrored':
     if gpus:
@@ -39,10 +49,39 @@ def create_strategy(runtime_config) -> tf.distribute.Strategy:
         devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
   if runtime_config.strategy == 'one_device':
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else '/cpu:0')
-  if runtime_config.strategy == 'multi_worker':
-    return tf.distribute.MultiWorkerMirroredStrategy()
   raise ConfigError(f'Unknown runtime.strategy={runtime_config.strategy!r}: use one of '
                     f'{", ".join(STRATEGIES)}.')
+
+
+COLLECTIVES = ('auto', 'ring', 'nccl')
+
+
+def _collective(name: str, have_gpus: bool):
+  """`auto`: NCCL between GPUs, gRPC ring on CPUs."""
+  implementations = tf.distribute.experimental.CommunicationImplementation
+  if name == 'auto':
+    return implementations.NCCL if have_gpus else implementations.RING
+  return {'ring': implementations.RING, 'nccl': implementations.NCCL}[name]
+
+
+def cluster_resolver():
+  """The cluster this process belongs to: TF_CONFIG when set, else Slurm's environment."""
+  if os.environ.get('TF_CONFIG'):
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  if os.environ.get('SLURM_PROCID') is not None and os.environ.get('SLURM_STEP_NODELIST'):
+    return tf.distribute.cluster_resolver.SlurmClusterResolver(
+        port_base=int(os.environ.get('SEGSTREAM_PORT_BASE', '8888')))
+  raise ConfigError('runtime.strategy=multi_worker needs a cluster description: set TF_CONFIG '
+                    '(python -m training.tf_config prints it for task i of a host list), run '
+                    'under srun (Slurm), or use python -m training.launch_local on one machine.')
+
+
+def task_name(strategy: tf.distribute.Strategy) -> str:
+  """'worker 1' style name of this task, or 'local' outside a cluster."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return 'local'
+  return f'{resolver.task_type} {resolver.task_id}'
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

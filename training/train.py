@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import time
 
 from absl import logging
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from data import input_pipeline
 from data import sources
-from errors import DataError, Preempted, TrainingDiverged, UserError
+from errors import DataError, Preempted, TrainingDiverged, UserError, WorkerLost
 from interpretability import colormaps
 from interpretability import explain as explain_lib
 from modeling import models
@@ -51,6 +52,12 @@ class _Run:
                                       'eval.global_batch_size')
     self.precision = runtime.resolve_precision(config.runtime.precision)
     self.is_chief = runtime.is_chief(self.strategy)
+    self.task = runtime.task_name(self.strategy)
+    self.num_workers = self.strategy.extended._num_workers if hasattr(  # pylint: disable=protected-access
+        self.strategy.extended, '_num_workers') else 1
+    # Files only this task writes: other workers keep theirs apart from the chief's.
+    self.scratch = workdir if self.is_chief else os.path.join(
+        workdir, 'workers', self.task.replace(' ', '_'))
     saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
     if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
         os.path.join(workdir, 'checkpoints')):
@@ -60,11 +67,12 @@ class _Run:
     if self.is_chief:
       checkpoints.write_config(config, workdir)
     logging.info('Config:\n%s', config)
-    logging.info('Strategy %s with %d replicas on %s; precision %s; chief: %s',
-                 type(self.strategy).__name__, replicas,
-                 ', '.join(self.strategy.extended.worker_devices), self.precision, self.is_chief)
+    logging.info('Strategy %s with %d replicas (%d workers) on %s; precision %s; task %s%s.',
+                 type(self.strategy).__name__, replicas, self.num_workers,
+                 ', '.join(self.strategy.extended.worker_devices), self.precision, self.task,
+                 ' (chief)' if self.is_chief else '')
 
-    self.builder = sources.prepared_builder(config.data, workdir)
+    self.builder = sources.prepared_builder(config.data, self.scratch)
     train_split, eval_split = sources.resolve_splits(config.data)
     self.num_train = sources.num_examples(self.builder, train_split)
     self.num_eval = sources.num_examples(self.builder, eval_split)
@@ -87,9 +95,10 @@ class _Run:
       self.optimizer.build(self.model.trainable_variables)
     logging.info('Model %s: %s parameters.', config.model.name,
                  f'{self.model.count_params():,}')
-    self.state = checkpoints.TrainState(self.model, self.optimizer,
-                                        os.path.join(workdir, 'checkpoints'),
-                                        config.train.max_checkpoints_to_keep)
+    self.state = checkpoints.TrainState(
+        self.model, self.optimizer, os.path.join(workdir, 'checkpoints'),
+        config.train.max_checkpoints_to_keep,
+        scratch_directory=None if self.is_chief else os.path.join(self.scratch, 'checkpoints'))
     self.trainer = trainer_lib.Trainer(self.strategy, self.model, self.optimizer,
                                        config.train.global_batch_size, num_classes)
     self.summaries = summaries_lib.Summaries(workdir, self.is_chief)
@@ -169,8 +178,8 @@ class _Run:
       logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
                    'or raise train.epochs to train more.', step, self.total_steps)
       return {'step': step}
-    if self.state.latest is None:
-      self.state.save()  # Step 0: a rollback target if the very first steps diverge.
+    if step == 0:
+      self.state.save()  # A rollback target if the very first steps diverge.
     failures = 0
     with preemption.stop_on_signals() as stop:
       while True:
@@ -223,18 +232,37 @@ class _Run:
       if step % cfg.log_every_steps < num_steps:
         logging.info('step %d/%d: train loss %.4f, %.1f images/s', step, self.total_steps,
                      loss, num_steps * cfg.global_batch_size / seconds)
-      if step == epoch_end:
+      stopping = self._any_worker(bool(stop))
+      if step == epoch_end:  # Saves a checkpoint itself.
         results = self._end_epoch(step, epoch_sums, time.perf_counter() - epoch_start,
                                   evaluate_each_epoch)
         epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
-      elif step % cfg.checkpoint_every_steps == 0 or stop:
+      elif step % cfg.checkpoint_every_steps == 0 or stopping:
         self.state.save()
-      if stop and step < self.total_steps:
+      if stopping and step < self.total_steps:
         self.summaries.flush()
-        raise Preempted(f'{stop.signal_name} received: saved {self.state.latest} at step '
-                        f'{step} of {self.total_steps}. Rerun the same command to resume.')
+        raise Preempted(f'{stop.signal_name or "a stop signal on another worker"} received: '
+                        f'saved {self.state.latest} at step {step} of {self.total_steps}. '
+                        'Rerun the same command to resume.')
     self.summaries.flush()
+    logging.info('Final weights on %s: fingerprint %s', self.task, self.weights_fingerprint())
     return results
+
+  def _any_worker(self, flag: bool) -> bool:
+    """True when `flag` is set on any worker, so that all workers stop at the same step."""
+    if self.num_workers == 1:
+      return flag
+    return float(self._count_votes(tf.constant(1.0 if flag else 0.0))) > 0
+
+  @tf.function
+  def _count_votes(self, vote):
+    votes = self.strategy.run(lambda: tf.identity(vote))
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+
+  def weights_fingerprint(self) -> str:
+    """Sum and sum of squares of all weights: equal on every worker of a healthy job."""
+    values = [np.asarray(v.numpy(), np.float64) for v in self.model.variables]
+    return f'{sum(v.sum() for v in values):.10e}/{sum((v * v).sum() for v in values):.10e}'
 
   def _end_epoch(self, step: int, sums, seconds: float, evaluate: bool) -> dict:
     epoch = step // self.steps_per_epoch
@@ -261,14 +289,36 @@ class _Run:
     return results
 
 
+# What a collective op raises when a peer died, hung past the timeout or cancelled the job.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
+                tf.errors.DeadlineExceededError, tf.errors.CancelledError)
+
+
 def run(config, workdir: str, mode: str = 'train_and_eval') -> dict:
   """Runs `mode` on `workdir`; a restarted run resumes from the latest checkpoint."""
   if mode not in MODES:
     raise UserError(f'Unknown --mode={mode!r}: use one of {", ".join(MODES)}.')
   job = _Run(config, workdir)
+  try:
+    return _run_mode(job, mode)
+  except _PEER_ERRORS as e:
+    if job.num_workers == 1:
+      raise
+    text = str(e)
+    lost = re.search(r'/job:\w+/replica:\d+/task:\d+', text)
+    reason = next((line.strip() for line in text.splitlines() if re.search(
+        r'abort|reset|timed? ?out|deadline|unavailable|connect', line, re.I)), type(e).__name__)
+    raise WorkerLost(
+        f'{job.task} lost contact with {lost.group(0) if lost else "another worker"} '
+        f'({reason[:200]}). The job cannot go on; restart every worker with the same command '
+        f'to resume from {job.state.latest}.') from None
+
+
+def _run_mode(job: '_Run', mode: str) -> dict:
+  workdir = job.workdir
   if mode == 'eval':
     step = job.state.restore_latest()
-    if not job.state.manager.latest_checkpoint:
+    if not job.state.latest:
       raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                       '(--mode=train_and_eval) or point --workdir at a trained run.')
     results = job.evaluate(step)

@@ -1,0 +1,130 @@
+"""Multi-worker training on localhost: equal weights, chief-only writes, a lost worker."""
+
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from errors import ConfigError
+from tests.conftest import REPO
+from training import launch_local
+from training import runtime
+from training import tf_config
+
+ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
+        '--config.data.image_size=32', '--config.train.global_batch_size=8',
+        '--config.eval.global_batch_size=8', '--config.data.synthetic.num_trainval=48',
+        '--config.data.synthetic.num_test=12', '--config.data.synthetic.photo_size=48',
+        '--config.train.steps_per_epoch=4', '--config.train.epochs=2',
+        '--config.summaries.explain_every_epochs=0', '--config.data.deterministic=True',
+        '--config.train.optimizer=sgd', '--config.train.learning_rate=0.05']
+FINGERPRINT = re.compile(r'Final weights on (\S+ \d+|local): fingerprint (\S+)/(\S+)')
+
+
+def _launch(workdir, *extra, workers=2, timeout=300):
+  return subprocess.run(
+      [sys.executable, '-m', 'training.launch_local', f'--workers={workers}', '--',
+       *ARGS, f'--workdir={workdir}', *extra], cwd=REPO, capture_output=True, text=True,
+      timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+def _fingerprints(log: str) -> dict:
+  return {m.group(1): (float(m.group(2)), float(m.group(3))) for m in FINGERPRINT.finditer(log)}
+
+
+@pytest.fixture(scope='module')
+def two_worker_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('mw'))
+  return workdir, _launch(workdir)
+
+
+def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_worker_run,
+                                                                             tmp_path):
+  workdir, result = two_worker_run
+  assert result.returncode == 0, result.stdout[-3000:]
+  prints = _fingerprints(result.stdout)
+  assert set(prints) == {'worker 0', 'worker 1'}
+  assert prints['worker 0'] == prints['worker 1']
+  local = subprocess.run([sys.executable, 'main.py', *ARGS, f'--workdir={tmp_path}/local',
+                          '--config.runtime.cpu_devices=2'], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+  assert local.returncode == 0, local.stderr[-3000:]
+  (total, squares), = _fingerprints(local.stderr).values()
+  assert total == pytest.approx(prints['worker 0'][0], rel=1e-4, abs=1e-3)
+  assert squares == pytest.approx(prints['worker 0'][1], rel=1e-4)
+
+
+def test_only_the_chief_writes_events_exports_and_config(two_worker_run):
+  workdir, result = two_worker_run
+  assert result.returncode == 0
+  for run in ('train', 'eval'):
+    assert len(glob.glob(os.path.join(workdir, run, 'events.out.tfevents.*'))) == 1
+  assert glob.glob(os.path.join(workdir, '**', '*.keras'), recursive=True) == [
+      os.path.join(workdir, 'best_model.keras')]
+  assert glob.glob(os.path.join(workdir, '**', 'config.json'), recursive=True) == [
+      os.path.join(workdir, 'config.json')]
+  # The other worker's checkpoints went to its own folder and were removed after each save.
+  assert not glob.glob(os.path.join(workdir, 'workers', '*', 'checkpoints'))
+  assert os.path.isfile(os.path.join(workdir, 'checkpoints', 'ckpt-8.index'))
+
+
+def test_a_lost_worker_fails_the_other_clearly_and_a_relaunch_resumes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  hosts = [f'localhost:{p}' for p in launch_local.free_ports(2)]
+  args = [*ARGS, f'--workdir={workdir}', '--config.runtime.strategy=multi_worker',
+          '--config.train.steps_per_epoch=60', '--config.train.epochs=1',
+          '--config.train.checkpoint_every_steps=5', '--config.runtime.collective_timeout_s=30']
+  logs = [open(tmp_path / f'worker{t}.log', 'w+') for t in range(2)]
+  workers = [subprocess.Popen(
+      [sys.executable, 'main.py', *args], cwd=REPO, stdout=logs[t], stderr=subprocess.STDOUT,
+      env=dict(os.environ, TF_CONFIG=tf_config.tf_config(hosts, t), TF_CPP_MIN_LOG_LEVEL='2'))
+      for t in range(2)]
+  try:
+    deadline = time.time() + 240
+    while 'ckpt-10' not in (tmp_path / 'worker0.log').read_text():
+      assert time.time() < deadline and workers[0].poll() is None, (
+          tmp_path / 'worker0.log').read_text()[-3000:]
+      time.sleep(0.3)
+    workers[1].kill()
+    killed_at = time.time()
+    workers[0].wait(timeout=90)
+    waited = time.time() - killed_at
+  finally:
+    for w in workers:
+      if w.poll() is None:
+        w.kill()
+  log = (tmp_path / 'worker0.log').read_text()
+  assert workers[0].returncode == 4, log[-3000:]
+  assert waited < 60
+  assert 'worker 0 lost contact with /job:worker/replica:0/task:1' in log
+  assert 'restart every worker with the same command' in log
+  saved = max(int(m) for m in re.findall(r'Saved checkpoint \S+/ckpt-(\d+)', log))
+
+  relaunched = subprocess.run(
+      [sys.executable, '-m', 'training.launch_local', '--workers=2', '--',
+       *[a for a in args if 'strategy' not in a]], cwd=REPO, capture_output=True, text=True,
+      timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert relaunched.returncode == 0, relaunched.stdout[-3000:]
+  for task in range(2):
+    assert re.search(rf'\[worker {task}\] .*Resumed from \S+/ckpt-{saved} at step {saved}\.',
+                     relaunched.stdout), relaunched.stdout[-3000:]
+  assert 'epoch 1/1 step 60' in relaunched.stdout
+
+
+def test_no_cluster_description_is_a_clear_error(monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  monkeypatch.delenv('SLURM_PROCID', raising=False)
+  with pytest.raises(ConfigError, match='needs a cluster description: set TF_CONFIG'):
+    runtime.cluster_resolver()
+
+
+def test_tf_config_helper():
+  config = tf_config.tf_config(['a:1', 'b:2'], 1)
+  assert config == ('{"cluster": {"worker": ["a:1", "b:2"]}, '
+                    '"task": {"type": "worker", "index": 1}}')
+  with pytest.raises(ValueError, match='not an index'):
+    tf_config.tf_config(['a:1'], 3)
