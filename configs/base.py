@@ -29,6 +29,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.augment = ml_collections.ConfigDict()
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
+  # tf.data service: decode and augment on separate CPU workers (python -m data.service).
+  data.service_address = ''  # e.g. grpc://dispatcher:5050; empty: in-process input pipeline.
+  data.service_mode = 'parallel_epochs'  # parallel_epochs | dynamic_sharding
   data.synthetic = ml_collections.ConfigDict()
   data.synthetic.dir = config_dict.placeholder(str)  # None: <workdir>/synthetic_pets.
   data.synthetic.num_trainval = 192

@@ -59,6 +59,12 @@ def _to_model_inputs(example: dict) -> dict:
   return {'image': tf.cast(example['image'], tf.float32), 'mask': example['mask']}
 
 
+SERVICE_MODES = {
+    'parallel_epochs': tf.data.experimental.service.ShardingPolicy.OFF,
+    'dynamic_sharding': tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+}
+
+
 def _replica_stream(builder, data_config, replica: int, num_replicas: int,
                     per_replica_batch: int, seed: int, start_step: int) -> tf.data.Dataset:
   """Endless, seeded training batches of one replica, from its own slice of the split."""
@@ -75,7 +81,12 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   ds = ds.map(lambda index, ex: _to_model_inputs(augment(
       ex, tf.random.experimental.stateless_fold_in(replica_seed, index), augment_config.flip,
       augment_config.min_crop_fraction)), num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.batch(per_replica_batch, drop_remainder=True)
+  ds = ds.batch(per_replica_batch, drop_remainder=True)
+  if data_config.service_address:
+    ds = ds.apply(tf.data.experimental.service.distribute(
+        processing_mode=SERVICE_MODES[data_config.service_mode],
+        service=data_config.service_address, job_name=f'segstream-train-{replica}'))
+  return ds
 
 
 def train_dataset(builder, data_config, global_batch_size: int, seed: int,

@@ -128,3 +128,26 @@ def test_tf_config_helper():
                     '"task": {"type": "worker", "index": 1}}')
   with pytest.raises(ValueError, match='not an index'):
     tf_config.tf_config(['a:1'], 3)
+
+
+def test_tf_data_service_serves_a_training_run(tmp_path, synthetic_folder):
+  from data import service  # pylint: disable=import-outside-toplevel
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  dispatcher = service.start_dispatcher()
+  worker = service.start_worker(dispatcher.target)
+  try:
+    config = small_config(data__source='folder', data__folder=synthetic_folder,
+                          data__service_address=dispatcher.target, train__optimizer='adam',
+                          train__steps_per_epoch=6, train__epochs=4,
+                          summaries__explain_every_epochs=0)
+    losses = []
+    for epochs in range(1, 5):
+      config.train.epochs = epochs
+      result = train.run(config, str(tmp_path), mode='train')
+      losses.append(result['train']['loss'])
+    assert result['step'] == 24
+    assert losses[-1] < losses[0]
+  finally:
+    worker._stop()  # pylint: disable=protected-access
+    dispatcher._stop()  # pylint: disable=protected-access

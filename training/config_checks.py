@@ -34,6 +34,7 @@ def check_config(config) -> None:
   _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
   _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)
   _choice(config.runtime.collective, 'runtime.collective', runtime.COLLECTIVES)
+  _choice(config.data.service_mode, 'data.service_mode', ('parallel_epochs', 'dynamic_sharding'))
   _require(config.runtime.collective_timeout_s >= 0,
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
   for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
