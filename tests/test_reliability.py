@@ -92,7 +92,7 @@ def _quick(folder, **overrides):
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, synthetic_folder,
                                                               caplog):
-  caplog.set_level('INFO')
+  caplog.set_level('INFO', logger='absl')
   config = _quick(synthetic_folder, train__epochs=2)
   workdir = str(tmp_path)
   train.run(config, workdir, mode='train')
