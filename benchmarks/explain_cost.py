@@ -44,7 +44,7 @@ def main(argv):
   optimizer = trainer_lib.make_optimizer(config.train, 'float32')
   trainer = trainer_lib.Trainer(strategy, model, optimizer, FLAGS.batch, classes)
   batch = {'image': tf.constant(rng.uniform(0, 255, (FLAGS.batch, size, size, 3)), tf.float32),
-           'mask': tf.constant(rng.integers(0, classes, (FLAGS.batch, size, size, 1)), tf.uint8)}
+           'label': tf.constant(rng.integers(0, classes, (FLAGS.batch, size, size, 1)), tf.uint8)}
   data = iter(tf.data.Dataset.from_tensors(batch).repeat())
   trainer.train_steps(data, tf.constant(1))
   start = time.perf_counter()

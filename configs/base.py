@@ -17,6 +17,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.folder = config_dict.placeholder(str)  # The official extracted layout.
   data.skip_bad_examples = False  # folder: skip (and log) unusable examples instead of stopping.
   data.image_size = 200
+  data.label_feature = 'segmentation_mask'  # classification: species (cat/dog) or label (breed)
   data.class_names = ('pet', 'background', 'outline')  # Trimap values 1, 2, 3.
   # TFDS split strings; None picks the source's default: for tfds the book's hold-out of the
   # last 1,000 images (train+test[:-1000] / test[-1000:]), for folder and synthetic the
@@ -25,7 +26,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.eval_split = config_dict.placeholder(str)
   data.shuffle_buffer = 1024
   data.deterministic = False  # Training input order; evaluation is always deterministic.
-  data.cache = 'memory'  # memory | none | a file path prefix for tf.data's disk cache.
+  # auto (memory if the decoded split fits cache_budget_gb) | memory | none | a file path prefix.
+  data.cache = 'auto'
+  data.cache_budget_gb = 4.0
+  data.autotune_ram_budget_gb = 0.0  # Cap on tf.data autotuning's buffers; 0: TF's default.
   data.augment = ml_collections.ConfigDict()
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
@@ -48,6 +52,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.steps_per_call = 1
   train.optimizer = 'rmsprop'  # rmsprop | adam | sgd
   train.learning_rate = 1e-3
+  train.schedule = 'constant'  # constant | cosine (decay to 0 over the run, after warm-up)
+  train.warmup_steps = 0
   train.checkpoint_every_steps = 100
   train.max_checkpoints_to_keep = 3
   train.log_every_steps = 10
@@ -62,6 +68,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.runtime = runtime = ml_collections.ConfigDict()
   runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker
   runtime.precision = 'auto'  # auto | float32 | mixed_float16 | mixed_bfloat16
+  runtime.jit_compile = 'auto'  # auto (on with GPUs) | on | off: XLA for forward + backward.
   runtime.cpu_devices = 0  # >0: split the host CPU into this many logical devices.
   runtime.collective = 'auto'  # multi_worker all-reduce: auto (NCCL on GPUs, ring) | ring | nccl
   runtime.collective_timeout_s = 300  # A lost worker fails the others after this (0: never).
@@ -69,6 +76,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.summaries = ml_collections.ConfigDict()
   config.summaries.num_images = 4  # Fixed validation images shown with their masks.
   # Activations, filter patterns and Grad-CAM on those images every N epochs (0: never).
+  config.summaries.profile_steps = ()  # (first, last): a profiler trace of those steps.
   config.summaries.explain_every_epochs = 5
   config.summaries.explain = explain = ml_collections.ConfigDict()
   explain.activation_layers = ()  # Layer names; empty: num_activation_layers spread by depth.

@@ -12,29 +12,38 @@ from data import sources
 from data.decode import decode_image, decode_trimap
 
 
-def preprocess(example: dict, image_size: int) -> dict:
-  """Decoded, square-resized image (bilinear) and label mask (nearest: no invented labels)."""
+MASK_FEATURE = 'segmentation_mask'
+
+
+def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE) -> dict:
+  """Decoded, square-resized image (bilinear) and its label.
+
+  The label is the trimap as a mask of 0/1/2 (resized with nearest neighbour: no invented
+  labels) or, for classification, the integer feature `label_feature` (e.g. species).
+  """
   size = (image_size, image_size)
   image = tf.image.resize(decode_image(example['image']), size, method='bilinear')
-  mask = tf.image.resize(decode_trimap(example['segmentation_mask']), size, method='nearest')
-  return {
-      'image': tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
-      'mask': tf.cast(mask, tf.uint8),
-  }
+  image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+  if label_feature == MASK_FEATURE:
+    mask = tf.image.resize(decode_trimap(example[MASK_FEATURE]), size, method='nearest')
+    return {'image': image, 'label': tf.cast(mask, tf.uint8)}
+  return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
 
 
 def augment(example: dict, seed: tf.Tensor, flip: bool, min_crop_fraction: float) -> dict:
-  """Random flip and crop-and-rescale, the same draw for image and mask.
+  """Random flip and crop-and-rescale, the same draw for the image and a mask label.
 
   `seed` is a stateless seed (shape [2]), so an example's augmentation depends only on its
   position in the stream: a resumed run sees exactly what an uninterrupted one would.
   """
-  image, mask = example['image'], example['mask']
+  image, label = example['image'], example['label']
+  is_mask = label.shape.rank == 3
   flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if flip:
     do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
     image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
-    mask = tf.cond(do_flip, lambda: tf.image.flip_left_right(mask), lambda: mask)
+    if is_mask:
+      label = tf.cond(do_flip, lambda: tf.image.flip_left_right(label), lambda: label)
   if min_crop_fraction < 1.0:
     size = tf.shape(image)[:2]
     draws = tf.random.stateless_uniform([3], crop_seed)
@@ -42,21 +51,37 @@ def augment(example: dict, seed: tf.Tensor, flip: bool, min_crop_fraction: float
     crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) * fraction, tf.int32), 1)
     offset = tf.cast(tf.cast(size - crop, tf.float32) * draws[1:], tf.int32)
     image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [3]], 0))
-    mask = tf.slice(mask, tf.concat([offset, [0]], 0), tf.concat([crop, [1]], 0))
     image = tf.cast(tf.round(tf.image.resize(image, size, method='bilinear')), tf.uint8)
-    mask = tf.cast(tf.image.resize(mask, size, method='nearest'), tf.uint8)
-  return {'image': image, 'mask': mask}
+    if is_mask:
+      label = tf.slice(label, tf.concat([offset, [0]], 0), tf.concat([crop, [1]], 0))
+      label = tf.cast(tf.image.resize(label, size, method='nearest'), tf.uint8)
+  return {'image': image, 'label': label}
 
 
-def _apply_cache(ds: tf.data.Dataset, cache: str, name: str) -> tf.data.Dataset:
+def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
+  """(cache mode, why): `auto` is memory when the decoded split fits data.cache_budget_gb."""
+  if data_config.cache != 'auto':
+    return data_config.cache, 'as configured'
+  label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
+  needed = num_examples * data_config.image_size ** 2 * (3 + label_bytes) / 2**30
+  if needed <= data_config.cache_budget_gb:
+    return 'memory', (f'{num_examples} decoded examples take {needed:.2f} GiB, within '
+                      f'data.cache_budget_gb={data_config.cache_budget_gb}')
+  return 'none', (f'{num_examples} decoded examples would take {needed:.2f} GiB, more than '
+                  f'data.cache_budget_gb={data_config.cache_budget_gb}; every epoch decodes')
+
+
+def _apply_cache(ds: tf.data.Dataset, data_config, split: str, builder, name: str
+                 ) -> tf.data.Dataset:
   """Caches decoded, resized examples in memory or in tf.data files named `<cache>.<name>`."""
+  cache, _ = resolve_cache(data_config, sources.num_examples(builder, split))
   if cache == 'none':
     return ds
   return ds.cache('' if cache == 'memory' else f'{cache}.{name}')
 
 
 def _to_model_inputs(example: dict) -> dict:
-  return {'image': tf.cast(example['image'], tf.float32), 'mask': example['mask']}
+  return {'image': tf.cast(example['image'], tf.float32), 'label': example['label']}
 
 
 SERVICE_MODES = {
@@ -70,9 +95,9 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   """Endless, seeded training batches of one replica, from its own slice of the split."""
   split = sources.resolve_splits(data_config)[0]
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
-  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
+  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature),
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config.cache, f'train-{replica}')
+  ds = _apply_cache(ds, data_config, split, builder, f'train-{replica}')
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().enumerate().skip(start_step * per_replica_batch)
   replica_seed = tf.random.experimental.stateless_fold_in(
@@ -108,7 +133,7 @@ def train_dataset(builder, data_config, global_batch_size: int, seed: int,
                              seed, start_step) for k in range(replicas_here)]
   ds = streams[0] if len(streams) == 1 else tf.data.Dataset.choose_from_datasets(
       streams, tf.data.Dataset.range(len(streams)).repeat())
-  ds = ds.with_options(_options(deterministic=data_config.deterministic))
+  ds = ds.with_options(_options(data_config.deterministic, data_config.autotune_ram_budget_gb))
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -129,22 +154,27 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   rounds = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here))
   shard = input_context.input_pipeline_id if input_context else 0
   ds = sources.read_encoded(builder, split, shard=shard, num_shards=pipelines)
-  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size),
+  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature),
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config.cache, f'eval-{shard}')
+  ds = _apply_cache(ds, data_config, split, builder, f'eval-{shard}')
   ds = ds.map(lambda ex: {**_to_model_inputs(ex), 'weight': tf.constant(1.0)})
   size = data_config.image_size
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([size, size, 3], tf.float32), 'mask': tf.zeros([size, size, 1], tf.uint8),
+      'image': tf.zeros([size, size, 3], tf.float32),
+      'label': (tf.zeros([size, size, 1], tf.uint8) if data_config.label_feature == MASK_FEATURE
+                else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat()
   ds = ds.concatenate(padding).batch(per_replica_batch, drop_remainder=True)
   ds = ds.take(rounds * replicas_here)
-  return ds.with_options(_options(deterministic=True)).prefetch(tf.data.AUTOTUNE)
+  return ds.with_options(_options(True, data_config.autotune_ram_budget_gb)).prefetch(
+      tf.data.AUTOTUNE)
 
 
-def _options(deterministic: bool) -> tf.data.Options:
+def _options(deterministic: bool, ram_budget_gb: float) -> tf.data.Options:
   options = tf.data.Options()
   options.deterministic = deterministic
+  if ram_budget_gb:
+    options.autotune.ram_budget = int(ram_budget_gb * 2**30)
   # The trainer shards by split slices per input pipeline; tf.data must not shard again.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
   options.experimental_optimization.map_parallelization = True

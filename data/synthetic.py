@@ -1,7 +1,7 @@
 """Writes a small, learnable Oxford-IIIT-Pet look-alike in the official extracted layout.
 
-Photos are textured backgrounds with one or two striped "pets"; cats are ellipses, dogs are
-rounded squares, so both the trimap task and the species task can be learned. Trimaps use
+Photos are textured backgrounds with one or two "pets": cats are striped ellipses, dogs are
+spotted rounded squares, so both the trimap task and the species task can be learned. Trimaps use
 the official values: 1 inside a pet, 3 on a thin outline band, 2 elsewhere.
 """
 
@@ -35,9 +35,12 @@ def render_example(rng: np.random.Generator, height: int, width: int, species: i
     inside = radius < 1.0
     outline = np.abs(radius - 1.0) * min(ry, rx) < _OUTLINE_PX
     angle = rng.uniform(0, np.pi)
-    stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * rng.uniform(0.15, 0.4))
+    frequency = rng.uniform(0.15, 0.4)
+    u = (xx * np.cos(angle) + yy * np.sin(angle)) * frequency
+    v = (-xx * np.sin(angle) + yy * np.cos(angle)) * frequency
+    pattern = np.sin(u) if species == CAT else np.sign(np.sin(u) * np.sin(v))
     fur = rng.permutation([rng.uniform(200, 255), rng.uniform(0, 60), rng.uniform(60, 200)])
-    photo[inside] = fur + 40.0 * stripes[inside, None]
+    photo[inside] = fur + 40.0 * pattern[inside, None]
     trimap[inside] = 1
     trimap[outline] = 3
   return np.clip(photo, 0, 255).astype(np.uint8), trimap

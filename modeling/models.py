@@ -1,4 +1,6 @@
 """Imports every model module so that each registers itself; callers import this one."""
 
 from modeling import book_segmentation  # noqa: F401  pylint: disable=unused-import
+from modeling import classifiers  # noqa: F401  pylint: disable=unused-import
+from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
 from modeling.registry import build_model, check_model, names  # noqa: F401

@@ -46,9 +46,9 @@ def test_masks_hold_only_labels_after_resize():
   example = {'image': tf.io.encode_jpeg(np.zeros((37, 53, 3), np.uint8)),
              'segmentation_mask': tf.io.encode_png(trimap)}
   out = input_pipeline.preprocess(example, image_size=24)
-  assert out['mask'].shape == (24, 24, 1) and out['image'].shape == (24, 24, 3)
-  assert set(np.unique(out['mask'].numpy())) <= {0, 1, 2}
-  assert len(np.unique(out['mask'].numpy())) == 3
+  assert out['label'].shape == (24, 24, 1) and out['image'].shape == (24, 24, 3)
+  assert set(np.unique(out['label'].numpy())) <= {0, 1, 2}
+  assert len(np.unique(out['label'].numpy())) == 3
 
 
 def test_masks_stay_aligned_with_images_under_augmentation():
@@ -57,12 +57,12 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   blocks = rng.integers(0, 3, (8, 8), dtype=np.uint8)
   mask = np.kron(blocks, np.ones((6, 6), np.uint8))[..., None]  # 48x48 label blocks.
   image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 255)  # Class c: channel c at 255.
-  example = {'image': tf.constant(image), 'mask': tf.constant(mask)}
+  example = {'image': tf.constant(image), 'label': tf.constant(mask)}
   flipped_any = False
   for seed in range(20):
     out = input_pipeline.augment(example, tf.constant([seed, 7], tf.int64), flip=True,
                                  min_crop_fraction=0.6)
-    got_image, got_mask = out['image'].numpy(), out['mask'].numpy()[..., 0]
+    got_image, got_mask = out['image'].numpy(), out['label'].numpy()[..., 0]
     assert set(np.unique(got_mask)) <= {0, 1, 2}
     exact = np.isin(got_image, (0, 255)).all(-1)  # Pixels not blended by the bilinear resize.
     assert exact.mean() > 0.5
@@ -73,7 +73,7 @@ def test_masks_stay_aligned_with_images_under_augmentation():
 
 def test_augmentation_is_a_function_of_the_seed():
   image = tf.random.stateless_uniform([16, 16, 3], [0, 0], maxval=255, dtype=tf.int32)
-  example = {'image': tf.cast(image, tf.uint8), 'mask': tf.zeros([16, 16, 1], tf.uint8)}
+  example = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([16, 16, 1], tf.uint8)}
   a = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), True, 0.5)
   b = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), True, 0.5)
   np.testing.assert_array_equal(a['image'].numpy(), b['image'].numpy())
@@ -119,4 +119,4 @@ def test_real_sample_folder(tmp_path):
   batches = list(ds)
   assert len(batches) == 2 and all(b['image'].shape == (51, 32, 32, 3) for b in batches)
   batch = batches[0]
-  assert set(np.unique(batch['mask'].numpy())) == {0, 1, 2}
+  assert set(np.unique(batch['label'].numpy())) == {0, 1, 2}

@@ -49,10 +49,10 @@ def test_every_validation_example_counted_once(synthetic_folder, tmp_path, globa
   everything = next(iter(input_pipeline.eval_dataset(builder, config.data, 13)))
   assert everything['weight'].numpy().tolist() == [1.0] * 13
   probabilities = trainer.model(everything['image'], training=False)
-  expected_loss = float(tf.reduce_sum(metrics.per_example_loss(everything['mask'],
+  expected_loss = float(tf.reduce_sum(metrics.per_example_loss(everything['label'],
                                                                probabilities)))
   np.testing.assert_allclose(loss_sum, expected_loss, rtol=1e-4)
-  expected_confusion = metrics.confusion_matrix(everything['mask'], probabilities, 3)
+  expected_confusion = metrics.confusion_matrix(everything['label'], probabilities, 3)
   np.testing.assert_array_equal(confusion, expected_confusion.numpy())
 
 

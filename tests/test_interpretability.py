@@ -108,7 +108,8 @@ def test_filter_patterns_excite_every_filter_in_one_call():
   start = tf.random.stateless_uniform(patterns.shape, [0, 0], minval=0.4, maxval=0.6).numpy()
   before = filters.mean_filter_activation(model, 'encoder_conv2', start, indices)
   after = filters.mean_filter_activation(model, 'encoder_conv2', patterns, indices)
-  assert np.all(after > before + 0.1), (before, after)
+  assert np.all(after > before + 0.05), (before, after)  # Typically +1 to +5.
+  assert np.median(after - before) > 1.0, (before, after)
   grid = filters.pattern_grid(patterns)
   tile = 32 - 2 * (32 * 25 // 200)
   assert grid.shape == (2 * tile + 5, 8 * tile + 7 * 5, 3) and grid.dtype == np.uint8

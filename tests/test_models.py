@@ -1,29 +1,139 @@
-"""The model library: the book's parameter counts and float32 outputs under mixed precision."""
+"""The model library: book parameter counts, block shapes, every model under both
+precisions and two replicas, size errors, and the classification task end to end."""
 
+import glob
+import os
+
+import keras
+import ml_collections
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from errors import ConfigError
+from modeling import blocks
 from modeling import models
 from tests.conftest import small_config
+from training import runtime
+from training import train
+from training import trainer as trainer_lib
+
+# (name, two input sizes, classes) for every registered model.
+MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
+          ('residual_convnet', (32, 40), 2), ('mini_xception', (36, 64), 2)]
 
 
-def test_book_segmentation_model_has_the_books_parameter_count():
-  model = models.build_model(small_config().model, image_size=200, num_classes=3)
-  assert model.count_params() == 2_880_643
-  assert model.output_shape == (None, 200, 200, 3)
+def _model_config(name):
+  return ml_collections.ConfigDict({'name': name})
 
 
-def test_unknown_model_name_lists_the_registered_ones():
-  config = small_config(model__name='unet9000')
-  with pytest.raises(ConfigError, match="Unknown model.name='unet9000'; registered models: "
-                                        'book_segmentation'):
-    models.build_model(config.model, 32, 3)
+def test_every_registered_model_is_covered():
+  assert sorted(models.names()) == sorted(name for name, _, _ in MODELS)
+
+
+def test_book_parameter_counts():
+  assert models.build_model(_model_config('book_segmentation'), 200, 3).count_params() == 2_880_643
+  assert models.build_model(_model_config('residual_convnet'), 32, 2).count_params() == 297_697
+
+
+@pytest.mark.parametrize('pooling, filters, expected', [
+    (False, 8, (None, 16, 16, 8)),  # Same width: identity shortcut.
+    (False, 24, (None, 16, 16, 24)),  # Wider: 1x1 projection.
+    (True, 24, (None, 8, 8, 24)),  # Pooled: strided 1x1 projection.
+])
+def test_residual_block_variants(pooling, filters, expected):
+  inputs = keras.Input((16, 16, 8))
+  outputs = blocks.residual_block(inputs, filters, pooling=pooling, name='r')
+  model = keras.Model(inputs, outputs)
+  assert model.output_shape == expected
+  has_projection = any(l.name == 'r_project' for l in model.layers)
+  assert has_projection == (pooling or filters != 8)
+  if pooling:
+    assert model.get_layer('r_project').strides == (2, 2)
+
+
+def test_conv_bn_and_separable_blocks_follow_their_patterns():
+  inputs = keras.Input((16, 16, 3))
+  x = blocks.conv_bn_act(inputs, 8, strides=2, name='c')
+  x = blocks.sep_bn_act(x, 16, name='s')
+  model = keras.Model(inputs, x)
+  names = [l.name for l in model.layers[1:]]
+  assert names == ['c_conv', 'c_bn', 'c_relu', 's_sepconv', 's_bn', 's_relu']
+  assert not model.get_layer('c_conv').use_bias and not model.get_layer('s_sepconv').use_bias
+  assert isinstance(model.get_layer('s_sepconv'), keras.layers.SeparableConv2D)
+  unet = models.build_model(_model_config('xception_unet'), 32, 3)
+  convs = [l for l in unet.layers if type(l) is keras.layers.Conv2D]  # pylint: disable=unidiomatic-typecheck
+  separable = [l for l in unet.layers if isinstance(l, keras.layers.SeparableConv2D)]
+  assert len(separable) >= 14  # Everything past the stem is separable but 1x1 projections.
+  assert all(l.kernel_size == (1, 1) for l in convs if l.name not in ('stem_conv', 'logits'))
+  for layer in unet.layers:  # A conv that feeds batch norm has no bias.
+    if isinstance(layer, keras.layers.BatchNormalization):
+      source = layer.input._keras_history.operation  # pylint: disable=protected-access
+      assert not source.use_bias, source.name
+
+
+@pytest.mark.parametrize('name, sizes, classes', MODELS)
+def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, sizes, classes):
+  for size in sizes:
+    for precision in ('float32', 'mixed_float16'):
+      model = models.build_model(_model_config(name), size, classes, precision)
+      output = model(tf.zeros([2, size, size, 3]))
+      assert output.dtype == tf.float32
+      assert np.all(np.isfinite(output.numpy()))
+  strategy = runtime.create_strategy(small_config().runtime)
+  assert strategy.num_replicas_in_sync == 2
+  size = sizes[0]
+  with strategy.scope():
+    model = models.build_model(_model_config(name), size, classes, 'mixed_float16')
+    optimizer = trainer_lib.make_optimizer(small_config().train, 'mixed_float16')
+    optimizer.build(model.trainable_variables)
+  label = (tf.zeros([4, size, size, 1], tf.uint8) if classes == 3
+           else tf.constant([0, 1, 0, 1], tf.int32))
+  data = tf.data.Dataset.from_tensors({'image': tf.random.uniform([4, size, size, 3], 0, 255),
+                                       'label': label}).repeat()
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, 8, classes)
+  before = [v.numpy() for v in model.trainable_variables]
+  loss_sum, count, _, _ = trainer.train_steps(iter(strategy.experimental_distribute_dataset(
+      data.unbatch().batch(8))), tf.constant(1))
+  assert count == 8 and np.isfinite(float(loss_sum))
+  assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_variables))
+
+
+def test_sizes_a_model_cannot_take_fail_clearly():
+  with pytest.raises(ConfigError, match='xception_unet takes data.image_size that is a '
+                                        'multiple of 16 .*: 100 is not; use 96 or 112'):
+    models.build_model(_model_config('xception_unet'), 100, 3)
+  with pytest.raises(ConfigError, match="Unknown model.name='unet9000'"):
+    models.build_model(_model_config('unet9000'), 32, 3)
 
 
 def test_policy_does_not_leak_out_of_the_build():
-  import keras
-  models.build_model(small_config().model, 32, 3, 'mixed_bfloat16')
+  models.build_model(_model_config('book_segmentation'), 32, 3, 'mixed_bfloat16')
   assert keras.config.dtype_policy().name == 'float32'
-  model = models.build_model(small_config().model, 32, 3, 'mixed_bfloat16')
-  assert model(tf.zeros([1, 32, 32, 3])).dtype == tf.float32
+
+
+def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder):
+  from configs import cls  # pylint: disable=import-outside-toplevel
+  config = cls.get_config()
+  config.data.source, config.data.folder = 'folder', synthetic_folder
+  config.data.image_size = 64
+  config.train.global_batch_size = config.eval.global_batch_size = 16
+  config.train.optimizer = 'adam'
+  config.train.epochs = 10
+  config.train.steps_per_epoch = 12  # 48 pictures, seen 4 times an epoch.
+  config.model.bn_momentum = 0.8  # Statistics that settle within a 30-step run.
+  config.runtime.cpu_devices = 2
+  config.summaries.explain_every_epochs = 10
+  config.summaries.explain.num_filters = 8
+  results = train.run(config, str(tmp_path))
+  assert results['train']['accuracy'] > 0.8, results['train']
+  assert results['eval']['num_examples'] == 13
+  accuracies = []
+  for path in glob.glob(os.path.join(tmp_path, 'eval', 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      accuracies += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value
+                     if v.tag == 'accuracy']
+  assert max(accuracies) > 0.75, accuracies
+  assert 'gradcam/cat' in {v.tag for p in glob.glob(os.path.join(tmp_path, 'eval', 'events.*'))
+                           for e in tf.compat.v1.train.summary_iterator(p)
+                           for v in e.summary.value}

@@ -10,7 +10,7 @@ from training import runtime
 
 SOURCES = ('tfds', 'folder', 'synthetic')
 OPTIMIZERS = ('rmsprop', 'adam', 'sgd')
-TASKS = ('segmentation',)
+TASKS = ('segmentation', 'classification')
 
 
 def _require(condition: bool, message: str) -> None:
@@ -31,9 +31,12 @@ def check_config(config) -> None:
   _choice(config.task, 'task', TASKS)
   _choice(config.data.source, 'data.source', SOURCES)
   _choice(config.train.optimizer, 'train.optimizer', OPTIMIZERS)
+  _choice(config.train.schedule, 'train.schedule', ('constant', 'cosine'))
+  _require(config.train.warmup_steps >= 0, 'train.warmup_steps must be 0 or more.')
   _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
   _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)
   _choice(config.runtime.collective, 'runtime.collective', runtime.COLLECTIVES)
+  _choice(config.runtime.jit_compile, 'runtime.jit_compile', ('auto', 'on', 'off'))
   _choice(config.data.service_mode, 'data.service_mode', ('parallel_epochs', 'dynamic_sharding'))
   _require(config.runtime.collective_timeout_s >= 0,
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
@@ -54,10 +57,15 @@ def check_config(config) -> None:
     _positive(config.train.loss_upper_bound, 'train.loss_upper_bound')
   _require(config.train.recovery_max_trials >= 0, 'train.recovery_max_trials must be 0 or more.')
   models.check_model(config.model.name, config.data.image_size)
+  masks = config.data.label_feature == 'segmentation_mask'
+  _require(masks == (config.task == 'segmentation'),
+           f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
+           'segmentation learns segmentation_mask, classification an integer feature such as '
+           'species or label.')
   if config.data.source == 'folder':
     _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
              '(the official extracted layout: images/ and annotations/).')
-  if config.data.cache not in ('memory', 'none'):
+  if config.data.cache not in ('auto', 'memory', 'none'):
     parent = os.path.dirname(os.path.abspath(config.data.cache))
     _require(os.path.isdir(parent), f'data.cache={config.data.cache!r}: use memory, none, or a '
              f'file path prefix in an existing folder ({parent} does not exist).')
@@ -80,7 +88,8 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
 # may change when a run is resumed.
 RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
                 'data.train_split', 'data.eval_split', 'data.augment', 'train.global_batch_size',
-                'train.optimizer', 'train.learning_rate', 'train.steps_per_epoch')
+                'train.optimizer', 'train.learning_rate', 'train.schedule', 'train.warmup_steps',
+                'train.steps_per_epoch')
 
 
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:

@@ -20,6 +20,7 @@ from interpretability import colormaps
 from interpretability import explain as explain_lib
 from modeling import models
 from training import checkpoints
+from training import metrics
 from training import summaries as summaries_lib
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
@@ -96,7 +97,8 @@ def explain(config, workdir: str, images: str | None) -> dict:
   else:
     pictures = _validation_pictures(config, workdir)
   result = explain_lib.explain(model, pictures, config.summaries.explain,
-                               tuple(config.data.class_names))
+                               tuple(config.data.class_names),
+                               segmentation=config.task == 'segmentation')
   out_dir = os.path.join(workdir, 'explain')
   os.makedirs(out_dir, exist_ok=True)
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
@@ -113,19 +115,26 @@ def explain(config, workdir: str, images: str | None) -> dict:
 
 
 def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
-  """A 0/1/2 label mask PNG at each picture's own size, and a coloured overlay beside it."""
+  """Segmentation: a 0/1/2 label mask PNG at each picture's own size and a coloured overlay
+  beside it. Classification: predictions.csv with one line per picture."""
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   model, source = load_model(config, workdir)
   paths = picture_paths(images)
   out_dir = output or os.path.join(workdir, 'predict')
   os.makedirs(out_dir, exist_ok=True)
-  written = []
+  written, rows = [], ['picture,class,probability\n']
   batch_size = config.eval.global_batch_size
   for start in range(0, len(paths), batch_size):
     chunk = paths[start:start + batch_size]
     pictures = [read_picture(p) for p in chunk]
     probabilities = model.predict(_model_input(pictures, config.data.image_size), verbose=0)
+    if config.task == 'classification':
+      for path, probs in zip(chunk, probabilities):
+        probs = np.concatenate([1 - probs, probs]) if len(probs) == 1 else probs
+        best = int(np.argmax(probs))
+        rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
+      continue
     for path, picture, probs in zip(chunk, pictures, probabilities):
       mask = np.argmax(probs, axis=-1).astype(np.uint8)[..., None]
       mask = tf.image.resize(mask, picture.shape[:2], method='nearest').numpy()[..., 0]
@@ -133,12 +142,17 @@ def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
       _write_png(stem + '_mask.png', mask)
       _write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask))
       written.append(stem + '_mask.png')
-  logging.info('Predicted %d masks with %s into %s.', len(written), source, out_dir)
+  if config.task == 'classification':
+    csv_path = os.path.join(out_dir, 'predictions.csv')
+    checkpoints.write_text_atomically(csv_path, ''.join(rows))
+    written.append(csv_path)
+  logging.info('Predicted %d pictures with %s into %s.', len(paths), source, out_dir)
   return written
 
 
 def export(config, workdir: str, output: str | None) -> str:
-  """A SavedModel that takes uint8 pictures of any size and returns label masks of that size.
+  """A SavedModel that takes uint8 pictures of any size and returns label masks of that size
+  (classification: class probabilities).
 
   Served by TF Serving or loaded with tf.saved_model.load, without this repository.
   """
@@ -148,6 +162,8 @@ def export(config, workdir: str, output: str | None) -> str:
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     resized = tf.image.resize(tf.cast(pictures, tf.float32), (image_size, image_size))
+    if config.task == 'classification':
+      return {'probabilities': model(resized, training=False)}
     labels = tf.argmax(model(resized, training=False), axis=-1, output_type=tf.int32)
     masks = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], (height, width),
                             method='nearest')
@@ -162,3 +178,24 @@ def export(config, workdir: str, output: str | None) -> str:
   logging.info('Exported %s as a SavedModel (endpoint serve: uint8 pictures -> masks) to %s.',
                source, out_dir)
   return out_dir
+
+
+def native_resolution_metrics(model: keras.Model, builder, data_config, class_names) -> dict:
+  """Pixel accuracy and IoU of the eval split scored at each picture's own resolution.
+
+  Predicted masks (at the model's size) are resized back with nearest neighbour and compared
+  with the original trimaps, as a user of the predicted masks would see them.
+  """
+  split = sources.resolve_splits(data_config)[1]
+  confusion = np.zeros((len(class_names),) * 2)
+  for example in sources.read_encoded(builder, split):
+    picture = decode.decode_image(example['image']).numpy()
+    truth = decode.decode_trimap(example['segmentation_mask']).numpy()[..., 0]
+    probabilities = model(_model_input([picture], data_config.image_size), training=False)
+    predicted = np.argmax(probabilities[0], axis=-1).astype(np.uint8)[..., None]
+    predicted = tf.image.resize(predicted, truth.shape, method='nearest').numpy()[..., 0]
+    confusion += tf.math.confusion_matrix(truth.ravel(), predicted.ravel(),
+                                          num_classes=len(class_names)).numpy()
+  results = metrics.summarize(0.0, 1.0, confusion, tuple(class_names))
+  del results['loss'], results['num_examples']
+  return results

@@ -9,44 +9,59 @@ import numpy as np
 import tensorflow as tf
 
 
+def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:
+  """Argmax over classes; a single sigmoid unit predicts class 1 above 0.5."""
+  if probabilities.shape[-1] == 1:
+    return tf.cast(probabilities[..., 0] > 0.5, tf.int64)
+  return tf.argmax(probabilities, axis=-1)
+
+
 def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: int,
                      weights: tf.Tensor | None = None) -> tf.Tensor:
   """Float32 [num_classes, num_classes] counts: rows are true labels, columns predictions.
 
-  `weights` (one per example) scale each example's pixels; weight-0 padding counts nothing.
+  Labels are per pixel (masks) or per picture. `weights` (one per example) scale each
+  example's counts; weight-0 padding counts nothing.
   """
-  predictions = tf.argmax(probabilities, axis=-1)
+  predictions = predicted_classes(probabilities)
   pixel_weights = None
   if weights is not None:
+    shape = tf.concat([[-1], tf.ones([predictions.shape.rank - 1], tf.int32)], 0)
     pixel_weights = tf.reshape(tf.broadcast_to(
-        tf.reshape(tf.cast(weights, tf.float32), [-1, 1, 1]), tf.shape(predictions)), [-1])
+        tf.reshape(tf.cast(weights, tf.float32), shape), tf.shape(predictions)), [-1])
   return tf.math.confusion_matrix(tf.reshape(labels, [-1]), tf.reshape(predictions, [-1]),
                                   num_classes=num_classes, weights=pixel_weights,
                                   dtype=tf.float32)
 
 
 def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
-  """Mean pixel cross-entropy of each example, computed in float32."""
-  labels = tf.squeeze(tf.cast(labels, tf.int32), axis=-1)
-  pixel_loss = keras.losses.sparse_categorical_crossentropy(
-      labels, tf.cast(probabilities, tf.float32))
-  return tf.reduce_mean(pixel_loss, axis=[1, 2])
+  """Each example's cross-entropy in float32: mean over pixels for masks; binary for a
+  single sigmoid unit."""
+  probabilities = tf.cast(probabilities, tf.float32)
+  if probabilities.shape.rank == 4:
+    labels = tf.squeeze(tf.cast(labels, tf.int32), axis=-1)
+    pixel_loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+    return tf.reduce_mean(pixel_loss, axis=[1, 2])
+  if probabilities.shape[-1] == 1:
+    return keras.losses.binary_crossentropy(
+        tf.cast(tf.reshape(labels, [-1, 1]), tf.float32), probabilities)
+  return keras.losses.sparse_categorical_crossentropy(tf.cast(labels, tf.int32), probabilities)
 
 
 def summarize(loss_sum: float, num_examples: float, confusion: np.ndarray,
-              class_names: tuple) -> dict:
-  """Loss, pixel accuracy, mean IoU and per-class IoU from summed counts."""
+              class_names: tuple, per_pixel: bool = True) -> dict:
+  """Loss, (pixel) accuracy, and for masks mean IoU and per-class IoU, from summed counts."""
   confusion = np.asarray(confusion, np.float64)
   true_positive = np.diag(confusion)
   union = confusion.sum(0) + confusion.sum(1) - true_positive
   per_class = np.divide(true_positive, union, out=np.zeros_like(true_positive),
                         where=union > 0)
   present = union > 0
-  results = {
-      'loss': loss_sum / max(num_examples, 1.0),
-      'pixel_accuracy': true_positive.sum() / max(confusion.sum(), 1.0),
-      'mean_iou': per_class[present].mean() if present.any() else 0.0,
-      'num_examples': num_examples,
-  }
+  accuracy = true_positive.sum() / max(confusion.sum(), 1.0)
+  results = {'loss': loss_sum / max(num_examples, 1.0), 'num_examples': num_examples}
+  if not per_pixel:
+    return {**results, 'accuracy': accuracy}
+  results.update({'pixel_accuracy': accuracy,
+                  'mean_iou': per_class[present].mean() if present.any() else 0.0})
   results.update({f'iou/{name}': per_class[c] for c, name in enumerate(class_names)})
   return results

@@ -109,3 +109,10 @@ def resolve_precision(precision: str) -> str:
     return 'mixed_float16'
   logging.info('runtime.precision=auto: float32 (GPUs with tensor cores: none).')
   return 'float32'
+
+
+def resolve_jit_compile(setting: str) -> bool:
+  """`auto`: XLA on GPUs, where it pays; off on CPUs."""
+  if setting == 'auto':
+    return bool(tf.config.list_physical_devices('GPU'))
+  return setting == 'on'

@@ -32,8 +32,8 @@ class _Diverged(Exception):
 
 
 def _log_metrics(prefix: str, results: dict) -> str:
-  return f'{prefix} loss {results["loss"]:.4f} pixel_acc {results["pixel_accuracy"]:.4f} ' \
-         f'mean_iou {results["mean_iou"]:.4f}'
+  shown = [k for k in ('loss', 'pixel_accuracy', 'mean_iou', 'accuracy') if k in results]
+  return f'{prefix} ' + ' '.join(f'{k} {results[k]:.4f}' for k in shown)
 
 
 class _Run:
@@ -44,6 +44,8 @@ class _Run:
     config_checks.check_config(config)
     self.config = config
     self.workdir = workdir
+    self.segmentation = config.task == 'segmentation'
+    self._profiling = False
     self.strategy = runtime.create_strategy(config.runtime)
     replicas = self.strategy.num_replicas_in_sync
     config_checks.check_batch_divides(config.train.global_batch_size, replicas,
@@ -78,6 +80,8 @@ class _Run:
     self.num_eval = sources.num_examples(self.builder, eval_split)
     logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
                  config.data.source, self.num_train, train_split, self.num_eval, eval_split)
+    logging.info('data.cache=%s: %s (%s).', config.data.cache,
+                 *input_pipeline.resolve_cache(config.data, self.num_train))
     self.steps_per_epoch = (config.train.steps_per_epoch
                             or self.num_train // config.train.global_batch_size)
     if self.steps_per_epoch < 1:
@@ -91,7 +95,8 @@ class _Run:
     with self.strategy.scope():
       self.model = models.build_model(config.model, config.data.image_size, num_classes,
                                       self.precision)
-      self.optimizer = trainer_lib.make_optimizer(config.train, self.precision)
+      self.optimizer = trainer_lib.make_optimizer(config.train, self.precision,
+                                                  self.total_steps)
       self.optimizer.build(self.model.trainable_variables)
     logging.info('Model %s: %s parameters.', config.model.name,
                  f'{self.model.count_params():,}')
@@ -100,7 +105,8 @@ class _Run:
         config.train.max_checkpoints_to_keep,
         scratch_directory=None if self.is_chief else os.path.join(self.scratch, 'checkpoints'))
     self.trainer = trainer_lib.Trainer(self.strategy, self.model, self.optimizer,
-                                       config.train.global_batch_size, num_classes)
+                                       config.train.global_batch_size, num_classes,
+                                       runtime.resolve_jit_compile(config.runtime.jit_compile))
     self.summaries = summaries_lib.Summaries(workdir, self.is_chief)
     self.eval_data = self.strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.eval_dataset(self.builder, config.data,
@@ -117,14 +123,15 @@ class _Run:
   def evaluate(self, step: int) -> dict:
     start = time.perf_counter()
     loss_sum, count, confusion = self.trainer.evaluate(self.eval_data)
-    results = metrics.summarize(loss_sum, count, confusion, tuple(self.config.data.class_names))
+    results = metrics.summarize(loss_sum, count, confusion, tuple(self.config.data.class_names),
+                                self.segmentation)
     results['seconds'] = time.perf_counter() - start
     self.summaries.scalars('eval', step, results)
-    if self.preview is not None:
+    if self.preview is not None and self.segmentation:
       images = self.preview['image'].numpy()
       predicted = np.argmax(self.model(self.preview['image'], training=False), axis=-1)
       self.summaries.images('eval', step, 'masks/ground_truth',
-                            colormaps.mask_overlay(images, self.preview['mask'].numpy()))
+                            colormaps.mask_overlay(images, self.preview['label'].numpy()))
       self.summaries.images('eval', step, 'masks/prediction',
                             colormaps.mask_overlay(images, predicted))
     self.summaries.flush()
@@ -138,7 +145,7 @@ class _Run:
     start = time.perf_counter()
     result = explain_lib.explain(self.model, self.preview['image'].numpy(),
                                  self.config.summaries.explain,
-                                 tuple(self.config.data.class_names))
+                                 tuple(self.config.data.class_names), self.segmentation)
     for tag, value in result.items():
       if not tag.startswith('seconds/'):
         self.summaries.images('eval', step, tag, value)
@@ -214,29 +221,33 @@ class _Run:
                                                  cfg.global_batch_size, self.config.seed,
                                                  step, ctx))
     iterator = iter(train_data)
-    epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
+    epoch_sums, epoch_start, epoch_wait = [0.0, 0.0, 0.0], time.perf_counter(), 0.0
     results = {}
     while step < self.total_steps:
       epoch_end = (step // self.steps_per_epoch + 1) * self.steps_per_epoch
       next_checkpoint = (step // cfg.checkpoint_every_steps + 1) * cfg.checkpoint_every_steps
       num_steps = min(cfg.steps_per_call, epoch_end - step, next_checkpoint - step)
+      self._profile(step)
       call_start = time.perf_counter()
-      sums = [v.numpy() for v in self.trainer.train_steps(iterator, tf.constant(num_steps))]
+      *sums, waited = [v.numpy() for v in self.trainer.train_steps(iterator,
+                                                                   tf.constant(num_steps))]
       seconds = time.perf_counter() - call_start
+      epoch_wait += float(waited)
       loss = float(sums[0]) / max(float(sums[1]), 1.0)
       self._check_loss(loss, step + num_steps)
       step += num_steps
       self.state.step.assign(step)
       epoch_sums = [a + b for a, b in zip(epoch_sums, sums)]
-      self.summaries.scalars('train', step, self._step_scalars(sums, num_steps, seconds))
+      self.summaries.scalars('train', step, {**self._step_scalars(sums, num_steps, seconds),
+                                             'input_wait_fraction': min(waited / seconds, 1.0)})
       if step % cfg.log_every_steps < num_steps:
         logging.info('step %d/%d: train loss %.4f, %.1f images/s', step, self.total_steps,
                      loss, num_steps * cfg.global_batch_size / seconds)
       stopping = self._any_worker(bool(stop))
       if step == epoch_end:  # Saves a checkpoint itself.
         results = self._end_epoch(step, epoch_sums, time.perf_counter() - epoch_start,
-                                  evaluate_each_epoch)
-        epoch_sums, epoch_start = [0.0, 0.0, 0.0], time.perf_counter()
+                                  epoch_wait, evaluate_each_epoch)
+        epoch_sums, epoch_start, epoch_wait = [0.0, 0.0, 0.0], time.perf_counter(), 0.0
       elif step % cfg.checkpoint_every_steps == 0 or stopping:
         self.state.save()
       if stopping and step < self.total_steps:
@@ -247,6 +258,20 @@ class _Run:
     self.summaries.flush()
     logging.info('Final weights on %s: fingerprint %s', self.task, self.weights_fingerprint())
     return results
+
+  def _profile(self, step: int) -> None:
+    """A TensorBoard profiler trace of summaries.profile_steps=(first, last) on the chief."""
+    steps = tuple(self.config.summaries.profile_steps)
+    if not self.is_chief or len(steps) != 2:
+      return
+    if step >= steps[0] and not self._profiling and step < steps[1]:
+      tf.profiler.experimental.start(os.path.join(self.workdir, 'train'))
+      self._profiling = True
+    elif step >= steps[1] and self._profiling:
+      tf.profiler.experimental.stop()
+      self._profiling = False
+      logging.info('Profiler trace of steps %d-%d written to %s/train (TensorBoard: Profile).',
+                   steps[0], step, self.workdir)
 
   def _any_worker(self, flag: bool) -> bool:
     """True when `flag` is set on any worker, so that all workers stop at the same step."""
@@ -264,14 +289,16 @@ class _Run:
     values = [np.asarray(v.numpy(), np.float64) for v in self.model.variables]
     return f'{sum(v.sum() for v in values):.10e}/{sum((v * v).sum() for v in values):.10e}'
 
-  def _end_epoch(self, step: int, sums, seconds: float, evaluate: bool) -> dict:
+  def _end_epoch(self, step: int, sums, seconds: float, waited: float, evaluate: bool) -> dict:
     epoch = step // self.steps_per_epoch
     train_results = metrics.summarize(sums[0], sums[1], sums[2],
-                                      tuple(self.config.data.class_names))
+                                      tuple(self.config.data.class_names), self.segmentation)
     train_results['epoch_images_per_s'] = sums[1] / seconds
+    train_results['input_wait_fraction'] = min(waited / seconds, 1.0)
     self.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in train_results.items()})
     line = f'epoch {epoch}/{self.config.train.epochs} step {step}: ' + _log_metrics(
-        'train', train_results) + f', {train_results["epoch_images_per_s"]:.1f} images/s'
+        'train', train_results) + f', {train_results["epoch_images_per_s"]:.1f} images/s, ' \
+        f'input wait {100 * train_results["input_wait_fraction"]:.1f}%'
     results = {'step': step, 'epoch': epoch, 'train': train_results}
     last_epoch = step >= self.total_steps
     if evaluate and (epoch % self.config.eval.every_epochs == 0 or last_epoch):
