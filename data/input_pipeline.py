@@ -65,9 +65,9 @@ def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
   label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
   needed = num_examples * data_config.image_size ** 2 * (3 + label_bytes) / 2**30
   if needed <= data_config.cache_budget_gb:
-    return 'memory', (f'{num_examples} decoded examples take {needed:.2f} GiB, within '
+    return 'memory', (f'{num_examples} decoded examples take {needed:.3f} GiB, within '
                       f'data.cache_budget_gb={data_config.cache_budget_gb}')
-  return 'none', (f'{num_examples} decoded examples would take {needed:.2f} GiB, more than '
+  return 'none', (f'{num_examples} decoded examples would take {needed:.3f} GiB, more than '
                   f'data.cache_budget_gb={data_config.cache_budget_gb}; every epoch decodes')
 
 

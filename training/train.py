@@ -7,6 +7,7 @@ import time
 
 from absl import logging
 import keras
+import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -117,7 +118,9 @@ class _Run:
     """A fixed set of validation examples, shown with their masks at every evaluation."""
     if count == 0:
       return None
-    ds = input_pipeline.eval_dataset(self.builder, self.config.data, count)
+    uncached = ml_collections.ConfigDict(self.config.data.to_dict())
+    uncached.cache = 'none'  # One partial read: a cache would only be filled and dropped.
+    ds = input_pipeline.eval_dataset(self.builder, uncached, count)
     return next(iter(ds.take(1)))
 
   def evaluate(self, step: int) -> dict:
