@@ -1,0 +1,116 @@
+"""The book's way (decode every picture into one float32 numpy array, then model.fit) against
+the framework's streaming pipeline, on the same 7,390 Oxford-sized synthetic pictures.
+
+Each approach runs in its own process: time from the start of its main() to the end of the
+first training step, peak resident memory (ru_maxrss), and train images/s over --steps steps
+of the book's model at 200 px, batch 64 (one JSON line each):
+
+    python -m benchmarks.book_vs_streaming [--num_images=7390 --steps=3]
+
+Needs the synthetic set that benchmarks/input_pipeline.py writes (it writes it if missing).
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_integer('num_images', 7390, 'Pictures (Oxford-IIIT Pet has 7,390).')
+flags.DEFINE_integer('image_size', 200, 'Model input side.')
+flags.DEFINE_integer('batch', 64, 'Batch (the book: 64).')
+flags.DEFINE_integer('steps', 3, 'Timed training steps after the first.')
+flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where the synthetic data goes.')
+flags.DEFINE_enum('approach', None, ['book', 'streaming'], 'Internal: run one approach.')
+FLAGS = flags.FLAGS
+
+
+def _setup():
+  from configs import seg  # pylint: disable=import-outside-toplevel
+  from data import sources, synthetic  # pylint: disable=import-outside-toplevel
+  folder = synthetic.write_synthetic_pets(
+      os.path.join(FLAGS.data_dir, f'synthetic_{FLAGS.num_images}'),
+      num_trainval=FLAGS.num_images - FLAGS.num_images // 2,
+      num_test=FLAGS.num_images // 2, photo_size=500)
+  config = seg.get_config()
+  config.data.source, config.data.folder = 'folder', folder
+  config.data.image_size = FLAGS.image_size
+  config.data.train_split = 'train+test'
+  config.data.cache = 'memory'
+  return config, folder, sources.prepared_builder(config.data, FLAGS.data_dir)
+
+
+def book(config, folder, start):
+  """Book listing: load every picture and trimap into arrays, then model.fit."""
+  import keras  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from data import decode  # pylint: disable=import-outside-toplevel
+  from modeling import models  # pylint: disable=import-outside-toplevel
+  names = sorted(f[:-4] for f in os.listdir(os.path.join(folder, 'images')))
+  size = (FLAGS.image_size, FLAGS.image_size)
+  inputs = np.zeros((len(names),) + size + (3,), dtype='float32')
+  targets = np.zeros((len(names),) + size + (1,), dtype='uint8')
+  for i, name in enumerate(names):
+    image = decode.decode_image(tf.io.read_file(os.path.join(folder, 'images', name + '.jpg')))
+    inputs[i] = tf.image.resize(image, size).numpy()
+    trimap = decode.decode_trimap(tf.io.read_file(
+        os.path.join(folder, 'annotations', 'trimaps', name + '.png')))
+    targets[i] = tf.image.resize(trimap, size, method='nearest').numpy()
+  model = models.build_model(config.model, FLAGS.image_size, 3)
+  model.compile(optimizer='rmsprop', loss='sparse_categorical_crossentropy')
+  times = []
+
+  class Clock(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      times.append(time.perf_counter())
+  model.fit(inputs, targets, batch_size=FLAGS.batch, epochs=1, verbose=0,
+            steps_per_epoch=FLAGS.steps + 1, callbacks=[Clock()], shuffle=True)
+  return times[0] - start, FLAGS.steps * FLAGS.batch / (times[-1] - times[0])
+
+
+def streaming(config, builder, start):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from data import input_pipeline  # pylint: disable=import-outside-toplevel
+  from modeling import models  # pylint: disable=import-outside-toplevel
+  from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  strategy = tf.distribute.get_strategy()
+  model = models.build_model(config.model, FLAGS.image_size, 3)
+  trainer = trainer_lib.Trainer(strategy, model, trainer_lib.make_optimizer(config.train,
+                                                                            'float32'),
+                                FLAGS.batch, 3)
+  iterator = iter(input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0))
+  trainer.train_steps(iterator, tf.constant(1))[0].numpy()
+  first = time.perf_counter()
+  trainer.train_steps(iterator, tf.constant(FLAGS.steps))[0].numpy()
+  return first - start, FLAGS.steps * FLAGS.batch / (time.perf_counter() - first)
+
+
+def main(argv):
+  del argv
+  if FLAGS.approach is None:
+    for approach in ('book', 'streaming'):
+      _setup()  # Data written and prepared before either is timed.
+      out = subprocess.run([sys.executable, '-m', 'benchmarks.book_vs_streaming',
+                            f'--approach={approach}', *sys.argv[1:]],
+                           capture_output=True, text=True, check=True)
+      print(next(l for l in out.stdout.splitlines() if l.startswith('{')), flush=True)
+    return
+  config, folder, builder = _setup()
+  start = time.perf_counter()
+  first_step, rate = (book(config, folder, start) if FLAGS.approach == 'book'
+                      else streaming(config, builder, start))
+  print(json.dumps({
+      'approach': FLAGS.approach, 'images': FLAGS.num_images, 'image_size': FLAGS.image_size,
+      'batch': FLAGS.batch, 'model': config.model.name,
+      'seconds_to_first_step': round(first_step, 1),
+      'peak_rss_gib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      'train_images_per_s': round(rate, 2), 'timed_steps': FLAGS.steps}), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
