@@ -30,18 +30,9 @@ FLAGS = flags.FLAGS
 
 
 def _setup():
-  from configs import seg  # pylint: disable=import-outside-toplevel
-  from data import sources, synthetic  # pylint: disable=import-outside-toplevel
-  folder = synthetic.write_synthetic_pets(
-      os.path.join(FLAGS.data_dir, f'synthetic_{FLAGS.num_images}'),
-      num_trainval=FLAGS.num_images - FLAGS.num_images // 2,
-      num_test=FLAGS.num_images // 2, photo_size=500)
-  config = seg.get_config()
-  config.data.source, config.data.folder = 'folder', folder
-  config.data.image_size = FLAGS.image_size
-  config.data.train_split = 'train+test'
-  config.data.cache = 'memory'
-  return config, folder, sources.prepared_builder(config.data, FLAGS.data_dir)
+  from benchmarks import oxford_sized  # pylint: disable=import-outside-toplevel
+  return oxford_sized.book_config_on_oxford_sized(FLAGS.num_images, FLAGS.image_size,
+                                                  FLAGS.data_dir)
 
 
 def book(config, folder, start):

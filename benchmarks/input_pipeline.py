@@ -19,10 +19,9 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from configs import seg
+from benchmarks import oxford_sized
 from data import input_pipeline
 from data import sources
-from data import synthetic
 
 flags.DEFINE_string('folder', None, 'An extracted folder to measure instead of synthetic data.')
 flags.DEFINE_integer('num_images', 7390, 'Synthetic pictures (Oxford-IIIT Pet has 7,390).')
@@ -42,16 +41,8 @@ def _rate(ds, images: int) -> float:
 def main(argv):
   del argv
   cores = len(os.sched_getaffinity(0))
-  folder = FLAGS.folder or synthetic.write_synthetic_pets(
-      os.path.join(FLAGS.data_dir, f'synthetic_{FLAGS.num_images}'),
-      num_trainval=FLAGS.num_images - FLAGS.num_images // 2,
-      num_test=FLAGS.num_images // 2, photo_size=500)
-  config = seg.get_config()
-  config.data.source, config.data.folder = 'folder', folder
-  config.data.image_size = FLAGS.image_size
-  config.data.train_split = config.data.eval_split = 'train+test'
-  config.data.cache = 'memory'
-  builder = sources.prepared_builder(config.data, FLAGS.data_dir)
+  config, _, builder = oxford_sized.book_config_on_oxford_sized(
+      FLAGS.num_images, FLAGS.image_size, FLAGS.data_dir, FLAGS.folder)
   images = sources.num_examples(builder, 'train+test')
   encoded = [ex['image'] for ex in sources.read_encoded(builder, 'train+test')]
   size = (FLAGS.image_size, FLAGS.image_size)

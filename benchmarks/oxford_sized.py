@@ -1,0 +1,22 @@
+"""The benchmarks' shared data: a synthetic set with Oxford-IIIT Pet's count and photo size."""
+
+import os
+
+from configs import seg
+from data import sources
+from data import synthetic
+
+
+def book_config_on_oxford_sized(num_images: int, image_size: int, data_dir: str,
+                                folder: str | None = None):
+  """(config, folder, prepared builder): the book's config reading `folder`, or a synthetic
+  set of `num_images` 500-px-wide photos written once under `data_dir`; split train+test."""
+  folder = folder or synthetic.write_synthetic_pets(
+      os.path.join(data_dir, f'synthetic_{num_images}'),
+      num_trainval=num_images - num_images // 2, num_test=num_images // 2, photo_size=500)
+  config = seg.get_config()
+  config.data.source, config.data.folder = 'folder', folder
+  config.data.image_size = image_size
+  config.data.train_split = config.data.eval_split = 'train+test'
+  config.data.cache = 'memory'
+  return config, folder, sources.prepared_builder(config.data, data_dir)
