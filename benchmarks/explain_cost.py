@@ -14,13 +14,13 @@ import time
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 import numpy as np
 import tensorflow as tf
 
 from interpretability import explain
 from modeling import models
 from training import trainer as trainer_lib
-from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/seg.py', 'Experiment config.')

@@ -16,6 +16,13 @@ from errors import UserError
 
 BEST_MODEL = 'best_model.keras'
 CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def tracked_model(model: keras.Model) -> dict:
+  """Every model variable by path: Keras 3 models are not tracked deeply by tf.train.Checkpoint,
+  so naming them is what saves all of them (batch-norm statistics included)."""
+  return {v.path: v for v in model.variables}
 
 
 def _staging_path(path: str) -> str:
@@ -72,10 +79,8 @@ class TrainState:
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     self.best_val_loss = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
                                      name='best_val_loss')
-    # Keras 3 models are not tracked deeply by tf.train.Checkpoint: name every variable
-    # (batch-norm statistics included) so all of them are saved, under readable keys.
     self.checkpoint = tf.train.Checkpoint(
-        model={v.path: v for v in model.variables}, optimizer=optimizer, step=self.step,
+        model=tracked_model(model), optimizer=optimizer, step=self.step,
         best_val_loss=self.best_val_loss)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)

@@ -31,14 +31,14 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
     return keras.models.load_model(best), best
-  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
   latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
   if not latest:
     raise UserError(f'No model in --workdir={workdir}: it has neither {checkpoints.BEST_MODEL} '
                     'nor a checkpoint. Train first (--mode=train_and_eval) or point --workdir '
                     'at a trained run.')
   model = models.build_model(config.model, config.data.image_size, len(config.data.class_names))
-  tf.train.Checkpoint(model={v.path: v for v in model.variables}).restore(
+  tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
       latest).expect_partial()
   return model, latest
 

@@ -84,6 +84,15 @@ def task_name(strategy: tf.distribute.Strategy) -> str:
   return f'{resolver.task_type} {resolver.task_id}'
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Tasks that train (chief and workers); 1 outside a cluster."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return 1
+  cluster = resolver.cluster_spec().as_dict()
+  return len(cluster.get('chief', [])) + len(cluster.get('worker', []))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """True on the one task that writes summaries, exports and the resolved config."""
   resolver = getattr(strategy, 'cluster_resolver', None)

@@ -56,14 +56,13 @@ class _Run:
     self.precision = runtime.resolve_precision(config.runtime.precision)
     self.is_chief = runtime.is_chief(self.strategy)
     self.task = runtime.task_name(self.strategy)
-    self.num_workers = self.strategy.extended._num_workers if hasattr(  # pylint: disable=protected-access
-        self.strategy.extended, '_num_workers') else 1
+    self.num_workers = runtime.num_workers(self.strategy)
     # Files only this task writes: other workers keep theirs apart from the chief's.
     self.scratch = workdir if self.is_chief else os.path.join(
         workdir, 'workers', self.task.replace(' ', '_'))
     saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
     if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
-        os.path.join(workdir, 'checkpoints')):
+        os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
       with open(saved_config) as f:
         config_checks.check_same_run(config, f.read(), workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -102,9 +101,9 @@ class _Run:
     logging.info('Model %s: %s parameters.', config.model.name,
                  f'{self.model.count_params():,}')
     self.state = checkpoints.TrainState(
-        self.model, self.optimizer, os.path.join(workdir, 'checkpoints'),
+        self.model, self.optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
         config.train.max_checkpoints_to_keep,
-        scratch_directory=None if self.is_chief else os.path.join(self.scratch, 'checkpoints'))
+        scratch_directory=None if self.is_chief else os.path.join(self.scratch, checkpoints.CHECKPOINT_DIR))
     self.trainer = trainer_lib.Trainer(self.strategy, self.model, self.optimizer,
                                        config.train.global_batch_size, num_classes,
                                        runtime.resolve_jit_compile(config.runtime.jit_compile))
