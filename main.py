@@ -17,7 +17,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
                                 'with --config.<field>=<value>.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the best model.')
-flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES) + ['explain', 'predict', 'export'],
+flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES) + ['explain', 'predict', 'score', 'export'],
                   'What to do with the workdir.')
 flags.DEFINE_string('images', None, 'explain/predict: pictures as comma-separated files, '
                     'folders or globs (explain default: the fixed validation pictures).')
@@ -52,6 +52,8 @@ def main(argv):
       inference.explain(FLAGS.config, FLAGS.workdir, FLAGS.images)
     elif FLAGS.mode == 'predict':
       inference.predict(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output)
+    elif FLAGS.mode == 'score':
+      inference.score(FLAGS.config, FLAGS.workdir)
     elif FLAGS.mode == 'export':
       inference.export(FLAGS.config, FLAGS.workdir, FLAGS.output)
     else:

@@ -33,6 +33,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.augment = ml_collections.ConfigDict()
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
+  data.augment.color_jitter = 0.0  # >0: brightness/contrast/saturation jitter of this size.
   # tf.data service: decode and augment on separate CPU workers (python -m data.service).
   data.service_address = ''  # e.g. grpc://dispatcher:5050; empty: in-process input pipeline.
   data.service_mode = 'parallel_epochs'  # parallel_epochs | dynamic_sharding
@@ -50,8 +51,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.epochs = 50
   train.steps_per_epoch = config_dict.placeholder(int)  # None: one full pass of the split.
   train.steps_per_call = 1
-  train.optimizer = 'rmsprop'  # rmsprop | adam | sgd
+  train.optimizer = 'rmsprop'  # rmsprop | adam | adamw | sgd
   train.learning_rate = 1e-3
+  train.weight_decay = 0.0  # Decoupled weight decay (AdamW's); adamw only.
+  # Segmentation: weight of a soft-Jaccard (IoU) term added to the pixel cross-entropy.
+  train.jaccard_loss_weight = 0.0
   train.schedule = 'constant'  # constant | cosine (decay to 0 over the run, after warm-up)
   train.warmup_steps = 0
   train.checkpoint_every_steps = 100
@@ -64,6 +68,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64
   config.eval.every_epochs = 1
+  # What best_model.keras is best at: loss (lowest) | mean_iou, pixel_accuracy (segmentation)
+  # or accuracy (classification) (highest).
+  config.eval.best_metric = 'loss'
+
+  # How --mode=predict, score and export turn a model into masks (training's evaluation is
+  # always one pass at data.image_size): probabilities averaged over these input sides (empty:
+  # data.image_size alone) and, with flip, over mirrored pictures too.
+  config.predict = ml_collections.ConfigDict()
+  config.predict.sizes = ()
+  config.predict.flip = False
 
   config.runtime = runtime = ml_collections.ConfigDict()
   runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker

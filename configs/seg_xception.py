@@ -1,8 +1,10 @@
 """The Xception-style U-Net on Oxford-IIIT Pet trimaps: what section 9.3 makes of section 9.2.
 
 Differs from the book's config only where the better model needs it: separable residual
-blocks with encoder skips, batch norm with momentum 0.9 (fits in a short run), Adam with a
-cosine schedule, random crops besides flips, a smaller batch.
+blocks with encoder skips, batch norm with momentum 0.9 (fits in a short run), AdamW with a
+cosine schedule, random crops, colour jitter and a soft-Jaccard loss term against
+overfitting 300 pictures and a neglected outline class, a smaller batch, and masks predicted
+from three input sides and their mirror images.
 """
 
 from configs import base
@@ -16,12 +18,22 @@ def get_config():
   config.model.upsampling = 'bilinear'  # bilinear | transpose
   config.data.image_size = 128
   config.data.augment.min_crop_fraction = 0.7
+  config.data.augment.color_jitter = 0.2
   config.train.global_batch_size = 8
   config.eval.global_batch_size = 8
-  config.train.optimizer = 'adam'
+  config.eval.every_epochs = 5
+  config.eval.best_metric = 'mean_iou'
+  config.train.optimizer = 'adamw'
+  config.train.weight_decay = 0.05
   config.train.learning_rate = 2e-3
   config.train.schedule = 'cosine'
   config.train.warmup_steps = 100
-  config.train.epochs = 30
+  config.train.jaccard_loss_weight = 1.0
+  config.train.epochs = 120
   config.train.steps_per_call = 4
+  config.summaries.explain_every_epochs = 40
+  # Crops of 70-100 % of the side enlarge objects by 1.0-1.4x in training; predicting at
+  # 1.0, 1.125 and 1.25x the side shows them at those scales again.
+  config.predict.sizes = (128, 144, 160)
+  config.predict.flip = True
   return config

@@ -23,14 +23,14 @@ def register(name: str, size_multiple: int = 1):
   return wrap
 
 
-def check_model(name: str, image_size: int) -> None:
-  """A clear error for an unknown model or an input size it cannot take."""
+def check_model(name: str, image_size: int, field: str = 'data.image_size') -> None:
+  """A clear error for an unknown model or an input size (config `field`) it cannot take."""
   if name not in _MODELS:
     raise ConfigError(f'Unknown model.name={name!r}; registered models: {", ".join(names())}.')
   multiple = _SIZE_MULTIPLES[name]
   if image_size % multiple:
     lower = image_size // multiple * multiple
-    raise ConfigError(f'model.name={name} takes data.image_size that is a multiple of '
+    raise ConfigError(f'model.name={name} takes {field} that is a multiple of '
                       f'{multiple} (its total stride): {image_size} is not; use '
                       f'{lower or multiple} or {lower + multiple}.')
 

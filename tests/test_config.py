@@ -44,6 +44,11 @@ def test_wrong_type_is_rejected():
     ('train__global_batch_size', -4, 'train.global_batch_size=-4 must be a positive'),
     ('data__source', 'web', "data.source='web' is not one of"),
     ('data__augment__min_crop_fraction', 0.0, 'min_crop_fraction must be in (0, 1]'),
+    ('data__augment__color_jitter', 1.5, 'color_jitter must be in [0, 1)'),
+    ('train__weight_decay', 0.05, 'train.weight_decay=0.05 needs train.optimizer=adamw'),
+    ('train__jaccard_loss_weight', -1.0, 'jaccard_loss_weight must be 0 or more'),
+    ('predict__sizes', (32, 36), 'takes every predict.sizes entry that is a multiple of 8 (its '
+     'total stride): 36 is not; use 32 or 40'),
 ])
 def test_bad_values_name_the_field(field, value, phrase):
   with pytest.raises(ConfigError, match=None) as error:

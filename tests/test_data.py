@@ -71,6 +71,26 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   assert flipped_any
 
 
+def test_color_jitter_changes_lighting_not_geometry():
+  """Same seed with and without jitter: identical masks, a different image whose dominant
+  channel (the class painted into it) still sits where the mask says."""
+  mask = np.kron(np.random.default_rng(3).integers(0, 3, (6, 6), dtype=np.uint8),
+                 np.ones((8, 8), np.uint8))[..., None]
+  image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 200 + 20).astype(np.uint8)
+  example = {'image': tf.constant(image), 'label': tf.constant(mask)}
+  changed = 0
+  for seed in range(10):
+    seed = tf.constant([seed, 1], tf.int64)
+    plain = input_pipeline.augment(example, seed, True, 0.6, color_jitter=0.0)
+    jittered = input_pipeline.augment(example, seed, True, 0.6, color_jitter=0.3)
+    np.testing.assert_array_equal(plain['label'].numpy(), jittered['label'].numpy())
+    exact = np.isin(plain['image'].numpy(), (20, 220)).all(-1)
+    np.testing.assert_array_equal(np.argmax(jittered['image'].numpy(), -1)[exact],
+                                  plain['label'].numpy()[..., 0][exact])
+    changed += not np.array_equal(plain['image'].numpy(), jittered['image'].numpy())
+  assert changed >= 9
+
+
 def test_augmentation_is_a_function_of_the_seed():
   image = tf.random.stateless_uniform([16, 16, 3], [0, 0], maxval=255, dtype=tf.int32)
   example = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([16, 16, 1], tf.uint8)}

@@ -1,6 +1,7 @@
 """Activations, filter patterns, Grad-CAM, colours, and the explain/predict/export modes."""
 
 import glob
+import json
 import os
 
 import keras
@@ -203,3 +204,51 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
                              picture.shape[:2], method='nearest').numpy()[0, ..., 0]
   assert served.shape == picture.shape[:2]
   np.testing.assert_array_equal(served, expected)
+
+
+def _with_test_time_averaging(config):
+  config = config.copy_and_resolve_references()
+  config.predict.sizes, config.predict.flip = (32, 40), True
+  return config
+
+
+def test_flip_averaging_makes_predictions_mirror_symmetric(trained_run):
+  """Averaging a picture with its mirror image: the mirrored picture's probabilities are the
+  mirror of the picture's (a forgotten flip back would break this), at every test-time side."""
+  workdir, _, config = trained_run
+  config = _with_test_time_averaging(config)
+  model, _ = inference.load_model(config, workdir)
+  predictor = inference.Predictor(model, config)
+  picture = np.random.default_rng(4).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
+  resize = lambda pictures: (lambda size: tf.image.resize(pictures, (size, size)))
+  straight = predictor.probabilities(resize(picture)).numpy()
+  mirrored = predictor.probabilities(resize(picture[:, :, ::-1])).numpy()
+  assert straight.shape == (1, 40, 40, 3)
+  np.testing.assert_allclose(mirrored[:, :, ::-1], straight, atol=1e-5)
+  single = inference.Predictor(model, trained_run[2]).probabilities(resize(picture))
+  assert np.abs(tf.image.resize(single, (40, 40)).numpy() - straight).max() > 1e-3
+
+
+def test_score_is_what_predicted_masks_score_and_export_serves_them(trained_run, tmp_path):
+  workdir, _, config = trained_run
+  config = _with_test_time_averaging(config)
+  folder = config.data.folder
+  names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
+  pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
+  written = inference.predict(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
+  confusion = np.zeros((3, 3))
+  for name, mask_path in zip(names, written):
+    mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
+    trimap = tf.io.decode_png(tf.io.read_file(
+        os.path.join(folder, 'annotations', 'trimaps', name + '.png'))).numpy()[..., 0] - 1
+    np.add.at(confusion, (trimap.ravel(), mask.ravel()), 1)
+  iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+  scored = inference.score(config, workdir)
+  assert scored['predict_sizes'] == [32, 40] and scored['predict_flip']
+  np.testing.assert_allclose(scored['mean_iou'], iou.mean(), atol=1e-4)
+  assert json.load(open(os.path.join(workdir, 'score.json')))['mean_iou'] == scored['mean_iou']
+
+  loaded = tf.saved_model.load(inference.export(config, workdir, str(tmp_path / 'export')))
+  picture = inference.read_picture(pictures[0])
+  served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
+  np.testing.assert_array_equal(served, tf.io.decode_png(tf.io.read_file(written[0])).numpy()[..., 0])

@@ -126,3 +126,37 @@ def test_download_disabled_prints_the_three_ways(tmp_path):
                     '--config.data.download=False')
   assert result.returncode == 2
   assert 'data.download=False' in result.stderr and 'Traceback' not in result.stderr
+
+
+def _eval_scalars(workdir: str, tag: str) -> list[float]:
+  values = []
+  for path in glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      values += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value
+                 if v.tag == tag]
+  return [v for _, v in sorted(values)]
+
+
+def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
+  """eval.best_metric=mean_iou: best_model.keras scores the highest mean IoU any evaluation
+  logged (re-measured here on the eval split), whatever its loss was."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from data import input_pipeline, sources  # pylint: disable=import-outside-toplevel
+  from training import metrics  # pylint: disable=import-outside-toplevel
+  # A learning rate high enough that loss and mean IoU disagree on the best epoch.
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__optimizer='adam', train__learning_rate=1e-2, train__epochs=6,
+                        train__steps_per_epoch=3, eval__best_metric='mean_iou',
+                        data__deterministic=True, summaries__explain_every_epochs=0)
+  train.run(config, str(tmp_path))
+  logged, losses = _eval_scalars(str(tmp_path), 'mean_iou'), _eval_scalars(str(tmp_path), 'loss')
+  assert len(logged) == 6
+  assert np.argmax(logged) != np.argmin(losses), (logged, losses)
+  model = keras.models.load_model(os.path.join(tmp_path, checkpoints.BEST_MODEL))
+  builder = sources.prepared_builder(config.data, str(tmp_path))
+  confusion = 0.0
+  for batch in input_pipeline.eval_dataset(builder, config.data, 8):
+    confusion += metrics.confusion_matrix(batch['label'], model(batch['image']), 3,
+                                          batch['weight']).numpy()
+  best = metrics.summarize(0.0, 1.0, confusion, ('pet', 'background', 'outline'))
+  np.testing.assert_allclose(best['mean_iou'], max(logged), atol=1e-4)

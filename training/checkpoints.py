@@ -67,7 +67,7 @@ def write_config(config, workdir: str) -> None:
 
 
 class TrainState:
-  """Model, optimizer, step and best validation loss, saved by a CheckpointManager.
+  """Model, optimizer, step and best evaluation so far, saved by a CheckpointManager.
 
   Multi-worker: every worker saves (TensorFlow's pattern), the chief into `directory`, the
   others into their own `scratch_directory` that is deleted after each save; every worker
@@ -77,11 +77,12 @@ class TrainState:
   def __init__(self, model: keras.Model, optimizer, directory: str, max_to_keep: int,
                scratch_directory: str | None = None):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-    self.best_val_loss = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
-                                     name='best_val_loss')
+    # The best eval.best_metric so far, negated when higher is better: lower always wins.
+    self.best_eval = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
+                                 name='best_eval')
     self.checkpoint = tf.train.Checkpoint(
         model=tracked_model(model), optimizer=optimizer, step=self.step,
-        best_val_loss=self.best_val_loss)
+        best_eval=self.best_eval)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
     self._scratch = scratch_directory

@@ -9,7 +9,7 @@ from modeling import models
 from training import runtime
 
 SOURCES = ('tfds', 'folder', 'synthetic')
-OPTIMIZERS = ('rmsprop', 'adam', 'sgd')
+OPTIMIZERS = ('rmsprop', 'adam', 'adamw', 'sgd')
 TASKS = ('segmentation', 'classification')
 
 
@@ -51,12 +51,28 @@ def check_config(config) -> None:
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
+  _require(0.0 <= config.data.augment.color_jitter < 1.0,
+           'data.augment.color_jitter must be in [0, 1); 0 turns colour jitter off.')
+  _require(config.train.weight_decay >= 0, 'train.weight_decay must be 0 or more.')
+  _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
+           f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
+           f'(decoupled decay); {config.train.optimizer} takes none.')
+  _require(config.train.jaccard_loss_weight >= 0, 'train.jaccard_loss_weight must be 0 or more.')
+  _require(config.train.jaccard_loss_weight == 0 or config.task == 'segmentation',
+           'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
+           f'task={config.task}.')
+  _choice(config.eval.best_metric, 'eval.best_metric',
+          ('loss', 'mean_iou', 'pixel_accuracy') if config.task == 'segmentation'
+          else ('loss', 'accuracy'))
   _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
   if config.train.loss_upper_bound is not None:
     _positive(config.train.loss_upper_bound, 'train.loss_upper_bound')
   _require(config.train.recovery_max_trials >= 0, 'train.recovery_max_trials must be 0 or more.')
   models.check_model(config.model.name, config.data.image_size)
+  for size in config.predict.sizes:
+    _positive(size, 'every predict.sizes entry')
+    models.check_model(config.model.name, size, field='every predict.sizes entry')
   masks = config.data.label_feature == 'segmentation_mask'
   _require(masks == (config.task == 'segmentation'),
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
@@ -84,12 +100,13 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
            f'multiple of {num_replicas} (for example {max(1, global_batch_size // num_replicas) * num_replicas}).')
 
 
-# Fields that define what a run trains; the others (epochs, runtime, eval, summaries, paths)
-# may change when a run is resumed.
+# Fields that define what a run trains (and what its best model is best at); the others
+# (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
 RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
                 'data.train_split', 'data.eval_split', 'data.augment', 'train.global_batch_size',
-                'train.optimizer', 'train.learning_rate', 'train.schedule', 'train.warmup_steps',
-                'train.steps_per_epoch')
+                'train.optimizer', 'train.learning_rate', 'train.weight_decay',
+                'train.jaccard_loss_weight', 'train.schedule', 'train.warmup_steps',
+                'train.steps_per_epoch', 'eval.best_metric')
 
 
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:

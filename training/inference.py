@@ -1,11 +1,14 @@
-"""The modes that use a trained workdir: explain, predict and export.
+"""The modes that use a trained workdir: explain, predict, score and export.
 
 Each loads the best model of the workdir (or, before any evaluation, the latest checkpoint)
-and turns pictures from disk into files: PNGs, a CSV-free mask folder, a SavedModel.
+and turns pictures from disk into files: PNGs, masks, a score, a SavedModel. Predict, score and
+export make masks the same way (`Predictor`), with the test-time averaging of `predict.*`.
 """
 
 import glob
+import json
 import os
+import time
 
 from absl import logging
 import keras
@@ -20,6 +23,7 @@ from interpretability import colormaps
 from interpretability import explain as explain_lib
 from modeling import models
 from training import checkpoints
+from training import config_checks
 from training import metrics
 from training import summaries as summaries_lib
 
@@ -28,6 +32,7 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model, else its latest checkpoint; a UserError when it has neither."""
+  config_checks.check_config(config)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
     return keras.models.load_model(best), best
@@ -75,6 +80,53 @@ def _model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
   return np.stack([tf.image.resize(p, (image_size, image_size)).numpy() for p in pictures])
 
 
+class Predictor:
+  """Class probabilities averaged over test-time input sides and mirror images.
+
+  A model trained on random crops has seen objects larger than a whole picture shows them;
+  larger input sides give it that scale back, and a mirrored copy is a second opinion (both
+  as configured in `predict.sizes` and `predict.flip`). The model is rebuilt at each extra
+  side with the same weights; segmentation probabilities come back at the largest side.
+  """
+
+  def __init__(self, model: keras.Model, config):
+    self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
+    self.flip = config.predict.flip
+    self.segmentation = config.task == 'segmentation'
+    self.models = {}
+    for size in self.sizes:
+      if size == model.input_shape[1]:
+        self.models[size] = model
+      else:
+        self.models[size] = models.build_model(config.model, size, len(config.data.class_names))
+        self.models[size].set_weights(model.get_weights())
+
+  def probabilities(self, pictures_at) -> tf.Tensor:
+    """`pictures_at(side)`: the float32 [N, side, side, 3] batch; returns averaged probabilities
+    (segmentation: [N, S, S, classes] at the largest side S)."""
+    out_size = (max(self.sizes),) * 2
+    views = []
+    for size, model in self.models.items():
+      pictures = pictures_at(size)
+      for mirrored in ((False, True) if self.flip else (False,)):
+        seen = tf.image.flip_left_right(pictures) if mirrored else pictures
+        probabilities = tf.cast(model(seen, training=False), tf.float32)
+        if self.segmentation:
+          if mirrored:
+            probabilities = tf.image.flip_left_right(probabilities)
+          probabilities = tf.image.resize(probabilities, out_size)
+        views.append(probabilities)
+    return tf.add_n(views) / len(views)
+
+  def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
+    """Label masks (uint8 0..classes-1) at each picture's own size, resized back with
+    nearest neighbour."""
+    probabilities = self.probabilities(lambda size: _model_input(pictures, size))
+    labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return [tf.image.resize(tf.cast(l, tf.uint8)[..., None], p.shape[:2],
+                            method='nearest').numpy()[..., 0] for l, p in zip(labels, pictures)]
+
+
 def _validation_pictures(config, workdir: str) -> np.ndarray:
   builder = sources.prepared_builder(config.data, workdir)
   batch = next(iter(input_pipeline.eval_dataset(builder, config.data,
@@ -120,6 +172,7 @@ def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   model, source = load_model(config, workdir)
+  predictor = Predictor(model, config)
   paths = picture_paths(images)
   out_dir = output or os.path.join(workdir, 'predict')
   os.makedirs(out_dir, exist_ok=True)
@@ -128,16 +181,14 @@ def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
   for start in range(0, len(paths), batch_size):
     chunk = paths[start:start + batch_size]
     pictures = [read_picture(p) for p in chunk]
-    probabilities = model.predict(_model_input(pictures, config.data.image_size), verbose=0)
     if config.task == 'classification':
-      for path, probs in zip(chunk, probabilities):
+      probabilities = predictor.probabilities(lambda size: _model_input(pictures, size))
+      for path, probs in zip(chunk, probabilities.numpy()):
         probs = np.concatenate([1 - probs, probs]) if len(probs) == 1 else probs
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
-    for path, picture, probs in zip(chunk, pictures, probabilities):
-      mask = np.argmax(probs, axis=-1).astype(np.uint8)[..., None]
-      mask = tf.image.resize(mask, picture.shape[:2], method='nearest').numpy()[..., 0]
+    for path, picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
       stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
       _write_png(stem + '_mask.png', mask)
       _write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask))
@@ -157,20 +208,22 @@ def export(config, workdir: str, output: str | None) -> str:
   Served by TF Serving or loaded with tf.saved_model.load, without this repository.
   """
   model, source = load_model(config, workdir)
-  image_size = config.data.image_size
+  predictor = Predictor(model, config)
 
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
-    resized = tf.image.resize(tf.cast(pictures, tf.float32), (image_size, image_size))
+    probabilities = predictor.probabilities(
+        lambda size: tf.image.resize(tf.cast(pictures, tf.float32), (size, size)))
     if config.task == 'classification':
-      return {'probabilities': model(resized, training=False)}
-    labels = tf.argmax(model(resized, training=False), axis=-1, output_type=tf.int32)
+      return {'probabilities': probabilities}
+    labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     masks = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], (height, width),
                             method='nearest')
     return {'masks': masks[..., 0]}
 
   archive = keras.export.ExportArchive()
-  archive.track(model)
+  for sized_model in predictor.models.values():
+    archive.track(sized_model)
   archive.add_endpoint('serve', serve, input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
   out_dir = output or os.path.join(workdir, 'export')
@@ -180,22 +233,42 @@ def export(config, workdir: str, output: str | None) -> str:
   return out_dir
 
 
-def native_resolution_metrics(model: keras.Model, builder, data_config, class_names) -> dict:
+def native_resolution_metrics(model: keras.Model, builder, config) -> dict:
   """Pixel accuracy and IoU of the eval split scored at each picture's own resolution.
 
-  Predicted masks (at the model's size) are resized back with nearest neighbour and compared
-  with the original trimaps, as a user of the predicted masks would see them.
+  Masks are made as --mode=predict makes them (resized back with nearest neighbour) and
+  compared with the original trimaps, as a user of the predicted masks would see them.
   """
-  split = sources.resolve_splits(data_config)[1]
+  predictor = Predictor(model, config)
+  class_names = tuple(config.data.class_names)
+  split = sources.resolve_splits(config.data)[1]
   confusion = np.zeros((len(class_names),) * 2)
   for example in sources.read_encoded(builder, split):
     picture = decode.decode_image(example['image']).numpy()
     truth = decode.decode_trimap(example['segmentation_mask']).numpy()[..., 0]
-    probabilities = model(_model_input([picture], data_config.image_size), training=False)
-    predicted = np.argmax(probabilities[0], axis=-1).astype(np.uint8)[..., None]
-    predicted = tf.image.resize(predicted, truth.shape, method='nearest').numpy()[..., 0]
+    predicted = predictor.masks([picture])[0]
     confusion += tf.math.confusion_matrix(truth.ravel(), predicted.ravel(),
                                           num_classes=len(class_names)).numpy()
-  results = metrics.summarize(0.0, 1.0, confusion, tuple(class_names))
+  results = metrics.summarize(0.0, 1.0, confusion, class_names)
   del results['loss'], results['num_examples']
+  return results
+
+
+def score(config, workdir: str) -> dict:
+  """Segmentation: the workdir's model scored on the eval split at the pictures' own
+  resolution, with predict's masks; logged and written to DIR/score.json."""
+  if config.task != 'segmentation':
+    raise UserError('--mode=score scores segmentation masks at native resolution; for '
+                    f'task={config.task} use --mode=eval.')
+  model, source = load_model(config, workdir)
+  start = time.perf_counter()
+  results = native_resolution_metrics(model, sources.prepared_builder(config.data, workdir),
+                                      config)
+  results = {'model': source, 'eval_split': sources.resolve_splits(config.data)[1],
+             'predict_sizes': list(config.predict.sizes) or [config.data.image_size],
+             'predict_flip': config.predict.flip, 'seconds': round(time.perf_counter() - start, 1),
+             **{k: round(float(v), 4) for k, v in results.items()}}
+  checkpoints.write_text_atomically(os.path.join(workdir, 'score.json'),
+                                    json.dumps(results, indent=1) + '\n')
+  logging.info('Score at native resolution: %s', json.dumps(results))
   return results

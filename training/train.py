@@ -106,7 +106,8 @@ class _Run:
         scratch_directory=None if self.is_chief else os.path.join(self.scratch, checkpoints.CHECKPOINT_DIR))
     self.trainer = trainer_lib.Trainer(self.strategy, self.model, self.optimizer,
                                        config.train.global_batch_size, num_classes,
-                                       runtime.resolve_jit_compile(config.runtime.jit_compile))
+                                       runtime.resolve_jit_compile(config.runtime.jit_compile),
+                                       config.train.jaccard_loss_weight)
     self.summaries = summaries_lib.Summaries(workdir, self.is_chief)
     self.eval_data = self.strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.eval_dataset(self.builder, config.data,
@@ -159,15 +160,19 @@ class _Run:
     return seconds
 
   def _export_if_best(self, results: dict) -> None:
-    """Keeps the model with the lowest finite validation loss, like the book's ModelCheckpoint."""
-    loss = results['loss']
-    if not math.isfinite(loss) or loss >= float(self.state.best_val_loss):
+    """Keeps the model with the best finite eval.best_metric (the book's ModelCheckpoint keeps
+    the lowest validation loss)."""
+    metric = self.config.eval.best_metric
+    value = results[metric]
+    ranked = value if metric == 'loss' else -value
+    if not math.isfinite(value) or ranked >= float(self.state.best_eval):
       return
-    self.state.best_val_loss.assign(loss)
+    self.state.best_eval.assign(ranked)
     if self.is_chief:
       checkpoints.save_model_atomically(self.model, os.path.join(self.workdir,
                                                                  checkpoints.BEST_MODEL))
-      logging.info('New best validation loss %.4f: exported %s.', loss, checkpoints.BEST_MODEL)
+      logging.info('New best validation %s %.4f: exported %s.', metric, value,
+                   checkpoints.BEST_MODEL)
 
   def _step_scalars(self, sums, num_steps: int, seconds: float) -> dict:
     values = {

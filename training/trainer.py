@@ -23,10 +23,16 @@ def learning_rate(train_config, total_steps: int):
 def make_optimizer(train_config, precision: str, total_steps: int = 1
                    ) -> keras.optimizers.Optimizer:
   """The configured optimizer and schedule, wrapped for dynamic loss scaling under float16."""
-  optimizers = {'rmsprop': keras.optimizers.RMSprop, 'adam': keras.optimizers.Adam,
-                'sgd': keras.optimizers.SGD}
-  optimizer = optimizers[train_config.optimizer](
-      learning_rate=learning_rate(train_config, total_steps))
+  rate = learning_rate(train_config, total_steps)
+  if train_config.optimizer == 'adamw':
+    optimizer = keras.optimizers.AdamW(learning_rate=rate,
+                                       weight_decay=train_config.weight_decay)
+    # Decay shrinks kernels; batch-norm scales and offsets and biases are not weights to shrink.
+    optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
+  else:
+    optimizers = {'rmsprop': keras.optimizers.RMSprop, 'adam': keras.optimizers.Adam,
+                  'sgd': keras.optimizers.SGD}
+    optimizer = optimizers[train_config.optimizer](learning_rate=rate)
   if precision == 'mixed_float16':
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
@@ -37,8 +43,9 @@ class Trainer:
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
                optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int,
-               jit_compile: bool = False):
+               jit_compile: bool = False, jaccard_loss_weight: float = 0.0):
     self.strategy = strategy
+    self.jaccard_loss_weight = jaccard_loss_weight
     self.model = model
     self.optimizer = optimizer
     self.global_batch_size = global_batch_size
@@ -62,7 +69,8 @@ class Trainer:
   def _loss_and_gradients(self, batch):
     with tf.GradientTape() as tape:
       probabilities = self.model(batch['image'], training=True)
-      per_example = metrics.per_example_loss(batch['label'], probabilities)
+      per_example = metrics.per_example_loss(batch['label'], probabilities,
+                                             self.jaccard_loss_weight)
       # Divide by the GLOBAL batch: gradients are summed across replicas by the optimizer.
       loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
       if self.model.losses:
@@ -104,8 +112,8 @@ class Trainer:
 
   def _eval_replica_step(self, batch):
     probabilities = self.model(batch['image'], training=False)
-    return self._sums(batch, probabilities,
-                      metrics.per_example_loss(batch['label'], probabilities))
+    return self._sums(batch, probabilities, metrics.per_example_loss(
+        batch['label'], probabilities, self.jaccard_loss_weight))
 
   def _eval_step(self, batch):
     return self._reduce(self.strategy.run(self._eval_replica_step, args=(batch,)))
