@@ -3,7 +3,10 @@ the framework's streaming pipeline, on the same 7,390 Oxford-sized synthetic pic
 
 Each approach runs in its own process: time from the start of its main() to the end of the
 first training step, peak resident memory (ru_maxrss), and train images/s over --steps steps
-of the book's model at 200 px, batch 64 (one JSON line each):
+of the book's model at 200 px, batch 64 (one JSON line each). A third process, model_only,
+trains the same model on one constant batch: the time and memory every approach pays for
+TensorFlow, the model and its step, whatever feeds it. What is left over is what the data
+costs each approach:
 
     python -m benchmarks.book_vs_streaming [--num_images=7390 --steps=3]
 
@@ -25,7 +28,8 @@ flags.DEFINE_integer('image_size', 200, 'Model input side.')
 flags.DEFINE_integer('batch', 64, 'Batch (the book: 64).')
 flags.DEFINE_integer('steps', 3, 'Timed training steps after the first.')
 flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where the synthetic data goes.')
-flags.DEFINE_enum('approach', None, ['book', 'streaming'], 'Internal: run one approach.')
+APPROACHES = ('book', 'streaming', 'model_only')
+flags.DEFINE_enum('approach', None, APPROACHES, 'Internal: run one approach.')
 FLAGS = flags.FLAGS
 
 
@@ -59,12 +63,15 @@ def book(config, folder, start):
   class Clock(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
       times.append(time.perf_counter())
+  data_ready = time.perf_counter()
   model.fit(inputs, targets, batch_size=FLAGS.batch, epochs=1, verbose=0,
             steps_per_epoch=FLAGS.steps + 1, callbacks=[Clock()], shuffle=True)
-  return times[0] - start, FLAGS.steps * FLAGS.batch / (times[-1] - times[0])
+  return (times[0] - start, data_ready - start,
+          FLAGS.steps * FLAGS.batch / (times[-1] - times[0]))
 
 
 def streaming(config, builder, start):
+  """The framework's trainer on its pipeline, or (model_only) on one constant batch."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from data import input_pipeline  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
@@ -74,17 +81,36 @@ def streaming(config, builder, start):
   trainer = trainer_lib.Trainer(strategy, model, trainer_lib.make_optimizer(config.train,
                                                                             'float32'),
                                 FLAGS.batch, 3)
-  iterator = iter(input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0))
-  trainer.train_steps(iterator, tf.constant(1))[0].numpy()
+  if FLAGS.approach == 'model_only':
+    side = FLAGS.image_size
+    dataset = tf.data.Dataset.from_tensors({
+        'image': tf.zeros([FLAGS.batch, side, side, 3]),
+        'label': tf.zeros([FLAGS.batch, side, side, 1], tf.uint8)}).repeat()
+  else:
+    dataset = input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0)
+  iterator = iter(dataset)
+  waited = trainer.train_steps(iterator, tf.constant(1))[3].numpy()
   first = time.perf_counter()
   trainer.train_steps(iterator, tf.constant(FLAGS.steps))[0].numpy()
-  return first - start, FLAGS.steps * FLAGS.batch / (time.perf_counter() - first)
+  rate = FLAGS.steps * FLAGS.batch / (time.perf_counter() - first)
+  if FLAGS.approach == 'streaming':
+    # Memory after the cache has filled: the rest of the first epoch is read (not trained
+    # on), then one step of the second epoch runs beside the full cache.
+    _peak_rss['first_steps'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(FLAGS.num_images // FLAGS.batch - 1 - FLAGS.steps):
+      next(iterator)
+    trainer.train_steps(iterator, tf.constant(1))[0].numpy()
+  # The first step waited `waited` s for its batch; its tracing and compute came around that.
+  return (first - start, None if FLAGS.approach == 'model_only' else float(waited), rate)
+
+
+_peak_rss = {}  # ru_maxrss (KiB) at named moments of the streaming approach.
 
 
 def main(argv):
   del argv
   if FLAGS.approach is None:
-    for approach in ('book', 'streaming'):
+    for approach in APPROACHES:
       _setup()  # Data written and prepared before either is timed.
       out = subprocess.run([sys.executable, '-m', 'benchmarks.book_vs_streaming',
                             f'--approach={approach}', *sys.argv[1:]],
@@ -93,13 +119,19 @@ def main(argv):
     return
   config, folder, builder = _setup()
   start = time.perf_counter()
-  first_step, rate = (book(config, folder, start) if FLAGS.approach == 'book'
-                      else streaming(config, builder, start))
+  first_step, data_seconds, rate = (book(config, folder, start) if FLAGS.approach == 'book'
+                                    else streaming(config, builder, start))
   print(json.dumps({
       'approach': FLAGS.approach, 'images': FLAGS.num_images, 'image_size': FLAGS.image_size,
       'batch': FLAGS.batch, 'model': config.model.name,
       'seconds_to_first_step': round(first_step, 1),
+      # book: decoding every picture into arrays; streaming: the first step's wait for data.
+      'seconds_for_data': None if data_seconds is None else round(data_seconds, 1),
+      'seconds_per_later_step': round(FLAGS.batch / rate, 2),
       'peak_rss_gib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      # streaming: the peak over the first steps alone, before the cache holds every picture.
+      'peak_rss_gib_first_steps': (round(_peak_rss['first_steps'] / 2**20, 2)
+                                   if 'first_steps' in _peak_rss else None),
       'train_images_per_s': round(rate, 2), 'timed_steps': FLAGS.steps}), flush=True)
 
 

@@ -52,14 +52,14 @@ def main(argv):
     config.eval.every_epochs = config.train.epochs  # Score once, at the end.
     config.summaries.explain_every_epochs = 0
     config.runtime.cpu_devices = FLAGS.cpu_devices
+    config.predict.sizes, config.predict.flip = (), False  # One pass: compare the training.
     workdir = os.path.join(root, config.model.name)
     start = time.perf_counter()
     results = train.run(config, workdir)
     seconds = time.perf_counter() - start
     model, _ = inference.load_model(config, workdir)
     builder = sources.prepared_builder(config.data, workdir)
-    native = inference.native_resolution_metrics(model, builder, config.data,
-                                                 config.data.class_names)
+    native = inference.native_resolution_metrics(model, builder, config)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

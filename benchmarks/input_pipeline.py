@@ -1,10 +1,20 @@
 """Input pipeline throughput next to the raw decode limit, per CPU core (JSON lines).
 
-Cases, over the same encoded pictures: decode_limit (tf.io.decode_jpeg + resize alone, the
-bytes already in memory), train_first_epoch (the framework's training pipeline, decoding every
-picture), train_cached (its second epoch, from the cache), eval (the evaluation pipeline).
+Cases, over the same encoded pictures:
+  decode_limit       tf.io.decode_jpeg + resize of the photos alone, bytes already in memory
+                     (the issue's raw limit);
+  trimap_limit       the trimap PNGs' decode + nearest-neighbour resize alone, in memory;
+  preprocess_limit   the framework's `preprocess` (photo AND trimap decoded and resized), bytes
+                     in memory: what a segmentation example costs before any tf.data plumbing;
+  read_only          reading and parsing the prepared TFDS records, nothing decoded;
+  train_first_epoch  the framework's training pipeline, first epoch (decodes every picture);
+  train_cached       its second epoch, from the cache;
+  eval               the evaluation pipeline.
+Every case runs --repeats times, interleaved; ratios are to the limits of the same round, by
+wall time and by process CPU time (images per CPU-second = per core used; steadier on a
+machine whose cores are shared). The last lines give the medians.
 
-    python -m benchmarks.input_pipeline [--num_images=7390 --image_size=200]
+    python -m benchmarks.input_pipeline [--num_images=7390 --image_size=200 --repeats=3]
     python -m benchmarks.input_pipeline --folder=../shared/oxford_pets_sample
 
 Without --folder it writes (once, into --data_dir) a synthetic set with Oxford-IIIT Pet's
@@ -13,6 +23,7 @@ sizes: 500x375 photos (JPEG quality 90) and trimaps.
 
 import json
 import os
+import statistics
 import time
 
 from absl import app
@@ -20,6 +31,7 @@ from absl import flags
 import tensorflow as tf
 
 from benchmarks import oxford_sized
+from data import decode
 from data import input_pipeline
 from data import sources
 
@@ -27,15 +39,78 @@ flags.DEFINE_string('folder', None, 'An extracted folder to measure instead of s
 flags.DEFINE_integer('num_images', 7390, 'Synthetic pictures (Oxford-IIIT Pet has 7,390).')
 flags.DEFINE_integer('image_size', 200, 'Model input side.')
 flags.DEFINE_integer('batch', 64, 'Global batch.')
+flags.DEFINE_integer('repeats', 3, 'Interleaved rounds of every case.')
 flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where synthetic data and TFDS go.')
 FLAGS = flags.FLAGS
 
 
-def _rate(ds, images: int) -> float:
-  start = time.perf_counter()
-  for _ in ds:
-    pass
-  return images / (time.perf_counter() - start)
+class _Clock:
+  """Wall and process CPU seconds of a block: images per CPU-second is images per core used,
+  and unlike wall time it does not move when the machine lends a core elsewhere."""
+
+  def __enter__(self):
+    self.wall, self.cpu = time.perf_counter(), time.process_time()
+    return self
+
+  def __exit__(self, *exc):
+    self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+  def rates(self, images: int) -> tuple[float, float]:
+    return images / self.wall, images / self.cpu
+
+
+def _rates(ds, images: int) -> tuple[float, float]:
+  with _Clock() as clock:
+    for _ in ds:
+      pass
+  return clock.rates(images)
+
+
+def _train_epochs(builder, data_config) -> tuple[tuple, tuple]:
+  """Rates of a fresh training pipeline's first (decoding) and second (cached) epoch."""
+  images = sources.num_examples(builder, 'train+test') // FLAGS.batch * FLAGS.batch
+  iterator = iter(input_pipeline.train_dataset(builder, data_config, FLAGS.batch, seed=0,
+                                               start_step=0))
+  epochs = []
+  for _ in range(2):
+    with _Clock() as clock:
+      for _ in range(images // FLAGS.batch):
+        next(iterator)
+    epochs.append(clock.rates(images))
+  return epochs[0], epochs[1]
+
+
+def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict:
+  """{case: (images/s, images per CPU-second)}."""
+  size = (FLAGS.image_size, FLAGS.image_size)
+  in_memory = tf.data.Dataset.from_tensor_slices(encoded)
+  rates = {'decode_limit': _rates(in_memory.map(
+      lambda ex: tf.image.resize(tf.io.decode_jpeg(ex['image'], channels=3), size),
+      num_parallel_calls=cores).batch(FLAGS.batch), images)}
+  rates['trimap_limit'] = _rates(in_memory.map(
+      lambda ex: tf.image.resize(decode.decode_trimap(ex[input_pipeline.MASK_FEATURE]), size,
+                                 method='nearest'),
+      num_parallel_calls=cores).batch(FLAGS.batch), images)
+  rates['preprocess_limit'] = _rates(in_memory.map(
+      lambda ex: input_pipeline.preprocess(ex, FLAGS.image_size),
+      num_parallel_calls=cores).batch(FLAGS.batch), images)
+  rates['read_only'] = _rates(sources.read_encoded(builder, 'train+test').batch(FLAGS.batch),
+                              images)
+  rates['train_first_epoch'], rates['train_cached'] = _train_epochs(builder, data_config)
+  rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
+  return rates
+
+
+def _line(case: str, rates: dict, images: int, cores: int, round_name) -> dict:
+  (wall, cpu), (limit_wall, limit_cpu) = rates[case], rates['decode_limit']
+  return {
+      'case': case, 'round': round_name, 'images': images, 'image_size': FLAGS.image_size,
+      'cores': cores, 'source': 'folder' if FLAGS.folder else 'synthetic 500x375',
+      'images_per_s': round(wall, 1), 'images_per_s_per_core': round(wall / cores, 1),
+      'images_per_cpu_second': round(cpu, 1),
+      'ratio_to_decode_limit': round(wall / limit_wall, 3),
+      'cpu_ratio_to_decode_limit': round(cpu / limit_cpu, 3),
+      'cpu_ratio_to_preprocess_limit': round(cpu / rates['preprocess_limit'][1], 3)}
 
 
 def main(argv):
@@ -44,27 +119,22 @@ def main(argv):
   config, _, builder = oxford_sized.book_config_on_oxford_sized(
       FLAGS.num_images, FLAGS.image_size, FLAGS.data_dir, FLAGS.folder)
   images = sources.num_examples(builder, 'train+test')
-  encoded = [ex['image'] for ex in sources.read_encoded(builder, 'train+test')]
-  size = (FLAGS.image_size, FLAGS.image_size)
-  limit_ds = tf.data.Dataset.from_tensor_slices(tf.stack(encoded)).map(
-      lambda b: tf.image.resize(tf.io.decode_jpeg(b, channels=3), size),
-      num_parallel_calls=cores).batch(FLAGS.batch)
-  rates = {'decode_limit': _rate(limit_ds, images)}
-  steps = images // FLAGS.batch
-  train = input_pipeline.train_dataset(builder, config.data, FLAGS.batch, seed=0, start_step=0)
-  iterator = iter(train)
-  for case in ('train_first_epoch', 'train_cached'):
-    start = time.perf_counter()
-    for _ in range(steps):
-      next(iterator)
-    rates[case] = steps * FLAGS.batch / (time.perf_counter() - start)
-  rates['eval'] = _rate(input_pipeline.eval_dataset(builder, config.data, FLAGS.batch), images)
-  for case, rate in rates.items():
-    print(json.dumps({
-        'case': case, 'images': images, 'image_size': FLAGS.image_size, 'cores': cores,
-        'source': 'folder' if FLAGS.folder else 'synthetic 500x375',
-        'images_per_s': round(rate, 1), 'images_per_s_per_core': round(rate / cores, 1),
-        'ratio_to_decode_limit': round(rate / rates['decode_limit'], 3)}), flush=True)
+  examples = list(sources.read_encoded(builder, 'train+test').as_numpy_iterator())
+  encoded = {key: tf.constant([ex[key] for ex in examples])
+             for key in ('image', input_pipeline.MASK_FEATURE)}
+  lines = []
+  for repeat in range(FLAGS.repeats):
+    rates = _round(builder, config.data, encoded, images, cores)
+    for case in rates:
+      lines.append(_line(case, rates, images, cores, repeat + 1))
+      print(json.dumps(lines[-1]), flush=True)
+  for case in dict.fromkeys(line['case'] for line in lines):
+    mine = [line for line in lines if line['case'] == case]
+    median = {key: statistics.median(line[key] for line in mine) for key in mine[0]
+              if isinstance(mine[0][key], float)}
+    spread = {f'{key}_range': [min(line[key] for line in mine), max(line[key] for line in mine)]
+              for key in ('ratio_to_decode_limit', 'cpu_ratio_to_decode_limit')}
+    print(json.dumps({**mine[0], **median, 'round': 'median', **spread}), flush=True)
 
 
 if __name__ == '__main__':
