@@ -119,12 +119,17 @@ class Predictor:
     return tf.add_n(views) / len(views)
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
-    """Label masks (uint8 0..classes-1) at each picture's own size, resized back with
-    nearest neighbour."""
+    """Label masks (uint8 0..classes-1) at each picture's own size."""
     probabilities = self.probabilities(lambda size: _model_input(pictures, size))
-    labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-    return [tf.image.resize(tf.cast(l, tf.uint8)[..., None], p.shape[:2],
-                            method='nearest').numpy()[..., 0] for l, p in zip(labels, pictures)]
+    return [label_masks(probabilities[i:i + 1], picture.shape[:2])[0].numpy()
+            for i, picture in enumerate(pictures)]
+
+
+def label_masks(probabilities: tf.Tensor, size) -> tf.Tensor:
+  """[N, H, W] uint8 argmax labels, resized to `size` with nearest neighbour (no invented
+  labels)."""
+  labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.uint8)
+  return tf.image.resize(labels[..., None], size, method='nearest')[..., 0]
 
 
 def _validation_pictures(config, workdir: str) -> np.ndarray:
@@ -216,10 +221,7 @@ def export(config, workdir: str, output: str | None) -> str:
         lambda size: tf.image.resize(tf.cast(pictures, tf.float32), (size, size)))
     if config.task == 'classification':
       return {'probabilities': probabilities}
-    labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-    masks = tf.image.resize(tf.cast(labels, tf.uint8)[..., None], (height, width),
-                            method='nearest')
-    return {'masks': masks[..., 0]}
+    return {'masks': label_masks(probabilities, (height, width))}
 
   archive = keras.export.ExportArchive()
   for sized_model in predictor.models.values():
