@@ -16,12 +16,13 @@ Needs the synthetic set that benchmarks/input_pipeline.py writes (it writes it i
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import isolated
 
 flags.DEFINE_integer('num_images', 7390, 'Pictures (Oxford-IIIT Pet has 7,390).')
 flags.DEFINE_integer('image_size', 200, 'Model input side.')
@@ -66,8 +67,8 @@ def book(config, folder, start):
   data_ready = time.perf_counter()
   model.fit(inputs, targets, batch_size=FLAGS.batch, epochs=1, verbose=0,
             steps_per_epoch=FLAGS.steps + 1, callbacks=[Clock()], shuffle=True)
-  return (times[0] - start, data_ready - start,
-          FLAGS.steps * FLAGS.batch / (times[-1] - times[0]))
+  return {'seconds_to_first_step': times[0] - start, 'seconds_for_data': data_ready - start,
+          'train_images_per_s': FLAGS.steps * FLAGS.batch / (times[-1] - times[0])}
 
 
 def streaming(config, builder, start):
@@ -92,47 +93,48 @@ def streaming(config, builder, start):
   waited = trainer.train_steps(iterator, tf.constant(1))[3].numpy()
   first = time.perf_counter()
   trainer.train_steps(iterator, tf.constant(FLAGS.steps))[0].numpy()
-  rate = FLAGS.steps * FLAGS.batch / (time.perf_counter() - first)
+  # The first step waited `waited` s for its batch; its tracing and compute came around that.
+  result = {'seconds_to_first_step': first - start,
+            'train_images_per_s': FLAGS.steps * FLAGS.batch / (time.perf_counter() - first)}
   if FLAGS.approach == 'streaming':
+    result.update(seconds_for_data=float(waited), peak_rss_gib_first_steps=_peak_rss_gib())
     # Memory after the cache has filled: the rest of the first epoch is read (not trained
     # on), then one step of the second epoch runs beside the full cache.
-    _peak_rss['first_steps'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(FLAGS.num_images // FLAGS.batch - 1 - FLAGS.steps):
       next(iterator)
     trainer.train_steps(iterator, tf.constant(1))[0].numpy()
-  # The first step waited `waited` s for its batch; its tracing and compute came around that.
-  return (first - start, None if FLAGS.approach == 'model_only' else float(waited), rate)
+  return result
 
 
-_peak_rss = {}  # ru_maxrss (KiB) at named moments of the streaming approach.
+def _peak_rss_gib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main(argv):
   del argv
   if FLAGS.approach is None:
+    _setup()  # Data written and prepared before any approach is timed.
     for approach in APPROACHES:
-      _setup()  # Data written and prepared before either is timed.
-      out = subprocess.run([sys.executable, '-m', 'benchmarks.book_vs_streaming',
-                            f'--approach={approach}', *sys.argv[1:]],
-                           capture_output=True, text=True, check=True)
-      print(next(l for l in out.stdout.splitlines() if l.startswith('{')), flush=True)
+      print(isolated.json_line('benchmarks.book_vs_streaming', f'--approach={approach}',
+                               *sys.argv[1:]), flush=True)
     return
   config, folder, builder = _setup()
   start = time.perf_counter()
-  first_step, data_seconds, rate = (book(config, folder, start) if FLAGS.approach == 'book'
-                                    else streaming(config, builder, start))
+  result = (book(config, folder, start) if FLAGS.approach == 'book'
+            else streaming(config, builder, start))
+  rounded = lambda key, digits: (round(result[key], digits) if key in result else None)
   print(json.dumps({
       'approach': FLAGS.approach, 'images': FLAGS.num_images, 'image_size': FLAGS.image_size,
       'batch': FLAGS.batch, 'model': config.model.name,
-      'seconds_to_first_step': round(first_step, 1),
+      'seconds_to_first_step': rounded('seconds_to_first_step', 1),
       # book: decoding every picture into arrays; streaming: the first step's wait for data.
-      'seconds_for_data': None if data_seconds is None else round(data_seconds, 1),
-      'seconds_per_later_step': round(FLAGS.batch / rate, 2),
-      'peak_rss_gib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+      'seconds_for_data': rounded('seconds_for_data', 1),
+      'seconds_per_later_step': round(FLAGS.batch / result['train_images_per_s'], 2),
+      'peak_rss_gib': round(_peak_rss_gib(), 2),
       # streaming: the peak over the first steps alone, before the cache holds every picture.
-      'peak_rss_gib_first_steps': (round(_peak_rss['first_steps'] / 2**20, 2)
-                                   if 'first_steps' in _peak_rss else None),
-      'train_images_per_s': round(rate, 2), 'timed_steps': FLAGS.steps}), flush=True)
+      'peak_rss_gib_first_steps': rounded('peak_rss_gib_first_steps', 2),
+      'train_images_per_s': rounded('train_images_per_s', 2), 'timed_steps': FLAGS.steps}),
+        flush=True)
 
 
 if __name__ == '__main__':

@@ -8,12 +8,13 @@ own process, since the device split is per process). Prints one JSON line per ru
 
 import json
 import os
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import isolated
 
 flags.DEFINE_integer('image_size', 64, 'Input side (small, so CPU runs are short).')
 flags.DEFINE_integer('batch', 16, 'Global batch.')
@@ -81,10 +82,9 @@ def main(argv):
     print(json.dumps(measure(FLAGS.devices)), flush=True)
     return
   for devices in (1, 2):
-    out = subprocess.run([sys.executable, '-m', 'benchmarks.train_step', f'--devices={devices}',
-                          *[a for a in sys.argv[1:] if not a.startswith('--devices')]],
-                         capture_output=True, text=True, check=True)
-    print(next(l for l in out.stdout.splitlines() if l.startswith('{')), flush=True)
+    print(isolated.json_line('benchmarks.train_step', f'--devices={devices}',
+                             *[a for a in sys.argv[1:] if not a.startswith('--devices')]),
+          flush=True)
 
 
 if __name__ == '__main__':
