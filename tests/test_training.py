@@ -24,6 +24,16 @@ def _event_tags(run_dir: str) -> dict:
   return tags
 
 
+def _eval_scalars(workdir: str, tag: str) -> list[float]:
+  """The values of scalar `tag` in the workdir's eval run, in step order."""
+  values = []
+  for path in glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      values += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value
+                 if v.tag == tag]
+  return [v for _, v in sorted(values)]
+
+
 def test_short_run_learns(trained_run):
   _, results, _ = trained_run
   assert results['epoch'] == 20
@@ -52,12 +62,7 @@ def test_run_leaves_checkpoint_best_model_config_and_events(trained_run):
 
 def test_loss_falls_over_the_run(trained_run):
   workdir, _, _ = trained_run
-  losses = []
-  for path in sorted(glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      losses += [(event.step, tf.make_ndarray(v.tensor)) for v in event.summary.value
-                 if v.tag == 'loss']
-  losses = [float(v) for _, v in sorted(losses)]
+  losses = _eval_scalars(workdir, 'loss')
   assert len(losses) == 20
   assert losses[-1] < 0.7 * losses[0]
 
@@ -126,15 +131,6 @@ def test_download_disabled_prints_the_three_ways(tmp_path):
                     '--config.data.download=False')
   assert result.returncode == 2
   assert 'data.download=False' in result.stderr and 'Traceback' not in result.stderr
-
-
-def _eval_scalars(workdir: str, tag: str) -> list[float]:
-  values = []
-  for path in glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      values += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value
-                 if v.tag == tag]
-  return [v for _, v in sorted(values)]
 
 
 def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):

@@ -114,7 +114,8 @@ class Predictor:
         if self.segmentation:
           if mirrored:
             probabilities = tf.image.flip_left_right(probabilities)
-          probabilities = tf.image.resize(probabilities, out_size)
+          if size != out_size[0]:
+            probabilities = tf.image.resize(probabilities, out_size)
         views.append(probabilities)
     return tf.add_n(views) / len(views)
 
