@@ -37,7 +37,8 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = rng.uniform(0, 255, (config.summaries.num_images, size, size, 3)).astype(np.float32)
   start = time.perf_counter()
-  result = explain.explain(model, images, config.summaries.explain, tuple(config.data.class_names))
+  explanation = explain.explain(model, images, config.summaries.explain,
+                                tuple(config.data.class_names), config.task == 'segmentation')
   explain_seconds = time.perf_counter() - start
 
   strategy = tf.distribute.get_strategy()
@@ -54,8 +55,7 @@ def main(argv):
   every = config.summaries.explain_every_epochs
   print(json.dumps({
       'model': config.model.name, 'image_size': size, 'explain_seconds': round(explain_seconds, 2),
-      'explain_parts_seconds': {k[8:]: round(v, 2) for k, v in result.items()
-                                if k.startswith('seconds/')},
+      'explain_parts_seconds': {k: round(v, 2) for k, v in explanation.seconds.items()},
       'train_images_per_s': round(images_per_s, 3), 'epoch_images': FLAGS.epoch_images,
       'epoch_seconds_estimate': round(epoch_seconds, 1), 'explain_every_epochs': every,
       'explain_share_of_epoch': round(explain_seconds / max(every, 1) / epoch_seconds, 4),

@@ -89,8 +89,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.summaries = ml_collections.ConfigDict()
   config.summaries.num_images = 4  # Fixed validation images shown with their masks.
-  # Activations, filter patterns and Grad-CAM on those images every N epochs (0: never).
   config.summaries.profile_steps = ()  # (first, last): a profiler trace of those steps.
+  # Activations, filter patterns and Grad-CAM on those images every N epochs (0: never).
   config.summaries.explain_every_epochs = 5
   config.summaries.explain = explain = ml_collections.ConfigDict()
   explain.activation_layers = ()  # Layer names; empty: num_activation_layers spread by depth.
@@ -98,5 +98,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   explain.filter_layers = ()  # Layer names; empty: num_filter_layers spread by depth.
   explain.num_filter_layers = 2
   explain.num_filters = 64  # The book's 8x8 grid.
-  explain.gradcam_layer = ''  # Empty: the last conv layer (segmentation: of the bottleneck).
+  # Empty: gradcam.default_layer (classifiers: the feature map the pooling reads; segmenters:
+  # the last post-ReLU feature map at 1/4 of the input side, never a shortcut projection).
+  explain.gradcam_layer = ''
+  explain.top_classes = 0  # Classifiers: Grad-CAM of each picture's N best classes; 0: all.
+  explain.class_index = ''  # 'imagenet': name class numbers by Keras' ImageNet class index.
   return config

@@ -1,8 +1,10 @@
-"""Every picture of section 9.4 for one model and a few images: pure, returns uint8 arrays.
+"""Every picture of section 9.4 for one model and a batch of images: pure, returns arrays.
 
-Used by the trainer's periodic TensorBoard summaries and by `--mode=explain`.
+Used by the trainer's periodic TensorBoard summaries and by `--mode=explain`; the callers
+decide where the pictures go and which ground truth scores the heatmaps.
 """
 
+import dataclasses
 import time
 
 import keras
@@ -11,47 +13,116 @@ import numpy as np
 from interpretability import activations
 from interpretability import filters
 from interpretability import gradcam
+from interpretability import pointing
+
+
+@dataclasses.dataclass
+class ClassMaps:
+  """Grad-CAM of one explained class (or class rank) for every picture."""
+  label: str  # A class name, or 'top<k>' for a classifier's k-th ranked class.
+  heatmaps: gradcam.Heatmaps  # maps (N, h, w), peaks (N,)
+  classes: np.ndarray  # (N,) the class index explained in each picture.
+
+
+@dataclasses.dataclass
+class Explanation:
+  activation_grids: dict  # layer -> [uint8 RGB grid per picture], for the first pictures.
+  filter_grids: dict  # layer -> uint8 RGB grid of its filter patterns.
+  gradcam_layer: str
+  class_maps: list  # [ClassMaps]
+  seconds: dict  # part -> seconds spent.
 
 
 def _as_rgb(grid: np.ndarray) -> np.ndarray:
   return np.repeat(grid[..., None], 3, axis=-1) if grid.ndim == 2 else grid
 
 
-def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
-            segmentation: bool = True) -> dict:
-  """{tag: uint8 pictures (N, H, W, 3)} plus {'seconds/<part>': float} timings.
+def _chunks(count: int, size: int):
+  return [slice(start, start + size) for start in range(0, count, size)]
 
-  Tags: activations/<layer> (grids for the first image), filters/<layer> (pattern grids),
-  gradcam/<class> (heatmaps over each image, one tag per class).
-  """
+
+def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
+               segmentation: bool, top_classes: int = 0, batch_size: int = 8) -> list:
+  """Grad-CAM of every class (segmentation, or a classifier with top_classes=0), else of each
+  picture's `top_classes` highest-scoring classes; computed `batch_size` pictures at a time."""
+  parts = _chunks(len(images), batch_size)
+  if segmentation:
+    maps = [gradcam.seg_gradcam(model, images[p], layer_name=layer) for p in parts]
+    heatmaps = gradcam.Heatmaps(np.concatenate([m.maps for m in maps]),
+                                np.concatenate([m.peaks for m in maps]))
+    return [ClassMaps(name, gradcam.Heatmaps(heatmaps.maps[:, c], heatmaps.peaks[:, c]),
+                      np.full(len(images), c)) for c, name in enumerate(class_names)]
+  if top_classes:
+    ranked = np.concatenate([gradcam.top_classes(model, images[p], top_classes) for p in parts])
+    wanted = [(f'top{k + 1}', ranked[:, k]) for k in range(ranked.shape[1])]
+  else:
+    wanted = [(name, np.full(len(images), c)) for c, name in enumerate(class_names)]
+  result = []
+  for label, classes in wanted:
+    maps = [gradcam.gradcam(model, images[p], layer, class_index=classes[p])[0] for p in parts]
+    result.append(ClassMaps(label, gradcam.Heatmaps(np.concatenate([m.maps for m in maps]),
+                                                    np.concatenate([m.peaks for m in maps])),
+                            classes))
+  return result
+
+
+def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
+            segmentation: bool = True, activation_pictures: int = 1,
+            batch_size: int = 8) -> Explanation:
+  """Activation grids of the first `activation_pictures` images, filter patterns, and Grad-CAM
+  of every image on `explain_config.gradcam_layer` (empty: gradcam.default_layer)."""
   images = np.asarray(images, np.float32)
-  pictures, seconds = {}, {}
+  seconds = {}
 
   start = time.perf_counter()
   layers = list(explain_config.activation_layers) or activations.spread_layer_names(
       model, explain_config.num_activation_layers)
-  for name, grid in activations.activation_grids(model, images[0], layers).items():
-    pictures[f'activations/{name}'] = _as_rgb(grid)[None]
+  activation_grids = {name: [] for name in layers}
+  for image in images[:activation_pictures]:
+    for name, grid in activations.activation_grids(model, image, layers).items():
+      activation_grids[name].append(_as_rgb(grid))
   seconds['activations'] = time.perf_counter() - start
 
   start = time.perf_counter()
   filter_layers = list(explain_config.filter_layers) or activations.spread_layer_names(
       model, explain_config.num_filter_layers + 1)[:-1]  # The output layer's patterns say little.
+  filter_grids = {}
   for name in filter_layers:
     patterns = filters.filter_patterns(model, name, filter_indices=np.arange(
         min(explain_config.num_filters, model.get_layer(name).output.shape[-1])))
-    pictures[f'filters/{name}'] = filters.pattern_grid(patterns)[None]
+    filter_grids[name] = filters.pattern_grid(patterns)
   seconds['filters'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  layer = explain_config.gradcam_layer or None
-  if segmentation:
-    heatmaps = gradcam.seg_gradcam(model, images, layer_name=layer)
-    for c, name in enumerate(class_names):
-      pictures[f'gradcam/{name}'] = gradcam.overlays(images, heatmaps[:, c])
-  else:
-    for c, name in enumerate(class_names):
-      heatmaps, _ = gradcam.gradcam(model, images, layer_name=layer, class_index=c)
-      pictures[f'gradcam/{name}'] = gradcam.overlays(images, heatmaps)
+  layer = explain_config.gradcam_layer or gradcam.default_layer(model, segmentation)
+  maps = class_maps(model, images, layer, class_names, segmentation,
+                    explain_config.top_classes, batch_size)
   seconds['gradcam'] = time.perf_counter() - start
-  return {**pictures, **{f'seconds/{k}': v for k, v in seconds.items()}}
+  return Explanation(activation_grids, filter_grids, layer, maps, seconds)
+
+
+def score(explanation: Explanation, regions: list) -> list:
+  """Pointing scores per picture: `regions[i]` maps each ClassMaps label to a boolean ground
+  truth mask at picture i's resolution (None: picture i has no ground truth)."""
+  scored = []
+  for i, picture_regions in enumerate(regions):
+    if picture_regions is None:
+      scored.append(None)
+      continue
+    scored.append({m.label: pointing.region_scores(m.heatmaps.maps[i], m.heatmaps.peaks[i],
+                                                   picture_regions[m.label])
+                   for m in explanation.class_maps})
+  return scored
+
+
+TRIMAP_BACKGROUND = 1  # Label of the background in a trimap mask (pet 0, background 1, outline 2).
+
+
+def trimap_regions(mask: np.ndarray, explanation: Explanation, segmentation: bool) -> dict:
+  """Ground truth per explained label from a trimap label mask (H, W): a segmenter's class c is
+  scored against mask == c; a classifier's classes against the pet (mask != background), the
+  object a cat-or-dog decision should rest on."""
+  mask = np.asarray(mask)
+  if segmentation:
+    return {m.label: mask == m.classes[0] for m in explanation.class_maps}
+  return {m.label: mask != TRIMAP_BACKGROUND for m in explanation.class_maps}

@@ -18,10 +18,14 @@ BOOK_BORDER = 2  # Pixels of the activation map left out of the loss.
 BOOK_CROP = 25  # Pixels cropped from each side of a 200-pixel picture.
 
 
-def _input_scale(model: keras.Model) -> float:
-  """Optimise in [0, 1]; models that rescale by 1/255 themselves get x255 inputs."""
+def _input_transform(model: keras.Model) -> tuple[float, float]:
+  """(scale, offset) taking the optimised image to the model's input: the image lives where
+  the model's own Rescaling puts its pictures ([0, 1] for x / 255, [-1, 1]-centred for
+  Xception's x / 127.5 - 1), so the ascent starts from the book's noise in that space."""
   rescale = next((l for l in model.layers if isinstance(l, keras.layers.Rescaling)), None)
-  return 1.0 / float(rescale.scale) if rescale is not None and rescale.scale < 1 else 1.0
+  if rescale is None or not rescale.scale < 1:
+    return 1.0, 0.0
+  return 1.0 / float(rescale.scale), -float(rescale.offset) / float(rescale.scale)
 
 
 @contextlib.contextmanager
@@ -45,11 +49,11 @@ def _feature_extractor(model: keras.Model, layer_name: str):
   """A function images -> the layer's pre-activation output, float32."""
   layer = model.get_layer(layer_name)
   extractor = keras.Model(model.input, layer.output)
-  scale = _input_scale(model)
+  scale, offset = _input_transform(model)
 
   def extract(images):
     with _pre_activation(layer):
-      return tf.cast(extractor(images * scale, training=False), tf.float32)
+      return tf.cast(extractor(images * scale + offset, training=False), tf.float32)
   return extract
 
 

@@ -1,10 +1,13 @@
 """Grad-CAM (book 9.4.3) for classifiers and Seg-Grad-CAM (Vinogradova et al., 2020).
 
-Channel weights are the spatial mean of the score's gradient with respect to a conv layer's
-feature map; the heatmap is the ReLU of the weighted channel sum, scaled to [0, 1]. For
-segmentation the score of class c is the sum of its logits (pre-softmax) over a pixel set.
-Scores and gradients are float32 whatever the model's compute dtype.
+Channel weights are the spatial mean of the score's gradient with respect to a feature map;
+the heatmap is the ReLU of the weighted channel sum, scaled to [0, 1] by its peak (the peak is
+returned too: 0 means the map is blank). For segmentation the score of class c is the sum of
+its logits (pre-softmax) over a pixel set. Scores and gradients are float32 whatever the
+model's compute dtype.
 """
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -13,49 +16,86 @@ import tensorflow as tf
 from interpretability import activations
 from interpretability import colormaps
 
-LOGITS_LAYER = 'logits'  # Models name their pre-softmax layer this (see modeling/).
+class Heatmaps(NamedTuple):
+  maps: np.ndarray  # (..., h, w) in [0, 1]
+  peaks: np.ndarray  # (...,) the maps' maxima before scaling; 0: blank
+
+
+def _is_rectified(layer: keras.layers.Layer) -> bool:
+  """A layer whose output has passed a ReLU (ReLU6 included)."""
+  if isinstance(layer, keras.layers.ReLU):
+    return True
+  return getattr(layer, 'activation', None) is keras.activations.relu
+
+
+def _side(layer: keras.layers.Layer) -> int | None:
+  shape = layer.output.shape
+  return shape[1] if len(shape) == 4 else None
+
+
+def shortcut_projections(model: keras.Model) -> set[str]:
+  """1x1 convolutions that feed an Add: the shortcut branch of a residual block."""
+  found = set()
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.Add):
+      for node in layer._inbound_nodes:  # pylint: disable=protected-access
+        for tensor in node.input_tensors:
+          source = tensor._keras_history.operation  # pylint: disable=protected-access
+          if isinstance(source, keras.layers.Conv2D) and tuple(source.kernel_size) == (1, 1):
+            found.add(source.name)
+  return found
 
 
 def default_layer(model: keras.Model, segmentation: bool) -> str:
-  """Classifier: the last conv layer. Segmenter: the last conv layer of the coarsest
+  """The layer Grad-CAM reads when the config names none.
 
-  resolution (the bottleneck), where the features are most semantic; the final per-pixel
-  layers would only echo the prediction.
+  Classifier: the feature map the global pooling reads (the book's last conv block output).
+  Segmenter: the last rectified (post-ReLU) feature map below the input's resolution: the
+  decoder's last block before the full-resolution stage that renders the mask, where features
+  are both semantic and fine (a model without one: its last rectified map before the logits). Never a shortcut projection: on a trained U-Net the bottleneck's
+  maps are blank for the pet (BUILD.md, "Which layer Grad-CAM reads", has the measurements).
   """
-  convs = [model.get_layer(n) for n in activations.feature_layer_names(model)
-           if n != LOGITS_LAYER and not isinstance(model.get_layer(n), (
-               keras.layers.MaxPooling2D, keras.layers.AveragePooling2D))]
+  layers = [l for l in model.layers[1:] if _side(l)]
   if not segmentation:
-    return convs[-1].name
-  smallest = min(l.output.shape[1] for l in convs)
-  return [l for l in convs if l.output.shape[1] == smallest][-1].name
+    return layers[-1].name
+  head = {model.layers[-1], logits_tensor(model)._keras_history.operation}  # pylint: disable=protected-access
+  body = [l for l in layers if l not in head and l.name not in shortcut_projections(model)]
+  coarser = [l for l in body if _side(l) < model.input.shape[1]]
+  for candidates in ([l for l in coarser if _is_rectified(l)], coarser,
+                     [l for l in body if _is_rectified(l)], body):
+    if candidates:
+      return candidates[-1].name
+  return layers[-1].name
 
 
-def _logits(model: keras.Model):
-  names = {layer.name for layer in model.layers}
-  return model.get_layer(LOGITS_LAYER).output if LOGITS_LAYER in names else model.outputs[0]
+def logits_tensor(model: keras.Model):
+  """The pre-softmax scores: the input of a final softmax/sigmoid layer, else the output."""
+  last = model.layers[-1]
+  if isinstance(last, (keras.layers.Activation, keras.layers.Softmax)):
+    return last.input
+  return model.outputs[0]
 
 
 def _grad_model(model: keras.Model, layer_name: str) -> keras.Model:
   activations.check_layers(model, [layer_name])
-  return keras.Model(model.input, [model.get_layer(layer_name).output, _logits(model)])
+  return keras.Model(model.input, [model.get_layer(layer_name).output, logits_tensor(model)])
 
 
-def _weighted_heatmaps(feature_maps: tf.Tensor, gradients: tf.Tensor) -> np.ndarray:
+def _weighted_heatmaps(feature_maps: tf.Tensor, gradients: tf.Tensor) -> Heatmaps:
   """(B, h, w, K) maps and gradients -> (B, h, w) heatmaps in [0, 1], computed in float32."""
   feature_maps, gradients = tf.cast(feature_maps, tf.float32), tf.cast(gradients, tf.float32)
   weights = tf.reduce_mean(gradients, axis=[1, 2])  # (B, K)
   heatmaps = tf.nn.relu(tf.einsum('bhwk,bk->bhw', feature_maps, weights))
   peak = tf.reduce_max(heatmaps, axis=[1, 2], keepdims=True)
-  return tf.math.divide_no_nan(heatmaps, peak).numpy()
+  return Heatmaps(tf.math.divide_no_nan(heatmaps, peak).numpy(), peak[:, 0, 0].numpy())
 
 
 def gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = None,
-            class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            class_index=None) -> tuple[Heatmaps, np.ndarray]:
   """Classification Grad-CAM for a batch: (heatmaps (B, h, w), explained class per image).
 
-  The class is each image's top prediction unless `class_index` is given; a single sigmoid
-  unit counts as two classes with scores (-logit, +logit).
+  The class is each image's top prediction unless `class_index` (one int, or one per image)
+  is given; a single sigmoid unit counts as two classes with scores (-logit, +logit).
   """
   grad_model = _grad_model(model, layer_name or default_layer(model, segmentation=False))
   images = tf.convert_to_tensor(np.asarray(images, np.float32))
@@ -64,15 +104,26 @@ def gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = Non
     logits = tf.cast(logits, tf.float32)
     if logits.shape[-1] == 1:
       logits = tf.concat([-logits, logits], axis=-1)
-    classes = (tf.argmax(logits, axis=-1) if class_index is None
-               else tf.fill([tf.shape(logits)[0]], tf.cast(class_index, tf.int64)))
+    if class_index is None:
+      classes = tf.argmax(logits, axis=-1)
+    else:
+      classes = tf.broadcast_to(tf.cast(class_index, tf.int64), [tf.shape(logits)[0]])
     score = tf.reduce_sum(tf.gather(logits, classes, batch_dims=1))
   return _weighted_heatmaps(feature_maps, tape.gradient(score, feature_maps)), classes.numpy()
 
 
+def top_classes(model: keras.Model, images: np.ndarray, count: int) -> np.ndarray:
+  """(B, count) class indices by descending score (a sigmoid unit: two classes)."""
+  logits = tf.cast(keras.Model(model.input, logits_tensor(model))(
+      np.asarray(images, np.float32), training=False), tf.float32)
+  if logits.shape[-1] == 1:
+    logits = tf.concat([-logits, logits], axis=-1)
+  return tf.math.top_k(logits, k=min(count, logits.shape[-1])).indices.numpy()
+
+
 def seg_gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = None,
-                classes=None, pixels='predicted') -> np.ndarray:
-  """Seg-Grad-CAM heatmaps (B, num_classes_explained, h, w).
+                classes=None, pixels='predicted') -> Heatmaps:
+  """Seg-Grad-CAM heatmaps (B, num_classes_explained, h, w) and their peaks (B, classes).
 
   `pixels`: 'predicted' (the pixels predicted as the class), 'all', or a mask (B, H, W) of
   0/1 selecting the pixels whose class logits are summed.
@@ -96,7 +147,8 @@ def seg_gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None =
       scores.append(tf.reduce_sum(logits[..., c] * region))
   heatmaps = [_weighted_heatmaps(feature_maps, tape.gradient(s, feature_maps)) for s in scores]
   del tape
-  return np.stack(heatmaps, axis=1)
+  return Heatmaps(np.stack([h.maps for h in heatmaps], axis=1),
+                  np.stack([h.peaks for h in heatmaps], axis=1))
 
 
 def resize_heatmaps(heatmaps: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -107,8 +159,13 @@ def resize_heatmaps(heatmaps: np.ndarray, height: int, width: int) -> np.ndarray
   return np.clip(resized, 0, 1).reshape(heatmaps.shape[:-2] + (height, width))
 
 
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+  """One jet-coloured heatmap (h, w) resized to the image (H, W, 3) and blended at alpha."""
+  image = np.asarray(image)
+  resized = resize_heatmaps(heatmap, image.shape[0], image.shape[1])
+  return colormaps.heatmap_overlay(image, resized, alpha)
+
+
 def overlays(images: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-  """Jet-coloured heatmaps (B, h, w) resized to the images (B, H, W, 3) and blended at alpha."""
-  images = np.asarray(images)
-  resized = resize_heatmaps(heatmaps, images.shape[1], images.shape[2])
-  return colormaps.heatmap_overlay(images, resized, alpha)
+  """A batch of same-size images (B, H, W, 3) with their heatmaps (B, h, w) blended over."""
+  return np.stack([overlay(i, h, alpha) for i, h in zip(images, heatmaps)])

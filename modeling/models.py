@@ -2,5 +2,6 @@
 
 from modeling import book_segmentation  # noqa: F401  pylint: disable=unused-import
 from modeling import classifiers  # noqa: F401  pylint: disable=unused-import
+from modeling import xception_imagenet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
 from modeling.registry import build_model, check_model, names  # noqa: F401

@@ -46,8 +46,8 @@ def test_gradcam_classification_localises_the_evidence():
   model = keras.Model(inputs, keras.layers.Softmax()(dense(pooled)))
   dense.set_weights([np.eye(2, dtype=np.float32), np.zeros(2, np.float32)])
   image = _two_region_image()
-  heat_a, classes = gradcam.gradcam(model, image, class_index=0)
-  heat_b, _ = gradcam.gradcam(model, image, class_index=1)
+  (heat_a, _), classes = gradcam.gradcam(model, image, class_index=0)
+  (heat_b, _), _ = gradcam.gradcam(model, image, class_index=1)
   assert gradcam.default_layer(model, segmentation=False) == 'features'
   assert classes.tolist() == [0]
   ya, xa = _peak(heat_a[0])
@@ -62,12 +62,13 @@ def test_seg_gradcam_localises_each_class():
   logits = logits_layer(_identity_features(inputs))
   model = keras.Model(inputs, keras.layers.Softmax(dtype='float32')(logits))
   logits_layer.set_weights([np.eye(2, dtype=np.float32)[None, None], np.zeros(2, np.float32)])
-  heatmaps = gradcam.seg_gradcam(model, _two_region_image())
+  heatmaps, peaks = gradcam.seg_gradcam(model, _two_region_image())
+  assert peaks.shape == (1, 2) and np.all(peaks > 0)
   assert heatmaps.shape == (1, 2, 16, 16)
   ya, xa = _peak(heatmaps[0, 0])
   yb, xb = _peak(heatmaps[0, 1])
   assert ya < 8 and xa < 8 and yb >= 8 and xb >= 8
-  everywhere = gradcam.seg_gradcam(model, _two_region_image(), pixels='all')
+  everywhere = gradcam.seg_gradcam(model, _two_region_image(), pixels='all').maps
   assert np.all(np.isfinite(everywhere))
 
 
@@ -132,8 +133,8 @@ def test_mixed_float16_heatmaps_match_float32():
   model16 = models.build_model(config.model, 32, 3, 'mixed_float16')
   model16.set_weights(model32.get_weights())
   images = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-  heat32 = gradcam.seg_gradcam(model32, images, pixels='all')
-  heat16 = gradcam.seg_gradcam(model16, images, pixels='all')
+  heat32 = gradcam.seg_gradcam(model32, images, pixels='all').maps
+  heat16 = gradcam.seg_gradcam(model16, images, pixels='all').maps
   assert np.all(np.isfinite(heat16))
   assert np.abs(heat32 - heat16).mean() < 0.02
 

@@ -20,7 +20,8 @@ from training import trainer as trainer_lib
 
 # (name, two input sizes, classes) for every registered model.
 MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
-          ('residual_convnet', (32, 40), 2), ('mini_xception', (36, 64), 2)]
+          ('residual_convnet', (32, 40), 2), ('mini_xception', (36, 64), 2),
+          ('xception', (71, 80), 5)]
 
 
 def _model_config(name):

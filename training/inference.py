@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import time
+from typing import NamedTuple
 
 from absl import logging
 import keras
@@ -21,7 +22,10 @@ from data import sources
 from errors import UserError
 from interpretability import colormaps
 from interpretability import explain as explain_lib
+from interpretability import gradcam
+from interpretability import pointing
 from modeling import models
+from modeling import xception_imagenet
 from training import checkpoints
 from training import config_checks
 from training import metrics
@@ -31,13 +35,18 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
-  """The workdir's best model, else its latest checkpoint; a UserError when it has neither."""
+  """The workdir's best model, else its latest checkpoint, else (for a model that brings its
+  own weights, `model.weights`) the model as configured; a UserError when there is none."""
   config_checks.check_config(config)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
     return keras.models.load_model(best), best
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
   latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+  if not latest and 'weights' in config.model:
+    model = models.build_model(config.model, config.data.image_size,
+                               len(config.data.class_names))
+    return model, f'{config.model.name} with model.weights={config.model.weights}'
   if not latest:
     raise UserError(f'No model in --workdir={workdir}: it has neither {checkpoints.BEST_MODEL} '
                     'nor a checkpoint. Train first (--mode=train_and_eval) or point --workdir '
@@ -76,7 +85,7 @@ def read_picture(path: str) -> np.ndarray:
                     '(JPEG, PNG, GIF or BMP).') from e
 
 
-def _model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
+def model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
   return np.stack([tf.image.resize(p, (image_size, image_size)).numpy() for p in pictures])
 
 
@@ -121,7 +130,7 @@ class Predictor:
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Label masks (uint8 0..classes-1) at each picture's own size."""
-    probabilities = self.probabilities(lambda size: _model_input(pictures, size))
+    probabilities = self.probabilities(lambda size: model_input(pictures, size))
     return [label_masks(probabilities[i:i + 1], picture.shape[:2])[0].numpy()
             for i, picture in enumerate(pictures)]
 
@@ -133,11 +142,58 @@ def label_masks(probabilities: tf.Tensor, size) -> tf.Tensor:
   return tf.image.resize(labels[..., None], size, method='nearest')[..., 0]
 
 
-def _validation_pictures(config, workdir: str) -> np.ndarray:
+class Picture(NamedTuple):
+  name: str  # File name without its extension: what the picture's output files are named by.
+  pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size.
+  trimap: np.ndarray | None  # Labels (H, W) 0 pet, 1 background, 2 outline, if known.
+
+
+def trimap_beside(path: str) -> str | None:
+  """The official layout's trimap of `.../images/NAME.jpg`: `.../annotations/trimaps/NAME.png`."""
+  folder, file_name = os.path.split(os.path.abspath(path))
+  if os.path.basename(folder) != 'images':
+    return None
+  trimap = os.path.join(os.path.dirname(folder), 'annotations', 'trimaps',
+                        os.path.splitext(file_name)[0] + '.png')
+  return trimap if os.path.isfile(trimap) else None
+
+
+def _read_trimap(path: str) -> np.ndarray | None:
+  try:
+    return decode.decode_trimap(tf.io.read_file(path)).numpy()[..., 0]
+  except tf.errors.InvalidArgumentError:
+    logging.warning('Trimap %s cannot be decoded: its picture is explained without scores.',
+                    path)
+    return None
+
+
+def _unique(names: list[str]) -> list[str]:
+  """Names made unique by a _2, _3... suffix, so that no output file overwrites another."""
+  seen, result = {}, []
+  for name in names:
+    seen[name] = seen.get(name, 0) + 1
+    result.append(name if seen[name] == 1 else f'{name}_{seen[name]}')
+  return result
+
+
+def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
+  """`--images` with the trimaps the official layout keeps beside them, else the first
+  summaries.num_images pictures of the eval split with theirs."""
+  if images:
+    paths = picture_paths(images)
+    names = _unique([os.path.splitext(os.path.basename(p))[0] for p in paths])
+    trimaps = [trimap_beside(p) for p in paths]
+    return [Picture(name, read_picture(path), _read_trimap(trimap) if trimap else None)
+            for name, path, trimap in zip(names, paths, trimaps)]
   builder = sources.prepared_builder(config.data, workdir)
-  batch = next(iter(input_pipeline.eval_dataset(builder, config.data,
-                                                max(config.summaries.num_images, 1))))
-  return batch['image'].numpy()
+  split = sources.resolve_splits(config.data)[1]
+  pictures = []
+  for example in sources.read_encoded(builder, split).take(max(config.summaries.num_images, 1)):
+    pictures.append(Picture(
+        os.path.splitext(example['file_name'].numpy().decode())[0],
+        decode.decode_image(example['image']).numpy(),
+        decode.decode_trimap(example['segmentation_mask']).numpy()[..., 0]))
+  return pictures
 
 
 def _write_png(path: str, picture: np.ndarray) -> None:
@@ -145,31 +201,76 @@ def _write_png(path: str, picture: np.ndarray) -> None:
   tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
 
 
+def explained_class_names(config) -> list[str]:
+  """data.class_names, or the ImageNet names when summaries.explain.class_index=imagenet and
+  Keras can get them."""
+  names = list(config.data.class_names)
+  if config.summaries.explain.class_index == 'imagenet':
+    names = xception_imagenet.imagenet_class_names() or names
+  return names
+
+
 def explain(config, workdir: str, images: str | None) -> dict:
-  """Activation grids, filter grids and per-class Grad-CAM as PNGs in DIR/explain/ and in
-  TensorBoard (run folder explain/)."""
+  """Activation grids, filter grids and Grad-CAM overlays as PNGs in DIR/explain/, named after
+  the pictures and at their own size; gradcam.json with each heatmap's pointing scores where a
+  trimap is known; the same pictures in TensorBoard (run folder explain/)."""
   model, source = load_model(config, workdir)
-  if images:
-    pictures = _model_input([read_picture(p) for p in picture_paths(images)],
-                            config.data.image_size)
-  else:
-    pictures = _validation_pictures(config, workdir)
-  result = explain_lib.explain(model, pictures, config.summaries.explain,
-                               tuple(config.data.class_names),
-                               segmentation=config.task == 'segmentation')
+  pictures = named_pictures(config, workdir, images)
+  segmentation = config.task == 'segmentation'
+  inputs = model_input([p.pixels for p in pictures], config.data.image_size)
+  explanation = explain_lib.explain(model, inputs, config.summaries.explain,
+                                    tuple(config.data.class_names), segmentation,
+                                    activation_pictures=len(pictures),
+                                    batch_size=config.eval.global_batch_size)
   out_dir = os.path.join(workdir, 'explain')
   os.makedirs(out_dir, exist_ok=True)
+  for layer, grids in explanation.activation_grids.items():
+    for picture, grid in zip(pictures, grids):
+      _write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)
+  for layer, grid in explanation.filter_grids.items():
+    _write_png(os.path.join(out_dir, f'filters_{layer}.png'), grid)
+  for maps in explanation.class_maps:
+    for picture, heatmap in zip(pictures, maps.heatmaps.maps):
+      _write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
+                 gradcam.overlay(picture.pixels, heatmap))
+  scores = explain_lib.score(explanation, [
+      None if p.trimap is None else explain_lib.trimap_regions(p.trimap, explanation,
+                                                               segmentation)
+      for p in pictures])
+  report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
+  checkpoints.write_text_atomically(os.path.join(out_dir, 'gradcam.json'),
+                                    json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
-  for tag, value in result.items():
-    if tag.startswith('seconds/'):
-      continue
-    for i, picture in enumerate(value):
-      _write_png(os.path.join(out_dir, f'{tag.replace("/", "_")}_{i}.png'), picture)
-    writer.images('explain', 0, tag, value)
+  summaries_lib.write_explanation(writer, 'explain', 0, inputs, explanation, report['summary'])
   writer.flush()
-  logging.info('Explained %s on %d pictures into %s (%s).', source, len(pictures), out_dir,
-               ', '.join(f'{k} {v:.1f}s' for k, v in result.items() if k.startswith('seconds/')))
-  return result
+  logging.info('Explained %s on %d pictures into %s (%s); Grad-CAM layer %s; %s.', source,
+               len(pictures), out_dir,
+               ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
+               explanation.gradcam_layer, ', '.join(
+                   f'{label} energy lift {v["energy_lift"]:.2f} (non-blank {v["non_blank"]:.0%})'
+                   for label, v in report['summary'].items()) or 'no trimaps to score against')
+  return report
+
+
+def gradcam_report(explanation, pictures: list[Picture], scores: list, class_names: list[str],
+                   source: str) -> dict:
+  """gradcam.json: the layer, per picture and explained label the heatmap's peak (`max`) and,
+  with a trimap, `energy_in_region` and `region_share`; a summary over scored pictures."""
+  rows = []
+  for i, picture in enumerate(pictures):
+    classes = {}
+    for maps in explanation.class_maps:
+      entry = {'class': class_names[maps.classes[i]]} if maps.label.startswith('top') else {}
+      entry.update(scores[i][maps.label] if scores[i] else
+                   {'max': float(maps.heatmaps.peaks[i])})
+      classes[maps.label] = {k: float(f'{v:.6g}') if isinstance(v, float) else v
+                             for k, v in entry.items()}
+    rows.append({'name': picture.name, 'classes': classes})
+  scored = [s for s in scores if s]
+  summary = {label: {k: round(v, 4) for k, v in values.items()}
+             for label, values in pointing.summarize(scored).items()}
+  return {'model': source, 'layer': explanation.gradcam_layer, 'num_scored': len(scored),
+          'summary': summary, 'pictures': rows}
 
 
 def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
@@ -188,7 +289,7 @@ def predict(config, workdir: str, images: str, output: str | None) -> list[str]:
     chunk = paths[start:start + batch_size]
     pictures = [read_picture(p) for p in chunk]
     if config.task == 'classification':
-      probabilities = predictor.probabilities(lambda size: _model_input(pictures, size))
+      probabilities = predictor.probabilities(lambda size: model_input(pictures, size))
       for path, probs in zip(chunk, probabilities.numpy()):
         probs = np.concatenate([1 - probs, probs]) if len(probs) == 1 else probs
         best = int(np.argmax(probs))

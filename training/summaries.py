@@ -5,6 +5,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from interpretability import gradcam
+
 
 class Summaries:
   """Thin wrapper over tf.summary writers for the two runs TensorBoard shows side by side."""
@@ -29,3 +31,22 @@ class Summaries:
   def flush(self) -> None:
     for writer in self._writers.values():
       writer.flush()
+
+
+def write_explanation(summaries: Summaries, run: str, step: int, images: np.ndarray,
+                      explanation, pointing_summary: dict | None = None) -> None:
+  """An Explanation as TensorBoard pictures: activations/<layer> (its first picture),
+  filters/<layer>, gradcam/<label> (overlays on `images`), and gradcam/<label>/energy_lift
+  scalars from a pointing.summarize result."""
+  for layer, grids in explanation.activation_grids.items():
+    summaries.images(run, step, f'activations/{layer}', grids[0][None])
+  for layer, grid in explanation.filter_grids.items():
+    summaries.images(run, step, f'filters/{layer}', grid[None])
+  for maps in explanation.class_maps:
+    summaries.images(run, step, f'gradcam/{maps.label}',
+                     gradcam.overlays(images, maps.heatmaps.maps))
+  if pointing_summary:
+    summaries.scalars(run, step, {f'gradcam/{label}/{key}': value
+                                  for label, values in pointing_summary.items()
+                                  for key, value in values.items()
+                                  if key in ('energy_lift', 'non_blank')})

@@ -16,6 +16,7 @@ from data import sources
 from errors import DataError, Preempted, TrainingDiverged, UserError, WorkerLost
 from interpretability import colormaps
 from interpretability import explain as explain_lib
+from interpretability import pointing
 from modeling import models
 from training import checkpoints
 from training import config_checks
@@ -141,22 +142,28 @@ class _Run:
     return results
 
   def explain(self, step: int) -> float:
-    """Activations, filter patterns and Grad-CAM of the fixed validation images to TensorBoard.
+    """Activations, filter patterns and Grad-CAM of the fixed validation images to TensorBoard,
+    with each class's Grad-CAM energy lift against the pictures' own masks (segmentation).
 
     Returns the seconds it took, which are also logged and written as `explain/seconds`.
     """
     start = time.perf_counter()
-    result = explain_lib.explain(self.model, self.preview['image'].numpy(),
-                                 self.config.summaries.explain,
-                                 tuple(self.config.data.class_names), self.segmentation)
-    for tag, value in result.items():
-      if not tag.startswith('seconds/'):
-        self.summaries.images('eval', step, tag, value)
+    images = self.preview['image'].numpy()
+    explanation = explain_lib.explain(self.model, images, self.config.summaries.explain,
+                                      tuple(self.config.data.class_names), self.segmentation,
+                                      batch_size=self.config.eval.global_batch_size)
+    lifts = None
+    if self.segmentation:
+      regions = [explain_lib.trimap_regions(mask[..., 0], explanation, True)
+                 for mask in self.preview['label'].numpy()]
+      lifts = pointing.summarize(explain_lib.score(explanation, regions))
+    summaries_lib.write_explanation(self.summaries, 'eval', step, images, explanation, lifts)
     seconds = time.perf_counter() - start
     self.summaries.scalars('eval', step, {'explain/seconds': seconds})
-    logging.info('Explain summaries at step %d took %.1f s (%s).', step, seconds,
-                 ', '.join(f'{k[8:]} {v:.1f}s' for k, v in result.items()
-                           if k.startswith('seconds/')))
+    logging.info('Explain summaries at step %d took %.1f s (%s); Grad-CAM layer %s%s.', step,
+                 seconds, ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
+                 explanation.gradcam_layer, ', energy lift ' + ', '.join(
+                     f'{k} {v["energy_lift"]:.2f}' for k, v in lifts.items()) if lifts else '')
     return seconds
 
   def _export_if_best(self, results: dict) -> None:
