@@ -10,15 +10,27 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from errors import Preempted, UserError
-from training import inference
+from inference import explain
+from inference import export
+from inference import predict
+from inference import score
 from training import train
 
 FLAGS = flags.FLAGS
+# --mode: what to do with the workdir (FLAGS carries --images and --output).
+MODES = {
+    'train_and_eval': lambda config, workdir: train.train(config, workdir, evaluate=True),
+    'train': lambda config, workdir: train.train(config, workdir, evaluate=False),
+    'eval': train.evaluate,
+    'explain': lambda config, workdir: explain.run(config, workdir, FLAGS.images),
+    'predict': lambda config, workdir: predict.run(config, workdir, FLAGS.images, FLAGS.output),
+    'score': score.run,
+    'export': lambda config, workdir: export.run(config, workdir, FLAGS.output),
+}
 config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
                                 'with --config.<field>=<value>.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, summaries and the best model.')
-flags.DEFINE_enum('mode', 'train_and_eval', list(train.MODES) + ['explain', 'predict', 'score', 'export'],
-                  'What to do with the workdir.')
+flags.DEFINE_enum('mode', 'train_and_eval', list(MODES), 'What to do with the workdir.')
 flags.DEFINE_string('images', None, 'explain/predict: pictures as comma-separated files, '
                     'folders or globs (explain default: the fixed validation pictures).')
 flags.DEFINE_string('output', None, 'predict/export: output folder (default: WORKDIR/predict, '
@@ -48,16 +60,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   tf.get_logger().setLevel('WARNING')  # TF's per-trace INFO lines drown the training log.
   try:
-    if FLAGS.mode == 'explain':
-      inference.explain(FLAGS.config, FLAGS.workdir, FLAGS.images)
-    elif FLAGS.mode == 'predict':
-      inference.predict(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output)
-    elif FLAGS.mode == 'score':
-      inference.score(FLAGS.config, FLAGS.workdir)
-    elif FLAGS.mode == 'export':
-      inference.export(FLAGS.config, FLAGS.workdir, FLAGS.output)
-    else:
-      train.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except UserError as e:
     logging.error('%s', e)
     print(f'\n{"Stopped" if isinstance(e, Preempted) else "Error"}: {e}', file=sys.stderr)

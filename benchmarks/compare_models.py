@@ -18,7 +18,8 @@ from absl import app
 from absl import flags
 
 from data import sources
-from training import inference
+from inference import loading
+from inference import score
 from training import train
 
 flags.DEFINE_string('folder', '../shared/oxford_pets_sample', 'Official extracted layout.')
@@ -55,11 +56,11 @@ def main(argv):
     config.predict.sizes, config.predict.flip = (), False  # One pass: compare the training.
     workdir = os.path.join(root, config.model.name)
     start = time.perf_counter()
-    results = train.run(config, workdir)
+    results = train.train(config, workdir)
     seconds = time.perf_counter() - start
-    model, _ = inference.load_model(config, workdir)
+    model, _ = loading.load_model(config, workdir)
     builder = sources.prepared_builder(config.data, workdir)
-    native = inference.native_resolution_metrics(model, builder, config)
+    native = score.native_resolution_metrics(model, builder, config)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

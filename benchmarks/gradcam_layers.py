@@ -15,13 +15,13 @@ import time
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 import keras
+from ml_collections import config_flags
 
+from inference import loading
 from interpretability import explain
 from interpretability import gradcam
 from interpretability import pointing
-from training import inference
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The trained run\'s config.')
@@ -36,9 +36,9 @@ def main(argv):
   config = FLAGS.config
   config.summaries.num_images = FLAGS.num_images
   segmentation = config.task == 'segmentation'
-  model, _ = inference.load_model(config, FLAGS.workdir)
-  pictures = inference.named_pictures(config, FLAGS.workdir, None)
-  inputs = inference.model_input([p.pixels for p in pictures], config.data.image_size)
+  model, _ = loading.load_model(config, FLAGS.workdir)
+  pictures = loading.named_pictures(config, FLAGS.workdir, None)
+  inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
   default = gradcam.default_layer(model, segmentation)
   shortcuts = gradcam.shortcut_projections(model)
   layers = FLAGS.layers or [l.name for l in model.layers[1:] if len(l.output.shape) == 4

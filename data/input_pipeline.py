@@ -10,9 +10,7 @@ import tensorflow as tf
 
 from data import sources
 from data.decode import decode_image, decode_trimap
-
-
-MASK_FEATURE = 'segmentation_mask'
+from tasks import MASK_FEATURE
 
 
 def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE) -> dict:
@@ -188,6 +186,15 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   ds = ds.take(rounds * replicas_here)
   return ds.with_options(_options(True, data_config.autotune_ram_budget_gb)).prefetch(
       tf.data.AUTOTUNE)
+
+
+def preview_batch(builder, data_config, count: int) -> dict:
+  """The first `count` eval examples as one batch at the model's size, neither cached (one
+  partial read: a cache would only be filled and dropped) nor padded: the fixed pictures that
+  every evaluation and explain pass shows."""
+  ds = sources.first_eval_examples(builder, data_config, count).map(
+      lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature))
+  return next(iter(ds.batch(count).map(_to_model_inputs)))
 
 
 def _options(deterministic: bool, ram_budget_gb: float) -> tf.data.Options:

@@ -144,32 +144,41 @@ def _folder_builder(folder: str, data_dir: str | None, workdir: str,
   return builder
 
 
+def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
+  spec = data_config.synthetic
+  folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
+  synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
+  return _folder_builder(folder, None, workdir)
+
+
+# data.source -> (how to get a prepared builder, default (train, eval) TFDS split strings).
+SOURCES = {
+    'tfds': (lambda data_config, workdir: _tfds_builder(data_config),
+             ('train+test[:-1000]', 'test[-1000:]')),  # The book's last-1,000 hold-out.
+    'folder': (lambda data_config, workdir: _folder_builder(
+        data_config.folder, data_config.data_dir, workdir, data_config.skip_bad_examples),
+               ('train', 'test')),  # trainval.txt / test.txt.
+    'synthetic': (_synthetic_builder, ('train', 'test')),
+}
+
+
 def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
-  """Returns a prepared builder for `data.source`, or a DataError that says how to get data."""
-  if data_config.source == 'tfds':
-    return _tfds_builder(data_config)
-  if data_config.source == 'folder':
-    if not data_config.folder:
-      raise DataError('data.source=folder needs --config.data.folder=DIR, a folder in the '
-                      'official extracted layout.')
-    return _folder_builder(data_config.folder, data_config.data_dir, workdir,
-                           data_config.skip_bad_examples)
-  if data_config.source == 'synthetic':
-    spec = data_config.synthetic
-    folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
-    synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
-    return _folder_builder(folder, None, workdir)
-  raise DataError(f'Unknown data.source={data_config.source!r}: use tfds, folder or synthetic.')
-
-
-DEFAULT_SPLITS = {'tfds': ('train+test[:-1000]', 'test[-1000:]'),
-                  'folder': ('train', 'test'), 'synthetic': ('train', 'test')}
+  """A prepared builder for a checked config's `data.source`, or a DataError that says how to
+  get the data."""
+  return SOURCES[data_config.source][0](data_config, workdir)
 
 
 def resolve_splits(data_config) -> tuple[str, str]:
   """(train split, eval split): the configured ones, or the source's defaults."""
-  train_default, eval_default = DEFAULT_SPLITS[data_config.source]
+  train_default, eval_default = SOURCES[data_config.source][1]
   return data_config.train_split or train_default, data_config.eval_split or eval_default
+
+
+def first_eval_examples(builder: tfds.core.DatasetBuilder, data_config, count: int
+                        ) -> tf.data.Dataset:
+  """The first `count` examples of the eval split, still encoded: the fixed validation
+  pictures that training shows and `--mode=explain` explains by default."""
+  return read_encoded(builder, resolve_splits(data_config)[1]).take(count)
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -56,7 +56,7 @@ def trained_run(tmp_path_factory, synthetic_folder):
                         train__optimizer='adam', train__epochs=20, train__steps_per_call=3,
                         data__deterministic=True, summaries__explain_every_epochs=20,
                         summaries__explain__num_filters=16)
-  return workdir, train.run(config, workdir), config
+  return workdir, train.train(config, workdir), config
 
 
 def run_main(*args, timeout=300):

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from configs import xception_imagenet
 from errors import ConfigError
+from inference import explain as explain_mode
+from inference import loading
 from interpretability import explain
 from interpretability import gradcam
 from interpretability import pointing
@@ -19,7 +21,6 @@ from modeling import models
 from modeling import xception_imagenet as xception_model
 from tests import test_models
 from tests.conftest import small_config
-from training import inference
 from training import train
 
 # Every registered segmenter, with the layer the rule picks: its last post-ReLU block below
@@ -84,7 +85,7 @@ def trained_unet(tmp_path_factory, synthetic_folder):
                         data__deterministic=True, summaries__explain_every_epochs=12,
                         summaries__explain__num_filters=4,
                         summaries__explain__num_filter_layers=1)
-  results = train.run(config, workdir)
+  results = train.train(config, workdir)
   assert results['eval']['iou/pet'] > 0.6, results['eval']  # It has learned the shapes.
   return workdir, config
 
@@ -93,8 +94,8 @@ def test_trained_unet_explains_every_class_and_points_at_the_pet(trained_unet):
   workdir, config = trained_unet
   config = config.copy_and_resolve_references()
   config.summaries.num_images = 13  # Every eval picture, scored at its own size.
-  report = inference.explain(config, workdir, None)
-  assert report['layer'] == gradcam.default_layer(inference.load_model(config, workdir)[0],
+  report = explain_mode.run(config, workdir, None)
+  assert report['layer'] == gradcam.default_layer(loading.load_model(config, workdir)[0],
                                                   segmentation=True)
   assert report['num_scored'] == 13
   for name in ('pet', 'background', 'outline'):
@@ -110,11 +111,11 @@ def test_trained_unet_explains_every_class_and_points_at_the_pet(trained_unet):
 def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
   """The measure tells a useless layer from a useful one on the same model and pictures."""
   workdir, config = trained_unet
-  model, _ = inference.load_model(config, workdir)
+  model, _ = loading.load_model(config, workdir)
   config = config.copy_and_resolve_references()
   config.summaries.num_images = 13
-  pictures = inference.named_pictures(config, workdir, None)
-  inputs = inference.model_input([p.pixels for p in pictures], 64)
+  pictures = loading.named_pictures(config, workdir, None)
+  inputs = loading.model_input([p.pixels for p in pictures], 64)
   lifts = {}
   for layer in (gradcam.default_layer(model, True), 'encoder3_project'):
     maps = explain.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
@@ -144,7 +145,7 @@ def test_explain_mode_names_and_sizes_outputs_after_the_pictures(trained_unet, t
   with_trimap = _write_official_layout(str(tmp_path / 'pets'), 'Wide_1', wide, trimap)
   tall = _write_official_layout(str(tmp_path / 'other'), 'Tall_7',
                                 rng.integers(0, 255, (80, 40, 3), dtype=np.uint8))
-  report = inference.explain(config, workdir, f'{with_trimap},{tall}')
+  report = explain_mode.run(config, workdir, f'{with_trimap},{tall}')
   out = os.path.join(workdir, 'explain')
   for name, shape in (('Wide_1', (50, 90, 3)), ('Tall_7', (80, 40, 3))):
     for label in ('pet', 'background', 'outline'):
@@ -181,7 +182,7 @@ def test_xception_explains_with_no_training_and_top_classes(tmp_path):
   picture = _write_official_layout(str(tmp_path / 'p'), 'elephant',
                                    np.random.default_rng(1).integers(0, 255, (120, 160, 3),
                                                                      dtype=np.uint8))
-  report = inference.explain(config, str(tmp_path / 'run'), picture)
+  report = explain_mode.run(config, str(tmp_path / 'run'), picture)
   assert report['layer'] == 'block14_sepconv2_act'
   classes = report['pictures'][0]['classes']
   assert list(classes) == ['top1', 'top2', 'top3']
@@ -233,4 +234,4 @@ def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
                       lambda *a, **k: offline())
   assert xception_model.imagenet_class_names() is None
   config.summaries.explain.class_index = 'imagenet'
-  assert inference.explained_class_names(config)[:2] == ['0', '1']
+  assert explain_mode.explained_class_names(config)[:2] == ['0', '1']

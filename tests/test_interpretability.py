@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from inference import export
+from inference import loading
+from inference import predict
+from inference import predictor
+from inference import score
 from interpretability import activations
 from interpretability import colormaps
 from interpretability import filters
@@ -16,7 +21,6 @@ from interpretability import gradcam
 from modeling import models
 from tests.conftest import run_main, small_config
 from tests.test_training import _event_tags
-from training import inference
 
 
 def _two_region_image():
@@ -168,12 +172,12 @@ def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_
 def test_no_model_and_missing_picture_are_clear(tmp_path):
   config = small_config()
   with pytest.raises(Exception, match='No model in --workdir'):
-    inference.load_model(config, str(tmp_path))
+    loading.load_model(config, str(tmp_path))
   with pytest.raises(Exception, match='does not exist'):
-    inference.picture_paths(str(tmp_path / 'cat.jpg'))
+    loading.picture_paths(str(tmp_path / 'cat.jpg'))
   (tmp_path / 'notes.jpg').write_text('not a picture')
   with pytest.raises(Exception, match='is not a picture'):
-    inference.read_picture(str(tmp_path / 'notes.jpg'))
+    loading.read_picture(str(tmp_path / 'notes.jpg'))
 
 
 def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_path):
@@ -181,7 +185,7 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
   folder = config.data.folder
   names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
   pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
-  written = inference.predict(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
+  written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
   assert len(written) == len(pictures)
   intersection = union = 0
   for name, mask_path in zip(names, written):
@@ -195,11 +199,11 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
     union += np.sum(pet | truth)
   assert intersection / union > 0.5
 
-  export_dir = inference.export(config, workdir, str(tmp_path / 'export'))
+  export_dir = export.run(config, workdir, str(tmp_path / 'export'))
   loaded = tf.saved_model.load(export_dir)
-  picture = inference.read_picture(pictures[0])
+  picture = loading.read_picture(pictures[0])
   served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
-  model, _ = inference.load_model(config, workdir)
+  model, _ = loading.load_model(config, workdir)
   probabilities = model(tf.image.resize(picture[None].astype(np.float32), (32, 32)))
   expected = tf.image.resize(np.argmax(probabilities, -1)[..., None].astype(np.uint8),
                              picture.shape[:2], method='nearest').numpy()[0, ..., 0]
@@ -218,15 +222,15 @@ def test_flip_averaging_makes_predictions_mirror_symmetric(trained_run):
   mirror of the picture's (a forgotten flip back would break this), at every test-time side."""
   workdir, _, config = trained_run
   config = _with_test_time_averaging(config)
-  model, _ = inference.load_model(config, workdir)
-  predictor = inference.Predictor(model, config)
+  model, _ = loading.load_model(config, workdir)
+  averaging = predictor.Predictor(model, config)
   picture = np.random.default_rng(4).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
   resize = lambda pictures: (lambda size: tf.image.resize(pictures, (size, size)))
-  straight = predictor.probabilities(resize(picture)).numpy()
-  mirrored = predictor.probabilities(resize(picture[:, :, ::-1])).numpy()
+  straight = averaging.probabilities(resize(picture)).numpy()
+  mirrored = averaging.probabilities(resize(picture[:, :, ::-1])).numpy()
   assert straight.shape == (1, 40, 40, 3)
   np.testing.assert_allclose(mirrored[:, :, ::-1], straight, atol=1e-5)
-  single = inference.Predictor(model, trained_run[2]).probabilities(resize(picture))
+  single = predictor.Predictor(model, trained_run[2]).probabilities(resize(picture))
   assert np.abs(tf.image.resize(single, (40, 40)).numpy() - straight).max() > 1e-3
 
 
@@ -236,7 +240,7 @@ def test_score_is_what_predicted_masks_score_and_export_serves_them(trained_run,
   folder = config.data.folder
   names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
   pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
-  written = inference.predict(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
+  written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
   confusion = np.zeros((3, 3))
   for name, mask_path in zip(names, written):
     mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
@@ -244,12 +248,12 @@ def test_score_is_what_predicted_masks_score_and_export_serves_them(trained_run,
         os.path.join(folder, 'annotations', 'trimaps', name + '.png'))).numpy()[..., 0] - 1
     np.add.at(confusion, (trimap.ravel(), mask.ravel()), 1)
   iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
-  scored = inference.score(config, workdir)
+  scored = score.run(config, workdir)
   assert scored['predict_sizes'] == [32, 40] and scored['predict_flip']
   np.testing.assert_allclose(scored['mean_iou'], iou.mean(), atol=1e-4)
   assert json.load(open(os.path.join(workdir, 'score.json')))['mean_iou'] == scored['mean_iou']
 
-  loaded = tf.saved_model.load(inference.export(config, workdir, str(tmp_path / 'export')))
-  picture = inference.read_picture(pictures[0])
+  loaded = tf.saved_model.load(export.run(config, workdir, str(tmp_path / 'export')))
+  picture = loading.read_picture(pictures[0])
   served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
   np.testing.assert_array_equal(served, tf.io.decode_png(tf.io.read_file(written[0])).numpy()[..., 0])

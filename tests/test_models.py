@@ -126,7 +126,7 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   config.runtime.cpu_devices = 2
   config.summaries.explain_every_epochs = 10
   config.summaries.explain.num_filters = 8
-  results = train.run(config, str(tmp_path))
+  results = train.train(config, str(tmp_path))
   assert results['train']['accuracy'] > 0.8, results['train']
   assert results['eval']['num_examples'] == 13
   accuracies = []

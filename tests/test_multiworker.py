@@ -10,10 +10,10 @@ import time
 import pytest
 
 from errors import ConfigError
+from launch import launch_local
+from launch import tf_config
 from tests.conftest import REPO
-from training import launch_local
 from training import runtime
-from training import tf_config
 
 ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
         '--config.data.image_size=32', '--config.train.global_batch_size=8',
@@ -27,7 +27,7 @@ FINGERPRINT = re.compile(r'Final weights on (\S+ \d+|local): fingerprint (\S+)/(
 
 def _launch(workdir, *extra, workers=2, timeout=300):
   return subprocess.run(
-      [sys.executable, '-m', 'training.launch_local', f'--workers={workers}', '--',
+      [sys.executable, '-m', 'launch.launch_local', f'--workers={workers}', '--',
        *ARGS, f'--workdir={workdir}', *extra], cwd=REPO, capture_output=True, text=True,
       timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
@@ -105,7 +105,7 @@ def test_a_lost_worker_fails_the_other_clearly_and_a_relaunch_resumes(tmp_path):
   saved = max(int(m) for m in re.findall(r'Saved checkpoint \S+/ckpt-(\d+)', log))
 
   relaunched = subprocess.run(
-      [sys.executable, '-m', 'training.launch_local', '--workers=2', '--',
+      [sys.executable, '-m', 'launch.launch_local', '--workers=2', '--',
        *[a for a in args if 'strategy' not in a]], cwd=REPO, capture_output=True, text=True,
       timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
   assert relaunched.returncode == 0, relaunched.stdout[-3000:]
@@ -144,7 +144,7 @@ def test_tf_data_service_serves_a_training_run(tmp_path, synthetic_folder):
     losses = []
     for epochs in range(1, 5):
       config.train.epochs = epochs
-      result = train.run(config, str(tmp_path), mode='train')
+      result = train.train(config, str(tmp_path), evaluate=False)
       losses.append(result['train']['loss'])
     assert result['step'] == 24
     assert losses[-1] < losses[0]

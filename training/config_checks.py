@@ -1,16 +1,16 @@
 """Config values checked before any data is read, each error naming the field and the fix."""
 
+import json
 import os
 
-import json
-
+from data import input_pipeline
+from data import sources
 from errors import ConfigError
 from modeling import models
+import tasks
+from training import metrics
 from training import runtime
-
-SOURCES = ('tfds', 'folder', 'synthetic')
-OPTIMIZERS = ('rmsprop', 'adam', 'adamw', 'sgd')
-TASKS = ('segmentation', 'classification')
+from training import trainer
 
 
 def _require(condition: bool, message: str) -> None:
@@ -28,16 +28,16 @@ def _positive(value, field: str) -> None:
 
 def check_config(config) -> None:
   """Static checks: names, ranges and field combinations."""
-  _choice(config.task, 'task', TASKS)
-  _choice(config.data.source, 'data.source', SOURCES)
-  _choice(config.train.optimizer, 'train.optimizer', OPTIMIZERS)
-  _choice(config.train.schedule, 'train.schedule', ('constant', 'cosine'))
+  _choice(config.task, 'task', tasks.TASKS)
+  _choice(config.data.source, 'data.source', tuple(sources.SOURCES))
+  _choice(config.train.optimizer, 'train.optimizer', tuple(trainer.OPTIMIZERS))
+  _choice(config.train.schedule, 'train.schedule', trainer.SCHEDULES)
   _require(config.train.warmup_steps >= 0, 'train.warmup_steps must be 0 or more.')
   _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
   _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)
   _choice(config.runtime.collective, 'runtime.collective', runtime.COLLECTIVES)
-  _choice(config.runtime.jit_compile, 'runtime.jit_compile', ('auto', 'on', 'off'))
-  _choice(config.data.service_mode, 'data.service_mode', ('parallel_epochs', 'dynamic_sharding'))
+  _choice(config.runtime.jit_compile, 'runtime.jit_compile', runtime.JIT_COMPILE_SETTINGS)
+  _choice(config.data.service_mode, 'data.service_mode', tuple(input_pipeline.SERVICE_MODES))
   _require(config.runtime.collective_timeout_s >= 0,
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
   for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
@@ -58,12 +58,10 @@ def check_config(config) -> None:
            f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
            f'(decoupled decay); {config.train.optimizer} takes none.')
   _require(config.train.jaccard_loss_weight >= 0, 'train.jaccard_loss_weight must be 0 or more.')
-  _require(config.train.jaccard_loss_weight == 0 or config.task == 'segmentation',
+  _require(config.train.jaccard_loss_weight == 0 or tasks.is_segmentation(config),
            'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
            f'task={config.task}.')
-  _choice(config.eval.best_metric, 'eval.best_metric',
-          ('loss', 'mean_iou', 'pixel_accuracy') if config.task == 'segmentation'
-          else ('loss', 'accuracy'))
+  _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
   _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
   if config.train.loss_upper_bound is not None:
@@ -73,8 +71,8 @@ def check_config(config) -> None:
   for size in config.predict.sizes:
     _positive(size, 'every predict.sizes entry')
     models.check_model(config.model.name, size, field='every predict.sizes entry')
-  masks = config.data.label_feature == 'segmentation_mask'
-  _require(masks == (config.task == 'segmentation'),
+  masks = config.data.label_feature == tasks.MASK_FEATURE
+  _require(masks == tasks.is_segmentation(config),
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
            'segmentation learns segmentation_mask, classification an integer feature such as '
            'species or label.')

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks import CLASSIFICATION, SEGMENTATION
+
 
 def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:
   """Argmax over classes; a single sigmoid unit predicts class 1 above 0.5."""
@@ -61,6 +63,11 @@ def soft_jaccard_loss(labels: tf.Tensor, probabilities: tf.Tensor,
   intersection = tf.reduce_sum(truth * probabilities, axis=[1, 2])
   union = tf.reduce_sum(truth + probabilities, axis=[1, 2]) - intersection
   return 1.0 - tf.reduce_mean((intersection + smooth) / (union + smooth), axis=-1)
+
+
+# What best_model.keras can be best at, per task: loss (lowest) or a summarize() key (highest).
+BEST_METRICS = {SEGMENTATION: ('loss', 'mean_iou', 'pixel_accuracy'),
+                CLASSIFICATION: ('loss', 'accuracy')}
 
 
 def summarize(loss_sum: float, num_examples: float, confusion: np.ndarray,

@@ -10,6 +10,11 @@ import tensorflow as tf
 from training import metrics
 
 
+SCHEDULES = ('constant', 'cosine')
+OPTIMIZERS = {'rmsprop': keras.optimizers.RMSprop, 'adam': keras.optimizers.Adam,
+              'adamw': keras.optimizers.AdamW, 'sgd': keras.optimizers.SGD}
+
+
 def learning_rate(train_config, total_steps: int):
   """A constant rate, or cosine decay to 0 over the run after a linear warm-up."""
   if train_config.schedule == 'constant':
@@ -30,9 +35,7 @@ def make_optimizer(train_config, precision: str, total_steps: int = 1
     # Decay shrinks kernels; batch-norm scales and offsets and biases are not weights to shrink.
     optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
   else:
-    optimizers = {'rmsprop': keras.optimizers.RMSprop, 'adam': keras.optimizers.Adam,
-                  'sgd': keras.optimizers.SGD}
-    optimizer = optimizers[train_config.optimizer](learning_rate=rate)
+    optimizer = OPTIMIZERS[train_config.optimizer](learning_rate=rate)
   if precision == 'mixed_float16':
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer

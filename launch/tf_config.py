@@ -1,6 +1,6 @@
 """Prints the TF_CONFIG of task i of a multi-worker job, for launch scripts.
 
-    export TF_CONFIG=$(python -m training.tf_config --hosts=node1:2222,node2:2222 --task=$i)
+    export TF_CONFIG=$(python -m launch.tf_config --hosts=node1:2222,node2:2222 --task=$i)
 """
 
 import json

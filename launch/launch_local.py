@@ -1,6 +1,6 @@
 """Runs N workers of one multi-worker job on this machine, each a `main.py` process.
 
-    python -m training.launch_local --workers=2 -- --config=configs/seg.py --workdir=runs/mw ...
+    python -m launch.launch_local --workers=2 -- --config=configs/seg.py --workdir=runs/mw ...
 
 Picks free localhost ports, gives each process its TF_CONFIG (and
 `--config.runtime.strategy=multi_worker`), prefixes each log line with its task, and
@@ -18,7 +18,7 @@ import time
 from absl import app
 from absl import flags
 
-from training import tf_config
+from launch import tf_config
 
 flags.DEFINE_integer('workers', 2, 'Worker processes to start.')
 flags.DEFINE_integer('grace_s', 20, 'Seconds the others get to stop after one fails.')

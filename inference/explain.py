@@ -1,0 +1,89 @@
+"""--mode=explain: every picture of book section 9.4 for a workdir's model (or a pretrained one)
+and the pictures a user names, as PNG files at the pictures' own size, gradcam.json with each
+heatmap's pointing scores, and a TensorBoard run."""
+
+import json
+import os
+
+from absl import logging
+
+from inference import loading
+from interpretability import explain as explain_lib
+from interpretability import gradcam
+from interpretability import pointing
+from modeling import xception_imagenet
+import tasks
+from training import checkpoints
+from training import summaries as summaries_lib
+
+
+def explained_class_names(config) -> list[str]:
+  """data.class_names, or the ImageNet names when summaries.explain.class_index=imagenet and
+  Keras can get them."""
+  names = list(config.data.class_names)
+  if config.summaries.explain.class_index == 'imagenet':
+    names = xception_imagenet.imagenet_class_names() or names
+  return names
+
+
+def run(config, workdir: str, images: str | None) -> dict:
+  """Activation grids, filter grids and Grad-CAM overlays as PNGs in DIR/explain/, named after
+  the pictures and at their own size; gradcam.json with each heatmap's pointing scores where a
+  trimap is known; the same pictures in TensorBoard (run folder explain/)."""
+  model, source = loading.load_model(config, workdir)
+  pictures = loading.named_pictures(config, workdir, images)
+  segmentation = tasks.is_segmentation(config)
+  inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
+  explanation = explain_lib.explain(model, inputs, config.summaries.explain,
+                                    tuple(config.data.class_names), segmentation,
+                                    activation_pictures=len(pictures),
+                                    batch_size=config.eval.global_batch_size)
+  out_dir = os.path.join(workdir, 'explain')
+  os.makedirs(out_dir, exist_ok=True)
+  for layer, grids in explanation.activation_grids.items():
+    for picture, grid in zip(pictures, grids):
+      loading.write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)
+  for layer, grid in explanation.filter_grids.items():
+    loading.write_png(os.path.join(out_dir, f'filters_{layer}.png'), grid)
+  for maps in explanation.class_maps:
+    for picture, heatmap in zip(pictures, maps.heatmaps.maps):
+      loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
+                        gradcam.overlay(picture.pixels, heatmap))
+  scores = explain_lib.score(explanation, [
+      None if p.trimap is None else explain_lib.trimap_regions(p.trimap, explanation,
+                                                               segmentation)
+      for p in pictures])
+  report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
+  checkpoints.write_text_atomically(os.path.join(out_dir, 'gradcam.json'),
+                                    json.dumps(report, indent=1) + '\n')
+  writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
+  summaries_lib.write_explanation(writer, 'explain', 0, inputs, explanation, report['summary'])
+  writer.flush()
+  logging.info('Explained %s on %d pictures into %s (%s); Grad-CAM layer %s; %s.', source,
+               len(pictures), out_dir,
+               ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
+               explanation.gradcam_layer, ', '.join(
+                   f'{label} energy lift {v["energy_lift"]:.2f} (non-blank {v["non_blank"]:.0%})'
+                   for label, v in report['summary'].items()) or 'no trimaps to score against')
+  return report
+
+
+def gradcam_report(explanation, pictures: list, scores: list, class_names: list[str],
+                   source: str) -> dict:
+  """gradcam.json: the layer, per picture and explained label the heatmap's peak (`max`) and,
+  with a trimap, `energy_in_region` and `region_share`; a summary over scored pictures."""
+  rows = []
+  for i, picture in enumerate(pictures):
+    classes = {}
+    for maps in explanation.class_maps:
+      entry = {'class': class_names[maps.classes[i]]} if maps.label.startswith('top') else {}
+      entry.update(scores[i][maps.label] if scores[i] else
+                   {'max': float(maps.heatmaps.peaks[i])})
+      classes[maps.label] = {k: float(f'{v:.6g}') if isinstance(v, float) else v
+                             for k, v in entry.items()}
+    rows.append({'name': picture.name, 'classes': classes})
+  scored = [s for s in scores if s]
+  summary = {label: {k: round(v, 4) for k, v in values.items()}
+             for label, values in pointing.summarize(scored).items()}
+  return {'model': source, 'layer': explanation.gradcam_layer, 'num_scored': len(scored),
+          'summary': summary, 'pictures': rows}

@@ -1,0 +1,137 @@
+"""What every mode that uses a trained model starts from: the model of a workdir, and
+pictures from disk (with their trimaps where the official layout keeps them) or from the eval
+split."""
+
+import glob
+import os
+from typing import NamedTuple
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data import decode
+from data import sources
+from errors import UserError
+from modeling import models
+from training import checkpoints
+from training import config_checks
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+
+
+def load_model(config, workdir: str) -> tuple[keras.Model, str]:
+  """The workdir's best model, else its latest checkpoint, else (for a model that brings its
+  own weights, `model.weights`) the model as configured; a UserError when there is none."""
+  config_checks.check_config(config)
+  best = os.path.join(workdir, checkpoints.BEST_MODEL)
+  if os.path.isfile(best):
+    return keras.models.load_model(best), best
+  checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
+  latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+  if not latest and 'weights' in config.model:
+    model = models.build_model(config.model, config.data.image_size,
+                               len(config.data.class_names))
+    return model, f'{config.model.name} with model.weights={config.model.weights}'
+  if not latest:
+    raise UserError(f'No model in --workdir={workdir}: it has neither {checkpoints.BEST_MODEL} '
+                    'nor a checkpoint. Train first (--mode=train_and_eval) or point --workdir '
+                    'at a trained run.')
+  model = models.build_model(config.model, config.data.image_size, len(config.data.class_names))
+  tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
+      latest).expect_partial()
+  return model, latest
+
+
+def picture_paths(spec: str) -> list[str]:
+  """Comma-separated files, folders (their pictures) and globs, in order, each checked."""
+  paths = []
+  for item in filter(None, (part.strip() for part in spec.split(','))):
+    if os.path.isdir(item):
+      found = sorted(p for p in glob.glob(os.path.join(item, '*'))
+                     if p.lower().endswith(IMAGE_SUFFIXES))
+    elif any(ch in item for ch in '*?['):
+      found = sorted(glob.glob(item))
+    else:
+      found = [item]
+    if not found:
+      raise UserError(f'--images: {item!r} matches no picture.')
+    paths += found
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'--images: {path!r} does not exist.')
+  return paths
+
+
+def read_picture(path: str) -> np.ndarray:
+  try:
+    return decode.decode_image(tf.io.read_file(path)).numpy()
+  except tf.errors.InvalidArgumentError as e:
+    raise UserError(f'--images: {path!r} is not a picture TensorFlow can decode '
+                    '(JPEG, PNG, GIF or BMP).') from e
+
+
+def model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
+  return np.stack([tf.image.resize(p, (image_size, image_size)).numpy() for p in pictures])
+
+
+class Picture(NamedTuple):
+  name: str  # File name without its extension: what the picture's output files are named by.
+  pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size.
+  trimap: np.ndarray | None  # Labels (H, W) 0 pet, 1 background, 2 outline, if known.
+
+
+def trimap_beside(path: str) -> str | None:
+  """The official layout's trimap of `.../images/NAME.jpg`: `.../annotations/trimaps/NAME.png`."""
+  folder, file_name = os.path.split(os.path.abspath(path))
+  if os.path.basename(folder) != 'images':
+    return None
+  trimap = os.path.join(os.path.dirname(folder), 'annotations', 'trimaps',
+                        os.path.splitext(file_name)[0] + '.png')
+  return trimap if os.path.isfile(trimap) else None
+
+
+def _read_trimap(path: str) -> np.ndarray | None:
+  try:
+    return decode.decode_trimap(tf.io.read_file(path)).numpy()[..., 0]
+  except tf.errors.InvalidArgumentError:
+    logging.warning('Trimap %s cannot be decoded: its picture is explained without scores.',
+                    path)
+    return None
+
+
+def _unique(names: list[str]) -> list[str]:
+  """Names made unique by a _2, _3... suffix, so that no output file overwrites another."""
+  seen, result = {}, []
+  for name in names:
+    seen[name] = seen.get(name, 0) + 1
+    result.append(name if seen[name] == 1 else f'{name}_{seen[name]}')
+  return result
+
+
+def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
+  """`--images` with the trimaps the official layout keeps beside them, else the first
+  summaries.num_images pictures of the eval split with theirs."""
+  if images:
+    paths = picture_paths(images)
+    names = _unique([os.path.splitext(os.path.basename(p))[0] for p in paths])
+    trimaps = [trimap_beside(p) for p in paths]
+    return [Picture(name, read_picture(path), _read_trimap(trimap) if trimap else None)
+            for name, path, trimap in zip(names, paths, trimaps)]
+  builder = sources.prepared_builder(config.data, workdir)
+  pictures = []
+  for example in sources.first_eval_examples(builder, config.data,
+                                             max(config.summaries.num_images, 1)):
+    pictures.append(Picture(
+        os.path.splitext(example['file_name'].numpy().decode())[0],
+        decode.decode_image(example['image']).numpy(),
+        decode.decode_trimap(example['segmentation_mask']).numpy()[..., 0]))
+  return pictures
+
+
+def write_png(path: str, picture: np.ndarray) -> None:
+  picture = np.asarray(picture, np.uint8)
+  tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
+
+

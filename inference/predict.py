@@ -1,0 +1,49 @@
+"""--mode=predict: masks (segmentation) or predictions.csv (classification) for the user's
+pictures, at each picture's own size."""
+
+import os
+
+from absl import logging
+import numpy as np
+
+from errors import UserError
+from inference import loading
+from inference.predictor import Predictor
+from interpretability import colormaps
+import tasks
+from training import checkpoints
+
+
+def run(config, workdir: str, images: str, output: str | None) -> list[str]:
+  """Segmentation: a 0/1/2 label mask PNG at each picture's own size and a coloured overlay
+  beside it. Classification: predictions.csv with one line per picture."""
+  if not images:
+    raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
+  model, source = loading.load_model(config, workdir)
+  predictor = Predictor(model, config)
+  paths = loading.picture_paths(images)
+  out_dir = output or os.path.join(workdir, 'predict')
+  os.makedirs(out_dir, exist_ok=True)
+  written, rows = [], ['picture,class,probability\n']
+  batch_size = config.eval.global_batch_size
+  for start in range(0, len(paths), batch_size):
+    chunk = paths[start:start + batch_size]
+    pictures = [loading.read_picture(p) for p in chunk]
+    if not tasks.is_segmentation(config):
+      probabilities = predictor.probabilities(lambda size: loading.model_input(pictures, size))
+      for path, probs in zip(chunk, probabilities.numpy()):
+        probs = np.concatenate([1 - probs, probs]) if len(probs) == 1 else probs
+        best = int(np.argmax(probs))
+        rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
+      continue
+    for path, picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
+      stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+      loading.write_png(stem + '_mask.png', mask)
+      loading.write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask))
+      written.append(stem + '_mask.png')
+  if not tasks.is_segmentation(config):
+    csv_path = os.path.join(out_dir, 'predictions.csv')
+    checkpoints.write_text_atomically(csv_path, ''.join(rows))
+    written.append(csv_path)
+  logging.info('Predicted %d pictures with %s into %s.', len(paths), source, out_dir)
+  return written

@@ -1,0 +1,130 @@
+"""The loop's periodic work, one job each: evaluate, keep the best model, explain, profile, and
+agree across workers on stopping. Each is built from a Job and called by the loop."""
+
+import math
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from interpretability import colormaps
+from interpretability import explain as explain_lib
+from interpretability import pointing
+from training import checkpoints
+from training import metrics
+from training import summaries as summaries_lib
+
+
+class Evaluator:
+  """One exact pass over the eval split, written to the eval run with the preview's masks."""
+
+  def __init__(self, job):
+    self.job = job
+
+  def __call__(self, step: int) -> dict:
+    job, start = self.job, time.perf_counter()
+    loss_sum, count, confusion = job.trainer.evaluate(job.eval_data)
+    results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
+                                job.segmentation)
+    results['seconds'] = time.perf_counter() - start
+    job.summaries.scalars('eval', step, results)
+    if job.preview is not None and job.segmentation:
+      images = job.preview['image'].numpy()
+      predicted = np.argmax(job.model(job.preview['image'], training=False), axis=-1)
+      job.summaries.images('eval', step, 'masks/ground_truth',
+                           colormaps.mask_overlay(images, job.preview['label'].numpy()))
+      job.summaries.images('eval', step, 'masks/prediction',
+                           colormaps.mask_overlay(images, predicted))
+    job.summaries.flush()
+    return results
+
+
+class BestModelExporter:
+  """Keeps the model with the best finite eval.best_metric (the book's ModelCheckpoint keeps
+  the lowest validation loss); the best value lives in the checkpointed state."""
+
+  def __init__(self, job):
+    self.job = job
+
+  def __call__(self, results: dict) -> None:
+    job, metric = self.job, self.job.config.eval.best_metric
+    value = results[metric]
+    ranked = value if metric == 'loss' else -value
+    if not math.isfinite(value) or ranked >= float(job.state.best_eval):
+      return
+    job.state.best_eval.assign(ranked)
+    if job.runtime.is_chief:
+      checkpoints.save_model_atomically(job.model,
+                                        os.path.join(job.workdir, checkpoints.BEST_MODEL))
+      logging.info('New best validation %s %.4f: exported %s.', metric, value,
+                   checkpoints.BEST_MODEL)
+
+
+class Explainer:
+  """Activations, filter patterns and Grad-CAM of the preview to TensorBoard, with each class's
+  Grad-CAM energy lift against the pictures' own masks (segmentation)."""
+
+  def __init__(self, job):
+    self.job = job
+
+  def __call__(self, step: int) -> float:
+    """Returns the seconds it took, also logged and written as `explain/seconds`."""
+    job, start = self.job, time.perf_counter()
+    images = job.preview['image'].numpy()
+    explanation = explain_lib.explain(job.model, images, job.config.summaries.explain,
+                                      tuple(job.config.data.class_names), job.segmentation,
+                                      batch_size=job.config.eval.global_batch_size)
+    lifts = None
+    if job.segmentation:
+      regions = [explain_lib.trimap_regions(mask[..., 0], explanation, True)
+                 for mask in job.preview['label'].numpy()]
+      lifts = pointing.summarize(explain_lib.score(explanation, regions))
+    summaries_lib.write_explanation(job.summaries, 'eval', step, images, explanation, lifts)
+    seconds = time.perf_counter() - start
+    job.summaries.scalars('eval', step, {'explain/seconds': seconds})
+    logging.info('Explain summaries at step %d took %.1f s (%s); Grad-CAM layer %s%s.', step,
+                 seconds, ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
+                 explanation.gradcam_layer, ', energy lift ' + ', '.join(
+                     f'{k} {v["energy_lift"]:.2f}' for k, v in lifts.items()) if lifts else '')
+    return seconds
+
+
+class Profiler:
+  """A TensorBoard profiler trace of summaries.profile_steps=(first, last) on the chief."""
+
+  def __init__(self, job):
+    self.job = job
+    self.active = False
+
+  def __call__(self, step: int) -> None:
+    steps = tuple(self.job.config.summaries.profile_steps)
+    if not self.job.runtime.is_chief or len(steps) != 2:
+      return
+    if steps[0] <= step < steps[1] and not self.active:
+      tf.profiler.experimental.start(os.path.join(self.job.workdir, 'train'))
+      self.active = True
+    elif step >= steps[1] and self.active:
+      tf.profiler.experimental.stop()
+      self.active = False
+      logging.info('Profiler trace of steps %d-%d written to %s/train (TensorBoard: Profile).',
+                   steps[0], step, self.job.workdir)
+
+
+class StopVote:
+  """True when a stop signal arrived on any worker, so that all workers stop at one step."""
+
+  def __init__(self, job):
+    self.strategy = job.runtime.strategy
+    self.num_workers = job.runtime.num_workers
+
+  def __call__(self, flag: bool) -> bool:
+    if self.num_workers == 1:
+      return flag
+    return float(self._count_votes(tf.constant(1.0 if flag else 0.0))) > 0
+
+  @tf.function
+  def _count_votes(self, vote):
+    votes = self.strategy.run(lambda: tf.identity(vote))
+    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)

@@ -1,0 +1,133 @@
+"""Everything a run builds once, in phases: config checks -> runtime -> data -> model and
+state -> writers. Each phase takes only what the earlier ones produced."""
+
+import dataclasses
+import os
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from data import input_pipeline
+from data import sources
+from errors import DataError
+from modeling import models
+import tasks
+from training import checkpoints
+from training import config_checks
+from training import runtime
+from training import summaries as summaries_lib
+from training import trainer as trainer_lib
+
+
+@dataclasses.dataclass
+class Runtime:
+  strategy: tf.distribute.Strategy
+  precision: str
+  is_chief: bool
+  task: str  # 'local', or 'worker 1' style inside a cluster.
+  num_workers: int
+  scratch: str  # Files only this task writes: other workers keep theirs apart from the chief's.
+
+
+@dataclasses.dataclass
+class Data:
+  builder: object  # A prepared tfds.core.DatasetBuilder.
+  num_train: int
+  num_eval: int
+  steps_per_epoch: int
+  total_steps: int
+
+
+@dataclasses.dataclass
+class Job:
+  config: object
+  workdir: str
+  segmentation: bool
+  runtime: Runtime
+  data: Data
+  model: keras.Model
+  optimizer: keras.optimizers.Optimizer
+  state: checkpoints.TrainState
+  trainer: trainer_lib.Trainer
+  summaries: summaries_lib.Summaries
+  eval_data: object  # The distributed eval dataset.
+  preview: dict | None  # The fixed validation batch shown at every evaluation.
+
+
+def build_job(config, workdir: str) -> Job:
+  """Checks the config, then builds the runtime, data, model, state and writers of a run."""
+  runtime.configure_cpu_devices(config.runtime.cpu_devices)
+  config_checks.check_config(config)
+  run = _runtime(config, workdir)
+  data = _data(config, run.scratch)
+  keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
+  num_classes = len(config.data.class_names)
+  with run.strategy.scope():
+    model = models.build_model(config.model, config.data.image_size, num_classes, run.precision)
+    optimizer = trainer_lib.make_optimizer(config.train, run.precision, data.total_steps)
+    optimizer.build(model.trainable_variables)
+  logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
+  state = checkpoints.TrainState(
+      model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
+      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
+      os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR))
+  trainer = trainer_lib.Trainer(run.strategy, model, optimizer, config.train.global_batch_size,
+                                num_classes,
+                                runtime.resolve_jit_compile(config.runtime.jit_compile),
+                                config.train.jaccard_loss_weight)
+  eval_data = run.strategy.distribute_datasets_from_function(
+      lambda ctx: input_pipeline.eval_dataset(data.builder, config.data,
+                                              config.eval.global_batch_size, ctx))
+  preview = (input_pipeline.preview_batch(data.builder, config.data,
+                                         config.summaries.num_images)
+             if config.summaries.num_images else None)
+  return Job(config, workdir, tasks.is_segmentation(config), run, data, model, optimizer,
+             state, trainer, summaries_lib.Summaries(workdir, run.is_chief), eval_data, preview)
+
+
+def _runtime(config, workdir: str) -> Runtime:
+  """The strategy and this task's place in it; refuses a workdir of another run's config."""
+  strategy = runtime.create_strategy(config.runtime)
+  replicas = strategy.num_replicas_in_sync
+  for field in ('train.global_batch_size', 'eval.global_batch_size'):
+    section, name = field.split('.')
+    config_checks.check_batch_divides(config[section][name], replicas, field)
+  is_chief, task = runtime.is_chief(strategy), runtime.task_name(strategy)
+  scratch = workdir if is_chief else os.path.join(workdir, 'workers', task.replace(' ', '_'))
+  saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
+  if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
+      os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
+    with open(saved_config) as f:
+      config_checks.check_same_run(config, f.read(), workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if is_chief:
+    checkpoints.write_config(config, workdir)
+  run = Runtime(strategy, runtime.resolve_precision(config.runtime.precision), is_chief, task,
+                runtime.num_workers(strategy), scratch)
+  logging.info('Config:\n%s', config)
+  logging.info('Strategy %s with %d replicas (%d workers) on %s; precision %s; task %s%s.',
+               type(strategy).__name__, replicas, run.num_workers,
+               ', '.join(strategy.extended.worker_devices), run.precision, task,
+               ' (chief)' if is_chief else '')
+  return run
+
+
+def _data(config, scratch: str) -> Data:
+  """The prepared source, its split sizes and the run's length in steps."""
+  builder = sources.prepared_builder(config.data, scratch)
+  train_split, eval_split = sources.resolve_splits(config.data)
+  num_train = sources.num_examples(builder, train_split)
+  num_eval = sources.num_examples(builder, eval_split)
+  logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
+               config.data.source, num_train, train_split, num_eval, eval_split)
+  logging.info('data.cache=%s: %s (%s).', config.data.cache,
+               *input_pipeline.resolve_cache(config.data, num_train))
+  batch = config.train.global_batch_size
+  steps_per_epoch = config.train.steps_per_epoch or num_train // batch
+  if steps_per_epoch < 1:
+    raise DataError(f'{train_split!r} has {num_train} examples, fewer than one batch of '
+                    f'train.global_batch_size={batch}: lower the batch size or set '
+                    'train.steps_per_epoch.')
+  return Data(builder, num_train, num_eval, steps_per_epoch,
+              config.train.epochs * steps_per_epoch)
