@@ -59,6 +59,23 @@ def trained_run(tmp_path_factory, synthetic_folder):
   return workdir, train.train(config, workdir), config
 
 
+@pytest.fixture(scope='session')
+def trained_unet(tmp_path_factory, synthetic_folder):
+  """The Xception U-Net trained briefly on synthetic shapes: (workdir, config)."""
+  workdir = str(tmp_path_factory.mktemp('unet'))
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__image_size=64, model__name='xception_unet',
+                        model__widths=(16, 32, 64, 128), train__optimizer='adam',
+                        train__learning_rate=3e-3, train__epochs=12, train__steps_per_call=3,
+                        data__deterministic=True, summaries__explain_every_epochs=12,
+                        summaries__explain__num_filters=4,
+                        summaries__explain__num_filter_layers=1)
+  from training import train  # pylint: disable=import-outside-toplevel
+  results = train.train(config, workdir)
+  assert results['eval']['iou/pet'] > 0.6, results['eval']  # It has learned the shapes.
+  return workdir, config
+
+
 def run_main(*args, timeout=300):
   """Runs main.py in a subprocess, as a user would; returns the CompletedProcess."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')

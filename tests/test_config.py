@@ -62,6 +62,7 @@ def test_batch_must_divide_across_replicas():
   config_checks.check_batch_divides(8, 2, 'train.global_batch_size')
 
 
+@pytest.mark.slow
 def test_command_line_errors_stop_before_anything_runs(tmp_path):
   unknown = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/w',
                      '--config.trian.epochs=1')

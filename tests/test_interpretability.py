@@ -1,26 +1,22 @@
-"""Activations, filter patterns, Grad-CAM, colours, and the explain/predict/export modes."""
-
-import glob
-import json
-import os
+"""Activations, filter patterns, Grad-CAM and its default layer, pointing scores, colours:
+the pure functions of interpretability/, on hand-built and trained models."""
 
 import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from inference import export
 from inference import loading
-from inference import predict
-from inference import predictor
-from inference import score
 from interpretability import activations
 from interpretability import colormaps
+from interpretability import explain
 from interpretability import filters
 from interpretability import gradcam
+from interpretability import pointing
 from modeling import models
-from tests.conftest import run_main, small_config
-from tests.test_training import _event_tags
+from tests import test_models
+from tests.conftest import small_config
 
 
 def _two_region_image():
@@ -30,7 +26,6 @@ def _two_region_image():
   image[0, 8:, 8:, 1] = 1.0
   return image
 
-
 def _identity_features(x):
   """A 1x1 conv with fixed weights: feature k is input channel k (evidence stays in place)."""
   layer = keras.layers.Conv2D(2, 1, activation='relu', name='features')
@@ -38,10 +33,8 @@ def _identity_features(x):
   layer.set_weights([np.eye(3, 2, dtype=np.float32)[None, None], np.zeros(2, np.float32)])
   return y
 
-
 def _peak(heatmap):
   return np.unravel_index(np.argmax(heatmap), heatmap.shape)
-
 
 def test_gradcam_classification_localises_the_evidence():
   inputs = keras.Input((16, 16, 3))
@@ -59,7 +52,6 @@ def test_gradcam_classification_localises_the_evidence():
   assert ya < 8 and xa < 8 and yb >= 8 and xb >= 8
   assert heat_a.max() == pytest.approx(1.0) and heat_a.min() >= 0
 
-
 def test_seg_gradcam_localises_each_class():
   inputs = keras.Input((16, 16, 3))
   logits_layer = keras.layers.Conv2D(2, 1, name='logits')
@@ -74,7 +66,6 @@ def test_seg_gradcam_localises_each_class():
   assert ya < 8 and xa < 8 and yb >= 8 and xb >= 8
   everywhere = gradcam.seg_gradcam(model, _two_region_image(), pixels='all').maps
   assert np.all(np.isfinite(everywhere))
-
 
 def test_activation_grids_shape_dtype_zero_channels_and_one_pass():
   calls = []
@@ -105,7 +96,6 @@ def test_activation_grids_shape_dtype_zero_channels_and_one_pass():
   assert grid[0:10, 0:10].any()
   assert grids['conv_b'].shape == (5, 4 * 6 - 1)
 
-
 def test_filter_patterns_excite_every_filter_in_one_call():
   model = models.build_model(small_config().model, 32, 3)
   indices = np.arange(12)
@@ -120,7 +110,6 @@ def test_filter_patterns_excite_every_filter_in_one_call():
   tile = 32 - 2 * (32 * 25 // 200)
   assert grid.shape == (2 * tile + 5, 8 * tile + 7 * 5, 3) and grid.dtype == np.uint8
 
-
 def test_colormap_and_blend_values():
   # Dark blue, green in the middle (a 256-entry table: +-2 around 0.5), dark red.
   np.testing.assert_allclose(colormaps.jet(np.array([0.0, 0.5, 1.0])),
@@ -129,7 +118,6 @@ def test_colormap_and_blend_values():
   np.testing.assert_array_equal(colormaps.blend(image, np.full((1, 1, 3), 200), 0.4), [[[140] * 3]])
   overlay = colormaps.heatmap_overlay(image, np.ones((1, 1)), alpha=0.4)
   np.testing.assert_array_equal(overlay, [[[111, 60, 60]]])  # 0.6 * 100 + 0.4 * (128, 0, 0)
-
 
 def test_mixed_float16_heatmaps_match_float32():
   config = small_config()
@@ -142,118 +130,66 @@ def test_mixed_float16_heatmaps_match_float32():
   assert np.all(np.isfinite(heat16))
   assert np.abs(heat32 - heat16).mean() < 0.02
 
+# Every registered segmenter, with the layer the rule picks: its last post-ReLU block below
+# full resolution (half the input side in both).
+SEGMENTERS = [('book_segmentation', 64, 'decoder_deconv5'), ('xception_unet', 64, 'decoder3_out')]
 
-def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_run, tmp_path):
-  workdir, results, config = trained_run
-  assert results['explain_seconds'] > 0
-  tags = _event_tags(os.path.join(workdir, 'eval'))
-  for prefix in ('activations/', 'filters/', 'gradcam/'):
-    assert any(t.startswith(prefix) and kind == 'images' for t, kind in tags.items()), prefix
-  assert {'gradcam/pet', 'gradcam/background', 'gradcam/outline'} <= set(tags)
+def test_every_registered_segmenter_has_its_layer_checked():
+  assert {name for name, _, _ in SEGMENTERS} == {
+      name for name, _, classes in test_models.MODELS if classes == 3}
 
-  explained = run_main('--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
-                       '--config.data.source=synthetic', '--config.data.image_size=32',
-                       '--config.summaries.explain.num_filters=8', f'--images={tmp_path}')
-  assert explained.returncode == 2 and 'matches no picture' in explained.stderr
-  pictures = sorted(glob.glob(os.path.join(config.data.folder, 'images', '*.jpg')))[:2]
-  assert pictures
-  explained = run_main('--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
-                       '--config.data.image_size=32', '--config.summaries.explain.num_filters=8',
-                       f'--images={",".join(pictures)}')
-  assert explained.returncode == 0, explained.stderr[-2000:]
-  pngs = glob.glob(os.path.join(workdir, 'explain', '*.png'))
-  kinds = {os.path.basename(p).split('_')[0] for p in pngs}
-  assert kinds == {'activations', 'filters', 'gradcam'}
-  for path in pngs:
-    picture = tf.io.decode_png(tf.io.read_file(path)).numpy()
-    assert picture.std() > 1.0, path  # Not blank.
+@pytest.mark.parametrize('name, size, expected', SEGMENTERS)
+def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(name, size,
+                                                                                 expected):
+  model = models.build_model(ml_collections.ConfigDict({'name': name}), size, 3)
+  layer = model.get_layer(gradcam.default_layer(model, segmentation=True))
+  assert layer.name == expected
+  assert layer.name not in gradcam.shortcut_projections(model)
+  assert layer.output.shape[1] == size // 2
+  if name == 'xception_unet':  # Its 1x1 projections are found.
+    assert {'encoder3_project', 'decoder3_project'} <= gradcam.shortcut_projections(model)
 
+def test_default_classifier_layer_is_what_the_pooling_reads():
+  model = models.build_model(ml_collections.ConfigDict({'name': 'mini_xception'}), 64, 2)
+  layer = gradcam.default_layer(model, segmentation=False)
+  pooling = model.get_layer('pool')
+  assert pooling.input is model.get_layer(layer).output
+  assert layer not in gradcam.shortcut_projections(model)
 
-def test_no_model_and_missing_picture_are_clear(tmp_path):
-  config = small_config()
-  with pytest.raises(Exception, match='No model in --workdir'):
-    loading.load_model(config, str(tmp_path))
-  with pytest.raises(Exception, match='does not exist'):
-    loading.picture_paths(str(tmp_path / 'cat.jpg'))
-  (tmp_path / 'notes.jpg').write_text('not a picture')
-  with pytest.raises(Exception, match='is not a picture'):
-    loading.read_picture(str(tmp_path / 'notes.jpg'))
+def test_pointing_scores_against_hand_built_maps():
+  region = np.zeros((40, 60), bool)
+  region[:10, :30] = True  # 300 of 2,400 pixels.
+  inside = np.zeros((40, 60), np.float32)
+  inside[2:8, 5:25] = 1.0
+  scores = pointing.region_scores(inside, 3.5, region)
+  assert scores == {'max': 3.5, 'energy_in_region': 1.0, 'region_share': 0.125}
+  half = np.zeros((40, 60), np.float32)
+  half[5, 10] = half[30, 50] = 1.0  # One peak inside, one outside.
+  assert pointing.region_scores(half, 1.0, region)['energy_in_region'] == pytest.approx(0.5)
+  blank = pointing.region_scores(np.zeros((40, 60)), 0.0, region)
+  assert blank['max'] == 0.0 and blank['energy_in_region'] == 0.0
+  # A coarse map is resized to the picture first: a 4x6 map lit in the region's cells.
+  coarse = np.zeros((4, 6), np.float32)
+  coarse[0, :3] = 1.0
+  assert 0.8 < pointing.region_scores(coarse, 1.0, region)['energy_in_region'] < 1.0
+  summary = pointing.summarize([{'pet': scores}, {'pet': blank}])
+  assert summary['pet']['energy_lift'] == pytest.approx((1.0 + 0.0) / 2 / 0.125)
+  assert summary['pet']['non_blank'] == 0.5
 
-
-def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_path):
-  workdir, _, config = trained_run
-  folder = config.data.folder
-  names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
-  pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
-  written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
-  assert len(written) == len(pictures)
-  intersection = union = 0
-  for name, mask_path in zip(names, written):
-    mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
-    trimap = tf.io.decode_png(tf.io.read_file(
-        os.path.join(folder, 'annotations', 'trimaps', name + '.png'))).numpy()[..., 0]
-    assert mask.shape == trimap.shape
-    assert set(np.unique(mask)) <= {0, 1, 2}
-    pet, truth = mask == 0, trimap == 1
-    intersection += np.sum(pet & truth)
-    union += np.sum(pet | truth)
-  assert intersection / union > 0.5
-
-  export_dir = export.run(config, workdir, str(tmp_path / 'export'))
-  loaded = tf.saved_model.load(export_dir)
-  picture = loading.read_picture(pictures[0])
-  served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
+@pytest.mark.slow
+def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
+  """The measure tells a useless layer from a useful one on the same model and pictures."""
+  workdir, config = trained_unet
   model, _ = loading.load_model(config, workdir)
-  probabilities = model(tf.image.resize(picture[None].astype(np.float32), (32, 32)))
-  expected = tf.image.resize(np.argmax(probabilities, -1)[..., None].astype(np.uint8),
-                             picture.shape[:2], method='nearest').numpy()[0, ..., 0]
-  assert served.shape == picture.shape[:2]
-  np.testing.assert_array_equal(served, expected)
-
-
-def _with_test_time_averaging(config):
   config = config.copy_and_resolve_references()
-  config.predict.sizes, config.predict.flip = (32, 40), True
-  return config
-
-
-def test_flip_averaging_makes_predictions_mirror_symmetric(trained_run):
-  """Averaging a picture with its mirror image: the mirrored picture's probabilities are the
-  mirror of the picture's (a forgotten flip back would break this), at every test-time side."""
-  workdir, _, config = trained_run
-  config = _with_test_time_averaging(config)
-  model, _ = loading.load_model(config, workdir)
-  averaging = predictor.Predictor(model, config)
-  picture = np.random.default_rng(4).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
-  resize = lambda pictures: (lambda size: tf.image.resize(pictures, (size, size)))
-  straight = averaging.probabilities(resize(picture)).numpy()
-  mirrored = averaging.probabilities(resize(picture[:, :, ::-1])).numpy()
-  assert straight.shape == (1, 40, 40, 3)
-  np.testing.assert_allclose(mirrored[:, :, ::-1], straight, atol=1e-5)
-  single = predictor.Predictor(model, trained_run[2]).probabilities(resize(picture))
-  assert np.abs(tf.image.resize(single, (40, 40)).numpy() - straight).max() > 1e-3
-
-
-def test_score_is_what_predicted_masks_score_and_export_serves_them(trained_run, tmp_path):
-  workdir, _, config = trained_run
-  config = _with_test_time_averaging(config)
-  folder = config.data.folder
-  names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
-  pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
-  written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
-  confusion = np.zeros((3, 3))
-  for name, mask_path in zip(names, written):
-    mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
-    trimap = tf.io.decode_png(tf.io.read_file(
-        os.path.join(folder, 'annotations', 'trimaps', name + '.png'))).numpy()[..., 0] - 1
-    np.add.at(confusion, (trimap.ravel(), mask.ravel()), 1)
-  iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
-  scored = score.run(config, workdir)
-  assert scored['predict_sizes'] == [32, 40] and scored['predict_flip']
-  np.testing.assert_allclose(scored['mean_iou'], iou.mean(), atol=1e-4)
-  assert json.load(open(os.path.join(workdir, 'score.json')))['mean_iou'] == scored['mean_iou']
-
-  loaded = tf.saved_model.load(export.run(config, workdir, str(tmp_path / 'export')))
-  picture = loading.read_picture(pictures[0])
-  served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
-  np.testing.assert_array_equal(served, tf.io.decode_png(tf.io.read_file(written[0])).numpy()[..., 0])
+  config.summaries.num_images = 13
+  pictures = loading.named_pictures(config, workdir, None)
+  inputs = loading.model_input([p.pixels for p in pictures], 64)
+  lifts = {}
+  for layer in (gradcam.default_layer(model, True), 'encoder3_project'):
+    maps = explain.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
+    scored = explain.Explanation({}, {}, layer, maps, {})
+    lifts[layer] = pointing.summarize(explain.score(scored, [
+        explain.trimap_regions(p.trimap, scored, True) for p in pictures]))['pet']
+  default, projection = lifts.values()
+  assert default['energy_lift'] > projection['energy_lift'], lifts

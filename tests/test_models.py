@@ -1,5 +1,6 @@
 """The model library: book parameter counts, block shapes, every model under both
-precisions and two replicas, size errors, and the classification task end to end."""
+precisions and two replicas, size errors, the classification task end to end, and Keras'
+ImageNet Xception with its weights from a file or (offline) a clear error."""
 
 import glob
 import os
@@ -10,9 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from configs import xception_imagenet
 from errors import ConfigError
+from inference import explain as explain_mode
+from interpretability import gradcam
 from modeling import blocks
 from modeling import models
+from modeling import xception_imagenet as xception_model
 from tests.conftest import small_config
 from training import runtime
 from training import train
@@ -73,6 +78,7 @@ def test_conv_bn_and_separable_blocks_follow_their_patterns():
       assert not source.use_bias, source.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name, sizes, classes', MODELS)
 def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, sizes, classes):
   for size in sizes:
@@ -113,6 +119,7 @@ def test_policy_does_not_leak_out_of_the_build():
   assert keras.config.dtype_policy().name == 'float32'
 
 
+@pytest.mark.slow
 def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder):
   from configs import cls  # pylint: disable=import-outside-toplevel
   config = cls.get_config()
@@ -138,3 +145,60 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   assert 'gradcam/cat' in {v.tag for p in glob.glob(os.path.join(tmp_path, 'eval', 'events.*'))
                            for e in tf.compat.v1.train.summary_iterator(p)
                            for v in e.summary.value}
+
+
+def xception_test_config(**explain_overrides):
+  config = xception_imagenet.get_config()
+  config.model.weights = 'random'
+  config.data.image_size = 96  # Xception takes any side from 71: fast enough for a test.
+  explain_config = config.summaries.explain
+  explain_config.activation_layers = ('block1_conv1_act',)
+  explain_config.filter_layers = ('block2_sepconv1',)
+  explain_config.num_filters = 2
+  explain_config.class_index = ''  # No network in tests.
+  for key, value in explain_overrides.items():
+    explain_config[key] = value
+  return config
+
+@pytest.mark.slow
+def test_xception_weights_file_loads_and_changes_predictions(tmp_path):
+  config = xception_test_config()
+  keras.utils.set_random_seed(1)
+  source = models.build_model(config.model, 96, 1000)
+  path = str(tmp_path / 'xception.weights.h5')
+  source.save_weights(path)
+  pictures = np.random.default_rng(2).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+  keras.utils.set_random_seed(2)
+  fresh = models.build_model(config.model, 96, 1000)
+  config.model.weights = path
+  loaded = models.build_model(config.model, 96, 1000)
+  logits = lambda model: keras.Model(model.input, gradcam.logits_tensor(model))(pictures).numpy()
+  expected = logits(source)  # Untrained Xception logits are tiny (~1e-5): compare relatively.
+  scale = np.abs(expected).max()
+  assert np.abs(logits(loaded) - expected).max() < 1e-3 * scale
+  assert np.abs(logits(fresh) - expected).max() > 0.5 * scale
+  config.model.weights = str(tmp_path / 'missing.h5')
+  with pytest.raises(ConfigError, match="model.weights=.*missing.h5.*no such file.*'random'"):
+    models.build_model(config.model, 96, 1000)
+
+def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
+  import urllib.error  # pylint: disable=import-outside-toplevel
+  from keras.src.utils import file_utils  # pylint: disable=import-outside-toplevel
+  weights = os.path.join(os.path.expanduser('~'), '.keras', 'models',
+                         'xception_weights_tf_dim_ordering_tf_kernels.h5')
+  if os.path.exists(weights):
+    pytest.skip('The ImageNet weights are cached here: Keras would not go online.')
+
+  def offline(*args, **kwargs):
+    raise urllib.error.URLError('[Errno -2] Name or service not known')
+  monkeypatch.setattr(file_utils, 'urlretrieve', offline)
+  config = xception_test_config()
+  config.model.weights = 'imagenet'
+  with pytest.raises(ConfigError, match='model.weights=.imagenet.: Keras could not get the '
+                                        'ImageNet weights .*path of a weights file'):
+    models.build_model(config.model, 299, 1000)
+  monkeypatch.setattr(keras.applications.imagenet_utils, 'decode_predictions',
+                      lambda *a, **k: offline())
+  assert xception_model.imagenet_class_names() is None
+  config.summaries.explain.class_index = 'imagenet'
+  assert explain_mode.explained_class_names(config)[:2] == ['0', '1']

@@ -42,6 +42,7 @@ def two_worker_run(tmp_path_factory):
   return workdir, _launch(workdir)
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_worker_run,
                                                                              tmp_path):
   workdir, result = two_worker_run
@@ -58,6 +59,7 @@ def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_
   assert squares == pytest.approx(prints['worker 0'][1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_only_the_chief_writes_events_exports_and_config(two_worker_run):
   workdir, result = two_worker_run
   assert result.returncode == 0
@@ -72,6 +74,7 @@ def test_only_the_chief_writes_events_exports_and_config(two_worker_run):
   assert os.path.isfile(os.path.join(workdir, 'checkpoints', 'ckpt-8.index'))
 
 
+@pytest.mark.slow
 def test_a_lost_worker_fails_the_other_clearly_and_a_relaunch_resumes(tmp_path):
   workdir = str(tmp_path / 'run')
   hosts = [f'localhost:{p}' for p in launch_local.free_ports(2)]
@@ -130,6 +133,7 @@ def test_tf_config_helper():
     tf_config.tf_config(['a:1'], 3)
 
 
+@pytest.mark.slow
 def test_tf_data_service_serves_a_training_run(tmp_path, synthetic_folder):
   from data import service  # pylint: disable=import-outside-toplevel
   from tests.conftest import small_config  # pylint: disable=import-outside-toplevel

@@ -51,6 +51,7 @@ def _checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(m.group(1)) for n in names if (m := re.match(r'ckpt-(\d+)\.index$', n)))
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   process, log = _start(workdir), []
@@ -69,6 +70,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
   assert again.returncode == 0 and 'Training already finished: step 40 of 40' in again.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_the_step_boundary_and_exits_75(tmp_path):
   workdir = str(tmp_path / 'run')
   process, log = _start(workdir), []
@@ -90,6 +92,7 @@ def _quick(folder, **overrides):
                       summaries__explain_every_epochs=0, **overrides)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, synthetic_folder,
                                                               caplog):
   caplog.set_level('INFO', logger='absl')
@@ -107,6 +110,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, syntheti
   assert result['step'] == 6
 
 
+@pytest.mark.slow
 def test_non_finite_loss_rolls_back_then_stops_clearly(tmp_path, synthetic_folder, caplog):
   config = _quick(synthetic_folder, train__optimizer='sgd', train__learning_rate=1e12,
                   train__recovery_max_trials=2)
@@ -121,18 +125,21 @@ def test_non_finite_loss_rolls_back_then_stops_clearly(tmp_path, synthetic_folde
   assert weights and all(np.all(np.isfinite(w)) for w in weights)
 
 
+@pytest.mark.slow
 def test_loss_upper_bound_triggers_the_same_rollback(tmp_path, synthetic_folder):
   config = _quick(synthetic_folder, train__loss_upper_bound=1e-6, train__recovery_max_trials=0)
   with pytest.raises(TrainingDiverged, match='exceeds train.loss_upper_bound=1e-06'):
     train.train(config, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_float16_loss_scale_skips_are_not_failures(tmp_path, synthetic_folder):
   config = _quick(synthetic_folder, runtime__precision='mixed_float16',
                   train__recovery_max_trials=0, train__epochs=2)
   assert train.train(config, str(tmp_path))['step'] == 4
 
 
+@pytest.mark.slow
 def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
     tmp_path, synthetic_folder, monkeypatch):
   config = _quick(synthetic_folder)
@@ -151,6 +158,7 @@ def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
   tf.train.load_checkpoint(os.path.join(workdir, 'checkpoints', 'ckpt-2'))
 
 
+@pytest.mark.slow
 def test_resuming_with_a_different_config_is_refused(tmp_path, synthetic_folder):
   workdir = str(tmp_path)
   train.train(_quick(synthetic_folder), workdir, evaluate=False)

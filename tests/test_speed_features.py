@@ -75,6 +75,7 @@ def _iterator(batches):
       {k: tf.stack([b[k] for b in batches]) for k in batches[0]}))
 
 
+@pytest.mark.slow
 def test_jit_compile_gives_the_loss_of_the_plain_step():
   plain, compiled = _trainer(), _trainer(jit_compile=True)
   batches = _batches()
@@ -84,6 +85,7 @@ def test_jit_compile_gives_the_loss_of_the_plain_step():
   assert runtime.resolve_jit_compile('off') is False and runtime.resolve_jit_compile('on')
 
 
+@pytest.mark.slow
 def test_steps_per_call_equals_single_steps():
   batched, single = _trainer(optimizer='adam'), _trainer(optimizer='adam')
   batches = _batches()
@@ -95,6 +97,7 @@ def test_steps_per_call_equals_single_steps():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_input_wait_fraction_rises_when_the_pipeline_is_slow():
   trainer = _trainer()
   batches = _batches(1)

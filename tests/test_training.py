@@ -12,6 +12,8 @@ from tests.conftest import run_main, small_config
 from training import checkpoints
 from training import train
 
+pytestmark = pytest.mark.slow  # Every test here trains or runs main.py.
+
 
 def _event_tags(run_dir: str) -> dict:
   """{tag: kind} of every summary in a TensorBoard run folder."""
