@@ -5,6 +5,8 @@ Exit status 2: something the user must fix (config, data, workdir); 3: training 
 saving a checkpoint, rerun to resume.
 """
 
+import errno
+
 
 class UserError(Exception):
   """A problem with the user's config, data or workdir; the message names the fix."""
@@ -32,3 +34,23 @@ class Preempted(UserError):
 class WorkerLost(UserError):
   """Another task of a multi-worker job died or stopped answering."""
   exit_code = 4
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+_WRITE_PHRASES = ('no space left', 'disk quota', 'read-only file system', 'permission denied')
+
+
+def is_write_failure(error: Exception) -> bool:
+  """A full disk, a used-up quota or a folder that cannot be written, whoever raised it
+  (Python's OSError, or TensorFlow and TFDS errors that only carry the text)."""
+  if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+    return True
+  return any(phrase in str(error).lower() for phrase in _WRITE_PHRASES)
+
+
+def write_failure_line(error: Exception) -> str:
+  """The line of the error's message that says which write failed (TensorFlow's messages
+  start with lines about graph execution)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return next((line for line in lines if any(p in line.lower() for p in _WRITE_PHRASES)),
+              lines[0] if lines else type(error).__name__)

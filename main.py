@@ -1,5 +1,6 @@
 """Entry point: `python main.py --config=configs/seg.py --workdir=DIR [--mode=...]`."""
 
+import os
 import re
 import sys
 
@@ -9,11 +10,12 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
-from errors import Preempted, UserError
+from errors import ConfigError, Preempted, UserError
 from inference import explain
 from inference import export
 from inference import predict
 from inference import score
+from training import config_checks
 from training import train
 
 FLAGS = flags.FLAGS
@@ -38,8 +40,26 @@ flags.DEFINE_string('output', None, 'predict/export: output folder (default: WOR
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _config_file(argv: list[str]) -> str | None:
+  """The path of --config=PATH[:ARGS] or --config PATH on the command line."""
+  for i, arg in enumerate(argv):
+    value = arg[len('--config='):] if arg.startswith('--config=') else (
+        argv[i + 1] if arg == '--config' and i + 1 < len(argv) else None)
+    if value is not None:
+      return value if os.path.isfile(value) else value.split(':')[0]
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with config errors (an unknown field, a bad value) as one clear line."""
+  """absl's flag parsing, with config errors (a config file that does not load, an unknown
+  field, a bad value) as one clear line."""
+  config_file = _config_file(argv)
+  try:
+    if config_file:
+      config_checks.check_config_file(config_file)
+  except ConfigError as e:
+    print(f'Error: {e}', file=sys.stderr)
+    sys.exit(2)
   try:
     return FLAGS(argv)
   except flags.Error as e:

@@ -17,7 +17,7 @@ from tensorflow_datasets.datasets.oxford_iiit_pet import oxford_iiit_pet_dataset
 from data import folder_checks
 from data import oxford_pets_folder
 from data import synthetic
-from errors import DataError
+from errors import DataError, is_write_failure
 
 DATASET_NAME = 'oxford_iiit_pet'
 ARCHIVES = ('images.tar.gz', 'annotations.tar.gz')
@@ -45,9 +45,19 @@ def _download_host_reachable(timeout_s: float = 5.0) -> bool:
 
 
 def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
-  if not builder.is_prepared():
-    logging.info('Preparing %s into %s', builder.name, builder.data_dir)
+  """Prepares once. TFDS writes into a temporary folder and renames it when complete, so a
+  preparation that fails half-way is never taken for a prepared dataset."""
+  if builder.is_prepared():
+    return
+  logging.info('Preparing %s into %s', builder.name, builder.data_dir)
+  try:
     builder.download_and_prepare(download_config=download_config)
+  except (OSError, RuntimeError, tf.errors.OpError) as e:
+    if not is_write_failure(e):
+      raise
+    raise DataError(f'Preparing {builder.name} into {builder.data_dir} failed: {e}. Free disk '
+                    'space there or set --config.data.data_dir to a writable folder on a larger '
+                    'disk, then rerun; nothing half-written is used.') from None
 
 
 def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
@@ -65,6 +75,8 @@ def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
                                           try_download_gcs=False)
     try:
       _prepare(builder, config)
+    except DataError:
+      raise
     except Exception as e:  # TFDS raises several types for a bad archive.
       raise DataError(f'Preparing {DATASET_NAME} from data.manual_dir='
                       f'{data_config.manual_dir!r} failed: {e}\nThe archives must be the '
@@ -147,7 +159,13 @@ def _folder_builder(folder: str, data_dir: str | None, workdir: str,
 def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   spec = data_config.synthetic
   folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
-  synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
+  try:
+    synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
+  except (OSError, tf.errors.OpError) as e:
+    if not is_write_failure(e):
+      raise
+    raise DataError(f'Writing the synthetic data set into {folder} failed: {e}. Free disk space '
+                    'or set --config.data.synthetic.dir to a writable folder.') from None
   return _folder_builder(folder, None, workdir)
 
 

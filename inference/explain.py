@@ -15,6 +15,7 @@ from modeling import xception_imagenet
 import tasks
 from training import checkpoints
 from training import summaries as summaries_lib
+from training import workdir as workdir_lib
 
 
 def explained_class_names(config) -> list[str]:
@@ -39,7 +40,7 @@ def run(config, workdir: str, images: str | None) -> dict:
                                     activation_pictures=len(pictures),
                                     batch_size=config.eval.global_batch_size)
   out_dir = os.path.join(workdir, 'explain')
-  os.makedirs(out_dir, exist_ok=True)
+  workdir_lib.ensure_writable_dir(out_dir, '--workdir')
   for layer, grids in explanation.activation_grids.items():
     for picture, grid in zip(pictures, grids):
       loading.write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)

@@ -6,9 +6,11 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from errors import UserError
 from inference import loading
 from inference.predictor import Predictor, label_masks
 import tasks
+from training import workdir as workdir_lib
 
 
 def run(config, workdir: str, output: str | None) -> str:
@@ -34,7 +36,12 @@ def run(config, workdir: str, output: str | None) -> str:
   archive.add_endpoint('serve', serve, input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
   out_dir = output or os.path.join(workdir, 'export')
-  archive.write_out(out_dir, verbose=False)
+  workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
+  try:
+    archive.write_out(out_dir, verbose=False)
+  except (OSError, tf.errors.OpError) as e:
+    raise UserError(f'Could not write the SavedModel to {out_dir}: {e}. Free disk space or '
+                    'choose another --output.') from None
   logging.info('Exported %s as a SavedModel (endpoint serve: uint8 pictures -> masks) to %s.',
                source, out_dir)
   return out_dir

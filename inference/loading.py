@@ -49,8 +49,12 @@ def picture_paths(spec: str) -> list[str]:
   paths = []
   for item in filter(None, (part.strip() for part in spec.split(','))):
     if os.path.isdir(item):
-      found = sorted(p for p in glob.glob(os.path.join(item, '*'))
-                     if p.lower().endswith(IMAGE_SUFFIXES))
+      try:
+        names = os.listdir(item)
+      except OSError as e:
+        raise UserError(f'--images: the folder {item!r} cannot be read ({e.strerror}).') from None
+      found = sorted(os.path.join(item, n) for n in names
+                     if not n.startswith('.') and n.lower().endswith(IMAGE_SUFFIXES))
     elif any(ch in item for ch in '*?['):
       found = sorted(glob.glob(item))
     else:
@@ -132,6 +136,10 @@ def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
 
 def write_png(path: str, picture: np.ndarray) -> None:
   picture = np.asarray(picture, np.uint8)
-  tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
+  try:
+    tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
+  except tf.errors.OpError as e:
+    raise UserError(f'Could not write {path}: {e.message}. Free disk space or choose a '
+                    'writable folder; the pictures written before it are intact.') from None
 
 

@@ -12,6 +12,7 @@ from inference.predictor import Predictor
 from interpretability import colormaps
 import tasks
 from training import checkpoints
+from training import workdir as workdir_lib
 
 
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
@@ -23,7 +24,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   predictor = Predictor(model, config)
   paths = loading.picture_paths(images)
   out_dir = output or os.path.join(workdir, 'predict')
-  os.makedirs(out_dir, exist_ok=True)
+  workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
   batch_size = config.eval.global_batch_size
   for start in range(0, len(paths), batch_size):

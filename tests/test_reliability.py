@@ -53,9 +53,18 @@ def _checkpoint_steps(workdir: str) -> list[int]:
 
 @pytest.mark.slow
 def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
+  """Also: a second run on the workdir stops at once, touching nothing, while the first goes
+  on; the lock dies with the first, so the rerun after kill -9 takes it."""
   workdir = str(tmp_path / 'run')
   process, log = _start(workdir), []
   _wait_for_checkpoint(process, 10, log)
+  start = time.time()
+  second = subprocess.run([sys.executable, 'main.py', *SMOKE_ARGS, f'--workdir={workdir}'],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert second.returncode == 2, second.stderr[-2000:]
+  assert f'--workdir={workdir} is in use by another run (pid {process.pid} on ' in second.stderr
+  assert 'Traceback' not in second.stderr and time.time() - start < 60
+  _wait_for_checkpoint(process, 15, log)  # The first run's own chain goes on.
   process.send_signal(signal.SIGKILL)
   process.wait(timeout=30)
   saved = _checkpoint_steps(workdir)[-1]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import traceback
 
 from data import input_pipeline
 from data import sources
@@ -76,6 +77,10 @@ def check_config(config) -> None:
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
            'segmentation learns segmentation_mask, classification an integer feature such as '
            'species or label.')
+  for field in ('data.data_dir', 'data.manual_dir', 'data.folder', 'data.synthetic.dir'):
+    path = _get(config, field)
+    _require(not path or not os.path.exists(path) or os.path.isdir(path),
+             f'{field}={path!r} is a file: it must name a folder.')
   if config.data.source == 'folder':
     _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
              '(the official extracted layout: images/ and annotations/).')
@@ -83,6 +88,32 @@ def check_config(config) -> None:
     parent = os.path.dirname(os.path.abspath(config.data.cache))
     _require(os.path.isdir(parent), f'data.cache={config.data.cache!r}: use memory, none, or a '
              f'file path prefix in an existing folder ({parent} does not exist).')
+
+
+def check_config_file(path: str) -> None:
+  """A --config file that exists, imports, and has get_config(); else one line naming the file,
+  the line and the problem (before ml_collections would answer with a traceback)."""
+  if not os.path.isfile(path):
+    raise ConfigError(f'--config={path}: no such file. Name a config file such as '
+                      'configs/seg.py.')
+  try:
+    with open(path, encoding='utf-8') as f:
+      source = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise ConfigError(f'--config={path} cannot be read: {e}.') from None
+  namespace = {'__file__': path, '__name__': 'segstream_config_check'}
+  try:
+    exec(compile(source, path, 'exec'), namespace)  # pylint: disable=exec-used
+  except SyntaxError as e:
+    raise ConfigError(f'--config={path}, line {e.lineno}: syntax error ({e.msg}).') from None
+  except Exception as e:  # pylint: disable=broad-except  Whatever the file raises on import.
+    line = next((frame.lineno for frame in reversed(traceback.extract_tb(e.__traceback__))
+                 if os.path.abspath(frame.filename) == os.path.abspath(path)), '?')
+    raise ConfigError(f'--config={path}, line {line}: importing it failed with '
+                      f'{type(e).__name__}: {e}.') from None
+  if not callable(namespace.get('get_config')):
+    raise ConfigError(f'--config={path} has no get_config() function: a config file defines '
+                      'get_config() returning an ml_collections.ConfigDict (see configs/seg.py).')
 
 
 def _get(config, dotted: str):

@@ -18,6 +18,7 @@ from training import config_checks
 from training import runtime
 from training import summaries as summaries_lib
 from training import trainer as trainer_lib
+from training import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -87,7 +88,8 @@ def build_job(config, workdir: str) -> Job:
 
 
 def _runtime(config, workdir: str) -> Runtime:
-  """The strategy and this task's place in it; refuses a workdir of another run's config."""
+  """The strategy and this task's place in it; takes the workdir (the chief) and refuses one
+  in use by another run or holding checkpoints of another config."""
   strategy = runtime.create_strategy(config.runtime)
   replicas = strategy.num_replicas_in_sync
   for field in ('train.global_batch_size', 'eval.global_batch_size'):
@@ -95,12 +97,16 @@ def _runtime(config, workdir: str) -> Runtime:
     config_checks.check_batch_divides(config[section][name], replicas, field)
   is_chief, task = runtime.is_chief(strategy), runtime.task_name(strategy)
   scratch = workdir if is_chief else os.path.join(workdir, 'workers', task.replace(' ', '_'))
+  if is_chief:  # Before anything is read or written: one run per workdir.
+    workdir_lib.ensure_writable_dir(workdir, '--workdir')
+    workdir_lib.lock(workdir)
+  else:
+    workdir_lib.ensure_writable_dir(scratch, '--workdir')
   saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
   if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
     with open(saved_config) as f:
       config_checks.check_same_run(config, f.read(), workdir)
-  os.makedirs(workdir, exist_ok=True)
   if is_chief:
     checkpoints.write_config(config, workdir)
   run = Runtime(strategy, runtime.resolve_precision(config.runtime.precision), is_chief, task,

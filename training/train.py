@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from data import input_pipeline
 from errors import Preempted, TrainingDiverged, UserError, WorkerLost
+from errors import is_write_failure, write_failure_line
 from training import checkpoints
 from training import hooks as hooks_lib
 from training import metrics
@@ -30,7 +31,7 @@ def train(config, workdir: str, evaluate: bool = True) -> dict:
   """Trains to train.epochs (evaluating every eval.every_epochs when `evaluate`), resuming from
   the workdir; returns the last epoch's results."""
   job = setup.build_job(config, workdir)
-  return _lost_workers_explained(job, lambda: _train_with_rollback(job, evaluate))
+  return _errors_explained(job, lambda: _train_with_rollback(job, evaluate))
 
 
 def evaluate(config, workdir: str) -> dict:
@@ -40,7 +41,7 @@ def evaluate(config, workdir: str) -> dict:
   if not job.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
-  results = _lost_workers_explained(job, lambda: hooks_lib.Evaluator(job)(step))
+  results = _errors_explained(job, lambda: hooks_lib.Evaluator(job)(step))
   logging.info('step %d: %s (%d examples)', step, _metrics_line('val', results),
                results['num_examples'])
   return {'step': step, 'eval': results}
@@ -220,8 +221,9 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
-def _lost_workers_explained(job: setup.Job, work):
-  """Runs `work()`; in a multi-worker job a lost peer becomes a WorkerLost naming it."""
+def _errors_explained(job: setup.Job, work):
+  """Runs `work()`; in a multi-worker job a lost peer becomes a WorkerLost naming it, and a
+  write that fails (a cache file, TensorBoard events) a UserError naming the file."""
   try:
     return work()
   except _PEER_ERRORS as e:
@@ -235,3 +237,9 @@ def _lost_workers_explained(job: setup.Job, work):
         f'{job.runtime.task} lost contact with {lost.group(0) if lost else "another worker"} '
         f'({reason[:200]}). The job cannot go on; restart every worker with the same command '
         f'to resume from {job.state.latest}.') from None
+  except (OSError, tf.errors.OpError) as e:
+    if not is_write_failure(e):
+      raise
+    raise UserError(f'Writing failed: {write_failure_line(e)[:300]}. Free disk space or '
+                    'make that folder writable (data.cache, --workdir), then rerun the same '
+                    f'command to resume from {job.state.latest}.') from None

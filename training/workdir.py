@@ -1,0 +1,66 @@
+"""The folders a run writes: created with an error that names the path and the fix, and the
+workdir held by one run at a time."""
+
+import datetime
+import errno
+import fcntl
+import os
+import socket
+import tempfile
+
+from errors import UserError
+
+LOCK_FILE = '.lock'
+_HINTS = {
+    errno.EROFS: 'the file system is read-only: use a folder on a writable disk',
+    errno.EACCES: 'permission denied: use a folder you may write, or change its permissions',
+    errno.EPERM: 'permission denied: use a folder you may write, or change its permissions',
+    errno.ENOSPC: 'the disk is full: free space or use a folder on another disk',
+    errno.EDQUOT: 'the disk quota is used up: free space or use a folder on another disk',
+    errno.ENOTDIR: 'a part of the path is a file, not a folder',
+}
+_held = {}  # Real path of a workdir -> its open lock file, held until the process ends.
+
+
+def write_problem(error: OSError) -> str:
+  """What an OSError on a write means for the user, in a few words."""
+  return _HINTS.get(error.errno, error.strerror or str(error))
+
+
+def ensure_writable_dir(path: str, flag: str) -> None:
+  """Creates `path` if needed and checks that a file can be written there; a UserError naming
+  `flag` (e.g. --workdir) when it is a file, sits under a file, or cannot be written."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f'{flag}: {path} is a file, not a folder: name a folder (it is created if '
+                    'missing).')
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+      pass
+  except OSError as e:
+    raise UserError(f'{flag}: {path} cannot be written: {write_problem(e)}.') from None
+
+
+def lock(workdir: str) -> None:
+  """Holds WORKDIR/.lock (an fcntl lock) for the rest of this process's life, so a second run
+  on the same workdir stops before touching it. The lock vanishes with the process: a run
+  killed with -9 leaves none behind."""
+  key = os.path.realpath(workdir)
+  if key in _held:
+    return
+  lock_file = open(os.path.join(workdir, LOCK_FILE), 'a+')  # pylint: disable=consider-using-with
+  try:
+    fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    lock_file.seek(0)
+    holder = lock_file.read().strip() or 'a process that wrote no details'
+    lock_file.close()
+    raise UserError(f'--workdir={workdir} is in use by another run ({holder}). Wait for it to '
+                    'end or stop it, or use another --workdir; predict, score, explain and '
+                    'export may read it meanwhile.') from None
+  lock_file.seek(0)
+  lock_file.truncate()
+  since = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+  lock_file.write(f'pid {os.getpid()} on {socket.gethostname()} since {since}\n')
+  lock_file.flush()
+  _held[key] = lock_file
