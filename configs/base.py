@@ -45,6 +45,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'book_segmentation'
+  # Batch norm statistics over the global batch (every replica and worker), not per replica.
+  config.model.sync_batch_norm = False
 
   config.train = train = ml_collections.ConfigDict()
   train.global_batch_size = 64

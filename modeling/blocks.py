@@ -20,30 +20,37 @@ def residual_block(x, filters: int, pooling: bool = False, name: str = 'residual
   return layers.add([x, residual], name=f'{name}_add')
 
 
+def batch_norm(x, momentum: float, synchronized: bool, name: str):
+  """Batch norm whose statistics are, with `synchronized`, those of the global batch over
+  every replica and worker (a few pictures per replica give noisy statistics otherwise)."""
+  return layers.BatchNormalization(momentum=momentum, synchronized=synchronized, name=name)(x)
+
+
 def conv_bn_act(x, filters: int, kernel_size: int = 3, strides: int = 1,
-                bn_momentum: float = 0.99, name: str = 'conv'):
+                bn_momentum: float = 0.99, sync_bn: bool = False, name: str = 'conv'):
   """Conv (no bias: batch norm's offset replaces it), batch norm, then ReLU (listing 9-5)."""
   x = layers.Conv2D(filters, kernel_size, strides=strides, padding='same', use_bias=False,
                     name=f'{name}_conv')(x)
-  x = layers.BatchNormalization(momentum=bn_momentum, name=f'{name}_bn')(x)
+  x = batch_norm(x, bn_momentum, sync_bn, f'{name}_bn')
   return layers.Activation('relu', name=f'{name}_relu')(x)
 
 
 def sep_bn_act(x, filters: int, bn_momentum: float = 0.99, activation: bool = True,
-               name: str = 'sep'):
+               sync_bn: bool = False, name: str = 'sep'):
   """Depthwise separable conv (no bias), batch norm and ReLU: cheap, channel-factored."""
   x = layers.SeparableConv2D(filters, 3, padding='same', use_bias=False,
                              name=f'{name}_sepconv')(x)
-  x = layers.BatchNormalization(momentum=bn_momentum, name=f'{name}_bn')(x)
+  x = batch_norm(x, bn_momentum, sync_bn, f'{name}_bn')
   return layers.Activation('relu', name=f'{name}_relu')(x) if activation else x
 
 
-def xception_block(x, filters: int, bn_momentum: float = 0.99, name: str = 'block'):
+def xception_block(x, filters: int, bn_momentum: float = 0.99, sync_bn: bool = False,
+                   name: str = 'block'):
   """The mini-Xception block (book 9.3.5): pre-activation BN-ReLU-SeparableConv twice, 3x3
   max pooling with stride 2, and a strided 1x1 projection as the residual."""
   residual = x
   for i in (1, 2):
-    x = layers.BatchNormalization(momentum=bn_momentum, name=f'{name}_bn{i}')(x)
+    x = batch_norm(x, bn_momentum, sync_bn, f'{name}_bn{i}')
     x = layers.Activation('relu', name=f'{name}_relu{i}')(x)
     x = layers.SeparableConv2D(filters, 3, padding='same', use_bias=False,
                                name=f'{name}_sepconv{i}')(x)

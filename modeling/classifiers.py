@@ -42,7 +42,8 @@ def mini_xception(image_size: int, num_classes: int, model_config) -> keras.Mode
   x = layers.Rescaling(1.0 / 255, name='rescale')(x)
   x = layers.Conv2D(32, 5, use_bias=False, padding='same', name='stem_conv')(x)
   for i, filters in enumerate([32, 64, 128, 256, 512]):
-    x = blocks.xception_block(x, filters, momentum, name=f'block{i + 1}')
+    x = blocks.xception_block(x, filters, momentum, model_config.get('sync_batch_norm', False),
+                              name=f'block{i + 1}')
   x = layers.GlobalAveragePooling2D(name='pool')(x)
   x = layers.Dropout(0.5, name='dropout')(x)
   return keras.Model(inputs, classification_head(x, num_classes), name='mini_xception')

@@ -14,17 +14,19 @@ from modeling import blocks
 from modeling import registry
 
 
-def _encoder_stage(x, filters: int, momentum: float, name: str):
+def _encoder_stage(x, filters: int, momentum: float, sync_bn: bool, name: str):
   residual = layers.Conv2D(filters, 1, strides=2, padding='same', use_bias=False,
                            name=f'{name}_project')(x)
-  x = blocks.sep_bn_act(x, filters, momentum, name=f'{name}_a')
-  x = blocks.sep_bn_act(x, filters, momentum, activation=False, name=f'{name}_b')
+  x = blocks.sep_bn_act(x, filters, momentum, sync_bn=sync_bn, name=f'{name}_a')
+  x = blocks.sep_bn_act(x, filters, momentum, activation=False, sync_bn=sync_bn,
+                        name=f'{name}_b')
   x = layers.MaxPooling2D(3, strides=2, padding='same', name=f'{name}_pool')(x)
   x = layers.add([x, residual], name=f'{name}_add')
   return layers.Activation('relu', name=f'{name}_out')(x)
 
 
-def _decoder_stage(x, skip, filters: int, momentum: float, upsampling: str, name: str):
+def _decoder_stage(x, skip, filters: int, momentum: float, sync_bn: bool, upsampling: str,
+                   name: str):
   if upsampling == 'transpose':
     x = layers.Conv2DTranspose(x.shape[-1], 3, strides=2, padding='same',
                                name=f'{name}_upconv')(x)
@@ -33,8 +35,9 @@ def _decoder_stage(x, skip, filters: int, momentum: float, upsampling: str, name
   if skip is not None:
     x = layers.Concatenate(name=f'{name}_concat')([x, skip])
   residual = layers.Conv2D(filters, 1, use_bias=False, name=f'{name}_project')(x)
-  x = blocks.sep_bn_act(x, filters, momentum, name=f'{name}_a')
-  x = blocks.sep_bn_act(x, filters, momentum, activation=False, name=f'{name}_b')
+  x = blocks.sep_bn_act(x, filters, momentum, sync_bn=sync_bn, name=f'{name}_a')
+  x = blocks.sep_bn_act(x, filters, momentum, activation=False, sync_bn=sync_bn,
+                        name=f'{name}_b')
   x = layers.add([x, residual], name=f'{name}_add')
   return layers.Activation('relu', name=f'{name}_out')(x)
 
@@ -44,17 +47,21 @@ def xception_unet(image_size: int, num_classes: int, model_config) -> keras.Mode
   widths = tuple(model_config.get('widths', (32, 64, 128, 256)))
   momentum = model_config.get('bn_momentum', 0.9)
   upsampling = model_config.get('upsampling', 'bilinear')
+  sync_bn = model_config.get('sync_batch_norm', False)
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
-  x = blocks.conv_bn_act(x, widths[0], 3, strides=2, bn_momentum=momentum, name='stem')
+  x = blocks.conv_bn_act(x, widths[0], 3, strides=2, bn_momentum=momentum, sync_bn=sync_bn,
+                         name='stem')
   skips = [x]
   for i, filters in enumerate(widths[1:]):
-    x = _encoder_stage(x, filters, momentum, name=f'encoder{i + 1}')
+    x = _encoder_stage(x, filters, momentum, sync_bn, name=f'encoder{i + 1}')
     skips.append(x)
   skips.pop()  # The bottleneck is x itself.
   for i, filters in enumerate(reversed(widths[:-1])):
-    x = _decoder_stage(x, skips.pop(), filters, momentum, upsampling, name=f'decoder{i + 1}')
-  x = _decoder_stage(x, None, widths[0] // 2, momentum, upsampling, name='decoder_full')
+    x = _decoder_stage(x, skips.pop(), filters, momentum, sync_bn, upsampling,
+                       name=f'decoder{i + 1}')
+  x = _decoder_stage(x, None, widths[0] // 2, momentum, sync_bn, upsampling,
+                     name='decoder_full')
   logits = layers.Conv2D(num_classes, 3, padding='same', name='logits')(x)
   outputs = layers.Activation('softmax', dtype='float32', name='probabilities')(logits)
   return keras.Model(inputs, outputs, name='xception_unet')

@@ -1,9 +1,12 @@
 """Config files, command-line overrides and value checks fail early with clear messages."""
 
+import json
+
 from absl import flags
 from ml_collections import config_flags
 import pytest
 
+from configs import seg
 from errors import ConfigError
 from tests.conftest import REPO, run_main, small_config
 from training import config_checks
@@ -77,3 +80,13 @@ def test_command_line_errors_stop_before_anything_runs(tmp_path):
   assert 'train.global_batch_size=7 does not divide across 2 replicas' in odd_batch.stderr
   assert 'Traceback' not in odd_batch.stderr
   assert not (tmp_path / 'w2' / 'synthetic_pets').exists()  # Failed before reading data.
+
+
+def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off():
+  config = seg.get_config()
+  saved = json.loads(config.to_json_best_effort())
+  del saved['model']['sync_batch_norm']  # A workdir written before the field was added.
+  config_checks.check_same_run(config, json.dumps(saved), 'DIR')
+  config.model.sync_batch_norm = True
+  with pytest.raises(ConfigError, match=r'model: .* in the workdir, .*sync_batch_norm.: True'):
+    config_checks.check_same_run(config, json.dumps(saved), 'DIR')

@@ -1,5 +1,7 @@
 """Two replicas on two logical CPUs: batch split, exact evaluation, identical weights."""
 
+import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -130,3 +132,49 @@ def test_mixed_float16_policy(synthetic_folder, tmp_path):
   scale = float(trainer.optimizer.dynamic_scale.numpy())
   assert scale > 1
   assert float(trainer.optimizer.scale_loss(tf.constant(2.0))) == 2.0 * scale
+
+
+def _unet_config(sync: bool):
+  # Not widths of 8: oneDNN crashes (double free) on 8-channel separable convs at batch 1.
+  return ml_collections.ConfigDict({'name': 'xception_unet', 'widths': (16, 32, 64, 128),
+                                    'sync_batch_norm': sync})
+
+
+def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
+  """Moving means and variances of every batch norm after one step on `batch` (2 pictures),
+  split over the strategy's replicas, from the weights `initial`."""
+  with strategy.scope():
+    model = models.build_model(_unet_config(sync), 32, 3)
+    optimizer = trainer_lib.make_optimizer(small_config(train__optimizer='sgd').train, 'float32')
+    optimizer.build(model.trainable_variables)
+  for target, value in zip(model.variables, initial):
+    target.assign(value)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, 2, 3)
+  per_replica = 2 // strategy.num_replicas_in_sync
+  parts = [{k: v[i * per_replica:(i + 1) * per_replica] for k, v in batch.items()}
+           for i in range(strategy.num_replicas_in_sync)]
+  stream = tf.data.Dataset.from_tensors(parts[0])
+  for part in parts[1:]:
+    stream = stream.concatenate(tf.data.Dataset.from_tensors(part))
+  trainer.train_steps(iter(strategy.distribute_datasets_from_function(lambda ctx: stream)),
+                      tf.constant(1))
+  return [v.numpy() for layer in model.layers
+          if isinstance(layer, keras.layers.BatchNormalization)
+          for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
+  rng = np.random.default_rng(5)
+  batch = {'image': tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32),
+           'label': tf.constant(rng.integers(0, 3, (2, 32, 32, 1)), tf.uint8)}
+  two = runtime.create_strategy(small_config().runtime)
+  assert two.num_replicas_in_sync == 2
+  one = tf.distribute.OneDeviceStrategy('/cpu:0')
+  keras.utils.set_random_seed(0)
+  initial = [v.numpy() for v in models.build_model(_unet_config(False), 32, 3).variables]
+  synced = _bn_statistics_after_one_step(two, True, batch, initial)
+  reference = _bn_statistics_after_one_step(one, True, batch, initial)
+  for a, b in zip(synced, reference):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  local = _bn_statistics_after_one_step(two, False, batch, initial)
+  assert max(np.abs(a - b).max() for a, b in zip(local, reference)) > 1e-3  # Per-replica stats.

@@ -115,3 +115,26 @@ def test_input_wait_fraction_rises_when_the_pipeline_is_slow():
     fractions.append(float(waited) / (time.perf_counter() - start))
   assert 0.0 <= fractions[0] < 0.2 and 0.0 <= fractions[1] <= 1.0
   assert fractions[1] > 0.5 > fractions[0], fractions
+
+
+@pytest.mark.parametrize('capabilities, expected', [
+    ([], 'float32'), ([(6, 1)], 'float32'), ([(7, 0), (7, 5)], 'mixed_float16'),
+    ([(8, 6), (7, 5)], 'mixed_float16'), ([(8, 0), (9, 0)], 'mixed_bfloat16')])
+def test_auto_precision_follows_the_oldest_gpu(capabilities, expected):
+  policy, why = runtime.auto_precision(capabilities)
+  assert policy == expected and why
+
+
+def test_auto_precision_reads_the_devices(monkeypatch, caplog):
+  gpus = ['GPU:0', 'GPU:1']
+  details = {'GPU:0': {'compute_capability': (9, 0)}, 'GPU:1': {'compute_capability': (8, 0)}}
+  monkeypatch.setattr(tf.config, 'list_physical_devices',
+                      lambda kind=None: gpus if kind == 'GPU' else [])
+  monkeypatch.setattr(tf.config.experimental, 'get_device_details', lambda gpu: details[gpu])
+  with caplog.at_level('INFO'):
+    assert runtime.resolve_precision('auto') == 'mixed_bfloat16'
+  assert 'runtime.precision=auto: mixed_bfloat16 (every GPU has compute capability >= 8.0' \
+      in caplog.text
+  details['GPU:1'] = {'compute_capability': (7, 5)}
+  assert runtime.resolve_precision('auto') == 'mixed_float16'
+  assert runtime.resolve_precision('float32') == 'float32'

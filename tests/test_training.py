@@ -2,11 +2,13 @@
 
 import glob
 import os
+import re
 import socket
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import run_main, small_config
 from training import checkpoints
@@ -158,3 +160,29 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
                                           batch['weight']).numpy()
   best = metrics.summarize(0.0, 1.0, confusion, ('pet', 'background', 'outline'))
   np.testing.assert_allclose(best['mean_iou'], max(logged), atol=1e-4)
+
+
+def test_run_writes_hparams_and_logs_an_eta(trained_run, tmp_path):
+  workdir, _, config = trained_run
+  sessions = []
+  for path in glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.metadata.plugin_data.plugin_name == 'hparams':
+          data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+          if data.HasField('session_start_info'):
+            sessions.append(data.session_start_info)
+  assert sessions, 'no HParams session in the eval run'
+  logged = sessions[-1].hparams
+  assert logged['train.global_batch_size'].number_value == config.train.global_batch_size
+  assert logged['model.name'].string_value == config.model.name
+  assert sessions[-1].group_name == os.path.basename(workdir)  # trial_id: the workdir's name.
+  result = run_main('--config=configs/seg.py', '--config.data.source=synthetic',
+                    '--config.data.image_size=32', '--config.train.global_batch_size=8',
+                    '--config.eval.global_batch_size=8', '--config.train.epochs=1',
+                    '--config.train.log_every_steps=5', '--config.summaries.explain_every_epochs=0',
+                    '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
+                    f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert re.search(r'step 5/6: train loss [0-9.]+, [0-9.]+ images/s, ETA 0:00:\d\d', result.stderr)
+  assert re.search(r'epoch 1/1 step 6: .*, elapsed 0:0\d:\d\d', result.stderr)

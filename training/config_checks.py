@@ -138,6 +138,16 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'train.steps_per_epoch', 'eval.best_metric')
 
 
+def _same(old, new) -> bool:
+  """Equal, where a field the saved config lacks (added to the framework since) counts as
+  equal to an off value now (False, 0, None, empty)."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    if set(old) - set(new):
+      return False
+    return all(_same(old[k], new[k]) if k in old else not new[k] for k in new)
+  return old == new
+
+
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:
   """Refuses to resume a workdir whose checkpoints were trained with a different config."""
   saved = json.loads(saved_config_json)
@@ -147,7 +157,7 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
     old, new = saved, current
     for part in field.split('.'):
       old, new = (old or {}).get(part), (new or {}).get(part)
-    if old != new:
+    if not _same(old, new):
       differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
   if differences:
     raise ConfigError(

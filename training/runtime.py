@@ -102,17 +102,32 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
   return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
 
 
+def auto_precision(capabilities: list[tuple[int, int]]) -> tuple[str, str]:
+  """(policy, why) for runtime.precision=auto from every local GPU's compute capability:
+  mixed_bfloat16 when all have >= 8.0 (Ampere and newer: no loss scaling needed),
+  mixed_float16 when all have tensor cores (>= 7.0), float32 otherwise and on CPUs."""
+  if not capabilities:
+    return 'float32', 'no GPU'
+  lowest = min(tuple(c) for c in capabilities)
+  shown = f'{lowest[0]}.{lowest[1]}'
+  if lowest >= (8, 0):
+    return 'mixed_bfloat16', f'every GPU has compute capability >= 8.0 (lowest {shown})'
+  if lowest >= (7, 0):
+    return 'mixed_float16', (f'every GPU has tensor cores, but one has compute capability '
+                             f'{shown} < 8.0, too old for bfloat16')
+  return 'float32', f'a GPU has compute capability {shown} < 7.0 (no tensor cores)'
+
+
 def resolve_precision(precision: str) -> str:
-  """`auto`: mixed_float16 when every GPU has tensor cores (compute capability >= 7.0)."""
+  """The dtype policy to train in: `precision` itself, or for `auto` auto_precision's choice,
+  logged with the reason."""
   if precision != 'auto':
     return precision
-  gpus = tf.config.list_physical_devices('GPU')
   capabilities = [tf.config.experimental.get_device_details(g).get('compute_capability', (0, 0))
-                  for g in gpus]
-  if gpus and all(c >= (7, 0) for c in capabilities):
-    return 'mixed_float16'
-  logging.info('runtime.precision=auto: float32 (GPUs with tensor cores: none).')
-  return 'float32'
+                  for g in tf.config.list_physical_devices('GPU')]
+  policy, why = auto_precision(capabilities)
+  logging.info('runtime.precision=auto: %s (%s).', policy, why)
+  return policy
 
 
 def resolve_jit_compile(setting: str) -> bool:

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
 from interpretability import gradcam
 
@@ -28,6 +29,12 @@ class Summaries:
     with self._writers[run].as_default(step=step):
       tf.summary.image(name, np.asarray(images), max_outputs=len(images))
 
+  def hparams(self, run: str, values: dict, trial_id: str) -> None:
+    """`values` as an HParams session of `run`, whose scalars (the validation metrics) become
+    its metric columns: several workdirs under one logdir compare in the HParams tab."""
+    with self._writers[run].as_default(step=0):
+      hparams_api.hparams(values, trial_id=trial_id)
+
   def flush(self) -> None:
     for writer in self._writers.values():
       writer.flush()
@@ -50,3 +57,18 @@ def write_explanation(summaries: Summaries, run: str, step: int, images: np.ndar
                                   for label, values in pointing_summary.items()
                                   for key, value in values.items()
                                   if key in ('energy_lift', 'non_blank')})
+
+
+def scalar_fields(config, prefix: str = '') -> dict:
+  """The config's fields as {dotted name: bool, int, float or str} (sequences as text, unset
+  fields left out): what the HParams dashboard can show in a column."""
+  fields = {}
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if hasattr(value, 'items'):
+      fields.update(scalar_fields(value, name + '.'))
+    elif isinstance(value, (bool, int, float, str)):
+      fields[name] = value
+    elif isinstance(value, (tuple, list)):
+      fields[name] = ','.join(str(v) for v in value)
+  return fields

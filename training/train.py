@@ -4,7 +4,10 @@ A run resumes from the workdir's newest checkpoint, rolls back when the loss div
 stops cleanly on SIGTERM/SIGINT; the periodic work sits in training/hooks.py.
 """
 
+import collections
+import datetime
 import math
+import os
 import re
 import time
 
@@ -21,6 +24,7 @@ from training import hooks as hooks_lib
 from training import metrics
 from training import preemption
 from training import setup
+from training import summaries as summaries_lib
 
 
 class _Diverged(Exception):
@@ -55,6 +59,8 @@ def _train_with_rollback(job: setup.Job, evaluate: bool) -> dict:
     return {'step': step}
   if step == 0:
     job.state.save()  # A rollback target if the very first steps diverge.
+  job.summaries.hparams('eval', summaries_lib.scalar_fields(job.config),
+                        trial_id=os.path.basename(os.path.abspath(job.workdir)))
   hooks = _Hooks(job)
   trials = job.config.train.recovery_max_trials
   with preemption.stop_on_signals() as stop:
@@ -90,7 +96,7 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
       lambda ctx: input_pipeline.train_dataset(job.data.builder, job.config.data,
                                                cfg.global_batch_size, job.config.seed, step,
                                                ctx)))
-  epoch, results = _EpochTotals(), {}
+  epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     num_steps = _steps_to_next_boundary(step, job.data.steps_per_epoch, cfg)
     hooks.profile(step)
@@ -99,10 +105,11 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
     step += num_steps
     job.state.step.assign(step)
     epoch.add(sums, waited)
-    _log_call(job, step, num_steps, sums, waited, seconds)
+    pace.add(num_steps, seconds)
+    _log_call(job, step, num_steps, sums, waited, seconds, pace)
     stopping = hooks.any_worker_stops(bool(stop))
     if step % job.data.steps_per_epoch == 0:  # Saves a checkpoint itself.
-      results = _end_epoch(job, hooks, step, epoch.take(), evaluate)
+      results = _end_epoch(job, hooks, step, epoch.take(), evaluate, pace)
     elif step % cfg.checkpoint_every_steps == 0 or stopping:
       job.state.save()
     if stopping and step < total:
@@ -160,8 +167,30 @@ class _EpochTotals:
     return taken
 
 
+class _Pace:
+  """Time since the loop (re)started, and the time left at the rate of the recent calls."""
+
+  def __init__(self, window: int = 20):
+    self.start = time.perf_counter()
+    self.recent = collections.deque(maxlen=window)
+
+  def add(self, num_steps: int, seconds: float) -> None:
+    self.recent.append((num_steps, seconds))
+
+  def elapsed(self) -> str:
+    return _clock(time.perf_counter() - self.start)
+
+  def eta(self, steps_left: int) -> str:
+    steps = sum(n for n, _ in self.recent)
+    return _clock(steps_left * sum(s for _, s in self.recent) / max(steps, 1))
+
+
+def _clock(seconds: float) -> str:
+  return str(datetime.timedelta(seconds=round(seconds)))
+
+
 def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
-              seconds: float) -> None:
+              seconds: float, pace: _Pace) -> None:
   batch = job.config.train.global_batch_size
   values = {
       'loss': _mean_loss(sums),
@@ -174,11 +203,13 @@ def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
     values['loss_scale'] = float(keras.ops.convert_to_numpy(job.optimizer.dynamic_scale))
   job.summaries.scalars('train', step, values)
   if step % job.config.train.log_every_steps < num_steps:
-    logging.info('step %d/%d: train loss %.4f, %.1f images/s', step, job.data.total_steps,
-                 values['loss'], values['images_per_s'])
+    logging.info('step %d/%d: train loss %.4f, %.1f images/s, ETA %s', step,
+                 job.data.total_steps, values['loss'], values['images_per_s'],
+                 pace.eta(job.data.total_steps - step))
 
 
-def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool) -> dict:
+def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
+               pace: _Pace) -> dict:
   (loss_sum, count, confusion), waited, seconds = totals
   epoch, last_epoch = step // job.data.steps_per_epoch, step >= job.data.total_steps
   train_results = metrics.summarize(loss_sum, count, confusion,
@@ -189,7 +220,8 @@ def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool)
   line = (f'epoch {epoch}/{job.config.train.epochs} step {step}: '
           f'{_metrics_line("train", train_results)}, '
           f'{train_results["epoch_images_per_s"]:.1f} images/s, '
-          f'input wait {100 * train_results["input_wait_fraction"]:.1f}%')
+          f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
+          f'elapsed {pace.elapsed()}')
   results = {'step': step, 'epoch': epoch, 'train': train_results}
   if evaluate and (epoch % job.config.eval.every_epochs == 0 or last_epoch):
     results['eval'] = hooks.evaluate(step)
