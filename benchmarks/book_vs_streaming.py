@@ -90,7 +90,7 @@ def streaming(config, builder, start):
   else:
     dataset = input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0)
   iterator = iter(dataset)
-  waited = trainer.train_steps(iterator, tf.constant(1))[3].numpy()
+  waited = trainer.train_steps(iterator, tf.constant(1)).waited_s.numpy()
   first = time.perf_counter()
   trainer.train_steps(iterator, tf.constant(FLAGS.steps))[0].numpy()
   # The first step waited `waited` s for its batch; its tracing and compute came around that.

@@ -54,7 +54,7 @@ def measure(devices: int) -> dict:
   trainer.train_steps(iterator, tf.constant(warmup))
   start, waited = time.perf_counter(), 0.0
   for _ in range(steps // per_call):
-    waited += float(trainer.train_steps(iterator, tf.constant(per_call))[-1])
+    waited += float(trainer.train_steps(iterator, tf.constant(per_call)).waited_s)
   loop_seconds = time.perf_counter() - start
 
   with strategy.scope():

@@ -53,6 +53,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.epochs = 50
   train.steps_per_epoch = config_dict.placeholder(int)  # None: one full pass of the split.
   train.steps_per_call = 1
+  # >1: average the gradients of N batches per optimizer update (a global batch N times larger).
+  train.gradient_accumulation_steps = 1
+  train.global_clipnorm = 0.0  # >0: clip the global gradient to this norm (logged: grad_norm).
+  train.ema_decay = 0.0  # >0: evaluate and export a moving average of the weights (e.g. 0.999).
   train.optimizer = 'rmsprop'  # rmsprop | adam | adamw | sgd
   train.learning_rate = 1e-3
   train.weight_decay = 0.0  # Decoupled weight decay (AdamW's); adamw only.

@@ -10,6 +10,7 @@ from data import input_pipeline
 from data import sources
 from modeling import models
 from tests.conftest import small_config
+from training import checkpoints
 from training import metrics
 from training import runtime
 from training import trainer as trainer_lib
@@ -163,6 +164,7 @@ def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
           for v in (layer.moving_mean, layer.moving_variance)]
 
 
+@pytest.mark.slow
 def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
   rng = np.random.default_rng(5)
   batch = {'image': tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32),
@@ -178,3 +180,112 @@ def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
   local = _bn_statistics_after_one_step(two, False, batch, initial)
   assert max(np.abs(a - b).max() for a, b in zip(local, reference)) > 1e-3  # Per-replica stats.
+
+
+def _weights_after_one_update(strategy, accumulation: int, batches):
+  """The book model's weights after one SGD update from `batches` (each split over replicas)."""
+  config = small_config(train__optimizer='sgd', train__learning_rate=0.1)
+  keras.utils.set_random_seed(0)
+  with strategy.scope():
+    model = models.build_model(config.model, 32, 3)
+    optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+    optimizer.build(model.trainable_variables)
+  size = int(batches[0]['image'].shape[0])
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, size, 3,
+                                accumulation_steps=accumulation)
+  per_replica = size // strategy.num_replicas_in_sync
+  stream = None
+  for batch in batches:
+    for r in range(strategy.num_replicas_in_sync):
+      part = tf.data.Dataset.from_tensors(
+          {k: v[r * per_replica:(r + 1) * per_replica] for k, v in batch.items()})
+      stream = part if stream is None else stream.concatenate(part)
+  sums = trainer.train_steps(iter(strategy.distribute_datasets_from_function(
+      lambda ctx: stream)), tf.constant(1))
+  assert float(sums[1]) == sum(int(b['image'].shape[0]) for b in batches)  # Every example.
+  return [v.numpy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize('replicas', [1, 2])
+def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas):
+  strategy = (runtime.create_strategy(small_config().runtime) if replicas == 2
+              else tf.distribute.OneDeviceStrategy('/cpu:0'))
+  rng = np.random.default_rng(0)
+  batch = {'image': tf.constant(rng.uniform(0, 255, (8, 32, 32, 3)), tf.float32),
+           'label': tf.constant(rng.integers(0, 3, (8, 32, 32, 1)), tf.uint8)}
+  whole = _weights_after_one_update(strategy, 1, [batch])
+  halves = [{k: v[:4] for k, v in batch.items()}, {k: v[4:] for k, v in batch.items()}]
+  accumulated = _weights_after_one_update(strategy, 2, halves)
+  keras.utils.set_random_seed(0)
+  initial = models.build_model(small_config().model, 32, 3).trainable_variables
+  for a, b in zip(whole, accumulated):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  assert max(np.abs(a - s.numpy()).max() for a, s in zip(whole, initial)) > 1e-4  # It moved.
+  only_first = _weights_after_one_update(strategy, 1, halves[:1])
+  assert max(np.abs(a - b).max() for a, b in zip(whole, only_first)) > 1e-5
+
+
+def _two_updates(decay: float, clipnorm: float = 0.0):
+  """(weights after each of two SGD updates, EMA after each, grad norms) on 2 replicas."""
+  strategy = runtime.create_strategy(small_config().runtime)
+  config = small_config(train__optimizer='sgd', train__learning_rate=0.1)
+  keras.utils.set_random_seed(0)
+  with strategy.scope():
+    model = models.build_model(config.model, 32, 3)
+    optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+    optimizer.build(model.trainable_variables)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, 4, 3, global_clipnorm=clipnorm,
+                                ema_decay=decay)
+  rng = np.random.default_rng(1)
+  batch = {'image': tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32),
+           'label': tf.constant(rng.integers(0, 3, (2, 32, 32, 1)), tf.uint8)}
+  data = iter(strategy.distribute_datasets_from_function(
+      lambda ctx: tf.data.Dataset.from_tensors(batch).repeat()))
+  initial = [v.numpy() for v in model.trainable_variables]
+  weights, averages, norms = [], [], []
+  for _ in range(2):
+    norms.append(float(trainer.train_steps(data, tf.constant(1)).grad_norm_sum))
+    weights.append([v.numpy() for v in model.trainable_variables])
+    averages.append([v.numpy() for v in trainer.ema])
+  return initial, weights, averages, norms, trainer
+
+
+def test_ema_follows_the_weights_as_computed_by_hand():
+  _, weights, averages, _, _ = _two_updates(decay=0.0)
+  for w, a in zip(weights[-1], averages[-1]):
+    np.testing.assert_allclose(a, w, atol=1e-7)
+  initial, weights, averages, _, trainer = _two_updates(decay=0.9)
+  for k, (start, w1, w2) in enumerate(zip(initial, weights[0], weights[1])):
+    first = 0.9 * start + 0.1 * w1
+    np.testing.assert_allclose(averages[0][k], first, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(averages[1][k], 0.9 * first + 0.1 * w2, rtol=1e-5, atol=1e-7)
+  assert max(np.abs(a - w).max() for a, w in zip(averages[1], weights[1])) > 1e-5  # It lags.
+  with trainer.ema_weights():
+    for v, a in zip(trainer.model.trainable_variables, averages[1]):
+      np.testing.assert_allclose(v.numpy(), a)
+  for v, w in zip(trainer.model.trainable_variables, weights[1]):
+    np.testing.assert_allclose(v.numpy(), w)  # The trained weights are back.
+
+
+def test_global_clipnorm_bounds_the_update_and_reports_the_norm_before():
+  initial, free, _, norms, _ = _two_updates(decay=0.0)
+  _, clipped, _, clipped_norms, _ = _two_updates(decay=0.0, clipnorm=1e-3)
+  assert norms == [0.0, 0.0]  # Not computed without clipping.
+  assert clipped_norms[0] > 1e-3  # The norm before clipping.
+  step = np.sqrt(sum(((c - s) ** 2).sum() for c, s in zip(clipped[0], initial)))
+  np.testing.assert_allclose(step, 0.1 * 1e-3, rtol=1e-3)  # learning rate x clipnorm.
+  free_step = np.sqrt(sum(((f - s) ** 2).sum() for f, s in zip(free[0], initial)))
+  np.testing.assert_allclose(free_step, 0.1 * clipped_norms[0], rtol=1e-3)
+
+
+def test_ema_is_checkpointed_and_restored(tmp_path):
+  _, _, averages, _, trainer = _two_updates(decay=0.9)
+  state = checkpoints.TrainState(trainer.model, trainer.optimizer, str(tmp_path), 2,
+                                 ema=trainer.ema)
+  state.step.assign(2)
+  state.save()
+  for average in trainer.ema:
+    average.assign(tf.zeros_like(average))
+  assert state.restore_latest() == 2
+  for v, a in zip(trainer.ema, averages[1]):
+    np.testing.assert_allclose(v.numpy(), a)

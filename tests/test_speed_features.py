@@ -111,7 +111,7 @@ def test_input_wait_fraction_rises_when_the_pipeline_is_slow():
     iterator = iter(data)
     trainer.train_steps(iterator, tf.constant(1))  # Trace outside the timing.
     start = time.perf_counter()
-    *_, waited = trainer.train_steps(iterator, tf.constant(3))
+    waited = trainer.train_steps(iterator, tf.constant(3)).waited_s
     fractions.append(float(waited) / (time.perf_counter() - start))
   assert 0.0 <= fractions[0] < 0.2 and 0.0 <= fractions[1] <= 1.0
   assert fractions[1] > 0.5 > fractions[0], fractions

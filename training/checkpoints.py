@@ -75,14 +75,14 @@ class TrainState:
   """
 
   def __init__(self, model: keras.Model, optimizer, directory: str, max_to_keep: int,
-               scratch_directory: str | None = None):
+               scratch_directory: str | None = None, ema: list | None = None):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
     # The best eval.best_metric so far, negated when higher is better: lower always wins.
     self.best_eval = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
                                  name='best_eval')
     self.checkpoint = tf.train.Checkpoint(
         model=tracked_model(model), optimizer=optimizer, step=self.step,
-        best_eval=self.best_eval)
+        best_eval=self.best_eval, **({'ema': ema} if ema else {}))
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
     self._scratch = scratch_directory

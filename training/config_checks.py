@@ -4,6 +4,7 @@ import json
 import os
 import traceback
 
+from configs import base
 from data import input_pipeline
 from data import sources
 from errors import ConfigError
@@ -43,6 +44,7 @@ def check_config(config) -> None:
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
   for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
                 'train.epochs', 'train.steps_per_call', 'train.learning_rate',
+                'train.gradient_accumulation_steps',
                 'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep',
                 'eval.global_batch_size', 'eval.every_epochs', 'data.synthetic.num_trainval',
                 'data.synthetic.num_test', 'data.synthetic.photo_size'):
@@ -55,6 +57,10 @@ def check_config(config) -> None:
   _require(0.0 <= config.data.augment.color_jitter < 1.0,
            'data.augment.color_jitter must be in [0, 1); 0 turns colour jitter off.')
   _require(config.train.weight_decay >= 0, 'train.weight_decay must be 0 or more.')
+  _require(config.train.global_clipnorm >= 0,
+           'train.global_clipnorm must be 0 (no clipping) or a positive norm.')
+  _require(0.0 <= config.train.ema_decay < 1.0,
+           'train.ema_decay must be in [0, 1): 0 turns the moving average off, 0.999 is usual.')
   _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
            f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
            f'(decoupled decay); {config.train.optimizer} takes none.')
@@ -133,31 +139,35 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
 # (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
 RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
                 'data.train_split', 'data.eval_split', 'data.augment', 'train.global_batch_size',
+                'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
                 'train.optimizer', 'train.learning_rate', 'train.weight_decay',
                 'train.jaccard_loss_weight', 'train.schedule', 'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
 
 
-def _same(old, new) -> bool:
-  """Equal, where a field the saved config lacks (added to the framework since) counts as
-  equal to an off value now (False, 0, None, empty)."""
-  if isinstance(old, dict) and isinstance(new, dict):
-    if set(old) - set(new):
-      return False
-    return all(_same(old[k], new[k]) if k in old else not new[k] for k in new)
-  return old == new
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+  """`saved` with the fields it lacks (added to the framework since it was written) taken from
+  `defaults`: an old workdir resumes while those fields keep their default."""
+  merged = dict(saved)
+  for key, default in defaults.items():
+    if key not in merged:
+      merged[key] = default
+    elif isinstance(merged[key], dict) and isinstance(default, dict):
+      merged[key] = _with_defaults(merged[key], default)
+  return merged
 
 
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:
   """Refuses to resume a workdir whose checkpoints were trained with a different config."""
-  saved = json.loads(saved_config_json)
+  saved = _with_defaults(json.loads(saved_config_json),
+                         json.loads(base.get_base_config().to_json_best_effort()))
   current = json.loads(config.to_json_best_effort())
   differences = []
   for field in RUN_IDENTITY:
     old, new = saved, current
     for part in field.split('.'):
       old, new = (old or {}).get(part), (new or {}).get(part)
-    if not _same(old, new):
+    if old != new:
       differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
   if differences:
     raise ConfigError(

@@ -69,14 +69,16 @@ def build_job(config, workdir: str) -> Job:
     optimizer = trainer_lib.make_optimizer(config.train, run.precision, data.total_steps)
     optimizer.build(model.trainable_variables)
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
-  state = checkpoints.TrainState(
-      model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
-      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
-      os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR))
   trainer = trainer_lib.Trainer(run.strategy, model, optimizer, config.train.global_batch_size,
                                 num_classes,
                                 runtime.resolve_jit_compile(config.runtime.jit_compile),
-                                config.train.jaccard_loss_weight)
+                                config.train.jaccard_loss_weight,
+                                config.train.gradient_accumulation_steps,
+                                config.train.global_clipnorm, config.train.ema_decay)
+  state = checkpoints.TrainState(
+      model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
+      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
+      os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR), ema=trainer.ema)
   eval_data = run.strategy.distribute_datasets_from_function(
       lambda ctx: input_pipeline.eval_dataset(data.builder, config.data,
                                               config.eval.global_batch_size, ctx))
@@ -130,10 +132,12 @@ def _data(config, scratch: str) -> Data:
   logging.info('data.cache=%s: %s (%s).', config.data.cache,
                *input_pipeline.resolve_cache(config.data, num_train))
   batch = config.train.global_batch_size
-  steps_per_epoch = config.train.steps_per_epoch or num_train // batch
+  per_update = batch * config.train.gradient_accumulation_steps  # Examples per step.
+  steps_per_epoch = config.train.steps_per_epoch or num_train // per_update
   if steps_per_epoch < 1:
-    raise DataError(f'{train_split!r} has {num_train} examples, fewer than one batch of '
-                    f'train.global_batch_size={batch}: lower the batch size or set '
+    raise DataError(f'{train_split!r} has {num_train} examples, fewer than one step of '
+                    f'train.global_batch_size={batch} x train.gradient_accumulation_steps='
+                    f'{config.train.gradient_accumulation_steps}: lower them or set '
                     'train.steps_per_epoch.')
   return Data(builder, num_train, num_eval, steps_per_epoch,
               config.train.epochs * steps_per_epoch)

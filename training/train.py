@@ -45,7 +45,8 @@ def evaluate(config, workdir: str) -> dict:
   if not job.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
-  results = _errors_explained(job, lambda: hooks_lib.Evaluator(job)(step))
+  with job.trainer.ema_weights():
+    results = _errors_explained(job, lambda: hooks_lib.Evaluator(job)(step))
   logging.info('step %d: %s (%d examples)', step, _metrics_line('val', results),
                results['num_examples'])
   return {'step': step, 'eval': results}
@@ -94,8 +95,8 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
   cfg, total = job.config.train, job.data.total_steps
   iterator = iter(job.runtime.strategy.distribute_datasets_from_function(
       lambda ctx: input_pipeline.train_dataset(job.data.builder, job.config.data,
-                                               cfg.global_batch_size, job.config.seed, step,
-                                               ctx)))
+                                               cfg.global_batch_size, job.config.seed,
+                                               step * cfg.gradient_accumulation_steps, ctx)))
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     num_steps = _steps_to_next_boundary(step, job.data.steps_per_epoch, cfg)
@@ -133,8 +134,10 @@ def _steps_to_next_boundary(step: int, steps_per_epoch: int, train_config) -> in
 def _run_steps(job: setup.Job, iterator, num_steps: int):
   """(sums [loss, examples, confusion], seconds waited for input, seconds) of one call."""
   start = time.perf_counter()
-  *sums, waited = [v.numpy() for v in job.trainer.train_steps(iterator, tf.constant(num_steps))]
-  return sums, float(waited), time.perf_counter() - start
+  result = job.trainer.train_steps(iterator, tf.constant(num_steps))
+  sums = [result.loss_sum.numpy(), result.count.numpy(), result.confusion.numpy(),
+          result.grad_norm_sum.numpy()]
+  return sums, float(result.waited_s), time.perf_counter() - start
 
 
 def _mean_loss(sums) -> float:
@@ -154,7 +157,7 @@ class _EpochTotals:
   """Sums of the calls since the epoch began, with the input wait and the wall time."""
 
   def __init__(self):
-    self.sums, self.waited, self.start = [0.0, 0.0, 0.0], 0.0, time.perf_counter()
+    self.sums, self.waited, self.start = [0.0, 0.0, 0.0, 0.0], 0.0, time.perf_counter()
 
   def add(self, sums, waited: float) -> None:
     self.sums = [a + b for a, b in zip(self.sums, sums)]
@@ -191,7 +194,7 @@ def _clock(seconds: float) -> str:
 
 def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
               seconds: float, pace: _Pace) -> None:
-  batch = job.config.train.global_batch_size
+  batch = job.config.train.global_batch_size * job.config.train.gradient_accumulation_steps
   values = {
       'loss': _mean_loss(sums),
       'learning_rate': float(keras.ops.convert_to_numpy(job.optimizer.learning_rate)),
@@ -199,6 +202,8 @@ def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
       'step_time_s': seconds / num_steps,
       'input_wait_fraction': min(waited / seconds, 1.0),
   }
+  if job.config.train.global_clipnorm:
+    values['grad_norm'] = float(sums[3]) / num_steps  # Before clipping.
   if isinstance(job.optimizer, keras.optimizers.LossScaleOptimizer):
     values['loss_scale'] = float(keras.ops.convert_to_numpy(job.optimizer.dynamic_scale))
   job.summaries.scalars('train', step, values)
@@ -210,7 +215,7 @@ def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
 
 def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
                pace: _Pace) -> dict:
-  (loss_sum, count, confusion), waited, seconds = totals
+  (loss_sum, count, confusion, _), waited, seconds = totals
   epoch, last_epoch = step // job.data.steps_per_epoch, step >= job.data.total_steps
   train_results = metrics.summarize(loss_sum, count, confusion,
                                     tuple(job.config.data.class_names), job.segmentation)
@@ -223,15 +228,16 @@ def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
           f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
           f'elapsed {pace.elapsed()}')
   results = {'step': step, 'epoch': epoch, 'train': train_results}
-  if evaluate and (epoch % job.config.eval.every_epochs == 0 or last_epoch):
-    results['eval'] = hooks.evaluate(step)
-    hooks.export_best(results['eval'])
-    line += (f' | {_metrics_line("val", results["eval"])} '
-             f'({results["eval"]["num_examples"]} examples)')
   every = job.config.summaries.explain_every_epochs
-  if (job.runtime.is_chief and job.preview is not None and every
-      and (epoch % every == 0 or last_epoch)):
-    results['explain_seconds'] = hooks.explain(step)
+  with job.trainer.ema_weights():  # What is evaluated, exported and explained.
+    if evaluate and (epoch % job.config.eval.every_epochs == 0 or last_epoch):
+      results['eval'] = hooks.evaluate(step)
+      hooks.export_best(results['eval'])
+      line += (f' | {_metrics_line("val", results["eval"])} '
+               f'({results["eval"]["num_examples"]:.0f} examples)')
+    if (job.runtime.is_chief and job.preview is not None and every
+        and (epoch % every == 0 or last_epoch)):
+      results['explain_seconds'] = hooks.explain(step)
   job.state.save()
   logging.info(line)
   return results

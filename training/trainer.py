@@ -4,6 +4,9 @@ Each replica returns sums (loss, examples, confusion matrix) that are reduced ac
 and workers with SUM, so the metrics are exact whatever the replica count or batch split.
 """
 
+import contextlib
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -41,13 +44,32 @@ def make_optimizer(train_config, precision: str, total_steps: int = 1
   return optimizer
 
 
+class StepSums(NamedTuple):
+  """What one train_steps call returns, summed over its steps and reduced over replicas."""
+  loss_sum: tf.Tensor
+  count: tf.Tensor  # Examples.
+  confusion: tf.Tensor  # [classes, classes]
+  waited_s: tf.Tensor  # Seconds spent waiting for input.
+  grad_norm_sum: tf.Tensor  # Global gradient norms before clipping (0 without clipping).
+
+
 class Trainer:
   """Owns the compiled step functions for one model, optimizer and strategy."""
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
                optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int,
-               jit_compile: bool = False, jaccard_loss_weight: float = 0.0):
+               jit_compile: bool = False, jaccard_loss_weight: float = 0.0,
+               accumulation_steps: int = 1, global_clipnorm: float = 0.0,
+               ema_decay: float = 0.0):
     self.strategy = strategy
+    self.accumulation_steps = accumulation_steps  # Batches per optimizer update.
+    self.global_clipnorm = global_clipnorm  # 0: no clipping.
+    self.ema_decay = ema_decay
+    # An exponential moving average of the trainable weights (ema_decay > 0), checkpointed
+    # with them; evaluation and the exported model read it (see `ema_weights`).
+    with strategy.scope():
+      self.ema = [tf.Variable(v, trainable=False, name=f'ema_{i}')
+                  for i, v in enumerate(model.trainable_variables)] if ema_decay else []
     self.jaccard_loss_weight = jaccard_loss_weight
     self.model = model
     self.optimizer = optimizer
@@ -62,6 +84,22 @@ class Trainer:
         else self._loss_and_gradients
     self._train_steps_fn = tf.function(self._train_steps)
     self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+
+  @contextlib.contextmanager
+  def ema_weights(self):
+    """Within: the model's trainable weights are their moving average (no change without
+    train.ema_decay); after: the trained weights again."""
+    if not self.ema:
+      yield
+      return
+    trained = [v.numpy() for v in self.model.trainable_variables]
+    for weight, average in zip(self.model.trainable_variables, self.ema):
+      weight.assign(average)
+    try:
+      yield
+    finally:
+      for weight, value in zip(self.model.trainable_variables, trained):
+        weight.assign(value)
 
   def _sums(self, batch, probabilities, per_example):
     """(loss sum, example count, confusion matrix), with eval padding weighted out."""
@@ -82,36 +120,65 @@ class Trainer:
     gradients = tape.gradient(scaled_loss, self.model.trainable_variables)
     return gradients, self._sums(batch, probabilities, per_example)
 
-  def _train_replica_step(self, batch):
-    gradients, sums = self._gradients(batch)
+  def _train_replica_step(self, batches):
+    """One optimizer update from the mean gradient of `batches` (accumulation_steps of them);
+    each loss is already divided by the global batch, so the mean is the gradient of the mean
+    loss over every example of every batch."""
+    gradients, sums = self._gradients(batches[0])
+    for batch in batches[1:]:
+      more_gradients, more_sums = self._gradients(batch)
+      gradients = [g + h for g, h in zip(gradients, more_gradients)]
+      sums = [a + b for a, b in zip(sums, more_sums)]
+    if len(batches) > 1:
+      gradients = [g / len(batches) for g in gradients]
+    norm = tf.zeros([])
+    if self.global_clipnorm:
+      gradients, norm = self._clipped(gradients)
     self.optimizer.apply(gradients, self.model.trainable_variables)
-    return sums
+    return list(sums) + [norm / tf.cast(
+        tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)]
+
+  def _clipped(self, gradients):
+    """(This replica's share of the global gradient clipped to global_clipnorm, the global
+    gradient's norm before clipping). Each replica holds a part of the global gradient, so the
+    norm needs their sum first; the optimizer then sums the replicas' shares again."""
+    context = tf.distribute.get_replica_context()
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    norm = tf.linalg.global_norm(total)
+    if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+      norm = norm / tf.cast(self.optimizer.dynamic_scale, tf.float32)  # The loss is scaled.
+    factor = tf.minimum(1.0, self.global_clipnorm / tf.maximum(norm, 1e-12))
+    share = factor / tf.cast(context.num_replicas_in_sync, tf.float32)
+    return [g * tf.cast(share, g.dtype) for g in total], norm
 
   def _reduce(self, per_replica):
     return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
 
-  def train_steps(self, iterator, num_steps: tf.Tensor):
-    """Runs `num_steps` training steps in one call.
-
-    Returns [loss sum, example count, confusion matrix, seconds spent waiting for input]: the
-    wait is timed around each `get_next`, after the previous step has finished.
-    """
-    return self._train_steps_fn(iterator, num_steps)
+  def train_steps(self, iterator, num_steps: tf.Tensor) -> 'StepSums':
+    """Runs `num_steps` training steps (optimizer updates, of accumulation_steps batches each)
+    in one call. The input wait is timed around each `get_next`, after the previous step."""
+    return StepSums(*self._train_steps_fn(iterator, num_steps))
 
   def _train_steps(self, iterator, num_steps: tf.Tensor):
-    totals = [tf.zeros([]), tf.zeros([]), tf.zeros([self.num_classes, self.num_classes])]
+    totals = [tf.zeros([]), tf.zeros([]), tf.zeros([self.num_classes, self.num_classes]),
+              tf.zeros([])]
     waited = tf.zeros([], tf.float64)
     for _ in tf.range(num_steps):
-      with tf.control_dependencies(totals):
-        asked = tf.timestamp()
-      with tf.control_dependencies([asked]):
-        batch = next(iterator)
-      with tf.control_dependencies(tf.nest.flatten(
-          self.strategy.experimental_local_results(batch))):
-        waited += tf.timestamp() - asked
-      sums = self._reduce(self.strategy.run(self._train_replica_step, args=(batch,)))
+      batches = []
+      for _ in range(self.accumulation_steps):
+        with tf.control_dependencies(totals + [waited]):  # After the previous batch came.
+          asked = tf.timestamp()
+        with tf.control_dependencies([asked]):
+          batches.append(next(iterator))
+        with tf.control_dependencies(tf.nest.flatten(
+            self.strategy.experimental_local_results(batches[-1]))):
+          waited += tf.timestamp() - asked
+      sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
       totals = [t + s for t, s in zip(totals, sums)]
-    return totals + [waited]
+      with tf.control_dependencies(totals):
+        for average, weight in zip(self.ema, self.model.trainable_variables):
+          average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+    return totals[:3] + [waited, totals[3]]
 
   def _eval_replica_step(self, batch):
     probabilities = self.model(batch['image'], training=False)
