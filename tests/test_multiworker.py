@@ -25,10 +25,10 @@ ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
 FINGERPRINT = re.compile(r'Final weights on (\S+ \d+|local): fingerprint (\S+)/(\S+)')
 
 
-def _launch(workdir, *extra, workers=2, timeout=300):
+def _launch(workdir, *extra, workers=2, timeout=300, args=ARGS):
   return subprocess.run(
       [sys.executable, '-m', 'launch.launch_local', f'--workers={workers}', '--',
-       *ARGS, f'--workdir={workdir}', *extra], cwd=REPO, capture_output=True, text=True,
+       *args, f'--workdir={workdir}', *extra], cwd=REPO, capture_output=True, text=True,
       timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
 
@@ -53,6 +53,31 @@ def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_
   local = subprocess.run([sys.executable, 'main.py', *ARGS, f'--workdir={tmp_path}/local',
                           '--config.runtime.cpu_devices=2'], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
+  assert local.returncode == 0, local.stderr[-3000:]
+  (total, squares), = _fingerprints(local.stderr).values()
+  assert total == pytest.approx(prints['worker 0'][0], rel=1e-4, abs=1e-3)
+  assert squares == pytest.approx(prints['worker 0'][1], rel=1e-4)
+
+
+# The U-Net (it has batch norm) with every scale option on.
+SCALE_ARGS = ['--config=configs/seg_xception.py', *ARGS[1:], '--config.train.weight_decay=0.0',
+              '--config.model.sync_batch_norm=True',
+                 '--config.train.gradient_accumulation_steps=2',
+                 '--config.train.global_clipnorm=1.0', '--config.train.ema_decay=0.9',
+                 '--config.train.steps_per_epoch=2']
+
+
+@pytest.mark.slow
+def test_sync_batch_norm_accumulation_clipping_and_ema_across_two_workers(tmp_path):
+  """Every variable (batch-norm statistics too) ends equal on both workers and equal to 2
+  local replicas with the same options."""
+  result = _launch(str(tmp_path / 'mw'), args=SCALE_ARGS)
+  assert result.returncode == 0, result.stdout[-3000:]
+  prints = _fingerprints(result.stdout)
+  assert prints['worker 0'] == prints['worker 1']
+  local = subprocess.run([sys.executable, 'main.py', *SCALE_ARGS,
+                          f'--workdir={tmp_path}/local', '--config.runtime.cpu_devices=2'],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
   assert local.returncode == 0, local.stderr[-3000:]
   (total, squares), = _fingerprints(local.stderr).values()
   assert total == pytest.approx(prints['worker 0'][0], rel=1e-4, abs=1e-3)
