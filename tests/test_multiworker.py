@@ -61,10 +61,9 @@ def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_
 
 # The U-Net (it has batch norm) with every scale option on.
 SCALE_ARGS = ['--config=configs/seg_xception.py', *ARGS[1:], '--config.train.weight_decay=0.0',
-              '--config.model.sync_batch_norm=True',
-                 '--config.train.gradient_accumulation_steps=2',
-                 '--config.train.global_clipnorm=1.0', '--config.train.ema_decay=0.9',
-                 '--config.train.steps_per_epoch=2']
+              '--config.model.sync_batch_norm=True', '--config.train.gradient_accumulation_steps=2',
+              '--config.train.global_clipnorm=1.0', '--config.train.ema_decay=0.9',
+              '--config.train.steps_per_epoch=2']
 
 
 @pytest.mark.slow
