@@ -182,17 +182,22 @@ def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
   assert max(np.abs(a - b).max() for a, b in zip(local, reference)) > 1e-3  # Per-replica stats.
 
 
-def _weights_after_one_update(strategy, accumulation: int, batches):
-  """The book model's weights after one SGD update from `batches` (each split over replicas)."""
+def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
+  """The book model at 32 px (seeded weights) with SGD at 0.1, and Trainer `options`."""
   config = small_config(train__optimizer='sgd', train__learning_rate=0.1)
   keras.utils.set_random_seed(0)
   with strategy.scope():
     model = models.build_model(config.model, 32, 3)
     optimizer = trainer_lib.make_optimizer(config.train, 'float32')
     optimizer.build(model.trainable_variables)
+  return trainer_lib.Trainer(strategy, model, optimizer, global_batch, 3, **options)
+
+
+def _weights_after_one_update(strategy, accumulation: int, batches):
+  """The book model's weights after one SGD update from `batches` (each split over replicas)."""
   size = int(batches[0]['image'].shape[0])
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, size, 3,
-                                accumulation_steps=accumulation)
+  trainer = _sgd_trainer(strategy, size, accumulation_steps=accumulation)
+  model = trainer.model
   per_replica = size // strategy.num_replicas_in_sync
   stream = None
   for batch in batches:
@@ -228,14 +233,8 @@ def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas):
 def _two_updates(decay: float, clipnorm: float = 0.0):
   """(weights after each of two SGD updates, EMA after each, grad norms) on 2 replicas."""
   strategy = runtime.create_strategy(small_config().runtime)
-  config = small_config(train__optimizer='sgd', train__learning_rate=0.1)
-  keras.utils.set_random_seed(0)
-  with strategy.scope():
-    model = models.build_model(config.model, 32, 3)
-    optimizer = trainer_lib.make_optimizer(config.train, 'float32')
-    optimizer.build(model.trainable_variables)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, 4, 3, global_clipnorm=clipnorm,
-                                ema_decay=decay)
+  trainer = _sgd_trainer(strategy, 4, global_clipnorm=clipnorm, ema_decay=decay)
+  model = trainer.model
   rng = np.random.default_rng(1)
   batch = {'image': tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, 3, (2, 32, 32, 1)), tf.uint8)}

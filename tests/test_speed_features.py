@@ -131,8 +131,8 @@ def test_auto_precision_reads_the_devices(monkeypatch, caplog):
   monkeypatch.setattr(tf.config, 'list_physical_devices',
                       lambda kind=None: gpus if kind == 'GPU' else [])
   monkeypatch.setattr(tf.config.experimental, 'get_device_details', lambda gpu: details[gpu])
-  with caplog.at_level('INFO'):
-    assert runtime.resolve_precision('auto') == 'mixed_bfloat16'
+  caplog.set_level('INFO', logger='absl')
+  assert runtime.resolve_precision('auto') == 'mixed_bfloat16'
   assert 'runtime.precision=auto: mixed_bfloat16 (every GPU has compute capability >= 8.0' \
       in caplog.text
   details['GPU:1'] = {'compute_capability': (7, 5)}

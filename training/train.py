@@ -132,7 +132,8 @@ def _steps_to_next_boundary(step: int, steps_per_epoch: int, train_config) -> in
 
 
 def _run_steps(job: setup.Job, iterator, num_steps: int):
-  """(sums [loss, examples, confusion], seconds waited for input, seconds) of one call."""
+  """(sums [loss, examples, confusion, grad norms], seconds waited for input, seconds) of one
+  call."""
   start = time.perf_counter()
   result = job.trainer.train_steps(iterator, tf.constant(num_steps))
   sums = [result.loss_sum.numpy(), result.count.numpy(), result.confusion.numpy(),
@@ -171,21 +172,27 @@ class _EpochTotals:
 
 
 class _Pace:
-  """Time since the loop (re)started, and the time left at the rate of the recent calls."""
+  """Time since the loop (re)started, and the time left at the rate of the recent calls (the
+  first call, which traces the step function, only until there is another)."""
 
   def __init__(self, window: int = 20):
     self.start = time.perf_counter()
     self.recent = collections.deque(maxlen=window)
+    self.first = None
 
   def add(self, num_steps: int, seconds: float) -> None:
-    self.recent.append((num_steps, seconds))
+    if self.first is None:
+      self.first = (num_steps, seconds)
+    else:
+      self.recent.append((num_steps, seconds))
 
   def elapsed(self) -> str:
     return _clock(time.perf_counter() - self.start)
 
   def eta(self, steps_left: int) -> str:
-    steps = sum(n for n, _ in self.recent)
-    return _clock(steps_left * sum(s for _, s in self.recent) / max(steps, 1))
+    calls = self.recent or [self.first]
+    steps = sum(n for n, _ in calls)
+    return _clock(steps_left * sum(s for _, s in calls) / max(steps, 1))
 
 
 def _clock(seconds: float) -> str:
