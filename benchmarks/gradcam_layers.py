@@ -1,10 +1,10 @@
 """Which layer should Grad-CAM read? Scores every feature layer of a trained model (prints JSON).
 
-For each layer with a 4-D output but the input's rescaling (or those named in --layers), Grad-CAM of every class on
-the first --num_images eval pictures, scored against their trimaps at each picture's own
-resolution (interpretability/pointing.py): per class the energy lift (1.0: no better than a
-uniform map) and the share of pictures whose heatmap is not blank. The layer that
-gradcam.default_layer picks is marked.
+For each layer with a 4-D output but the input's rescaling (or those named in --layers),
+Grad-CAM of every class on the first --num_images eval pictures, scored against their trimaps
+at each picture's own resolution (interpretability/pointing.py): per class the energy lift
+(1.0: no better than a uniform map) and the share of pictures whose heatmap is not blank. The
+layer that gradcam.default_layer picks is marked.
 
     python -m benchmarks.gradcam_layers --config=configs/seg_xception.py \\
         --config.data.source=folder --config.data.folder=DIR --workdir=RUN [--num_images=24]

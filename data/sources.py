@@ -4,6 +4,7 @@ Every source ends as a prepared TFDS builder with the official features, so the 
 pipeline reads all three the same way.
 """
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -50,14 +51,22 @@ def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
   if builder.is_prepared():
     return
   logging.info('Preparing %s into %s', builder.name, builder.data_dir)
-  try:
+  with _write_failures_explained(
+      f'Preparing {builder.name} into {builder.data_dir}', 'Free disk space there or set '
+      '--config.data.data_dir to a writable folder on a larger disk, then rerun; nothing '
+      'half-written is used.'):
     builder.download_and_prepare(download_config=download_config)
+
+
+@contextlib.contextmanager
+def _write_failures_explained(what: str, fix: str):
+  """A full disk or an unwritable folder while doing `what` becomes a DataError naming `fix`."""
+  try:
+    yield
   except (OSError, RuntimeError, tf.errors.OpError) as e:
     if not is_write_failure(e):
       raise
-    raise DataError(f'Preparing {builder.name} into {builder.data_dir} failed: {e}. Free disk '
-                    'space there or set --config.data.data_dir to a writable folder on a larger '
-                    'disk, then rerun; nothing half-written is used.') from None
+    raise DataError(f'{what} failed: {e}. {fix}') from None
 
 
 def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
@@ -159,13 +168,10 @@ def _folder_builder(folder: str, data_dir: str | None, workdir: str,
 def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   spec = data_config.synthetic
   folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
-  try:
+  with _write_failures_explained(f'Writing the synthetic data set into {folder}',
+                                 'Free disk space or set --config.data.synthetic.dir to a '
+                                 'writable folder.'):
     synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
-  except (OSError, tf.errors.OpError) as e:
-    if not is_write_failure(e):
-      raise
-    raise DataError(f'Writing the synthetic data set into {folder} failed: {e}. Free disk space '
-                    'or set --config.data.synthetic.dir to a writable folder.') from None
   return _folder_builder(folder, None, workdir)
 
 

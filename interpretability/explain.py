@@ -47,9 +47,8 @@ def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
   picture's `top_classes` highest-scoring classes; computed `batch_size` pictures at a time."""
   parts = _chunks(len(images), batch_size)
   if segmentation:
-    maps = [gradcam.seg_gradcam(model, images[p], layer_name=layer) for p in parts]
-    heatmaps = gradcam.Heatmaps(np.concatenate([m.maps for m in maps]),
-                                np.concatenate([m.peaks for m in maps]))
+    heatmaps = gradcam.concatenate(
+        [gradcam.seg_gradcam(model, images[p], layer_name=layer) for p in parts])
     return [ClassMaps(name, gradcam.Heatmaps(heatmaps.maps[:, c], heatmaps.peaks[:, c]),
                       np.full(len(images), c)) for c, name in enumerate(class_names)]
   if top_classes:
@@ -57,13 +56,9 @@ def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
     wanted = [(f'top{k + 1}', ranked[:, k]) for k in range(ranked.shape[1])]
   else:
     wanted = [(name, np.full(len(images), c)) for c, name in enumerate(class_names)]
-  result = []
-  for label, classes in wanted:
-    maps = [gradcam.gradcam(model, images[p], layer, class_index=classes[p])[0] for p in parts]
-    result.append(ClassMaps(label, gradcam.Heatmaps(np.concatenate([m.maps for m in maps]),
-                                                    np.concatenate([m.peaks for m in maps])),
-                            classes))
-  return result
+  return [ClassMaps(label, gradcam.concatenate(
+      [gradcam.gradcam(model, images[p], layer, class_index=classes[p])[0] for p in parts]),
+                    classes) for label, classes in wanted]
 
 
 def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,

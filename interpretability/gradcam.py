@@ -16,9 +16,16 @@ import tensorflow as tf
 from interpretability import activations
 from interpretability import colormaps
 
+
 class Heatmaps(NamedTuple):
   maps: np.ndarray  # (..., h, w) in [0, 1]
   peaks: np.ndarray  # (...,) the maps' maxima before scaling; 0: blank
+
+
+def concatenate(parts: list) -> Heatmaps:
+  """Heatmaps of consecutive batches as one."""
+  return Heatmaps(np.concatenate([p.maps for p in parts]),
+                  np.concatenate([p.peaks for p in parts]))
 
 
 def _is_rectified(layer: keras.layers.Layer) -> bool:
@@ -52,14 +59,17 @@ def default_layer(model: keras.Model, segmentation: bool) -> str:
   Classifier: the feature map the global pooling reads (the book's last conv block output).
   Segmenter: the last rectified (post-ReLU) feature map below the input's resolution: the
   decoder's last block before the full-resolution stage that renders the mask, where features
-  are both semantic and fine (a model without one: its last rectified map before the logits). Never a shortcut projection: on a trained U-Net the bottleneck's
-  maps are blank for the pet (BUILD.md, "Which layer Grad-CAM reads", has the measurements).
+  are both semantic and fine (a model without one: its last rectified map before the logits).
+  Never a shortcut projection: on a trained U-Net the bottleneck's maps are blank for the pet
+  (BUILD.md, "Which layer Grad-CAM reads", has the measurements).
   """
   layers = [l for l in model.layers[1:] if _side(l)]
   if not segmentation:
     return layers[-1].name
-  head = {model.layers[-1], logits_tensor(model)._keras_history.operation}  # pylint: disable=protected-access
-  body = [l for l in layers if l not in head and l.name not in shortcut_projections(model)]
+  logits_layer = logits_tensor(model)._keras_history.operation  # pylint: disable=protected-access
+  head = {model.layers[-1], logits_layer}
+  shortcuts = shortcut_projections(model)
+  body = [l for l in layers if l not in head and l.name not in shortcuts]
   coarser = [l for l in body if _side(l) < model.input.shape[1]]
   for candidates in ([l for l in coarser if _is_rectified(l)], coarser,
                      [l for l in body if _is_rectified(l)], body):

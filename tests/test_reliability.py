@@ -175,7 +175,8 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, synthetic_folder)
                                         r'\(train.learning_rate: 0.001 in the workdir, 0.01 now\)'
                                         r'.*use a new --workdir'):
     train.train(_quick(synthetic_folder, train__learning_rate=0.01), workdir, evaluate=False)
-  assert train.train(_quick(synthetic_folder, train__epochs=2), workdir, evaluate=False)['step'] == 4
+  resumed = train.train(_quick(synthetic_folder, train__epochs=2), workdir, evaluate=False)
+  assert resumed['step'] == 4
 
 
 def test_image_size_the_model_cannot_take(tmp_path):
