@@ -19,11 +19,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.image_size = 200
   data.label_feature = 'segmentation_mask'  # classification: species (cat/dog) or label (breed)
   data.class_names = ('pet', 'background', 'outline')  # Trimap values 1, 2, 3.
+  # folder and synthetic: this share of every breed of trainval.txt is held out as the
+  # `validation` split, which evaluation, best_model.keras and any tuning read; test.txt is
+  # read by --mode=score alone. 0: no hold-out, evaluation reads the test split.
+  data.validation_fraction = 0.15
   # TFDS split strings; None picks the source's default: for tfds the book's hold-out of the
-  # last 1,000 images (train+test[:-1000] / test[-1000:]), for folder and synthetic the
-  # trainval.txt / test.txt lists (train / test).
+  # last 1,000 images (train+test[:-1000] / test[-1000:] / test[-1000:]), for folder and
+  # synthetic train / validation / test (see validation_fraction).
   data.train_split = config_dict.placeholder(str)
   data.eval_split = config_dict.placeholder(str)
+  data.test_split = config_dict.placeholder(str)  # What --mode=score reports on.
   data.shuffle_buffer = 1024
   data.deterministic = False  # Training input order; evaluation is always deterministic.
   # auto (memory if the decoded split fits cache_budget_gb) | memory | none | a file path prefix.
@@ -31,9 +36,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.cache_budget_gb = 4.0
   data.autotune_ram_budget_gb = 0.0  # Cap on tf.data autotuning's buffers; 0: TF's default.
   data.augment = ml_collections.ConfigDict()
+  # See data.input_pipeline.Augmentation; image and mask get the same flip and crop.
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
+  data.augment.max_aspect_ratio = 1.0  # >1: crops' height/width ratio in [1/r, r].
   data.augment.color_jitter = 0.0  # >0: brightness/contrast/saturation jitter of this size.
+  data.augment.hue = 0.0  # >0: hue rotated by up to this share of the colour wheel (<=0.5).
+  data.augment.grayscale = 0.0  # Probability of a grey picture.
+  data.augment.blur = 0.0  # Probability of a Gaussian blur.
+  data.augment.noise = 0.0  # >0: pixel noise of up to this standard deviation (0-1 units).
   # tf.data service: decode and augment on separate CPU workers (python -m data.service).
   data.service_address = ''  # e.g. grpc://dispatcher:5050; empty: in-process input pipeline.
   data.service_mode = 'parallel_epochs'  # parallel_epochs | dynamic_sharding
@@ -47,6 +58,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.name = 'book_segmentation'
   # Batch norm statistics over the global batch (every replica and worker), not per replica.
   config.model.sync_batch_norm = False
+  # Models with a pretrained encoder (mobilenet_v2_unet): train only the decoder for this many
+  # epochs, then everything.
+  config.model.freeze_encoder_epochs = 0
 
   config.train = train = ml_collections.ConfigDict()
   train.global_batch_size = 64

@@ -5,6 +5,7 @@ two dataset builders the trainer hands to `strategy.distribute_datasets_from_fun
 """
 
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -28,10 +29,22 @@ def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE
   return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
 
 
-def augment(example: dict, seed: tf.Tensor, flip: bool, min_crop_fraction: float,
-            color_jitter: float = 0.0) -> dict:
+class Augmentation(NamedTuple):
+  """What training changes in a picture (data.augment): geometry for image and mask alike,
+  colour and texture for the image alone. The defaults change nothing."""
+  flip: bool = False
+  min_crop_fraction: float = 1.0  # <1: crops of at least this share of each side.
+  max_aspect_ratio: float = 1.0  # >1: crops' height/width ratio drawn in [1/r, r] (log-uniform).
+  color_jitter: float = 0.0  # Brightness shift and contrast/saturation factor range.
+  hue: float = 0.0  # Largest hue rotation, in turns of the colour wheel (<= 0.5).
+  grayscale: float = 0.0  # Probability of a grey picture.
+  blur: float = 0.0  # Probability of a Gaussian blur (sigma 0.5-2 px).
+  noise: float = 0.0  # Largest standard deviation of Gaussian pixel noise, in [0, 1] units.
+
+
+def augment(example: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
   """Random flip and crop-and-rescale (the same draw for the image and a mask label), then
-  colour jitter of the image alone (brightness, contrast, saturation; 0 turns it off).
+  colour and texture changes of the image alone: what a pet looks like, not where it is.
 
   `seed` is a stateless seed (shape [2]), so an example's augmentation depends only on its
   position in the stream: a resumed run sees exactly what an uninterrupted one would.
@@ -40,37 +53,77 @@ def augment(example: dict, seed: tf.Tensor, flip: bool, min_crop_fraction: float
   is_mask = label.shape.rank == 3
   flip_seed, crop_seed, color_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  if flip:
+  if augmentation.flip:
     do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
     image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
     if is_mask:
       label = tf.cond(do_flip, lambda: tf.image.flip_left_right(label), lambda: label)
-  if min_crop_fraction < 1.0:
+  if augmentation.min_crop_fraction < 1.0 or augmentation.max_aspect_ratio > 1.0:
     size = tf.shape(image)[:2]
-    draws = tf.random.stateless_uniform([3], crop_seed)
-    fraction = min_crop_fraction + (1.0 - min_crop_fraction) * draws[0]
-    crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) * fraction, tf.int32), 1)
-    offset = tf.cast(tf.cast(size - crop, tf.float32) * draws[1:], tf.int32)
+    crop, offset = _crop_window(size, crop_seed, augmentation.min_crop_fraction,
+                                augmentation.max_aspect_ratio)
     image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [3]], 0))
     image = tf.cast(tf.round(tf.image.resize(image, size, method='bilinear')), tf.uint8)
     if is_mask:
       label = tf.slice(label, tf.concat([offset, [0]], 0), tf.concat([crop, [1]], 0))
       label = tf.cast(tf.image.resize(label, size, method='nearest'), tf.uint8)
-  if color_jitter > 0.0:
-    image = jitter_colors(image, color_seed, color_jitter)
+  if any((augmentation.color_jitter, augmentation.hue, augmentation.grayscale,
+           augmentation.blur, augmentation.noise)):
+    image = change_looks(image, color_seed, augmentation)
   return {'image': image, 'label': label}
 
 
-def jitter_colors(image: tf.Tensor, seed: tf.Tensor, strength: float) -> tf.Tensor:
-  """uint8 image with brightness shifted by up to `strength` of the range and contrast and
-  saturation scaled by a factor in [1 - strength, 1 + strength]: lighting, not content."""
-  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+def _crop_window(size: tf.Tensor, seed: tf.Tensor, min_fraction: float, max_aspect_ratio: float):
+  """(crop [h, w], offset [y, x]): sides of `min_fraction`-1 of the picture's, their ratio
+  changed by up to `max_aspect_ratio`, at a random place inside the picture."""
+  draws = tf.random.stateless_uniform([4], seed)
+  fraction = min_fraction + (1.0 - min_fraction) * draws[0]
+  log_ratio = math.log(max_aspect_ratio) * (2.0 * draws[1] - 1.0)
+  stretch = tf.exp(tf.stack([log_ratio, -log_ratio]) / 2.0)
+  sides = tf.minimum(fraction * stretch, 1.0)
+  crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) * sides, tf.int32), 1)
+  offset = tf.cast(tf.cast(size - crop, tf.float32) * draws[2:], tf.int32)
+  return crop, offset
+
+
+def change_looks(image: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+  """uint8 image with its colours and texture changed: brightness shifted by up to
+  color_jitter of the range, contrast and saturation scaled in [1 - c, 1 + c], hue rotated,
+  sometimes grey or blurred, with pixel noise. Fur colour and sharpness stop being cues."""
+  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 8))
+  draws = tf.random.stateless_uniform([4], seeds[7])
   pixels = tf.cast(image, tf.float32) / 255.0
-  pixels = tf.image.stateless_random_brightness(pixels, strength, seeds[0])
-  pixels = tf.image.stateless_random_contrast(pixels, 1.0 - strength, 1.0 + strength, seeds[1])
-  pixels = tf.image.stateless_random_saturation(pixels, 1.0 - strength, 1.0 + strength,
-                                                seeds[2])
+  strength = augmentation.color_jitter
+  if strength:
+    pixels = tf.image.stateless_random_brightness(pixels, strength, seeds[0])
+    pixels = tf.image.stateless_random_contrast(pixels, 1.0 - strength, 1.0 + strength,
+                                                seeds[1])
+    pixels = tf.image.stateless_random_saturation(pixels, 1.0 - strength, 1.0 + strength,
+                                                  seeds[2])
+  if augmentation.hue:
+    pixels = tf.image.stateless_random_hue(pixels, augmentation.hue, seeds[3])
+  if augmentation.grayscale:
+    grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(pixels))
+    pixels = tf.where(draws[0] < augmentation.grayscale, grey, pixels)
+  if augmentation.blur:
+    blurred = gaussian_blur(pixels, 0.5 + 1.5 * draws[1])
+    pixels = tf.where(draws[2] < augmentation.blur, blurred, pixels)
+  if augmentation.noise:
+    pixels += tf.random.stateless_normal(tf.shape(pixels), seeds[4]) * (
+        augmentation.noise * draws[3])
   return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def gaussian_blur(pixels: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Tensor:
+  """[H, W, C] float pixels blurred by a separable Gaussian of `sigma` px (edges reflected)."""
+  taps = tf.exp(-0.5 * (tf.range(-radius, radius + 1, dtype=tf.float32) / sigma) ** 2)
+  taps /= tf.reduce_sum(taps)
+  channels = tf.shape(pixels)[-1]
+  padded = tf.pad(pixels[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], 'REFLECT')
+  rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, channels, 1])
+  columns = tf.tile(tf.reshape(taps, [1, -1, 1, 1]), [1, 1, channels, 1])
+  out = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], 'VALID')
+  return tf.nn.depthwise_conv2d(out, columns, [1, 1, 1, 1], 'VALID')[0]
 
 
 def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
@@ -109,7 +162,7 @@ SERVICE_MODES = {
 def _replica_stream(builder, data_config, replica: int, num_replicas: int,
                     per_replica_batch: int, seed: int, start_step: int) -> tf.data.Dataset:
   """Endless, seeded training batches of one replica, from its own slice of the split."""
-  split = sources.resolve_splits(data_config)[0]
+  split = sources.resolve_splits(data_config).train
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
   ds = ds.map(lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature),
               num_parallel_calls=tf.data.AUTOTUNE)
@@ -118,10 +171,9 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   ds = ds.repeat().enumerate().skip(start_step * per_replica_batch)
   replica_seed = tf.random.experimental.stateless_fold_in(
       tf.constant([seed, 0], tf.int64), replica)
-  augment_config = data_config.augment
+  augmentation = Augmentation(**data_config.augment)
   ds = ds.map(lambda index, ex: augment(
-      ex, tf.random.experimental.stateless_fold_in(replica_seed, index), augment_config.flip,
-      augment_config.min_crop_fraction, augment_config.color_jitter),
+      ex, tf.random.experimental.stateless_fold_in(replica_seed, index), augmentation),
       num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(per_replica_batch, drop_remainder=True)
   if data_config.service_address:  # uint8 batches over the wire, a quarter of float32's bytes.
@@ -166,7 +218,7 @@ def eval_dataset(builder, data_config, global_batch_size: int,
                        if input_context else global_batch_size)
   pipelines = input_context.num_input_pipelines if input_context else 1
   replicas_here = (input_context.num_replicas_in_sync // pipelines) if input_context else 1
-  split = sources.resolve_splits(data_config)[1]
+  split = sources.resolve_splits(data_config).eval
   most_per_pipeline = math.ceil(sources.num_examples(builder, split) / pipelines)
   rounds = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here))
   shard = input_context.input_pipeline_id if input_context else 0

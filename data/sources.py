@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import socket
+from typing import NamedTuple
 import urllib.parse
 
 from absl import logging
@@ -141,26 +142,71 @@ def _checked_list_files(folder: str, data_dir: str, skip_bad_examples: bool) -> 
     kept = [line for line in lines if line not in bad_lines]
     if not kept:
       raise DataError(f'Every example of annotations/{list_name} in {folder} is unusable.')
-    os.makedirs(os.path.join(data_dir, 'checked_lists'), exist_ok=True)
-    list_files[split] = os.path.join(data_dir, 'checked_lists', list_name)
-    with open(list_files[split], 'w') as f:
-      f.writelines(kept)
+    list_files[split] = _write_list(data_dir, list_name, kept)
   return list_files
 
 
+def _write_list(data_dir: str, list_name: str, lines: list[str]) -> str:
+  os.makedirs(os.path.join(data_dir, 'split_lists'), exist_ok=True)
+  path = os.path.join(data_dir, 'split_lists', list_name)
+  with open(path, 'w') as f:
+    f.writelines(lines)
+  return path
+
+
+def validation_lines(lines: list[str], fraction: float) -> list[str]:
+  """The validation part of trainval list lines: `fraction` of every breed (class id, the
+  second column), at least one of each breed with two or more examples.
+
+  Which examples of a breed go is fixed by a hash of their names, not by the list's order or
+  a run's seed, so every run and every resumed run holds out the same pictures.
+  """
+  breeds = {}
+  for line in lines:
+    breeds.setdefault(line.split()[1], []).append(line)
+  chosen = []
+  for members in breeds.values():
+    count = round(fraction * len(members))
+    if len(members) >= 2:
+      count = min(max(count, 1), len(members) - 1)
+    members = sorted(members, key=lambda l: hashlib.sha1(l.split()[0].encode()).hexdigest())
+    chosen.extend(members[:count])
+  kept = set(chosen)
+  return [line for line in lines if line in kept]
+
+
+def _split_lists(folder: str, data_dir: str, skip_bad_examples: bool,
+                 validation_fraction: float) -> dict:
+  """Checked split lists, with `validation_fraction` of trainval held out as `validation`."""
+  list_files = _checked_list_files(folder, data_dir, skip_bad_examples)
+  if not validation_fraction:
+    return list_files
+  lines = folder_checks.read_list(list_files['train'])
+  held_out = set(validation_lines(lines, validation_fraction))
+  if not held_out:
+    raise DataError(f'data.validation_fraction={validation_fraction} holds out no example of '
+                    f'the {len(lines)} trainval examples: raise it, or set it to 0 to evaluate '
+                    'on the test split.')
+  return {'train': _write_list(data_dir, 'train.txt', [l for l in lines if l not in held_out]),
+          'validation': _write_list(data_dir, 'validation.txt',
+                                    [l for l in lines if l in held_out]),
+          'test': list_files['test']}
+
+
 def _folder_builder(folder: str, data_dir: str | None, workdir: str,
-                    skip_bad_examples: bool = False) -> tfds.core.DatasetBuilder:
-  """Prepares `folder` once into a TFDS data dir keyed by the folder's absolute path."""
+                    skip_bad_examples: bool = False, validation_fraction: float = 0.0
+                    ) -> tfds.core.DatasetBuilder:
+  """Prepares `folder` once into a TFDS data dir keyed by the folder's absolute path and the
+  validation fraction, so that changing either prepares a new copy, never a stale one."""
   oxford_pets_folder.check_folder_layout(folder)
   folder = os.path.abspath(folder)
-  if data_dir is None:
-    key = hashlib.sha1(folder.encode()).hexdigest()[:12]
-    data_dir = os.path.join(workdir, 'prepared_data', key)
+  key = hashlib.sha1(f'{folder}|{validation_fraction}'.encode()).hexdigest()[:12]
+  data_dir = os.path.join(data_dir or os.path.join(workdir, 'prepared_data'), key)
   builder = oxford_pets_folder.OxfordIiitPetFolder(folder=folder, data_dir=data_dir)
   if not builder.is_prepared():
     builder = oxford_pets_folder.OxfordIiitPetFolder(
         folder=folder, data_dir=data_dir,
-        list_files=_checked_list_files(folder, data_dir, skip_bad_examples))
+        list_files=_split_lists(folder, data_dir, skip_bad_examples, validation_fraction))
     _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False))
   return builder
 
@@ -172,17 +218,28 @@ def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
                                  'Free disk space or set --config.data.synthetic.dir to a '
                                  'writable folder.'):
     synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)
-  return _folder_builder(folder, None, workdir)
+  return _folder_builder(folder, None, workdir,
+                         validation_fraction=data_config.validation_fraction)
 
 
-# data.source -> (how to get a prepared builder, default (train, eval) TFDS split strings).
+class Splits(NamedTuple):
+  """TFDS split strings: what training reads, what evaluation and every choice (best model,
+  predict sides) read, and what --mode=score reports on and nothing else reads."""
+  train: str
+  eval: str
+  test: str
+
+
+# data.source -> (how to get a prepared builder, default splits). tfds keeps the book's own
+# hold-out (the last 1,000 test images validate; nothing else is held out, so score reads them
+# too); folder and synthetic hold data.validation_fraction of trainval.txt out as `validation`.
 SOURCES = {
     'tfds': (lambda data_config, workdir: _tfds_builder(data_config),
-             ('train+test[:-1000]', 'test[-1000:]')),  # The book's last-1,000 hold-out.
+             Splits('train+test[:-1000]', 'test[-1000:]', 'test[-1000:]')),
     'folder': (lambda data_config, workdir: _folder_builder(
-        data_config.folder, data_config.data_dir, workdir, data_config.skip_bad_examples),
-               ('train', 'test')),  # trainval.txt / test.txt.
-    'synthetic': (_synthetic_builder, ('train', 'test')),
+        data_config.folder, data_config.data_dir, workdir, data_config.skip_bad_examples,
+        data_config.validation_fraction), Splits('train', 'validation', 'test')),
+    'synthetic': (_synthetic_builder, Splits('train', 'validation', 'test')),
 }
 
 
@@ -192,17 +249,28 @@ def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   return SOURCES[data_config.source][0](data_config, workdir)
 
 
-def resolve_splits(data_config) -> tuple[str, str]:
-  """(train split, eval split): the configured ones, or the source's defaults."""
-  train_default, eval_default = SOURCES[data_config.source][1]
-  return data_config.train_split or train_default, data_config.eval_split or eval_default
+def resolve_splits(data_config) -> Splits:
+  """The configured splits, or the source's defaults (evaluation on the test split when a
+  folder source holds nothing out: data.validation_fraction=0)."""
+  defaults = SOURCES[data_config.source][1]
+  if data_config.source != 'tfds' and not data_config.validation_fraction:
+    defaults = defaults._replace(eval=defaults.test)
+  return Splits(data_config.train_split or defaults.train,
+                data_config.eval_split or defaults.eval,
+                data_config.test_split or defaults.test)
 
 
 def first_eval_examples(builder: tfds.core.DatasetBuilder, data_config, count: int
                         ) -> tf.data.Dataset:
   """The first `count` examples of the eval split, still encoded: the fixed validation
   pictures that training shows and `--mode=explain` explains by default."""
-  return read_encoded(builder, resolve_splits(data_config)[1]).take(count)
+  return read_encoded(builder, resolve_splits(data_config).eval).take(count)
+
+
+def breed(file_name: str) -> str:
+  """The breed an official file name (`<Breed_name>_<number>.jpg`) names: the part before
+  the last underscore."""
+  return os.path.splitext(os.path.basename(file_name))[0].rsplit('_', 1)[0]
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:

@@ -18,7 +18,8 @@ SAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'oxford_p
 def test_folder_source_has_official_features(synthetic_folder, tmp_path):
   config = small_config(data__source='folder', data__folder=synthetic_folder)
   builder = sources.prepared_builder(config.data, str(tmp_path))
-  assert sources.num_examples(builder, 'train') == 48
+  assert sources.num_examples(builder, 'train') == 40
+  assert sources.num_examples(builder, 'validation') == 8
   assert sources.num_examples(builder, 'test') == 13
   features = builder.info.features
   assert set(features.keys()) == {'image', 'label', 'species', 'file_name',
@@ -29,6 +30,44 @@ def test_folder_source_has_official_features(synthetic_folder, tmp_path):
   assert example['segmentation_mask'].shape[-1] == 1
   assert example['label'].dtype == tf.int64 and example['species'].dtype == tf.int64
   assert set(np.unique(example['segmentation_mask'].numpy())) <= {1, 2, 3}
+
+
+def _names(builder, split):
+  return [os.path.splitext(n.decode())[0] for n in
+          builder.as_dataset(split=split).map(lambda ex: ex['file_name']).as_numpy_iterator()]
+
+
+def test_validation_is_a_fixed_share_of_each_breed_apart_from_training_and_test(
+    synthetic_folder, tmp_path):
+  """Validation and train partition trainval.txt, each breed gives its share, test.txt stays
+  whole; the same pictures are held out whatever the list's order, and evaluation and score
+  read validation and test."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__validation_fraction=0.25)
+  splits = sources.resolve_splits(config.data)
+  assert (splits.train, splits.eval, splits.test) == ('train', 'validation', 'test')
+  builder = sources.prepared_builder(config.data, str(tmp_path / 'a'))
+  train, validation = set(_names(builder, 'train')), set(_names(builder, 'validation'))
+  trainval = {line.split()[0] for line in open(
+      os.path.join(synthetic_folder, 'annotations', 'trainval.txt'))}
+  assert not train & validation and train | validation == trainval
+  assert set(_names(builder, 'test')).isdisjoint(trainval)
+  by_breed = {b: sum(sources.breed(n) == b for n in validation) for b in ('synthetic_cat',
+                                                                          'synthetic_dog')}
+  assert by_breed == {'synthetic_cat': 6, 'synthetic_dog': 6}  # 25 % of 24 each.
+
+  lines = open(os.path.join(synthetic_folder, 'annotations', 'trainval.txt')).readlines()
+  shuffled = sources.validation_lines(lines[::-1], 0.25)
+  assert {line.split()[0] for line in shuffled} == validation
+  lone = ['Sphynx_1 33 1 12\n', 'Pug_1 29 2 18\n', 'Pug_2 29 2 18\n']
+  held_out = sources.validation_lines(lone, 0.1)  # A lone Sphynx stays in training.
+  assert len(held_out) == 1 and held_out[0].startswith('Pug_')
+
+  no_hold_out = small_config(data__source='folder', data__folder=synthetic_folder,
+                             data__validation_fraction=0.0)
+  assert sources.resolve_splits(no_hold_out.data).eval == 'test'
+  builder = sources.prepared_builder(no_hold_out.data, str(tmp_path / 'a'))
+  assert sources.num_examples(builder, 'train') == 48
 
 
 def test_decode_by_content_not_extension():
@@ -51,6 +90,10 @@ def test_masks_hold_only_labels_after_resize():
   assert len(np.unique(out['label'].numpy())) == 3
 
 
+STRONG_GEOMETRY = input_pipeline.Augmentation(flip=True, min_crop_fraction=0.6,
+                                               max_aspect_ratio=1.5)
+
+
 def test_masks_stay_aligned_with_images_under_augmentation():
   """The image's pixels encode the mask, so any misalignment shows as a disagreement."""
   rng = np.random.default_rng(2)
@@ -60,8 +103,7 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   example = {'image': tf.constant(image), 'label': tf.constant(mask)}
   flipped_any = False
   for seed in range(20):
-    out = input_pipeline.augment(example, tf.constant([seed, 7], tf.int64), flip=True,
-                                 min_crop_fraction=0.6)
+    out = input_pipeline.augment(example, tf.constant([seed, 7], tf.int64), STRONG_GEOMETRY)
     got_image, got_mask = out['image'].numpy(), out['label'].numpy()[..., 0]
     assert set(np.unique(got_mask)) <= {0, 1, 2}
     exact = np.isin(got_image, (0, 255)).all(-1)  # Pixels not blended by the bilinear resize.
@@ -71,9 +113,15 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   assert flipped_any
 
 
-def test_color_jitter_changes_lighting_not_geometry():
-  """Same seed with and without jitter: identical masks, a different image whose dominant
-  channel (the class painted into it) still sits where the mask says."""
+LOOKS = {'color_jitter': dict(color_jitter=0.3), 'hue': dict(hue=0.3),
+         'grayscale': dict(grayscale=1.0), 'blur': dict(blur=1.0), 'noise': dict(noise=0.2)}
+
+
+@pytest.mark.parametrize('looks', sorted(LOOKS))
+def test_colour_and_texture_change_the_picture_not_the_mask(looks):
+  """Same seed with and without the change: identical masks, a different image. Lighting
+  jitter keeps each pixel's dominant channel (the class painted into it) where the mask says;
+  a grey picture has three equal channels."""
   mask = np.kron(np.random.default_rng(3).integers(0, 3, (6, 6), dtype=np.uint8),
                  np.ones((8, 8), np.uint8))[..., None]
   image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 200 + 20).astype(np.uint8)
@@ -81,21 +129,27 @@ def test_color_jitter_changes_lighting_not_geometry():
   changed = 0
   for seed in range(10):
     seed = tf.constant([seed, 1], tf.int64)
-    plain = input_pipeline.augment(example, seed, True, 0.6, color_jitter=0.0)
-    jittered = input_pipeline.augment(example, seed, True, 0.6, color_jitter=0.3)
-    np.testing.assert_array_equal(plain['label'].numpy(), jittered['label'].numpy())
-    exact = np.isin(plain['image'].numpy(), (20, 220)).all(-1)
-    np.testing.assert_array_equal(np.argmax(jittered['image'].numpy(), -1)[exact],
-                                  plain['label'].numpy()[..., 0][exact])
-    changed += not np.array_equal(plain['image'].numpy(), jittered['image'].numpy())
-  assert changed >= 9
+    plain = input_pipeline.augment(example, seed, STRONG_GEOMETRY)
+    changed_looks = input_pipeline.augment(example, seed, STRONG_GEOMETRY._replace(**LOOKS[looks]))
+    np.testing.assert_array_equal(plain['label'].numpy(), changed_looks['label'].numpy())
+    got = changed_looks['image'].numpy()
+    if looks == 'color_jitter':
+      exact = np.isin(plain['image'].numpy(), (20, 220)).all(-1)
+      np.testing.assert_array_equal(np.argmax(got, -1)[exact],
+                                    plain['label'].numpy()[..., 0][exact])
+    if looks == 'grayscale':
+      assert (got.max(-1) - got.min(-1)).max() <= 1
+    changed += np.abs(got.astype(int) - plain['image'].numpy()).mean() > 1.0
+  assert changed >= 8
 
 
 def test_augmentation_is_a_function_of_the_seed():
   image = tf.random.stateless_uniform([16, 16, 3], [0, 0], maxval=255, dtype=tf.int32)
   example = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([16, 16, 1], tf.uint8)}
-  a = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), True, 0.5)
-  b = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), True, 0.5)
+  everything = STRONG_GEOMETRY._replace(color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5,
+                                        noise=0.1)
+  a = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), everything)
+  b = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), everything)
   np.testing.assert_array_equal(a['image'].numpy(), b['image'].numpy())
 
 
@@ -133,10 +187,11 @@ def test_manual_dir_missing_an_archive(tmp_path):
 def test_real_sample_folder(tmp_path):
   config = small_config(data__source='folder', data__folder=SAMPLE)
   builder = sources.prepared_builder(config.data, str(tmp_path))
-  assert sources.num_examples(builder, 'train') == 300
+  assert sources.num_examples(builder, 'train') == 255
+  assert sources.num_examples(builder, 'validation') == 45  # 15 of each of the 3 breeds.
   assert sources.num_examples(builder, 'test') == 102
-  ds = input_pipeline.eval_dataset(builder, config.data, global_batch_size=51)
+  ds = input_pipeline.eval_dataset(builder, config.data, global_batch_size=15)
   batches = list(ds)
-  assert len(batches) == 2 and all(b['image'].shape == (51, 32, 32, 3) for b in batches)
+  assert len(batches) == 3 and all(b['image'].shape == (15, 32, 32, 3) for b in batches)
   batch = batches[0]
   assert set(np.unique(batch['label'].numpy())) == {0, 1, 2}

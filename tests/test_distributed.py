@@ -17,7 +17,9 @@ from training import trainer as trainer_lib
 
 
 def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
-  config = small_config(data__source='folder', data__folder=synthetic_folder, **overrides)
+  """Training reads all 48 trainval examples and evaluation the 13 test ones."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__validation_fraction=0.0, **overrides)
   strategy = runtime.create_strategy(config.runtime)
   builder = sources.prepared_builder(config.data, str(tmp_path))
   with strategy.scope():

@@ -54,8 +54,24 @@ def check_config(config) -> None:
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
+  _require(config.model.freeze_encoder_epochs >= 0,
+           'model.freeze_encoder_epochs must be 0 (never frozen) or more.')
+  _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
+           f'model.freeze_encoder_epochs={config.model.freeze_encoder_epochs}: model.name='
+           f'{config.model.name} has no pretrained encoder to freeze; set it to 0.')
+  _require(0.0 <= config.data.validation_fraction < 1.0,
+           'data.validation_fraction must be in [0, 1); 0 evaluates on the test split.')
   _require(0.0 <= config.data.augment.color_jitter < 1.0,
            'data.augment.color_jitter must be in [0, 1); 0 turns colour jitter off.')
+  _require(config.data.augment.max_aspect_ratio >= 1.0,
+           'data.augment.max_aspect_ratio must be 1 (square crops) or more.')
+  _require(0.0 <= config.data.augment.hue <= 0.5,
+           'data.augment.hue must be in [0, 0.5] (turns of the colour wheel); 0 turns it off.')
+  for field in ('grayscale', 'blur'):
+    _require(0.0 <= config.data.augment[field] <= 1.0,
+             f'data.augment.{field} is a probability: it must be in [0, 1].')
+  _require(0.0 <= config.data.augment.noise <= 1.0,
+           'data.augment.noise must be in [0, 1] (a standard deviation of 0-1 pixels).')
   _require(config.train.weight_decay >= 0, 'train.weight_decay must be 0 or more.')
   _require(config.train.global_clipnorm >= 0,
            'train.global_clipnorm must be 0 (no clipping) or a positive norm.')
@@ -138,7 +154,8 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
 # Fields that define what a run trains (and what its best model is best at); the others
 # (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
 RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
-                'data.train_split', 'data.eval_split', 'data.augment', 'train.global_batch_size',
+                'data.validation_fraction', 'data.train_split', 'data.eval_split',
+                'data.augment', 'train.global_batch_size',
                 'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
                 'train.optimizer', 'train.learning_rate', 'train.weight_decay',
                 'train.jaccard_loss_weight', 'train.schedule', 'train.warmup_steps',

@@ -48,6 +48,7 @@ class Job:
   runtime: Runtime
   data: Data
   model: keras.Model
+  encoder_layers: list  # What model.freeze_encoder_epochs freezes.
   optimizer: keras.optimizers.Optimizer
   state: checkpoints.TrainState
   trainer: trainer_lib.Trainer
@@ -69,6 +70,7 @@ def build_job(config, workdir: str) -> Job:
     optimizer = trainer_lib.make_optimizer(config.train, run.precision, data.total_steps)
     optimizer.build(model.trainable_variables)
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
+  encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
   trainer = trainer_lib.Trainer(run.strategy, model, optimizer, config.train.global_batch_size,
                                 num_classes,
                                 runtime.resolve_jit_compile(config.runtime.jit_compile),
@@ -85,8 +87,8 @@ def build_job(config, workdir: str) -> Job:
   preview = (input_pipeline.preview_batch(data.builder, config.data,
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
-  return Job(config, workdir, tasks.is_segmentation(config), run, data, model, optimizer,
-             state, trainer, summaries_lib.Summaries(workdir, run.is_chief), eval_data, preview)
+  return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
+             optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief), eval_data, preview)
 
 
 def _runtime(config, workdir: str) -> Runtime:
@@ -124,7 +126,7 @@ def _runtime(config, workdir: str) -> Runtime:
 def _data(config, scratch: str) -> Data:
   """The prepared source, its split sizes and the run's length in steps."""
   builder = sources.prepared_builder(config.data, scratch)
-  train_split, eval_split = sources.resolve_splits(config.data)
+  train_split, eval_split, _ = sources.resolve_splits(config.data)
   num_train = sources.num_examples(builder, train_split)
   num_eval = sources.num_examples(builder, eval_split)
   logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
