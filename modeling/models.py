@@ -2,6 +2,7 @@
 
 from modeling import book_segmentation  # noqa: F401  pylint: disable=unused-import
 from modeling import classifiers  # noqa: F401  pylint: disable=unused-import
+from modeling import mobilenet_v2_unet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_imagenet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
-from modeling.registry import build_model, check_model, names  # noqa: F401
+from modeling.registry import build_model, check_model, encoder_layers, has_encoder, names  # noqa: F401

@@ -9,18 +9,32 @@ from errors import ConfigError
 
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
 _SIZE_MULTIPLES: dict[str, int] = {}
+_ENCODERS: dict[str, Callable[[keras.Model], list]] = {}
 
 
-def register(name: str, size_multiple: int = 1):
+def register(name: str, size_multiple: int = 1,
+             encoder_layers: Callable[[keras.Model], list] | None = None):
   """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable.
 
   `size_multiple`: the model's total stride; input sides must be a multiple of it.
+  `encoder_layers(model)`: for models with a (pretrained) encoder, its layers that train.
   """
   def wrap(fn):
     _MODELS[name] = fn
     _SIZE_MULTIPLES[name] = size_multiple
+    if encoder_layers:
+      _ENCODERS[name] = encoder_layers
     return fn
   return wrap
+
+
+def has_encoder(name: str) -> bool:
+  return name in _ENCODERS
+
+
+def encoder_layers(name: str, model: keras.Model) -> list:
+  """The layers model.freeze_encoder_epochs freezes; none for a model without an encoder."""
+  return _ENCODERS[name](model) if name in _ENCODERS else []
 
 
 def check_model(name: str, image_size: int, field: str = 'data.image_size') -> None:

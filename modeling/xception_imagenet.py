@@ -6,25 +6,17 @@ float32 softmax follows. `model.weights`: 'imagenet' (Keras downloads them), 'ra
 path of a weights file (a .weights.h5 saved by Keras 3, or Keras' own ImageNet .h5 file).
 """
 
-import os
-
 from absl import logging
 import keras
 import numpy as np
 from keras import layers
 
 from errors import ConfigError
+from modeling import pretrained
 from modeling import registry
 
 IMAGENET_CLASSES = 1000
-
-
-def _weights_error(weights: str, problem: str) -> ConfigError:
-  return ConfigError(
-      f'model.weights={weights!r}: {problem}. Set --config.model.weights to the path of a '
-      'weights file for this architecture (a .weights.h5 from model.save_weights, or '
-      "Keras' xception_weights_tf_dim_ordering_tf_kernels.h5 copied from a machine with "
-      "internet; Keras looks for it in ~/.keras/models/), or to 'random' for untrained weights.")
+KERAS_FILE = 'xception_weights_tf_dim_ordering_tf_kernels.h5'
 
 
 @registry.register('xception')
@@ -35,25 +27,11 @@ def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
                       f'data.class_names has {num_classes}.')
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
-  try:
-    base = keras.applications.Xception(
-        include_top=True, weights='imagenet' if weights == 'imagenet' else None,
-        input_tensor=x, classes=num_classes, classifier_activation=None)
-  except Exception as e:  # Keras raises a bare Exception for a failed download.
-    if weights != 'imagenet':
-      raise
-    raise _weights_error(weights, f'Keras could not get the ImageNet weights ({e})') from None
+  base = pretrained.application(keras.applications.Xception, weights, 'model.weights',
+                                KERAS_FILE, include_top=True, input_tensor=x,
+                                classes=num_classes, classifier_activation=None)
   outputs = layers.Activation('softmax', dtype='float32', name='probabilities')(base.output)
-  model = keras.Model(inputs, outputs, name='xception')
-  if weights not in ('imagenet', 'random'):
-    if not os.path.isfile(weights):
-      raise _weights_error(weights, 'no such file')
-    try:
-      model.load_weights(weights)
-    except (ValueError, OSError, KeyError) as e:
-      raise _weights_error(weights, f'it does not fit this model ({e})') from None
-    logging.info('Loaded Xception weights from %s.', weights)
-  return model
+  return keras.Model(inputs, outputs, name='xception')
 
 
 def imagenet_class_names() -> list[str] | None:

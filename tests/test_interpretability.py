@@ -132,7 +132,8 @@ def test_mixed_float16_heatmaps_match_float32():
 
 # Every registered segmenter, with the layer the rule picks: its last post-ReLU block below
 # full resolution (half the input side in both).
-SEGMENTERS = [('book_segmentation', 64, 'decoder_deconv5'), ('xception_unet', 64, 'decoder3_out')]
+SEGMENTERS = [('book_segmentation', 64, 'decoder_deconv5'), ('xception_unet', 64, 'decoder3_out'),
+              ('mobilenet_v2_unet', 64, 'decoder4_relu')]
 
 def test_every_registered_segmenter_has_its_layer_checked():
   assert {name for name, _, _ in SEGMENTERS} == {

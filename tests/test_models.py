@@ -19,6 +19,7 @@ from modeling import blocks
 from modeling import models
 from modeling import xception_imagenet as xception_model
 from tests.conftest import small_config
+from training import checkpoints
 from training import runtime
 from training import train
 from training import trainer as trainer_lib
@@ -26,7 +27,7 @@ from training import trainer as trainer_lib
 # (name, two input sizes, classes) for every registered model.
 MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
           ('residual_convnet', (32, 40), 2), ('mini_xception', (36, 64), 2),
-          ('xception', (71, 80), 5)]
+          ('xception', (71, 80), 5), ('mobilenet_v2_unet', (32, 64), 3)]
 
 
 def _model_config(name):
@@ -181,6 +182,90 @@ def test_xception_weights_file_loads_and_changes_predictions(tmp_path):
   with pytest.raises(ConfigError, match="model.weights=.*missing.h5.*no such file.*'random'"):
     models.build_model(config.model, 96, 1000)
 
+def _saved_encoder(path: str, alpha: float = 0.5, seed: int = 3) -> keras.Model:
+  """A MobileNetV2 encoder on its own, with seeded random weights saved to `path`: what a
+  user saves from the same encoder (random moving statistics too, so that loading shows)."""
+  keras.utils.set_random_seed(seed)
+  encoder = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=alpha,
+                                           input_shape=(64, 64, 3))
+  rng = np.random.default_rng(seed)
+  for variable in encoder.non_trainable_variables:
+    low, high = (0.5, 1.5) if 'variance' in variable.path else (-0.1, 0.1)
+    variable.assign(rng.uniform(low, high, variable.shape))
+  encoder.save_weights(path)
+  return encoder
+
+
+def _mobilenet_config(encoder_weights: str, **overrides):
+  return ml_collections.ConfigDict({'name': 'mobilenet_v2_unet', 'alpha': 0.5,
+                                    'encoder_weights': encoder_weights,
+                                    'decoder_widths': (64, 32, 32, 16), **overrides})
+
+
+def test_mobilenet_encoder_weights_from_a_file_load_and_wrong_ones_are_clear(tmp_path):
+  path = str(tmp_path / 'encoder.weights.h5')
+  encoder = _saved_encoder(path)
+  model = models.build_model(_mobilenet_config(path), 64, 3)
+  names = {layer.name for layer in model.layers}
+  shared = [layer for layer in encoder.layers if layer.name in names and layer.weights]
+  assert len(shared) > 100
+  for layer in shared:
+    for got, saved in zip(model.get_layer(layer.name).weights, layer.weights):
+      np.testing.assert_array_equal(got.numpy(), saved.numpy())
+  assert model.get_layer('block_16_project').output.shape[1:3] == (2, 2)  # 1/32 of the side.
+  assert model.output_shape == (None, 64, 64, 3)
+  # Pretrained batch norm stays in its statistics (inference mode) for good; random trains.
+  assert not any(l.trainable for l in model.layers if isinstance(l, keras.layers.BatchNormalization)
+                 and not l.name.startswith('decoder'))
+  random = models.build_model(_mobilenet_config('random'), 64, 3)
+  assert random.get_layer('bn_Conv1').trainable
+  with pytest.raises(ConfigError, match='model.encoder_weights=.*does not fit'):
+    models.build_model(_mobilenet_config(path, alpha=1.0), 64, 3)
+  with pytest.raises(ConfigError, match="model.encoder_weights=.*no such file.*'random'"):
+    models.build_model(_mobilenet_config(str(tmp_path / 'missing.h5')), 64, 3)
+
+
+@pytest.mark.slow
+def test_frozen_encoder_stays_put_then_trains_under_mixed_precision_on_two_replicas(
+    tmp_path, synthetic_folder):
+  """model.freeze_encoder_epochs=1 of 2: after epoch 1 the encoder holds the file's weights
+  while the decoder moved; after epoch 2 (resumed) the encoder moved too, except the
+  pretrained batch norm's statistics and scales."""
+  path = str(tmp_path / 'encoder.weights.h5')
+  encoder = _saved_encoder(path)
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__image_size=32, train__optimizer='adamw',
+                        runtime__precision='mixed_float16', summaries__explain_every_epochs=0,
+                        train__ema_decay=0.5, train__steps_per_call=4)
+  config.model = _mobilenet_config(path, freeze_encoder_epochs=1, bn_momentum=0.9,
+                                   sync_batch_norm=False)
+  workdir = str(tmp_path / 'run')
+  keras.utils.set_random_seed(config.seed)
+  initial = models.build_model(config.model, 32, 3)
+
+  def weights_after(epochs):
+    config.train.epochs = epochs
+    train.train(config, workdir, evaluate=False)
+    model = models.build_model(config.model, 32, 3)
+    checkpoint = tf.train.Checkpoint(model=checkpoints.tracked_model(model))
+    checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+                       ).expect_partial().assert_existing_objects_matched()
+    return model
+
+  def moved(model, name):
+    return any(not np.array_equal(a.numpy(), b.numpy()) for a, b in
+               zip(model.get_layer(name).weights, initial.get_layer(name).weights))
+
+  after_one = weights_after(1)
+  assert not any(moved(after_one, n) for n in ('Conv1', 'block_6_depthwise', 'block_16_expand'))
+  assert moved(after_one, 'decoder1_upconv') and moved(after_one, 'logits')
+  after_two = weights_after(2)
+  assert moved(after_two, 'Conv1') and moved(after_two, 'block_6_depthwise')
+  assert not moved(after_two, 'bn_Conv1')  # Pretrained batch norm never trains.
+  np.testing.assert_array_equal(after_two.get_layer('bn_Conv1').moving_mean.numpy(),
+                                encoder.get_layer('bn_Conv1').moving_mean.numpy())
+
+
 def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
   import urllib.error  # pylint: disable=import-outside-toplevel
   from keras.src.utils import file_utils  # pylint: disable=import-outside-toplevel
@@ -197,6 +282,9 @@ def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
   with pytest.raises(ConfigError, match='model.weights=.imagenet.: Keras could not get the '
                                         'ImageNet weights .*path of a weights file'):
     models.build_model(config.model, 299, 1000)
+  with pytest.raises(ConfigError, match='model.encoder_weights=.imagenet.: Keras could not get '
+                                        'the ImageNet weights .*path of a weights file'):
+    models.build_model(_mobilenet_config('imagenet'), 64, 3)
   monkeypatch.setattr(keras.applications.imagenet_utils, 'decode_predictions',
                       lambda *a, **k: offline())
   assert xception_model.imagenet_class_names() is None

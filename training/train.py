@@ -99,6 +99,7 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
                                                step * cfg.gradient_accumulation_steps, ctx)))
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
+    _freeze_encoder_while_due(job, step)
     num_steps = _steps_to_next_boundary(step, job.data.steps_per_epoch, cfg)
     hooks.profile(step)
     sums, waited, seconds = _run_steps(job, iterator, num_steps)
@@ -122,6 +123,16 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
   logging.info('Final weights on %s: fingerprint %s', job.runtime.task,
                weights_fingerprint(job.model))
   return results
+
+
+def _freeze_encoder_while_due(job: setup.Job, step: int) -> None:
+  """The encoder trains from epoch model.freeze_encoder_epochs + 1 on, the decoder always."""
+  frozen = step // job.data.steps_per_epoch < job.config.model.freeze_encoder_epochs
+  if frozen != bool(job.trainer.frozen):
+    job.trainer.freeze(job.encoder_layers if frozen else [])
+    logging.info('Step %d: %s.', step, f'{len(job.encoder_layers)} encoder layers frozen until '
+                 f'epoch {job.config.model.freeze_encoder_epochs}' if frozen else
+                 'the encoder trains too')
 
 
 def _steps_to_next_boundary(step: int, steps_per_epoch: int, train_config) -> int:

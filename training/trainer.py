@@ -65,11 +65,15 @@ class Trainer:
     self.accumulation_steps = accumulation_steps  # Batches per optimizer update.
     self.global_clipnorm = global_clipnorm  # 0: no clipping.
     self.ema_decay = ema_decay
-    # An exponential moving average of the trainable weights (ema_decay > 0), checkpointed
-    # with them; evaluation and the exported model read it (see `ema_weights`).
+    # Every weight the optimizer may train, in frozen phases or not (see `freeze`).
+    self.variables = list(model.trainable_variables)
+    # An exponential moving average of those weights (ema_decay > 0), checkpointed with them;
+    # evaluation and the exported model read it (see `ema_weights`). Batch-norm statistics
+    # stay the trained weights': averaging them too evaluated far worse on the sample.
     with strategy.scope():
       self.ema = [tf.Variable(v, trainable=False, name=f'ema_{i}')
-                  for i, v in enumerate(model.trainable_variables)] if ema_decay else []
+                  for i, v in enumerate(self.variables)] if ema_decay else []
+    self.frozen = ()  # Layers that do not train now.
     self.jaccard_loss_weight = jaccard_loss_weight
     self.model = model
     self.optimizer = optimizer
@@ -77,13 +81,30 @@ class Trainer:
     self.num_classes = num_classes
     if not optimizer.built:  # Slots must exist before the step function is traced.
       with strategy.scope():
-        optimizer.build(model.trainable_variables)
-    # XLA compiles the forward and backward pass; the optimizer's cross-replica update stays
-    # outside, where the strategy's all-reduce lives.
-    self._gradients = tf.function(self._loss_and_gradients, jit_compile=True) if jit_compile \
-        else self._loss_and_gradients
-    self._train_steps_fn = tf.function(self._train_steps)
+        optimizer.build(self.variables)
+    self._jit_compile = jit_compile
+    self._trace_train_steps()
     self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+
+  def _trace_train_steps(self):
+    """Step functions for the weights that train now. XLA compiles the forward and backward
+    pass; the optimizer's cross-replica update stays outside, where the all-reduce lives."""
+    self._gradients = tf.function(self._loss_and_gradients, jit_compile=True) \
+        if self._jit_compile else self._loss_and_gradients
+    self._train_steps_fn = tf.function(self._train_steps)
+
+  def freeze(self, layers: list) -> None:
+    """From now on `layers` do not train (their batch norm runs in inference mode) and every
+    other layer of `self.variables` does; changing the set retraces the step function."""
+    layers = tuple(layers)
+    if layers == self.frozen:
+      return
+    for layer in self.frozen:
+      layer.trainable = True
+    for layer in layers:
+      layer.trainable = False
+    self.frozen = layers
+    self._trace_train_steps()
 
   @contextlib.contextmanager
   def ema_weights(self):
@@ -92,13 +113,13 @@ class Trainer:
     if not self.ema:
       yield
       return
-    trained = [v.numpy() for v in self.model.trainable_variables]
-    for weight, average in zip(self.model.trainable_variables, self.ema):
+    trained = [v.numpy() for v in self.variables]
+    for weight, average in zip(self.variables, self.ema):
       weight.assign(average)
     try:
       yield
     finally:
-      for weight, value in zip(self.model.trainable_variables, trained):
+      for weight, value in zip(self.variables, trained):
         weight.assign(value)
 
   def _sums(self, batch, probabilities, per_example):
@@ -176,7 +197,7 @@ class Trainer:
       sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
       totals = [t + s for t, s in zip(totals, sums)]
       with tf.control_dependencies(totals):
-        for average, weight in zip(self.ema, self.model.trainable_variables):
+        for average, weight in zip(self.ema, self.variables):
           average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
     return totals[:3] + [waited, totals[3]]
 
