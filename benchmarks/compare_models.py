@@ -60,7 +60,7 @@ def main(argv):
     seconds = time.perf_counter() - start
     model, _ = loading.load_model(config, workdir)
     builder = sources.prepared_builder(config.data, workdir)
-    native = score.native_resolution_metrics(model, builder, config)
+    native = score.test_metrics(model, builder, config)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

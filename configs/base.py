@@ -76,6 +76,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.weight_decay = 0.0  # Decoupled weight decay (AdamW's); adamw only.
   # Segmentation: weight of a soft-Jaccard (IoU) term added to the pixel cross-entropy.
   train.jaccard_loss_weight = 0.0
+  # Classification: weight each training example by n / (classes x n of its class), as Keras'
+  # class_weight='balanced' does, so a minority class is not the cheap one to get wrong.
+  train.balance_classes = False
   train.schedule = 'constant'  # constant | cosine (decay to 0 over the run, after warm-up)
   train.warmup_steps = 0
   train.checkpoint_every_steps = 100

@@ -50,6 +50,12 @@ def test_wrong_type_is_rejected():
     ('data__augment__color_jitter', 1.5, 'color_jitter must be in [0, 1)'),
     ('train__weight_decay', 0.05, 'train.weight_decay=0.05 needs train.optimizer=adamw'),
     ('train__jaccard_loss_weight', -1.0, 'jaccard_loss_weight must be 0 or more'),
+    ('data__validation_fraction', 1.0, 'data.validation_fraction must be in [0, 1)'),
+    ('data__augment__hue', 0.7, 'data.augment.hue must be in [0, 0.5]'),
+    ('data__augment__grayscale', 1.5, 'data.augment.grayscale is a probability'),
+    ('data__augment__max_aspect_ratio', 0.5, 'max_aspect_ratio must be 1 (square crops) or more'),
+    ('model__freeze_encoder_epochs', 3, 'model.name=book_segmentation has no pretrained encoder'),
+    ('train__balance_classes', True, 'a segmentation task has no class per example'),
     ('predict__sizes', (32, 36), 'takes every predict.sizes entry that is a multiple of 8 (its '
      'total stride): 36 is not; use 32 or 40'),
 ])

@@ -290,3 +290,30 @@ def test_ema_is_checkpointed_and_restored(tmp_path):
   assert state.restore_latest() == 2
   for v, a in zip(trainer.ema, averages[1]):
     np.testing.assert_allclose(v.numpy(), a)
+
+
+def test_class_weights_scale_each_examples_share_of_the_update():
+  """Every example of class 1 with weight 3: the SGD update is 3 times the unweighted one, on
+  2 replicas; with weight 1 it is the same update."""
+  strategy = runtime.create_strategy(small_config().runtime)
+  rng = np.random.default_rng(5)
+  batch = {'image': tf.constant(rng.uniform(0, 255, (4, 32, 32, 3)), tf.float32),
+           'label': tf.constant([1, 1, 1, 1], tf.int32)}
+
+  def update(class_weights):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+      model = models.build_model(ml_collections.ConfigDict({'name': 'residual_convnet'}), 32, 2)
+      optimizer = keras.optimizers.SGD(learning_rate=0.1)
+      optimizer.build(model.trainable_variables)
+    trainer = trainer_lib.Trainer(strategy, model, optimizer, 4, 2, class_weights=class_weights)
+    start = [v.numpy() for v in model.trainable_variables]
+    trainer.train_steps(iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat().unbatch().batch(4))), tf.constant(1))
+    return np.concatenate([(v.numpy() - s).ravel()
+                           for v, s in zip(model.trainable_variables, start)])
+
+  plain = update(None)
+  assert np.abs(plain).max() > 1e-6
+  np.testing.assert_allclose(update((0.5, 1.0)), plain, rtol=1e-4, atol=1e-8)
+  np.testing.assert_allclose(update((1.0, 3.0)), 3 * plain, rtol=1e-3, atol=1e-7)

@@ -117,16 +117,26 @@ def test_score_is_what_predicted_masks_score_and_export_serves_them(trained_run,
   names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
   pictures = [os.path.join(folder, 'images', n + '.jpg') for n in names]
   written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
-  confusion = np.zeros((3, 3))
+  confusions = {}  # By breed: the file name less its number.
   for name, mask_path in zip(names, written):
     mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
     trimap = tf.io.decode_png(tf.io.read_file(
         os.path.join(folder, 'annotations', 'trimaps', name + '.png'))).numpy()[..., 0] - 1
-    np.add.at(confusion, (trimap.ravel(), mask.ravel()), 1)
-  iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
-  scored = score.run(config, workdir)
+    np.add.at(confusions.setdefault(name.rsplit('_', 1)[0], np.zeros((3, 3))),
+              (trimap.ravel(), mask.ravel()), 1)
+  mean_iou = lambda c: (np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c))).mean()
+  scored = score.run(config, workdir)  # The test list, which training never read.
   assert scored['predict_sizes'] == [32, 40] and scored['predict_flip']
-  np.testing.assert_allclose(scored['mean_iou'], iou.mean(), atol=1e-4)
+  assert scored['test_split'] == 'test'
+  np.testing.assert_allclose(scored['mean_iou'], mean_iou(sum(confusions.values())), atol=1e-4)
+  assert set(scored['per_group']) == {'synthetic_cat', 'synthetic_dog'}
+  for breed, confusion in confusions.items():
+    np.testing.assert_allclose(scored['per_group'][breed]['mean_iou'], mean_iou(confusion),
+                               atol=1e-4)
+    assert scored['per_group'][breed]['num_pictures'] == sum(
+        n.rsplit('_', 1)[0] == breed for n in names)
+  worst_first = [group['mean_iou'] for group in scored['per_group'].values()]
+  assert worst_first == sorted(worst_first)
   assert json.load(open(os.path.join(workdir, 'score.json')))['mean_iou'] == scored['mean_iou']
 
   loaded = tf.saved_model.load(export.run(config, workdir, str(tmp_path / 'export')))

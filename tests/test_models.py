@@ -14,6 +14,8 @@ import tensorflow as tf
 from configs import xception_imagenet
 from errors import ConfigError
 from inference import explain as explain_mode
+from inference import predict
+from inference import score
 from interpretability import gradcam
 from modeling import blocks
 from modeling import models
@@ -136,7 +138,7 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   config.summaries.explain.num_filters = 8
   results = train.train(config, str(tmp_path))
   assert results['train']['accuracy'] > 0.8, results['train']
-  assert results['eval']['num_examples'] == 13
+  assert results['eval']['num_examples'] == 8  # The validation split.
   accuracies = []
   for path in glob.glob(os.path.join(tmp_path, 'eval', 'events.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -146,6 +148,21 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   assert 'gradcam/cat' in {v.tag for p in glob.glob(os.path.join(tmp_path, 'eval', 'events.*'))
                            for e in tf.compat.v1.train.summary_iterator(p)
                            for v in e.summary.value}
+  # --mode=score: the best model's accuracy on the test list, as predict answers, per breed.
+  scored = score.run(config, str(tmp_path))
+  lines = [line.split() for line in open(os.path.join(synthetic_folder, 'annotations',
+                                                      'test.txt'))]
+  pictures = [os.path.join(synthetic_folder, 'images', name + '.jpg') for name, *_ in lines]
+  predict.run(config, str(tmp_path), ','.join(pictures), str(tmp_path / 'predict'))
+  answers = [row.split(',')[1] for row in
+             open(tmp_path / 'predict' / 'predictions.csv').read().splitlines()[1:]]
+  right = {}
+  for (name, _, species, _), answer in zip(lines, answers):
+    right.setdefault(name.rsplit('_', 1)[0], []).append(answer == ('cat', 'dog')[int(species) - 1])
+  assert scored['num_pictures'] == 13
+  np.testing.assert_allclose(scored['accuracy'], np.mean(sum(right.values(), [])), atol=1e-4)
+  for breed, hits in right.items():
+    np.testing.assert_allclose(scored['per_group'][breed]['accuracy'], np.mean(hits), atol=1e-4)
 
 
 def xception_test_config(**explain_overrides):

@@ -86,8 +86,9 @@ def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, s
                                         ': .*No space left on device. Free disk space there or '
                                         'set --config.data.data_dir'):
       sources.prepared_builder(config.data, str(tmp_path / 'w'))
-    builder = sources.oxford_pets_folder.OxfordIiitPetFolder(folder=synthetic_folder,
-                                                               data_dir=small)
+    (key,) = os.listdir(small)  # The folder's own subfolder, where preparing failed.
+    builder = sources.oxford_pets_folder.OxfordIiitPetFolder(
+        folder=synthetic_folder, data_dir=os.path.join(small, key))
     assert not builder.is_prepared()  # The next run prepares again rather than reading half.
   config.data.data_dir = str(tmp_path / 'roomy')
   assert sources.num_examples(sources.prepared_builder(config.data, str(tmp_path / 'w')),

@@ -54,6 +54,9 @@ def check_config(config) -> None:
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
+  _require(not config.train.balance_classes or not tasks.is_segmentation(config),
+           'train.balance_classes weights classification examples by class; a segmentation '
+           'task has no class per example: set it to False.')
   _require(config.model.freeze_encoder_epochs >= 0,
            'model.freeze_encoder_epochs must be 0 (never frozen) or more.')
   _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
@@ -158,7 +161,7 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'data.augment', 'train.global_batch_size',
                 'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
                 'train.optimizer', 'train.learning_rate', 'train.weight_decay',
-                'train.jaccard_loss_weight', 'train.schedule', 'train.warmup_steps',
+                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule', 'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
 
 

@@ -76,7 +76,8 @@ def build_job(config, workdir: str) -> Job:
                                 runtime.resolve_jit_compile(config.runtime.jit_compile),
                                 config.train.jaccard_loss_weight,
                                 config.train.gradient_accumulation_steps,
-                                config.train.global_clipnorm, config.train.ema_decay)
+                                config.train.global_clipnorm, config.train.ema_decay,
+                                _class_weights(config, data))
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
@@ -89,6 +90,25 @@ def build_job(config, workdir: str) -> Job:
              if config.summaries.num_images else None)
   return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
              optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief), eval_data, preview)
+
+
+def _class_weights(config, data: Data) -> tuple | None:
+  """train.balance_classes: n / (classes x n_c) per class of the training split (logged)."""
+  if not config.train.balance_classes:
+    return None
+  num_classes = len(config.data.class_names)
+  split = sources.resolve_splits(config.data).train
+  labels = [int(label) for label in sources.read_encoded(data.builder, split).map(
+      lambda example: example[config.data.label_feature]).as_numpy_iterator()]
+  counts = [labels.count(c) for c in range(num_classes)]
+  if 0 in counts:
+    raise DataError(f'train.balance_classes: the training split {split!r} has no example of '
+                    f'class {config.data.class_names[counts.index(0)]!r}.')
+  weights = tuple(len(labels) / (num_classes * n) for n in counts)
+  logging.info('Class weights (train.balance_classes): %s.', ', '.join(
+      f'{name} {w:.3f} ({n} examples)' for name, w, n in zip(config.data.class_names, weights,
+                                                            counts)))
+  return weights
 
 
 def _runtime(config, workdir: str) -> Runtime:

@@ -60,7 +60,7 @@ class Trainer:
                optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int,
                jit_compile: bool = False, jaccard_loss_weight: float = 0.0,
                accumulation_steps: int = 1, global_clipnorm: float = 0.0,
-               ema_decay: float = 0.0):
+               ema_decay: float = 0.0, class_weights: tuple | None = None):
     self.strategy = strategy
     self.accumulation_steps = accumulation_steps  # Batches per optimizer update.
     self.global_clipnorm = global_clipnorm  # 0: no clipping.
@@ -75,6 +75,8 @@ class Trainer:
                   for i, v in enumerate(self.variables)] if ema_decay else []
     self.frozen = ()  # Layers that do not train now.
     self.jaccard_loss_weight = jaccard_loss_weight
+    # Classification: each training example's loss times its class's weight (None: all 1).
+    self.class_weights = tf.constant(class_weights, tf.float32) if class_weights else None
     self.model = model
     self.optimizer = optimizer
     self.global_batch_size = global_batch_size
@@ -133,8 +135,10 @@ class Trainer:
       probabilities = self.model(batch['image'], training=True)
       per_example = metrics.per_example_loss(batch['label'], probabilities,
                                              self.jaccard_loss_weight)
+      weighted = per_example if self.class_weights is None else per_example * tf.gather(
+          self.class_weights, tf.reshape(tf.cast(batch['label'], tf.int32), [-1]))
       # Divide by the GLOBAL batch: gradients are summed across replicas by the optimizer.
-      loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+      loss = tf.nn.compute_average_loss(weighted, global_batch_size=self.global_batch_size)
       if self.model.losses:
         loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
       scaled_loss = self.optimizer.scale_loss(loss)
