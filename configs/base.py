@@ -122,7 +122,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   explain.num_filter_layers = 2
   explain.num_filters = 64  # The book's 8x8 grid.
   # Empty: gradcam.default_layer (classifiers: the feature map the pooling reads; segmenters:
-  # the last post-ReLU feature map at 1/4 of the input side, never a shortcut projection).
+  # the last post-ReLU feature map below the input's side, never a shortcut projection).
   explain.gradcam_layer = ''
   explain.top_classes = 0  # Classifiers: Grad-CAM of each picture's N best classes; 0: all.
   explain.class_index = ''  # 'imagenet': name class numbers by Keras' ImageNet class index.

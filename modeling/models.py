@@ -5,4 +5,5 @@ from modeling import classifiers  # noqa: F401  pylint: disable=unused-import
 from modeling import mobilenet_v2_unet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_imagenet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
-from modeling.registry import build_model, check_model, encoder_layers, has_encoder, names  # noqa: F401
+from modeling.registry import (  # noqa: F401
+    build_model, check_model, encoder_layers, has_encoder, names)

@@ -51,7 +51,8 @@ def test_short_run_learns(trained_run):
 def test_run_leaves_checkpoint_best_model_config_and_events(trained_run):
   workdir, _, _ = trained_run
   assert os.path.isfile(os.path.join(workdir, checkpoints.BEST_MODEL))
-  assert tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints')).endswith('ckpt-100')  # 20 epochs of 40 pictures, 8 a step.
+  latest = tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))
+  assert latest.endswith('ckpt-100')  # 20 epochs of 40 pictures, 8 a step.
   assert '"global_batch_size": 8' in open(os.path.join(workdir, 'config.json')).read()
   train_tags = _event_tags(os.path.join(workdir, 'train'))
   for tag in ('loss', 'learning_rate', 'images_per_s', 'step_time_s', 'epoch/mean_iou'):

@@ -149,9 +149,10 @@ def _get(config, dotted: str):
 
 
 def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -> None:
+  example = max(1, global_batch_size // num_replicas) * num_replicas
   _require(global_batch_size % num_replicas == 0,
            f'{field}={global_batch_size} does not divide across {num_replicas} replicas: use a '
-           f'multiple of {num_replicas} (for example {max(1, global_batch_size // num_replicas) * num_replicas}).')
+           f'multiple of {num_replicas} (for example {example}).')
 
 
 # Fields that define what a run trains (and what its best model is best at); the others
@@ -161,7 +162,8 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'data.augment', 'train.global_batch_size',
                 'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
                 'train.optimizer', 'train.learning_rate', 'train.weight_decay',
-                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule', 'train.warmup_steps',
+                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule',
+                'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
 
 

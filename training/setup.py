@@ -89,7 +89,8 @@ def build_job(config, workdir: str) -> Job:
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
   return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
-             optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief), eval_data, preview)
+             optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief),
+             eval_data, preview)
 
 
 def _class_weights(config, data: Data) -> tuple | None:
