@@ -129,7 +129,8 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   config.data.source, config.data.folder = 'folder', synthetic_folder
   config.data.image_size = 64
   config.train.global_batch_size = config.eval.global_batch_size = 16
-  config.train.optimizer = 'adam'
+  config.train.optimizer, config.train.weight_decay = 'adam', 0.0
+  config.train.schedule = 'constant'  # 120 steps: no room for warm-up and decay.
   config.train.epochs = 10
   config.train.steps_per_epoch = 12  # 48 pictures, seen 4 times an epoch.
   config.model.bn_momentum = 0.8  # Statistics that settle within a 30-step run.
