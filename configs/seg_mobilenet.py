@@ -4,7 +4,7 @@ MobileNetV2 (keras.applications, its own preprocess_input) read at five resoluti
 of strided transposed convs with skips; the decoder trains alone for the first epochs, then
 everything, with the encoder's batch norm kept in its ImageNet statistics. Keras downloads
 the ImageNet weights once; offline, set model.encoder_weights to a weights file or 'random'.
-Data, schedule and predict sides are seg_xception.py's.
+Data and schedule are seg_xception.py's; predict sides are multiples of 32.
 """
 
 from configs import seg_xception
@@ -21,4 +21,5 @@ def get_config():
   config.model.sync_batch_norm = False
   config.model.freeze_encoder_epochs = 10
   config.train.learning_rate = 1e-3
+  config.predict.sizes = (128, 160)  # Sides must be multiples of 32, MobileNetV2's stride.
   return config

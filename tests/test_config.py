@@ -1,6 +1,9 @@
 """Config files, command-line overrides and value checks fail early with clear messages."""
 
+import glob
+import importlib
 import json
+import os
 
 from absl import flags
 from ml_collections import config_flags
@@ -29,6 +32,20 @@ def test_book_defaults_and_overrides():
   assert config.train.steps_per_epoch == 7
   assert (config.data.image_size, config.train.epochs) == (200, 50)
   assert config.train.optimizer == 'rmsprop' and config.seed == 1337
+
+
+EXPERIMENTS = sorted(os.path.splitext(os.path.basename(path))[0]
+                     for path in glob.glob(os.path.join(REPO, 'configs', '*.py'))
+                     if os.path.basename(path) not in ('__init__.py', 'base.py'))
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_every_committed_config_passes_its_checks(name):
+  """A config file as committed (the synthetic source stands in for data) is valid: the
+  checks run before a model is built, so a bad default would stop every user's run."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.data.source = 'synthetic'
+  config_checks.check_config(config)
 
 
 def test_unknown_key_is_rejected():
