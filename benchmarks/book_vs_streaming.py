@@ -88,7 +88,8 @@ def streaming(config, builder, start):
         'image': tf.zeros([FLAGS.batch, side, side, 3]),
         'label': tf.zeros([FLAGS.batch, side, side, 1], tf.uint8)}).repeat()
   else:
-    dataset = input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0)
+    dataset = trainer_lib.with_ready_times(
+        input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0))
   iterator = iter(dataset)
   waited = trainer.train_steps(iterator, tf.constant(1)).waited_s.numpy()
   first = time.perf_counter()

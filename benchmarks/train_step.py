@@ -43,7 +43,8 @@ def measure(devices: int) -> dict:
   config.runtime.cpu_devices = devices
   strategy = runtime.create_strategy(config.runtime)
   builder = sources.prepared_builder(config.data, FLAGS.data_dir)
-  make = lambda ctx: input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0, ctx)
+  make = lambda ctx: trainer_lib.with_ready_times(
+      input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0, ctx))
   warmup, steps, per_call = 2 * FLAGS.steps_per_call, FLAGS.steps, FLAGS.steps_per_call
 
   with strategy.scope():

@@ -25,6 +25,7 @@ from training import metrics
 from training import preemption
 from training import setup
 from training import summaries as summaries_lib
+from training import trainer as trainer_lib
 
 
 class _Diverged(Exception):
@@ -94,9 +95,9 @@ class _Hooks:
 def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) -> dict:
   cfg, total = job.config.train, job.data.total_steps
   iterator = iter(job.runtime.strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.train_dataset(job.data.builder, job.config.data,
-                                               cfg.global_batch_size, job.config.seed,
-                                               step * cfg.gradient_accumulation_steps, ctx)))
+      lambda ctx: trainer_lib.with_ready_times(input_pipeline.train_dataset(
+          job.data.builder, job.config.data, cfg.global_batch_size, job.config.seed,
+          step * cfg.gradient_accumulation_steps, ctx))))
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     _freeze_encoder_while_due(job, step)
@@ -112,6 +113,7 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
     stopping = hooks.any_worker_stops(bool(stop))
     if step % job.data.steps_per_epoch == 0:  # Saves a checkpoint itself.
       results = _end_epoch(job, hooks, step, epoch.take(), evaluate, pace)
+      epoch.restart()  # Evaluation and summaries are not the next epoch's training time.
     elif step % cfg.checkpoint_every_steps == 0 or stopping:
       job.state.save()
     if stopping and step < total:
@@ -169,6 +171,9 @@ class _EpochTotals:
   """Sums of the calls since the epoch began, with the input wait and the wall time."""
 
   def __init__(self):
+    self.restart()
+
+  def restart(self) -> None:
     self.sums, self.waited, self.start = [0.0, 0.0, 0.0, 0.0], 0.0, time.perf_counter()
 
   def add(self, sums, waited: float) -> None:
@@ -176,10 +181,8 @@ class _EpochTotals:
     self.waited += waited
 
   def take(self) -> tuple:
-    """(sums, waited, seconds) so far, and a fresh start for the next epoch."""
-    taken = self.sums, self.waited, time.perf_counter() - self.start
-    self.__init__()
-    return taken
+    """(sums, waited, training seconds) of the epoch."""
+    return self.sums, self.waited, time.perf_counter() - self.start
 
 
 class _Pace:

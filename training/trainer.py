@@ -44,6 +44,21 @@ def make_optimizer(train_config, precision: str, total_steps: int = 1
   return optimizer
 
 
+# The time (tf.timestamp seconds) a training batch left the input pipeline.
+READY_AT = 'ready_at'
+
+
+def with_ready_times(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """Each batch with the time it left the pipeline (`READY_AT`). The step compares it with
+  the time it asked for the batch: a timestamp taken in the step after `get_next` would also
+  count the time the step's executor was busy with other work before running it (measured:
+  a third of every step on 2 CPU replicas with the input ready)."""
+  def stamp(batch):
+    with tf.control_dependencies(tf.nest.flatten(batch)):
+      return {**batch, READY_AT: tf.timestamp()}
+  return dataset.map(stamp)
+
+
 class StepSums(NamedTuple):
   """What one train_steps call returns, summed over its steps and reduced over replicas."""
   loss_sum: tf.Tensor
@@ -181,28 +196,35 @@ class Trainer:
 
   def train_steps(self, iterator, num_steps: tf.Tensor) -> 'StepSums':
     """Runs `num_steps` training steps (optimizer updates, of accumulation_steps batches each)
-    in one call. The input wait is timed around each `get_next`, after the previous step."""
+    in one call. A step waited for input when its batch became ready (`READY_AT`, see
+    `with_ready_times`) after the previous step had finished; batches without that time
+    count no wait."""
     return StepSums(*self._train_steps_fn(iterator, num_steps))
 
   def _train_steps(self, iterator, num_steps: tf.Tensor):
     totals = [tf.zeros([]), tf.zeros([]), tf.zeros([self.num_classes, self.num_classes]),
               tf.zeros([])]
     waited = tf.zeros([], tf.float64)
+    updates = tf.zeros([], tf.int64)
     for _ in tf.range(num_steps):
-      batches = []
+      # When the previous step's sums and weight updates are done: the step asks for input.
+      with tf.control_dependencies(totals + [waited, updates]):
+        asked = tf.timestamp()
+      batches, ready = [], asked
       for _ in range(self.accumulation_steps):
-        with tf.control_dependencies(totals + [waited]):  # After the previous batch came.
-          asked = tf.timestamp()
         with tf.control_dependencies([asked]):
-          batches.append(next(iterator))
-        with tf.control_dependencies(tf.nest.flatten(
-            self.strategy.experimental_local_results(batches[-1]))):
-          waited += tf.timestamp() - asked
+          batch = dict(next(iterator))
+        if READY_AT in batch:
+          for replica_ready in self.strategy.experimental_local_results(batch.pop(READY_AT)):
+            ready = tf.maximum(ready, replica_ready)
+        batches.append(batch)
+      waited += ready - asked
       sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
       totals = [t + s for t, s in zip(totals, sums)]
       with tf.control_dependencies(totals):
         for average, weight in zip(self.ema, self.variables):
           average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+      updates = tf.convert_to_tensor(self.optimizer.iterations)
     return totals[:3] + [waited, totals[3]]
 
   def _eval_replica_step(self, batch):
