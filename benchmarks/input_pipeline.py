@@ -7,12 +7,17 @@ Cases, over the same encoded pictures:
   preprocess_limit   the framework's `preprocess` (photo AND trimap decoded and resized), bytes
                      in memory: what a segmentation example costs before any tf.data plumbing;
   read_only          reading and parsing the prepared TFDS records, nothing decoded;
+  read_preprocess    reading + `preprocess` + batching: the limit plus reading;
+  read_preprocess_cache  the same, keeping every decoded example in a memory cache;
   train_first_epoch  the framework's training pipeline, first epoch (decodes every picture);
-  train_cached       its second epoch, from the cache;
+  train_cached       its second epoch, from the cache (shuffle, augment, batch, cast);
+  train_cached_2_replicas  a cached epoch of 2 replicas' streams through the distributed
+                     iterator of a MirroredStrategy on 2 logical CPUs (hand-over included);
   eval               the evaluation pipeline.
 Every case runs --repeats times, interleaved; ratios are to the limits of the same round, by
 wall time and by process CPU time (images per CPU-second = per core used; steadier on a
-machine whose cores are shared). The last lines give the medians.
+machine whose cores are shared); cpu_ms_per_image is what one picture costs in CPU time, so
+differences between cases are the cost of a stage. The last lines give the medians.
 
     python -m benchmarks.input_pipeline [--num_images=7390 --image_size=200 --repeats=3]
     python -m benchmarks.input_pipeline --folder=../shared/oxford_pets_sample
@@ -34,6 +39,7 @@ from benchmarks import oxford_sized
 from data import decode
 from data import input_pipeline
 from data import sources
+from training import runtime
 
 flags.DEFINE_string('folder', None, 'An extracted folder to measure instead of synthetic data.')
 flags.DEFINE_integer('num_images', 7390, 'Synthetic pictures (Oxford-IIIT Pet has 7,390).')
@@ -42,6 +48,7 @@ flags.DEFINE_integer('batch', 64, 'Global batch.')
 flags.DEFINE_integer('repeats', 3, 'Interleaved rounds of every case.')
 flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where synthetic data and TFDS go.')
 FLAGS = flags.FLAGS
+SPLIT = 'train+test'  # Every picture: the benchmark's config holds no validation out.
 
 
 class _Clock:
@@ -66,9 +73,8 @@ def _rates(ds, images: int) -> tuple[float, float]:
   return clock.rates(images)
 
 
-def _train_epochs(builder, data_config) -> tuple[tuple, tuple]:
+def _train_epochs(builder, data_config, images: int) -> tuple[tuple, tuple]:
   """Rates of a fresh training pipeline's first (decoding) and second (cached) epoch."""
-  images = sources.num_examples(builder, 'train+test') // FLAGS.batch * FLAGS.batch
   iterator = iter(input_pipeline.train_dataset(builder, data_config, FLAGS.batch, seed=0,
                                                start_step=0))
   epochs = []
@@ -76,14 +82,29 @@ def _train_epochs(builder, data_config) -> tuple[tuple, tuple]:
     with _Clock() as clock:
       for _ in range(images // FLAGS.batch):
         next(iterator)
-    epochs.append(clock.rates(images))
+    epochs.append(clock.rates(images // FLAGS.batch * FLAGS.batch))
   return epochs[0], epochs[1]
+
+
+def _two_replicas_cached(builder, data_config, images: int) -> tuple:
+  """Rates of a cached epoch of 2 replicas' streams handed to their devices."""
+  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  iterator = iter(strategy.distribute_datasets_from_function(
+      lambda ctx: input_pipeline.train_dataset(builder, data_config, FLAGS.batch, 0, 0, ctx)))
+  steps = images // FLAGS.batch
+  for _ in range(steps + 1):  # The first epoch fills both replicas' caches.
+    next(iterator)
+  with _Clock() as clock:
+    for _ in range(steps):
+      next(iterator)
+  return clock.rates(steps * FLAGS.batch)
 
 
 def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict:
   """{case: (images/s, images per CPU-second)}."""
   size = (FLAGS.image_size, FLAGS.image_size)
   in_memory = tf.data.Dataset.from_tensor_slices(encoded)
+  preprocess = lambda ex: input_pipeline.preprocess(ex, FLAGS.image_size)
   rates = {'decode_limit': _rates(in_memory.map(
       lambda ex: tf.image.resize(tf.io.decode_jpeg(ex['image'], channels=3), size),
       num_parallel_calls=cores).batch(FLAGS.batch), images)}
@@ -91,12 +112,16 @@ def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict
       lambda ex: tf.image.resize(decode.decode_trimap(ex[input_pipeline.MASK_FEATURE]), size,
                                  method='nearest'),
       num_parallel_calls=cores).batch(FLAGS.batch), images)
-  rates['preprocess_limit'] = _rates(in_memory.map(
-      lambda ex: input_pipeline.preprocess(ex, FLAGS.image_size),
-      num_parallel_calls=cores).batch(FLAGS.batch), images)
-  rates['read_only'] = _rates(sources.read_encoded(builder, 'train+test').batch(FLAGS.batch),
-                              images)
-  rates['train_first_epoch'], rates['train_cached'] = _train_epochs(builder, data_config)
+  rates['preprocess_limit'] = _rates(
+      in_memory.map(preprocess, num_parallel_calls=cores).batch(FLAGS.batch), images)
+  rates['read_only'] = _rates(sources.read_encoded(builder, SPLIT).batch(FLAGS.batch), images)
+  read_preprocess = sources.read_encoded(builder, SPLIT).map(preprocess,
+                                                             num_parallel_calls=cores)
+  rates['read_preprocess'] = _rates(read_preprocess.batch(FLAGS.batch), images)
+  rates['read_preprocess_cache'] = _rates(read_preprocess.cache().batch(FLAGS.batch), images)
+  rates['train_first_epoch'], rates['train_cached'] = _train_epochs(builder, data_config,
+                                                                    images)
+  rates['train_cached_2_replicas'] = _two_replicas_cached(builder, data_config, images)
   rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
   return rates
 
@@ -110,16 +135,18 @@ def _line(case: str, rates: dict, images: int, cores: int, round_name) -> dict:
       'images_per_cpu_second': round(cpu, 1),
       'ratio_to_decode_limit': round(wall / limit_wall, 3),
       'cpu_ratio_to_decode_limit': round(cpu / limit_cpu, 3),
-      'cpu_ratio_to_preprocess_limit': round(cpu / rates['preprocess_limit'][1], 3)}
+      'cpu_ratio_to_preprocess_limit': round(cpu / rates['preprocess_limit'][1], 3),
+      'cpu_ms_per_image': round(1000 / cpu, 3)}
 
 
 def main(argv):
   del argv
   cores = len(os.sched_getaffinity(0))
+  runtime.configure_cpu_devices(2)  # For the 2-replica hand-over; the other cases use one.
   config, _, builder = oxford_sized.book_config_on_oxford_sized(
       FLAGS.num_images, FLAGS.image_size, FLAGS.data_dir, FLAGS.folder)
-  images = sources.num_examples(builder, 'train+test')
-  examples = list(sources.read_encoded(builder, 'train+test').as_numpy_iterator())
+  images = sources.num_examples(builder, SPLIT)
+  examples = list(sources.read_encoded(builder, SPLIT).as_numpy_iterator())
   encoded = {key: tf.constant([ex[key] for ex in examples])
              for key in ('image', input_pipeline.MASK_FEATURE)}
   lines = []

@@ -17,6 +17,7 @@ def book_config_on_oxford_sized(num_images: int, image_size: int, data_dir: str,
   config = seg.get_config()
   config.data.source, config.data.folder = 'folder', folder
   config.data.image_size = image_size
+  config.data.validation_fraction = 0.0  # Every picture in train+test.
   config.data.train_split = config.data.eval_split = 'train+test'
   config.data.cache = 'memory'
   return config, folder, sources.prepared_builder(config.data, data_dir)

@@ -1,4 +1,4 @@
-"""The tf.data pipeline: decode by content, resize, cache, shuffle, augment, batch, prefetch.
+"""The tf.data pipeline: decode by content, resize, cache, shuffle, batch, augment, prefetch.
 
 Pure functions on tensors (`preprocess`, `augment`) plus the
 two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
@@ -42,88 +42,103 @@ class Augmentation(NamedTuple):
   noise: float = 0.0  # Largest standard deviation of Gaussian pixel noise, in [0, 1] units.
 
 
-def augment(example: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
-  """Random flip and crop-and-rescale (the same draw for the image and a mask label), then
-  colour and texture changes of the image alone: what a pet looks like, not where it is.
+def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
+  """A batch with each picture flipped and cropped-and-rescaled at random (the same draw for
+  its mask label), then its colours and texture changed: what a pet looks like, not where it
+  is. Every op runs once on the whole batch, with each picture's own draws.
 
-  `seed` is a stateless seed (shape [2]), so an example's augmentation depends only on its
-  position in the stream: a resumed run sees exactly what an uninterrupted one would.
+  `seed` is a stateless seed (shape [2]) for the batch, so a picture's augmentation depends
+  only on its position in the stream: a resumed run sees exactly what an uninterrupted one
+  would.
   """
-  image, label = example['image'], example['label']
-  is_mask = label.shape.rank == 3
-  flip_seed, crop_seed, color_seed = tf.unstack(
-      tf.random.experimental.stateless_split(seed, 3))
+  image, label = batch['image'], batch['label']
+  is_mask = label.shape.rank == 4
+  count = tf.shape(image)[0]
+  flip_seed, crop_seed, looks_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  pixels = tf.cast(image, tf.float32)
   if augmentation.flip:
-    do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-    image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    flip = tf.random.stateless_uniform([count], flip_seed) < 0.5
+    pixels = tf.where(flip[:, None, None, None], tf.reverse(pixels, [2]), pixels)
     if is_mask:
-      label = tf.cond(do_flip, lambda: tf.image.flip_left_right(label), lambda: label)
+      label = tf.where(flip[:, None, None, None], tf.reverse(label, [2]), label)
   if augmentation.min_crop_fraction < 1.0 or augmentation.max_aspect_ratio > 1.0:
-    size = tf.shape(image)[:2]
-    crop, offset = _crop_window(size, crop_seed, augmentation.min_crop_fraction,
-                                augmentation.max_aspect_ratio)
-    image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [3]], 0))
-    image = tf.cast(tf.round(tf.image.resize(image, size, method='bilinear')), tf.uint8)
+    boxes = crop_boxes(count, crop_seed, augmentation.min_crop_fraction,
+                       augmentation.max_aspect_ratio)
+    size, indices = tf.shape(image)[1:3], tf.range(count)
+    pixels = tf.image.crop_and_resize(pixels, boxes, indices, size, method='bilinear')
     if is_mask:
-      label = tf.slice(label, tf.concat([offset, [0]], 0), tf.concat([crop, [1]], 0))
-      label = tf.cast(tf.image.resize(label, size, method='nearest'), tf.uint8)
+      label = tf.cast(tf.image.crop_and_resize(label, boxes, indices, size, method='nearest'),
+                      tf.uint8)
   if any((augmentation.color_jitter, augmentation.hue, augmentation.grayscale,
-           augmentation.blur, augmentation.noise)):
-    image = change_looks(image, color_seed, augmentation)
-  return {'image': image, 'label': label}
+          augmentation.blur, augmentation.noise)):
+    pixels = change_looks(pixels / 255.0, looks_seed, augmentation) * 255.0
+  image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+  return {**batch, 'image': image, 'label': label}
 
 
-def _crop_window(size: tf.Tensor, seed: tf.Tensor, min_fraction: float, max_aspect_ratio: float):
-  """(crop [h, w], offset [y, x]): sides of `min_fraction`-1 of the picture's, their ratio
+def crop_boxes(count: tf.Tensor, seed: tf.Tensor, min_fraction: float,
+               max_aspect_ratio: float) -> tf.Tensor:
+  """[count, 4] crop boxes (y1, x1, y2, x2 in tf.image.crop_and_resize's units, 0 and 1 the
+  first and last pixel centres): sides of `min_fraction`-1 of the picture's, their ratio
   changed by up to `max_aspect_ratio`, at a random place inside the picture."""
-  draws = tf.random.stateless_uniform([4], seed)
-  fraction = min_fraction + (1.0 - min_fraction) * draws[0]
-  log_ratio = math.log(max_aspect_ratio) * (2.0 * draws[1] - 1.0)
-  stretch = tf.exp(tf.stack([log_ratio, -log_ratio]) / 2.0)
+  draws = tf.random.stateless_uniform([count, 4], seed)
+  fraction = min_fraction + (1.0 - min_fraction) * draws[:, :1]
+  log_ratio = math.log(max_aspect_ratio) * (2.0 * draws[:, 1:2] - 1.0)
+  stretch = tf.exp(tf.concat([log_ratio, -log_ratio], 1) / 2.0)
   sides = tf.minimum(fraction * stretch, 1.0)
-  crop = tf.maximum(tf.cast(tf.cast(size, tf.float32) * sides, tf.int32), 1)
-  offset = tf.cast(tf.cast(size - crop, tf.float32) * draws[2:], tf.int32)
-  return crop, offset
+  start = (1.0 - sides) * draws[:, 2:]
+  return tf.concat([start, start + sides], 1)
 
 
-def change_looks(image: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
-  """uint8 image with its colours and texture changed: brightness shifted by up to
-  color_jitter of the range, contrast and saturation scaled in [1 - c, 1 + c], hue rotated,
-  sometimes grey or blurred, with pixel noise. Fur colour and sharpness stop being cues."""
-  seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 8))
-  draws = tf.random.stateless_uniform([4], seeds[7])
-  pixels = tf.cast(image, tf.float32) / 255.0
+def change_looks(pixels: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+  """[B, H, W, 3] pixels in [0, 1] with colours and texture changed, each picture by its own
+  draws: brightness shifted by up to color_jitter of the range, contrast and saturation
+  scaled in [1 - c, 1 + c], hue rotated, sometimes grey or blurred, with pixel noise. Fur
+  colour and sharpness stop being cues."""
+  count = tf.shape(pixels)[0]
+  draws_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  draws = tf.random.stateless_uniform([count, 8], draws_seed)
+  per_picture = lambda column: draws[:, column, None, None, None]  # Broadcasts over pixels.
   strength = augmentation.color_jitter
   if strength:
-    pixels = tf.image.stateless_random_brightness(pixels, strength, seeds[0])
-    pixels = tf.image.stateless_random_contrast(pixels, 1.0 - strength, 1.0 + strength,
-                                                seeds[1])
-    pixels = tf.image.stateless_random_saturation(pixels, 1.0 - strength, 1.0 + strength,
-                                                  seeds[2])
-  if augmentation.hue:
-    pixels = tf.image.stateless_random_hue(pixels, augmentation.hue, seeds[3])
+    pixels += strength * (2.0 * per_picture(0) - 1.0)
+    mean = tf.reduce_mean(pixels, axis=[1, 2], keepdims=True)
+    pixels = mean + (pixels - mean) * (1.0 + strength * (2.0 * per_picture(1) - 1.0))
+  if strength or augmentation.hue:
+    hue, saturation, value = tf.unstack(
+        tf.image.rgb_to_hsv(tf.clip_by_value(pixels, 0.0, 1.0)), axis=-1)
+    saturation *= 1.0 + strength * (2.0 * per_picture(2)[..., 0] - 1.0)
+    hue += augmentation.hue * (2.0 * per_picture(3)[..., 0] - 1.0)
+    pixels = tf.image.hsv_to_rgb(tf.stack(
+        [hue - tf.floor(hue), tf.clip_by_value(saturation, 0.0, 1.0), value], -1))
   if augmentation.grayscale:
     grey = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(pixels))
-    pixels = tf.where(draws[0] < augmentation.grayscale, grey, pixels)
+    pixels = tf.where(per_picture(4) < augmentation.grayscale, grey, pixels)
   if augmentation.blur:
-    blurred = gaussian_blur(pixels, 0.5 + 1.5 * draws[1])
-    pixels = tf.where(draws[2] < augmentation.blur, blurred, pixels)
+    blurred = gaussian_blur(pixels, 0.5 + 1.5 * draws[:, 5])
+    pixels = tf.where(per_picture(6) < augmentation.blur, blurred, pixels)
   if augmentation.noise:
-    pixels += tf.random.stateless_normal(tf.shape(pixels), seeds[4]) * (
-        augmentation.noise * draws[3])
-  return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 1.0) * 255.0), tf.uint8)
+    pixels += tf.random.stateless_normal(tf.shape(pixels), noise_seed) * (
+        augmentation.noise * per_picture(7))
+  return tf.clip_by_value(pixels, 0.0, 1.0)
 
 
 def gaussian_blur(pixels: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Tensor:
-  """[H, W, C] float pixels blurred by a separable Gaussian of `sigma` px (edges reflected)."""
-  taps = tf.exp(-0.5 * (tf.range(-radius, radius + 1, dtype=tf.float32) / sigma) ** 2)
-  taps /= tf.reduce_sum(taps)
-  channels = tf.shape(pixels)[-1]
-  padded = tf.pad(pixels[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], 'REFLECT')
-  rows = tf.tile(tf.reshape(taps, [-1, 1, 1, 1]), [1, 1, channels, 1])
-  columns = tf.tile(tf.reshape(taps, [1, -1, 1, 1]), [1, 1, channels, 1])
-  out = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], 'VALID')
-  return tf.nn.depthwise_conv2d(out, columns, [1, 1, 1, 1], 'VALID')[0]
+  """[B, H, W, C] float pixels, picture b blurred by a separable Gaussian of sigma[b] px
+  (edges reflected): one depthwise convolution over the batch's pictures side by side."""
+  shape = tf.shape(pixels)
+  count, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+  offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+  taps = tf.exp(-0.5 * (offsets[:, None] / sigma[None, :]) ** 2)  # [2r+1, B]
+  taps = tf.repeat(taps / tf.reduce_sum(taps, 0, keepdims=True), channels, axis=1)
+  side_by_side = tf.reshape(tf.transpose(pixels, [1, 2, 0, 3]), [1, height, width, -1])
+  padded = tf.pad(side_by_side, [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                  'REFLECT')
+  out = tf.nn.depthwise_conv2d(padded, tf.reshape(taps, [-1, 1, count * channels, 1]),
+                               [1, 1, 1, 1], 'VALID')
+  out = tf.nn.depthwise_conv2d(out, tf.reshape(taps, [1, -1, count * channels, 1]),
+                               [1, 1, 1, 1], 'VALID')
+  return tf.transpose(tf.reshape(out, [height, width, count, channels]), [2, 0, 1, 3])
 
 
 def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
@@ -168,14 +183,14 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
               num_parallel_calls=tf.data.AUTOTUNE)
   ds = _apply_cache(ds, data_config, split, builder, f'train-{replica}')
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().enumerate().skip(start_step * per_replica_batch)
+  ds = ds.repeat().batch(per_replica_batch, drop_remainder=True)
+  ds = ds.enumerate().skip(start_step)
   replica_seed = tf.random.experimental.stateless_fold_in(
       tf.constant([seed, 0], tf.int64), replica)
   augmentation = Augmentation(**data_config.augment)
-  ds = ds.map(lambda index, ex: augment(
-      ex, tf.random.experimental.stateless_fold_in(replica_seed, index), augmentation),
+  ds = ds.map(lambda index, batch: augment(
+      batch, tf.random.experimental.stateless_fold_in(replica_seed, index), augmentation),
       num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.batch(per_replica_batch, drop_remainder=True)
   if data_config.service_address:  # uint8 batches over the wire, a quarter of float32's bytes.
     ds = ds.apply(tf.data.experimental.service.distribute(
         processing_mode=SERVICE_MODES[data_config.service_mode],

@@ -94,23 +94,40 @@ STRONG_GEOMETRY = input_pipeline.Augmentation(flip=True, min_crop_fraction=0.6,
                                                max_aspect_ratio=1.5)
 
 
+def _batch_of(image: np.ndarray, mask: np.ndarray, count: int) -> dict:
+  return {'image': tf.constant(np.stack([image] * count)),
+          'label': tf.constant(np.stack([mask] * count))}
+
+
 def test_masks_stay_aligned_with_images_under_augmentation():
-  """The image's pixels encode the mask, so any misalignment shows as a disagreement."""
+  """The image's pixels encode the mask, so any misalignment shows as a disagreement; each
+  picture of a batch has its own crop and flip."""
   rng = np.random.default_rng(2)
   blocks = rng.integers(0, 3, (8, 8), dtype=np.uint8)
   mask = np.kron(blocks, np.ones((6, 6), np.uint8))[..., None]  # 48x48 label blocks.
   image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 255)  # Class c: channel c at 255.
-  example = {'image': tf.constant(image), 'label': tf.constant(mask)}
   flipped_any = False
-  for seed in range(20):
-    out = input_pipeline.augment(example, tf.constant([seed, 7], tf.int64), STRONG_GEOMETRY)
-    got_image, got_mask = out['image'].numpy(), out['label'].numpy()[..., 0]
-    assert set(np.unique(got_mask)) <= {0, 1, 2}
-    exact = np.isin(got_image, (0, 255)).all(-1)  # Pixels not blended by the bilinear resize.
-    assert exact.mean() > 0.5
-    np.testing.assert_array_equal(np.argmax(got_image, -1)[exact], got_mask[exact])
-    flipped_any |= not np.array_equal(got_mask, mask[..., 0])
+  for seed in range(5):
+    out = input_pipeline.augment(_batch_of(image, mask, 4), tf.constant([seed, 7], tf.int64),
+                                 STRONG_GEOMETRY)
+    got_images, got_masks = out['image'].numpy(), out['label'].numpy()[..., 0]
+    assert len({m.tobytes() for m in got_masks}) == 4  # Every picture its own draw.
+    for got_image, got_mask in zip(got_images, got_masks):
+      assert set(np.unique(got_mask)) <= {0, 1, 2}
+      exact = np.isin(got_image, (0, 255)).all(-1)  # Pixels not blended by the bilinear resize.
+      assert exact.mean() > 0.5
+      np.testing.assert_array_equal(np.argmax(got_image, -1)[exact], got_mask[exact])
+      flipped_any |= not np.array_equal(got_mask, mask[..., 0])
   assert flipped_any
+
+
+def test_no_augmentation_keeps_the_batch():
+  image = np.random.default_rng(4).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  mask = np.random.default_rng(5).integers(0, 3, (3, 16, 16, 1), dtype=np.uint8)
+  out = input_pipeline.augment({'image': tf.constant(image), 'label': tf.constant(mask)},
+                               tf.constant([1, 2], tf.int64), input_pipeline.Augmentation())
+  np.testing.assert_array_equal(out['image'].numpy(), image)
+  np.testing.assert_array_equal(out['label'].numpy(), mask)
 
 
 LOOKS = {'color_jitter': dict(color_jitter=0.3), 'hue': dict(hue=0.3),
@@ -125,32 +142,49 @@ def test_colour_and_texture_change_the_picture_not_the_mask(looks):
   mask = np.kron(np.random.default_rng(3).integers(0, 3, (6, 6), dtype=np.uint8),
                  np.ones((8, 8), np.uint8))[..., None]
   image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 200 + 20).astype(np.uint8)
-  example = {'image': tf.constant(image), 'label': tf.constant(mask)}
+  batch = _batch_of(image, mask, 5)
   changed = 0
-  for seed in range(10):
+  for seed in range(2):
     seed = tf.constant([seed, 1], tf.int64)
-    plain = input_pipeline.augment(example, seed, STRONG_GEOMETRY)
-    changed_looks = input_pipeline.augment(example, seed, STRONG_GEOMETRY._replace(**LOOKS[looks]))
+    plain = input_pipeline.augment(batch, seed, STRONG_GEOMETRY)
+    changed_looks = input_pipeline.augment(batch, seed, STRONG_GEOMETRY._replace(**LOOKS[looks]))
     np.testing.assert_array_equal(plain['label'].numpy(), changed_looks['label'].numpy())
-    got = changed_looks['image'].numpy()
-    if looks == 'color_jitter':
-      exact = np.isin(plain['image'].numpy(), (20, 220)).all(-1)
-      np.testing.assert_array_equal(np.argmax(got, -1)[exact],
-                                    plain['label'].numpy()[..., 0][exact])
-    if looks == 'grayscale':
-      assert (got.max(-1) - got.min(-1)).max() <= 1
-    changed += np.abs(got.astype(int) - plain['image'].numpy()).mean() > 1.0
+    for got, before, labels in zip(changed_looks['image'].numpy(), plain['image'].numpy(),
+                                   plain['label'].numpy()[..., 0]):
+      if looks == 'color_jitter':
+        exact = np.isin(before, (20, 220)).all(-1)
+        np.testing.assert_array_equal(np.argmax(got, -1)[exact], labels[exact])
+      if looks == 'grayscale':
+        assert (got.max(-1) - got.min(-1)).max() <= 1
+      changed += np.abs(got.astype(int) - before).mean() > 1.0
   assert changed >= 8
 
 
+def test_blur_blurs_each_picture_by_its_own_sigma():
+  """A lone bright pixel spreads by the sigma given for its picture, the same as blurring
+  that picture alone."""
+  pixels = np.zeros((3, 15, 15, 3), np.float32)
+  pixels[:, 7, 7, :] = 1.0
+  sigma = tf.constant([0.5, 1.0, 2.0])
+  together = input_pipeline.gaussian_blur(tf.constant(pixels), sigma).numpy()
+  centres = together[:, 7, 7, 0]
+  assert centres[0] > centres[1] > centres[2]
+  for k in range(3):
+    alone = input_pipeline.gaussian_blur(tf.constant(pixels[k:k + 1]), sigma[k:k + 1]).numpy()
+    np.testing.assert_allclose(together[k], alone[0], atol=1e-6)
+    np.testing.assert_allclose(together[k].sum(), 3.0, rtol=1e-5)  # Light is kept.
+
+
 def test_augmentation_is_a_function_of_the_seed():
-  image = tf.random.stateless_uniform([16, 16, 3], [0, 0], maxval=255, dtype=tf.int32)
-  example = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([16, 16, 1], tf.uint8)}
+  image = tf.random.stateless_uniform([2, 16, 16, 3], [0, 0], maxval=255, dtype=tf.int32)
+  batch = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([2, 16, 16, 1], tf.uint8)}
   everything = STRONG_GEOMETRY._replace(color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5,
                                         noise=0.1)
-  a = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), everything)
-  b = input_pipeline.augment(example, tf.constant([3, 4], tf.int64), everything)
+  a = input_pipeline.augment(batch, tf.constant([3, 4], tf.int64), everything)
+  b = input_pipeline.augment(batch, tf.constant([3, 4], tf.int64), everything)
+  c = input_pipeline.augment(batch, tf.constant([3, 5], tf.int64), everything)
   np.testing.assert_array_equal(a['image'].numpy(), b['image'].numpy())
+  assert not np.array_equal(a['image'].numpy(), c['image'].numpy())
 
 
 def test_missing_folder_and_missing_data_are_clear(tmp_path):
