@@ -21,11 +21,13 @@ differences between cases are the cost of a stage. The last lines give the media
 
     python -m benchmarks.input_pipeline [--num_images=7390 --image_size=200 --repeats=3]
     python -m benchmarks.input_pipeline --folder=../shared/oxford_pets_sample
+    python -m benchmarks.input_pipeline --image_size=128 --augment_like=seg_xception
 
 Without --folder it writes (once, into --data_dir) a synthetic set with Oxford-IIIT Pet's
 sizes: 500x375 photos (JPEG quality 90) and trimaps.
 """
 
+import importlib
 import json
 import os
 import statistics
@@ -47,6 +49,9 @@ flags.DEFINE_integer('image_size', 200, 'Model input side.')
 flags.DEFINE_integer('batch', 64, 'Global batch.')
 flags.DEFINE_integer('repeats', 3, 'Interleaved rounds of every case.')
 flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where synthetic data and TFDS go.')
+flags.DEFINE_enum('augment_like', 'seg', ['seg', 'seg_xception'],
+                  "Whose training augmentation to apply: the book's flip (configs/seg.py) or "
+                  "the U-Net's crops, lighting, hue, grey, blur and noise.")
 FLAGS = flags.FLAGS
 SPLIT = 'train+test'  # Every picture: the benchmark's config holds no validation out.
 
@@ -131,6 +136,7 @@ def _line(case: str, rates: dict, images: int, cores: int, round_name) -> dict:
   return {
       'case': case, 'round': round_name, 'images': images, 'image_size': FLAGS.image_size,
       'cores': cores, 'source': 'folder' if FLAGS.folder else 'synthetic 500x375',
+      'augment_like': FLAGS.augment_like,
       'images_per_s': round(wall, 1), 'images_per_s_per_core': round(wall / cores, 1),
       'images_per_cpu_second': round(cpu, 1),
       'ratio_to_decode_limit': round(wall / limit_wall, 3),
@@ -145,6 +151,8 @@ def main(argv):
   runtime.configure_cpu_devices(2)  # For the 2-replica hand-over; the other cases use one.
   config, _, builder = oxford_sized.book_config_on_oxford_sized(
       FLAGS.num_images, FLAGS.image_size, FLAGS.data_dir, FLAGS.folder)
+  config.data.augment = importlib.import_module(
+      f'configs.{FLAGS.augment_like}').get_config().data.augment
   images = sources.num_examples(builder, SPLIT)
   examples = list(sources.read_encoded(builder, SPLIT).as_numpy_iterator())
   encoded = {key: tf.constant([ex[key] for ex in examples])

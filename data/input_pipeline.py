@@ -91,7 +91,8 @@ def apply_to(chosen: tf.Tensor, pictures: tf.Tensor, change) -> tf.Tensor:
                                         tf.cast(chosen, tf.int32), 2)
   subset = tf.gather(pictures, picked)
   changed = tf.cond(tf.size(picked) > 0, lambda: change(subset, picked), lambda: subset)
-  return tf.dynamic_stitch([others, picked], [tf.gather(pictures, others), changed])
+  stitched = tf.dynamic_stitch([others, picked], [tf.gather(pictures, others), changed])
+  return tf.ensure_shape(stitched, pictures.shape)  # The blur's reshapes lose it.
 
 
 def crop_boxes(count: tf.Tensor, seed: tf.Tensor, min_fraction: float,

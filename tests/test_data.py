@@ -121,6 +121,17 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   assert flipped_any
 
 
+def test_augmented_batches_keep_their_static_shapes(synthetic_folder, tmp_path):
+  """Models built for a fixed side (UpSampling2D, Dense heads) need static shapes, with
+  every augmentation on (the blur's reshapes had lost them)."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder)
+  config.data.augment.update(STRONG_GEOMETRY._replace(
+      color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5, noise=0.1)._asdict())
+  builder = sources.prepared_builder(config.data, str(tmp_path))
+  spec = input_pipeline.train_dataset(builder, config.data, 8, seed=0, start_step=0).element_spec
+  assert spec['image'].shape == (8, 32, 32, 3) and spec['label'].shape == (8, 32, 32, 1)
+
+
 def test_no_augmentation_keeps_the_batch():
   image = np.random.default_rng(4).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
   mask = np.random.default_rng(5).integers(0, 3, (3, 16, 16, 1), dtype=np.uint8)
