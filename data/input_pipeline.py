@@ -77,7 +77,7 @@ def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
                       tf.uint8)
   if looks:
     pixels = change_looks(pixels / 255.0, looks_seed, augmentation) * 255.0
-  # uint8 again: the tf.data service sends a quarter of the bytes; the trainer casts once.
+  # uint8 again: the tf.data service sends a quarter of the bytes; `_to_model_inputs` casts.
   image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
   return {**batch, 'image': image, 'label': label}
 
