@@ -56,7 +56,8 @@ class Predictor:
 
 
 def label_masks(probabilities: tf.Tensor, size) -> tf.Tensor:
-  """[N, H, W] uint8 argmax labels, resized to `size` with nearest neighbour (no invented
-  labels)."""
-  labels = tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.uint8)
-  return tf.image.resize(labels[..., None], size, method='nearest')[..., 0]
+  """[N, H, W] uint8 argmax labels at `size`: probabilities resized bilinearly, then the
+  argmax, so outlines are smooth at the picture's resolution (not blocks of the model's
+  pixels) and every label is one the model gave there."""
+  probabilities = tf.image.resize(probabilities, size)
+  return tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.uint8)

@@ -24,7 +24,7 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
   resolution (pixel accuracy, IoU), or classes (accuracy); over every picture and per breed
   (`per_group`, from the file names), worst first.
 
-  Masks are made as --mode=predict makes them (resized back with nearest neighbour) and
+  Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original trimaps, as a user of the predicted masks would see them.
   """
   predictor = Predictor(model, config)
