@@ -2,6 +2,8 @@
 
 Pure functions on tensors (`preprocess`, `augment`) plus the
 two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
+Pictures leave as uint8 batches: the host copies a quarter of float32's bytes to each device,
+and the training step casts them there.
 """
 
 import math
@@ -53,7 +55,9 @@ def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
   """
   image, label = batch['image'], batch['label']
   is_mask = label.shape.rank == 4
-  count = tf.shape(image)[0]
+  # Static for whole batches: with an unknown count Grappler logs a warning that it cannot
+  # cost CropAndResize.
+  count = image.shape[0] or tf.shape(image)[0]
   flip_seed, crop_seed, looks_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
   if augmentation.flip:  # On uint8: a quarter of float32's bytes.
     flip = tf.random.stateless_uniform([count], flip_seed) < 0.5
@@ -77,7 +81,7 @@ def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
                       tf.uint8)
   if looks:
     pixels = change_looks(pixels / 255.0, looks_seed, augmentation) * 255.0
-  # uint8 again: the tf.data service sends a quarter of the bytes; `_to_model_inputs` casts.
+  # uint8 again: a quarter of float32's bytes to batch, send and copy to the device.
   image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
   return {**batch, 'image': image, 'label': label}
 
@@ -183,11 +187,6 @@ def _apply_cache(ds: tf.data.Dataset, data_config, split: str, builder, name: st
   return ds.cache('' if cache == 'memory' else f'{cache}.{name}')
 
 
-def _to_model_inputs(batch: dict) -> dict:
-  """Pictures as float32, once per batch: batching uint8 copies a quarter of the bytes."""
-  return {**batch, 'image': tf.cast(batch['image'], tf.float32)}
-
-
 SERVICE_MODES = {
     'parallel_epochs': tf.data.experimental.service.ShardingPolicy.OFF,
     'dynamic_sharding': tf.data.experimental.service.ShardingPolicy.DYNAMIC,
@@ -215,7 +214,7 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
     ds = ds.apply(tf.data.experimental.service.distribute(
         processing_mode=SERVICE_MODES[data_config.service_mode],
         service=data_config.service_address, job_name=f'segstream-train-{replica}'))
-  return ds.map(_to_model_inputs)
+  return ds
 
 
 def train_dataset(builder, data_config, global_batch_size: int, seed: int,
@@ -255,22 +254,22 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   replicas_here = (input_context.num_replicas_in_sync // pipelines) if input_context else 1
   split = sources.resolve_splits(data_config).eval
   most_per_pipeline = math.ceil(sources.num_examples(builder, split) / pipelines)
-  rounds = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here))
+  batches = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here)) * replicas_here
   shard = input_context.input_pipeline_id if input_context else 0
-  ds = sources.read_encoded(builder, split, shard=shard, num_shards=pipelines)
-  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  mine = sources.shard_split(split, shard, pipelines)
+  ds = sources.read_encoded(builder, mine)
+  ds = ds.map(lambda ex: {**preprocess(ex, data_config.image_size, data_config.label_feature),
+                          'weight': tf.constant(1.0)}, num_parallel_calls=tf.data.AUTOTUNE)
   ds = _apply_cache(ds, data_config, split, builder, f'eval-{shard}')
-  ds = ds.map(lambda ex: {**ex, 'weight': tf.constant(1.0)})
   size = data_config.image_size
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([size, size, 3], tf.uint8),
       'label': (tf.zeros([size, size, 1], tf.uint8) if data_config.label_feature == MASK_FEATURE
                 else tf.constant(0, tf.int32)),
-      'weight': tf.constant(0.0)}).repeat()
+      'weight': tf.constant(0.0)}).repeat(
+          batches * per_replica_batch - sources.num_examples(builder, mine))
+  # The padding follows the last example, so a file cache always sees its end and is kept.
   ds = ds.concatenate(padding).batch(per_replica_batch, drop_remainder=True)
-  ds = ds.map(_to_model_inputs)
-  ds = ds.take(rounds * replicas_here)
   return ds.with_options(_options(True, data_config.autotune_ram_budget_gb)).prefetch(
       tf.data.AUTOTUNE)
 
@@ -281,7 +280,8 @@ def preview_batch(builder, data_config, count: int) -> dict:
   every evaluation and explain pass shows."""
   ds = sources.first_eval_examples(builder, data_config, count).map(
       lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature))
-  return next(iter(ds.batch(count).map(_to_model_inputs)))
+  batch = next(iter(ds.batch(count)))
+  return {**batch, 'image': tf.cast(batch['image'], tf.float32)}
 
 
 def _options(deterministic: bool, ram_budget_gb: float) -> tf.data.Options:

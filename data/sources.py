@@ -281,17 +281,21 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
                     f'{", ".join(builder.info.splits.keys())}): {e}') from e
 
 
+def shard_split(split: str, shard: int, num_shards: int):
+  """Slice `shard` of `num_shards` disjoint, near-equal slices of `split` (a TFDS split that
+  `read_encoded` and `num_examples` take): together they hold every example once."""
+  return split if num_shards == 1 else tfds.even_splits(split, n=num_shards,
+                                                       drop_remainder=False)[shard]
+
+
 def read_encoded(builder: tfds.core.DatasetBuilder, split: str, shard: int = 0,
                  num_shards: int = 1) -> tf.data.Dataset:
   """Shard `shard` of `num_shards` disjoint slices of `split`, images and masks still encoded.
 
-  Slicing by split string (not ds.shard) means each reader reads only its own examples,
-  and together the shards hold every example once.
+  Slicing by split (not ds.shard) means each reader reads only its own examples.
   """
-  if num_shards > 1:
-    split = tfds.even_splits(split, n=num_shards, drop_remainder=False)[shard]
   return builder.as_dataset(
-      split=split, shuffle_files=False,
+      split=shard_split(split, shard, num_shards), shuffle_files=False,
       read_config=tfds.ReadConfig(try_autocache=False),
       decoders={'image': tfds.decode.SkipDecoding(),
                 'segmentation_mask': tfds.decode.SkipDecoding()})

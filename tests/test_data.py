@@ -123,13 +123,14 @@ def test_masks_stay_aligned_with_images_under_augmentation():
 
 def test_augmented_batches_keep_their_static_shapes(synthetic_folder, tmp_path):
   """Models built for a fixed side (UpSampling2D, Dense heads) need static shapes, with
-  every augmentation on (the blur's reshapes had lost them)."""
+  every augmentation on (the blur's reshapes had lost them); pictures leave as uint8."""
   config = small_config(data__source='folder', data__folder=synthetic_folder)
   config.data.augment.update(STRONG_GEOMETRY._replace(
       color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5, noise=0.1)._asdict())
   builder = sources.prepared_builder(config.data, str(tmp_path))
   spec = input_pipeline.train_dataset(builder, config.data, 8, seed=0, start_step=0).element_spec
   assert spec['image'].shape == (8, 32, 32, 3) and spec['label'].shape == (8, 32, 32, 1)
+  assert spec['image'].dtype == tf.uint8  # A quarter of float32's bytes to each device.
 
 
 def test_no_augmentation_keeps_the_batch():

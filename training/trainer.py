@@ -59,6 +59,12 @@ def with_ready_times(dataset: tf.data.Dataset) -> tf.data.Dataset:
   return dataset.map(stamp)
 
 
+def model_pictures(batch: dict) -> tf.Tensor:
+  """The batch's pictures as float32, cast where the step runs: the pipeline sends uint8,
+  a quarter of the bytes, and the host does not spend a core converting them."""
+  return tf.cast(batch['image'], tf.float32)
+
+
 class StepSums(NamedTuple):
   """What one train_steps call returns, summed over its steps and reduced over replicas."""
   loss_sum: tf.Tensor
@@ -147,7 +153,7 @@ class Trainer:
 
   def _loss_and_gradients(self, batch):
     with tf.GradientTape() as tape:
-      probabilities = self.model(batch['image'], training=True)
+      probabilities = self.model(model_pictures(batch), training=True)
       per_example = metrics.per_example_loss(batch['label'], probabilities,
                                              self.jaccard_loss_weight)
       weighted = per_example if self.class_weights is None else per_example * tf.gather(
@@ -228,7 +234,7 @@ class Trainer:
     return totals[:3] + [waited, totals[3]]
 
   def _eval_replica_step(self, batch):
-    probabilities = self.model(batch['image'], training=False)
+    probabilities = self.model(model_pictures(batch), training=False)
     return self._sums(batch, probabilities, metrics.per_example_loss(
         batch['label'], probabilities, self.jaccard_loss_weight))
 
