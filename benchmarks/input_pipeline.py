@@ -13,7 +13,10 @@ Cases, over the same encoded pictures:
   train_cached       its second epoch, from the cache (shuffle, augment, batch, cast);
   train_cached_2_replicas  a cached epoch of 2 replicas' streams through the distributed
                      iterator of a MirroredStrategy on 2 logical CPUs (hand-over included);
-  eval               the evaluation pipeline.
+  eval               the evaluation pipeline;
+  memory_first_touch writing each picture's decoded bytes (image and mask) into memory a fresh
+                     process has never touched: what a memory cache's new pages cost on this
+                     machine, apart from tf.data (a VM may back its memory on first touch).
 Every case runs --repeats times, interleaved; ratios are to the limits of the same round, by
 wall time and by process CPU time (images per CPU-second = per core used; steadier on a
 machine whose cores are shared); cpu_ms_per_image is what one picture costs in CPU time, so
@@ -31,6 +34,8 @@ import importlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 from absl import app
@@ -76,6 +81,25 @@ def _rates(ds, images: int) -> tuple[float, float]:
     for _ in ds:
       pass
   return clock.rates(images)
+
+
+_FIRST_TOUCH = '''
+import sys, time
+import numpy
+wall, cpu = time.perf_counter(), time.process_time()
+numpy.ones(int(sys.argv[1]), numpy.uint8)
+print(time.perf_counter() - wall, time.process_time() - cpu)
+'''
+
+
+def _first_touch(images: int) -> tuple:
+  """Rates of writing `images` decoded pictures' bytes into memory a fresh process allocates:
+  the memory cache's share of a first epoch that no pipeline change can remove."""
+  num_bytes = images * FLAGS.image_size ** 2 * 4  # uint8 RGB + mask, as the cache holds them.
+  done = subprocess.run([sys.executable, '-c', _FIRST_TOUCH, str(num_bytes)], check=True,
+                        capture_output=True, text=True)
+  wall, cpu = map(float, done.stdout.split())
+  return images / wall, images / cpu
 
 
 def _train_epochs(builder, data_config, images: int) -> tuple[tuple, tuple]:
@@ -128,6 +152,7 @@ def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict
                                                                     images)
   rates['train_cached_2_replicas'] = _two_replicas_cached(builder, data_config, images)
   rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
+  rates['memory_first_touch'] = _first_touch(images)
   return rates
 
 
