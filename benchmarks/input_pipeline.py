@@ -92,10 +92,10 @@ print(time.perf_counter() - wall, time.process_time() - cpu)
 '''
 
 
-def _first_touch(images: int) -> tuple:
+def _first_touch(data_config, images: int) -> tuple:
   """Rates of writing `images` decoded pictures' bytes into memory a fresh process allocates:
   the memory cache's share of a first epoch that no pipeline change can remove."""
-  num_bytes = images * FLAGS.image_size ** 2 * 4  # uint8 RGB + mask, as the cache holds them.
+  num_bytes = input_pipeline.decoded_bytes(data_config, images)
   done = subprocess.run([sys.executable, '-c', _FIRST_TOUCH, str(num_bytes)], check=True,
                         capture_output=True, text=True)
   wall, cpu = map(float, done.stdout.split())
@@ -152,7 +152,7 @@ def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict
                                                                     images)
   rates['train_cached_2_replicas'] = _two_replicas_cached(builder, data_config, images)
   rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
-  rates['memory_first_touch'] = _first_touch(images)
+  rates['memory_first_touch'] = _first_touch(data_config, images)
   return rates
 
 

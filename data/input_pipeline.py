@@ -165,12 +165,17 @@ def gaussian_blur(pixels: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Te
   return tf.transpose(tf.reshape(out, [height, width, count, channels]), [2, 0, 1, 3])
 
 
+def decoded_bytes(data_config, num_examples: int) -> int:
+  """What `num_examples` preprocessed examples take in a cache: uint8 RGB, plus the mask."""
+  label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
+  return num_examples * data_config.image_size ** 2 * (3 + label_bytes)
+
+
 def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
   """(cache mode, why): `auto` is memory when the decoded split fits data.cache_budget_gb."""
   if data_config.cache != 'auto':
     return data_config.cache, 'as configured'
-  label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
-  needed = num_examples * data_config.image_size ** 2 * (3 + label_bytes) / 2**30
+  needed = decoded_bytes(data_config, num_examples) / 2**30
   if needed <= data_config.cache_budget_gb:
     return 'memory', (f'{num_examples} decoded examples take {needed:.3f} GiB, within '
                       f'data.cache_budget_gb={data_config.cache_budget_gb}')
