@@ -10,6 +10,8 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
+from data import check_data
+from data import sources
 from errors import ConfigError, Preempted, UserError
 from inference import explain
 from inference import export
@@ -28,6 +30,7 @@ MODES = {
     'predict': lambda config, workdir: predict.run(config, workdir, FLAGS.images, FLAGS.output),
     'score': score.run,
     'export': lambda config, workdir: export.run(config, workdir, FLAGS.output),
+    'check_data': lambda config, workdir: sys.exit(check_data.run(config, workdir)),
 }
 config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
                                 'with --config.<field>=<value>.', lock_config=True)
@@ -80,6 +83,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   tf.get_logger().setLevel('WARNING')  # TF's per-trace INFO lines drown the training log.
   try:
+    sources.with_class_names(FLAGS.config)
+    config_checks.check_config(FLAGS.config)
     MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except UserError as e:
     logging.error('%s', e)

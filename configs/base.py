@@ -10,7 +10,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 1337
 
   config.data = data = ml_collections.ConfigDict()
-  data.source = 'tfds'  # tfds | folder | synthetic
+  data.source = 'tfds'  # tfds | folder | synthetic | files (your own pictures and masks)
+  data.tfds_name = 'oxford_iiit_pet'  # tfds: any data set with a picture and a mask feature.
+  data.image_key = 'image'  # tfds: the picture feature of data.tfds_name.
+  data.mask_key = 'segmentation_mask'  # tfds: its mask feature (grey class-id values).
   data.data_dir = config_dict.placeholder(str)  # None: TFDS's own default.
   data.manual_dir = config_dict.placeholder(str)  # Holds images.tar.gz + annotations.tar.gz.
   data.download = True  # tfds source only: may TFDS fetch the dataset from the network?
@@ -18,10 +21,26 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.skip_bad_examples = False  # folder: skip (and log) unusable examples instead of stopping.
   data.image_size = 200
   data.label_feature = 'segmentation_mask'  # classification: species (cat/dog) or label (breed)
-  data.class_names = ('pet', 'background', 'outline')  # Trimap values 1, 2, 3.
+  # One name per class, in class-id order. Trimap values 1, 2, 3 for Oxford; files
+  # classification: empty takes the class sub-folders' names.
+  data.class_names = ('pet', 'background', 'outline')
+  # How mask values become class ids (see BUILD.md "Your own data"). label_map: 'raw:class'
+  # pairs such as '0:0,255:1' ('' : values are class ids; Oxford's trimaps map 1,2,3 -> 0,1,2).
+  data.label_map = ''
+  data.mask_colors = ()  # Colour masks: one (r, g, b) per class, in class order.
+  data.ignore_index = config_dict.placeholder(int)  # A mask value counted nowhere (VOC: 255).
+  # data.source=files: folders per split; masks pair with pictures by stem + mask_suffix.
+  data.files = files = ml_collections.ConfigDict()
+  for split in ('train', 'validation', 'test'):
+    files[f'{split}_images'] = config_dict.placeholder(str)
+    files[f'{split}_masks'] = config_dict.placeholder(str)
+    files[f'{split}_list'] = config_dict.placeholder(str)  # Stems to take, one a line.
+  files.mask_suffix = ''  # e.g. '_mask': a.jpg pairs with a_mask.png.
+  files.image_suffix = ''  # e.g. '_leftImg8bit': stripped from picture stems before pairing.
   # folder and synthetic: this share of every breed of trainval.txt is held out as the
   # `validation` split, which evaluation, best_model.keras and any tuning read; test.txt is
-  # read by --mode=score alone. 0: no hold-out, evaluation reads the test split.
+  # read by --mode=score alone. files without validation folders: this share of train, chosen
+  # by a hash of each stem. 0: no hold-out, evaluation reads the test split.
   data.validation_fraction = 0.15
   # TFDS split strings; None picks the source's default: for tfds the book's hold-out of the
   # last 1,000 images (train+test[:-1000] / test[-1000:] / test[-1000:]), for folder and
@@ -79,6 +98,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Classification: weight each training example by n / (classes x n of its class), as Keras'
   # class_weight='balanced' does, so a minority class is not the cheap one to get wrong.
   train.balance_classes = False
+  # Segmentation: per-class weights of the pixel loss: 'none' | 'auto' (median frequency
+  # balancing from the training masks' pixel counts) | a tuple, one weight per class.
+  train.class_weights = config_dict.placeholder(object)
+  train.class_weights = 'none'
   train.schedule = 'constant'  # constant | cosine (decay to 0 over the run, after warm-up)
   train.warmup_steps = 0
   train.checkpoint_every_steps = 100

@@ -12,21 +12,24 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from data import sources
-from data.decode import decode_image, decode_trimap
+from data.decode import decode_image, decode_mask
 from tasks import MASK_FEATURE
 
 
-def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE) -> dict:
+def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE,
+               mask_lookup=None) -> dict:
   """Decoded, square-resized image (bilinear) and its label.
 
-  The label is the trimap as a mask of 0/1/2 (resized with nearest neighbour: no invented
-  labels) or, for classification, the integer feature `label_feature` (e.g. species).
+  The label is the mask as class ids (values through `mask_lookup`, see decode_mask; resized
+  with nearest neighbour: no invented labels) or, for classification, the integer feature
+  `label_feature` (e.g. species).
   """
   size = (image_size, image_size)
   image = tf.image.resize(decode_image(example['image']), size, method='bilinear')
   image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
   if label_feature == MASK_FEATURE:
-    mask = tf.image.resize(decode_trimap(example[MASK_FEATURE]), size, method='nearest')
+    mask = tf.image.resize(decode_mask(example[MASK_FEATURE], mask_lookup), size,
+                           method='nearest')
     return {'image': image, 'label': tf.cast(mask, tf.uint8)}
   return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
 
@@ -165,6 +168,14 @@ def gaussian_blur(pixels: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Te
   return tf.transpose(tf.reshape(out, [height, width, count, channels]), [2, 0, 1, 3])
 
 
+def preprocess_fn(data_config):
+  """`preprocess` as the data config asks: its image size, label and mask values."""
+  lookup = sources.mask_lookup(data_config) if data_config.label_feature == MASK_FEATURE \
+      else None
+  return lambda example: preprocess(example, data_config.image_size,
+                                    data_config.label_feature, lookup)
+
+
 def decoded_bytes(data_config, num_examples: int) -> int:
   """What `num_examples` preprocessed examples take in a cache: uint8 RGB, plus the mask."""
   label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
@@ -203,8 +214,7 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   """Endless, seeded training batches of one replica, from its own slice of the split."""
   split = sources.resolve_splits(data_config).train
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
-  ds = ds.map(lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature),
-              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(preprocess_fn(data_config), num_parallel_calls=tf.data.AUTOTUNE)
   ds = _apply_cache(ds, data_config, split, builder, f'train-{replica}')
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().batch(per_replica_batch, drop_remainder=True)
@@ -263,8 +273,9 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   shard = input_context.input_pipeline_id if input_context else 0
   mine = sources.shard_split(split, shard, pipelines)
   ds = sources.read_encoded(builder, mine)
-  ds = ds.map(lambda ex: {**preprocess(ex, data_config.image_size, data_config.label_feature),
-                          'weight': tf.constant(1.0)}, num_parallel_calls=tf.data.AUTOTUNE)
+  prepare = preprocess_fn(data_config)
+  ds = ds.map(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)},
+              num_parallel_calls=tf.data.AUTOTUNE)
   ds = _apply_cache(ds, data_config, split, builder, f'eval-{shard}')
   size = data_config.image_size
   padding = tf.data.Dataset.from_tensors({
@@ -284,7 +295,7 @@ def preview_batch(builder, data_config, count: int) -> dict:
   partial read: a cache would only be filled and dropped) nor padded: the fixed pictures that
   every evaluation and explain pass shows."""
   ds = sources.first_eval_examples(builder, data_config, count).map(
-      lambda ex: preprocess(ex, data_config.image_size, data_config.label_feature))
+      preprocess_fn(data_config))
   batch = next(iter(ds.batch(count)))
   return {**batch, 'image': tf.cast(batch['image'], tf.float32)}
 

@@ -1,7 +1,9 @@
-"""Where examples come from: a prepared TFDS oxford_iiit_pet, an extracted folder, or synthetic.
+"""Where examples come from: a prepared TFDS set (oxford_iiit_pet or any other by name), an
+extracted Oxford folder, synthetic pets, or a user's own files.
 
-Every source ends as a prepared TFDS builder with the official features, so the input
-pipeline reads all three the same way.
+Every source ends as a prepared TFDS builder whose examples hold `image` and
+`segmentation_mask` (or a class label), so the input pipeline reads them all the same way;
+`mask_lookup` says how each source's mask values become class ids.
 """
 
 import contextlib
@@ -12,14 +14,19 @@ from typing import NamedTuple
 import urllib.parse
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.oxford_iiit_pet import oxford_iiit_pet_dataset_builder
 
+from data import files_source
 from data import folder_checks
+from data.decode import decode_mask
+from data import masks
 from data import oxford_pets_folder
 from data import synthetic
 from errors import DataError, is_write_failure
+from tasks import MASK_FEATURE
 
 DATASET_NAME = 'oxford_iiit_pet'
 ARCHIVES = ('images.tar.gz', 'annotations.tar.gz')
@@ -70,7 +77,39 @@ def _write_failures_explained(what: str, fix: str):
     raise DataError(f'{what} failed: {e}. {fix}') from None
 
 
+def _other_tfds_builder(data_config) -> tfds.core.DatasetBuilder:
+  """Any TFDS data set with a picture and a mask, by data.tfds_name; its features are read as
+  `image` and `segmentation_mask` from data.image_key and data.mask_key."""
+  name = data_config.tfds_name
+  try:
+    builder = tfds.builder(name, data_dir=data_config.data_dir)
+  except Exception as e:  # pylint: disable=broad-except  TFDS raises several kinds.
+    raise DataError(f'data.tfds_name={name!r}: TFDS has no such data set ({e}).') from None
+  if not builder.is_prepared():
+    if not data_config.download:
+      raise DataError(f'data.tfds_name={name!r} is not prepared in {builder.data_dir_root} and '
+                      'data.download=False: prepare it there (tfds.load on a connected '
+                      'machine) or point data.data_dir at a copy.')
+    try:
+      _prepare(builder, tfds.download.DownloadConfig())
+    except DataError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise DataError(f'Preparing data.tfds_name={name!r} in {builder.data_dir_root} failed: '
+                      f'{e}\nPrepare it on a connected machine and set data.data_dir.') from None
+  features = builder.info.features
+  for field in ('image_key', 'mask_key'):
+    if data_config[field] not in features:
+      raise DataError(f'data.{field}={data_config[field]!r} is not a feature of {name} '
+                      f'(features: {", ".join(features.keys())}).')
+  builder.example_keys = {'image': data_config.image_key,
+                          'segmentation_mask': data_config.mask_key}
+  return builder
+
+
 def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
+  if data_config.tfds_name != DATASET_NAME:
+    return _other_tfds_builder(data_config)
   builder = tfds.builder(DATASET_NAME, data_dir=data_config.data_dir)
   if builder.is_prepared():
     return builder
@@ -222,6 +261,13 @@ def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
                          validation_fraction=data_config.validation_fraction)
 
 
+def _files_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
+  data_dir = data_config.data_dir or os.path.join(workdir, 'prepared_data')
+  return files_source.prepared_builder(
+      data_config, data_dir, data_config.label_feature == MASK_FEATURE,
+      lambda builder: _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False)))
+
+
 class Splits(NamedTuple):
   """TFDS split strings: what training reads, what evaluation and every choice (best model,
   predict sides) read, and what --mode=score reports on and nothing else reads."""
@@ -240,7 +286,33 @@ SOURCES = {
         data_config.folder, data_config.data_dir, workdir, data_config.skip_bad_examples,
         data_config.validation_fraction), Splits('train', 'validation', 'test')),
     'synthetic': (_synthetic_builder, Splits('train', 'validation', 'test')),
+    'files': (_files_builder, Splits('train', 'validation', 'test')),
 }
+OXFORD_SOURCES = ('folder', 'synthetic')  # Plus tfds with data.tfds_name=oxford_iiit_pet.
+
+
+def is_oxford(data_config) -> bool:
+  """Oxford-IIIT Pet in any form: trimaps 1/2/3 and breeds in the file names."""
+  return data_config.source in OXFORD_SOURCES or (
+      data_config.source == 'tfds' and data_config.tfds_name == DATASET_NAME)
+
+
+def mask_lookup(data_config):
+  """uint8 [256] raw mask value -> class id (or masks.IGNORE) for what read_encoded returns;
+  None for prepared class-id masks (data.source=files maps its masks when preparing)."""
+  if data_config.source == 'files':
+    return None
+  default = masks.TRIMAP_LABEL_MAP if is_oxford(data_config) else None
+  return masks.lookup_table(masks.encoding_from_config(data_config, default))
+
+
+def has_split(data_config, split: str) -> bool:
+  """Whether a files source holds `split` (other sources hold every default split)."""
+  if data_config.source != 'files':
+    return True
+  if split == 'validation':
+    return bool(data_config.files.validation_images or data_config.validation_fraction)
+  return bool(data_config.files[f'{split}_images'])
 
 
 def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
@@ -253,7 +325,9 @@ def resolve_splits(data_config) -> Splits:
   """The configured splits, or the source's defaults (evaluation on the test split when a
   folder source holds nothing out: data.validation_fraction=0)."""
   defaults = SOURCES[data_config.source][1]
-  if data_config.source != 'tfds' and not data_config.validation_fraction:
+  if data_config.source == 'tfds' and not is_oxford(data_config):
+    defaults = Splits('train', 'validation', 'test')
+  elif data_config.source != 'tfds' and not has_split(data_config, 'validation'):
     defaults = defaults._replace(eval=defaults.test)
   return Splits(data_config.train_split or defaults.train,
                 data_config.eval_split or defaults.eval,
@@ -267,6 +341,52 @@ def first_eval_examples(builder: tfds.core.DatasetBuilder, data_config, count: i
   return read_encoded(builder, resolve_splits(data_config).eval).take(count)
 
 
+def mask_value_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
+  """int64 [256]: how many pixels of `split`'s masks (at their own size) hold each value, as
+  stored (before mask_lookup)."""
+  return read_encoded(builder, split).map(
+      lambda example: tf.math.bincount(tf.cast(tf.reshape(decode_mask(example[MASK_FEATURE]),
+                                                          [-1]), tf.int32),
+                                       minlength=256, maxlength=256, dtype=tf.int64),
+      num_parallel_calls=tf.data.AUTOTUNE).reduce(tf.zeros([256], tf.int64), tf.add).numpy()
+
+
+def class_pixel_counts(builder: tfds.core.DatasetBuilder, data_config, split: str
+                       ) -> np.ndarray:
+  """int64 [classes + 1]: every class's pixels in `split`'s masks at their own size, then the
+  ignored pixels; from the preparation's report where the source keeps one."""
+  if isinstance(builder, files_source.FilesDataset):
+    report = files_source.stored_report(builder)
+    if report is not None and split in report.splits:
+      found = report.splits[split]
+      return np.append(found.class_pixels, found.ignore_pixels)
+  lookup = mask_lookup(data_config)
+  lookup = np.arange(256) if lookup is None else lookup.astype(np.int64)
+  counts = np.bincount(lookup, weights=mask_value_counts(builder, split), minlength=256)
+  return np.append(counts[:len(data_config.class_names)], counts[masks.IGNORE]).astype(np.int64)
+
+
+def own_class_colors(data_config, builder=None) -> list | None:
+  """The data's own colour per class: data.mask_colors, or the "P" palette a files source's
+  masks carry (from its preparation report); None when the data has none."""
+  if data_config.mask_colors:
+    return [list(c) for c in data_config.mask_colors]
+  if isinstance(builder, files_source.FilesDataset):
+    report = files_source.stored_report(builder)
+    return report.class_colors if report else None
+  return None
+
+
+def with_class_names(config) -> None:
+  """Fills an empty data.class_names of a files classification set with its class
+  sub-folders' names (Keras' image_dataset_from_directory order)."""
+  data = config.data
+  if data.source == 'files' and not data.class_names and data.files.train_images and \
+      data.label_feature != MASK_FEATURE:
+    data.class_names = tuple(files_source.class_folders(data.files.train_images,
+                                                        'data.files.train_images'))
+
+
 def breed(file_name: str) -> str:
   """The breed an official file name (`<Breed_name>_<number>.jpg`) names: the part before
   the last underscore."""
@@ -274,6 +394,11 @@ def breed(file_name: str) -> str:
 
 
 def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  if isinstance(builder, files_source.FilesDataset) and split.split('[')[0] not in \
+      builder.info.splits:
+    raise DataError(f'The files source has no {split!r} split: set data.files.{split}_images '
+                    f'and data.files.{split}_masks (classification: data.files.{split}_images '
+                    'alone) to score or evaluate on it.')
   try:
     return builder.info.splits[split].num_examples
   except (KeyError, ValueError) as e:
@@ -292,10 +417,16 @@ def read_encoded(builder: tfds.core.DatasetBuilder, split: str, shard: int = 0,
                  num_shards: int = 1) -> tf.data.Dataset:
   """Shard `shard` of `num_shards` disjoint slices of `split`, images and masks still encoded.
 
-  Slicing by split (not ds.shard) means each reader reads only its own examples.
+  Slicing by split (not ds.shard) means each reader reads only its own examples. A data set
+  whose picture and mask features have other names (data.image_key, data.mask_key) is read
+  under the names `image` and `segmentation_mask`.
   """
-  return builder.as_dataset(
-      split=shard_split(split, shard, num_shards), shuffle_files=False,
-      read_config=tfds.ReadConfig(try_autocache=False),
-      decoders={'image': tfds.decode.SkipDecoding(),
-                'segmentation_mask': tfds.decode.SkipDecoding()})
+  keys = getattr(builder, 'example_keys', {})
+  features = builder.info.features
+  decoders = {keys.get(name, name): tfds.decode.SkipDecoding()
+              for name in ('image', MASK_FEATURE) if keys.get(name, name) in features}
+  ds = builder.as_dataset(split=shard_split(split, shard, num_shards), shuffle_files=False,
+                          read_config=tfds.ReadConfig(try_autocache=False), decoders=decoders)
+  if keys:
+    ds = ds.map(lambda example: {**example, **{name: example[key] for name, key in keys.items()}})
+  return ds

@@ -15,6 +15,7 @@ from data import decode
 from data import sources
 from errors import UserError
 from modeling import models
+import tasks
 from training import checkpoints
 from training import config_checks
 
@@ -125,12 +126,14 @@ def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
             for name, path, trimap in zip(names, paths, trimaps)]
   builder = sources.prepared_builder(config.data, workdir)
   pictures = []
-  for example in sources.first_eval_examples(builder, config.data,
-                                             max(config.summaries.num_images, 1)):
+  lookup = sources.mask_lookup(config.data)
+  for index, example in enumerate(sources.first_eval_examples(
+      builder, config.data, max(config.summaries.num_images, 1))):
+    name = example['file_name'].numpy().decode() if 'file_name' in example else str(index)
+    mask = example.get(tasks.MASK_FEATURE)
     pictures.append(Picture(
-        os.path.splitext(example['file_name'].numpy().decode())[0],
-        decode.decode_image(example['image']).numpy(),
-        decode.decode_trimap(example['segmentation_mask']).numpy()[..., 0]))
+        os.path.splitext(name.replace('/', '_'))[0], decode.decode_image(example['image']).numpy(),
+        None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0]))
   return pictures
 
 

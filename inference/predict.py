@@ -6,6 +6,7 @@ import os
 from absl import logging
 import numpy as np
 
+from data import sources
 from errors import UserError
 from inference import loading
 from inference.predictor import Predictor
@@ -15,9 +16,20 @@ from training import checkpoints
 from training import workdir as workdir_lib
 
 
+def _own_colors(config, workdir: str):
+  """The data's own class colours, where they can be known without the data's files."""
+  try:
+    builder = sources.prepared_builder(config.data, workdir) \
+        if config.data.source == 'files' else None
+  except UserError:  # The data is not on this machine: the default colours.
+    builder = None
+  return sources.own_class_colors(config.data, builder)
+
+
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
-  """Segmentation: a 0/1/2 label mask PNG at each picture's own size and a coloured overlay
-  beside it. Classification: predictions.csv with one line per picture."""
+  """Segmentation: a class-id mask PNG at each picture's own size, a coloured overlay beside
+  it (the data's own class colours where it has them) and legend.csv. Classification:
+  predictions.csv with one line per picture."""
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   model, source = loading.load_model(config, workdir)
@@ -26,6 +38,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
+  colors = colormaps.class_colors(len(config.data.class_names), _own_colors(config, workdir))
   batch_size = config.eval.global_batch_size
   for start in range(0, len(paths), batch_size):
     chunk = paths[start:start + batch_size]
@@ -40,9 +53,15 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     for path, picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
       stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
       loading.write_png(stem + '_mask.png', mask)
-      loading.write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask))
+      loading.write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask,
+                                                                      colors=colors))
       written.append(stem + '_mask.png')
-  if not tasks.is_segmentation(config):
+  if tasks.is_segmentation(config):  # The overlays' legend.
+    legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
+        config.data.class_names, colors.tolist()))
+    checkpoints.write_text_atomically(os.path.join(out_dir, 'legend.csv'),
+                                      'class,r,g,b\n' + legend)
+  else:
     csv_path = os.path.join(out_dir, 'predictions.csv')
     checkpoints.write_text_atomically(csv_path, ''.join(rows))
     written.append(csv_path)

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import decode
+from data import masks
 from data import sources
 from inference import loading
 from inference.predictor import Predictor
@@ -22,7 +23,8 @@ from training import metrics
 def test_metrics(model: keras.Model, builder, config) -> dict:
   """The test split scored as predict answers: segmentation masks at each picture's own
   resolution (pixel accuracy, IoU), or classes (accuracy); over every picture and per breed
-  (`per_group`, from the file names), worst first.
+  (`per_group`: breeds, or sub-folders of a files source), worst first. Ignored pixels
+  (data.ignore_index, colours off data.mask_colors) count nowhere.
 
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original trimaps, as a user of the predicted masks would see them.
@@ -30,17 +32,20 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
   predictor = Predictor(model, config)
   class_names = tuple(config.data.class_names)
   segmentation = tasks.is_segmentation(config)
+  lookup = sources.mask_lookup(config.data) if segmentation else None
   confusions, counts = {}, {}
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
     picture = decode.decode_image(example['image']).numpy()
     if segmentation:
-      truth = decode.decode_trimap(example[tasks.MASK_FEATURE]).numpy()[..., 0]
+      truth = decode.decode_mask(example[tasks.MASK_FEATURE], lookup).numpy()[..., 0]
       predicted = predictor.masks([picture])[0]
+      counted = truth != masks.IGNORE  # Ignored pixels count in no score.
+      truth, predicted = truth[counted], predicted[counted]
     else:
       truth = example[config.data.label_feature].numpy()
       predicted = metrics.predicted_classes(predictor.probabilities(
           lambda size, p=picture: loading.model_input([p], size))).numpy()[0]
-    group = sources.breed(example['file_name'].numpy().decode())
+    group = _group(config.data, example)
     confusions[group] = confusions.get(group, 0) + tf.math.confusion_matrix(
         np.ravel(truth), np.ravel(predicted), num_classes=len(class_names)).numpy()
     counts[group] = counts.get(group, 0) + 1
@@ -52,6 +57,17 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
   results['num_pictures'] = sum(counts.values())
   results['per_group'] = dict(sorted(per_group.items(), key=lambda kv: kv[1][headline]))
   return results
+
+
+def _group(data_config, example) -> str:
+  """What a picture's scores are grouped by: its breed (Oxford), its sub-folder (files in
+  sub-folders), else one group."""
+  if 'file_name' not in example:
+    return 'all'
+  name = example['file_name'].numpy().decode()
+  if sources.is_oxford(data_config):
+    return sources.breed(name)
+  return os.path.dirname(name) or 'all'
 
 
 def _summary(confusion: np.ndarray, class_names: tuple, segmentation: bool) -> dict:
@@ -73,7 +89,7 @@ def run(config, workdir: str) -> dict:
   checkpoints.write_text_atomically(os.path.join(workdir, 'score.json'),
                                     json.dumps(results, indent=1) + '\n')
   headline = 'mean_iou' if tasks.is_segmentation(config) else 'accuracy'
-  logging.info('Score on %s (%d pictures): %s %.4f; per breed, worst first: %s',
+  logging.info('Score on %s (%d pictures): %s %.4f; per group (breed or folder), worst first: %s',
                results['test_split'], results['num_pictures'], headline, results[headline],
                ', '.join(f'{g} {m[headline]:.4f}' for g, m in results['per_group'].items()))
   return results

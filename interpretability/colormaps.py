@@ -7,23 +7,69 @@ MASK_PALETTE = np.array([[230, 25, 75], [0, 130, 200], [255, 225, 25], [60, 180,
                          [145, 30, 180], [245, 130, 48]], np.uint8)
 
 
-def colorize_mask(mask: np.ndarray) -> np.ndarray:
-  """Label mask (..., H, W) or (..., H, W, 1) of ints to RGB uint8 (..., H, W, 3)."""
-  mask = np.asarray(mask)
+IGNORE = 255  # data.masks.IGNORE: pixels of no class, drawn without a colour.
+
+
+def class_colors(num_classes: int, colors=None) -> np.ndarray:
+  """[num_classes, 3] uint8: the data's own colours (a colour table or a "P" palette), else
+  MASK_PALETTE and then PASCAL VOC's bit-pattern colours, all distinct."""
+  if colors is not None and len(colors) == num_classes:
+    return np.asarray(colors, np.uint8)
+  table = [tuple(c) for c in MASK_PALETTE]
+  index = 1
+  while len(table) < num_classes:
+    r = g = b = 0
+    c = index
+    for bit in range(8):
+      r, g, b = r | ((c & 1) << (7 - bit)), g | ((c >> 1 & 1) << (7 - bit)), \
+          b | ((c >> 2 & 1) << (7 - bit))
+      c >>= 3
+    if (r, g, b) not in table:
+      table.append((r, g, b))
+    index += 1
+  return np.asarray(table[:num_classes], np.uint8)
+
+
+def colorize_mask(mask: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
+  """Label mask (..., H, W) or (..., H, W, 1) of ints to RGB uint8 (..., H, W, 3), in
+  `colors` ([classes, 3]; default MASK_PALETTE); ignored pixels black."""
+  mask = np.asarray(mask).astype(np.int64)
   if mask.shape[-1] == 1:
     mask = mask[..., 0]
-  return MASK_PALETTE[mask.astype(np.int64) % len(MASK_PALETTE)]
+  colors = MASK_PALETTE if colors is None else np.asarray(colors, np.uint8)
+  table = np.zeros((256, 3), np.uint8)
+  table[:IGNORE] = colors[np.arange(IGNORE) % len(colors)]
+  return table[np.clip(mask, 0, 255)]
 
 
-def blend(image: np.ndarray, overlay: np.ndarray, alpha: float) -> np.ndarray:
-  """`alpha` of `overlay` over `image`, both RGB in [0, 255]; uint8 result."""
+def blend(image: np.ndarray, overlay: np.ndarray, alpha) -> np.ndarray:
+  """`alpha` (a number, or one per pixel) of `overlay` over `image`, both RGB in [0, 255];
+  uint8 result."""
   mixed = (1.0 - alpha) * np.asarray(image, np.float32) + alpha * np.asarray(overlay, np.float32)
   return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
-def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-  """The mask's class colours blended over the image, to see where each class lies."""
-  return blend(image, colorize_mask(mask), alpha)
+def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
+                 colors: np.ndarray | None = None) -> np.ndarray:
+  """The mask's class colours blended over the image, to see where each class lies; ignored
+  pixels show the picture alone."""
+  mask = np.asarray(mask)
+  if mask.shape[-1] == 1:
+    mask = mask[..., 0]
+  alpha = np.where(mask == IGNORE, 0.0, alpha)[..., None].astype(np.float32)
+  return blend(image, colorize_mask(mask, colors), alpha)
+
+
+def confusion_image(confusion: np.ndarray, cell: int = 24) -> np.ndarray:
+  """A confusion matrix (rows truth, columns prediction) as a picture: each row normalised to
+  sum 1, white (0) to dark blue (1), `cell` pixels a class, a grey line between cells."""
+  confusion = np.asarray(confusion, np.float64)
+  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1.0)
+  white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+  colors = white + shares[..., None] * (blue - white)
+  picture = np.repeat(np.repeat(colors, cell, 0), cell, 1)
+  picture[::cell, :] = picture[:, ::cell] = 160
+  return np.round(picture).astype(np.uint8)
 
 
 def _jet_table() -> np.ndarray:

@@ -10,6 +10,7 @@ import time
 import keras
 import numpy as np
 
+from data.masks import IGNORE
 from interpretability import activations
 from interpretability import filters
 from interpretability import gradcam
@@ -98,26 +99,31 @@ def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
 
 def score(explanation: Explanation, regions: list) -> list:
   """Pointing scores per picture: `regions[i]` maps each ClassMaps label to a boolean ground
-  truth mask at picture i's resolution (None: picture i has no ground truth)."""
+  truth mask at picture i's resolution, and COUNTED to the pixels that count (None: picture i
+  has no ground truth)."""
   scored = []
   for i, picture_regions in enumerate(regions):
     if picture_regions is None:
       scored.append(None)
       continue
     scored.append({m.label: pointing.region_scores(m.heatmaps.maps[i], m.heatmaps.peaks[i],
-                                                   picture_regions[m.label])
+                                                   picture_regions[m.label],
+                                                   picture_regions.get(COUNTED))
                    for m in explanation.class_maps})
   return scored
 
 
 TRIMAP_BACKGROUND = 1  # Label of the background in a trimap mask (pet 0, background 1, outline 2).
+COUNTED = '__counted__'  # A regions entry: the pixels that count (not ignored).
 
 
 def trimap_regions(mask: np.ndarray, explanation: Explanation, segmentation: bool) -> dict:
-  """Ground truth per explained label from a trimap label mask (H, W): a segmenter's class c is
-  scored against mask == c; a classifier's classes against the pet (mask != background), the
-  object a cat-or-dog decision should rest on."""
+  """Ground truth per explained label from a label mask (H, W): a segmenter's class c is
+  scored against mask == c, over the pixels that are not ignored; a classifier's classes
+  against the pet (mask != background of a trimap), the object a cat-or-dog decision should
+  rest on."""
   mask = np.asarray(mask)
   if segmentation:
-    return {m.label: mask == m.classes[0] for m in explanation.class_maps}
+    return {COUNTED: mask != IGNORE,
+            **{m.label: mask == m.classes[0] for m in explanation.class_maps}}
   return {m.label: mask != TRIMAP_BACKGROUND for m in explanation.class_maps}

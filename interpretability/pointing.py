@@ -11,15 +11,18 @@ import numpy as np
 from interpretability import gradcam
 
 
-def region_scores(heatmap: np.ndarray, peak: float, region: np.ndarray) -> dict:
-  """`heatmap` (h, w) in [0, 1], resized (bilinear) to the boolean `region` (H, W)."""
+def region_scores(heatmap: np.ndarray, peak: float, region: np.ndarray,
+                  counted: np.ndarray | None = None) -> dict:
+  """`heatmap` (h, w) in [0, 1], resized (bilinear) to the boolean `region` (H, W); only the
+  `counted` pixels (None: all) count, so ignored pixels weigh on neither share."""
   region = np.asarray(region, bool)
+  counted = np.ones(region.shape, bool) if counted is None else np.asarray(counted, bool)
   resized = gradcam.resize_heatmaps(heatmap, *region.shape)
-  total = float(resized.sum())
-  inside = float(resized[region].sum())
+  total = float(resized[counted].sum())
+  inside = float(resized[region & counted].sum())
   return {'max': float(peak),
           'energy_in_region': inside / total if peak > 0 and total > 0 else 0.0,
-          'region_share': float(region.mean())}
+          'region_share': float((region & counted).sum() / max(counted.sum(), 1))}
 
 
 def summarize(pictures: list[dict]) -> dict:

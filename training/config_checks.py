@@ -6,6 +6,7 @@ import traceback
 
 from configs import base
 from data import input_pipeline
+from data import masks
 from data import sources
 from errors import ConfigError
 from modeling import models
@@ -97,8 +98,8 @@ def check_config(config) -> None:
   for size in config.predict.sizes:
     _positive(size, 'every predict.sizes entry')
     models.check_model(config.model.name, size, field='every predict.sizes entry')
-  masks = config.data.label_feature == tasks.MASK_FEATURE
-  _require(masks == tasks.is_segmentation(config),
+  learns_masks = config.data.label_feature == tasks.MASK_FEATURE
+  _require(learns_masks == tasks.is_segmentation(config),
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
            'segmentation learns segmentation_mask, classification an integer feature such as '
            'species or label.')
@@ -106,6 +107,7 @@ def check_config(config) -> None:
     path = _get(config, field)
     _require(not path or not os.path.exists(path) or os.path.isdir(path),
              f'{field}={path!r} is a file: it must name a folder.')
+  _check_own_data(config)
   if config.data.source == 'folder':
     _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
              '(the official extracted layout: images/ and annotations/).')
@@ -113,6 +115,63 @@ def check_config(config) -> None:
     parent = os.path.dirname(os.path.abspath(config.data.cache))
     _require(os.path.isdir(parent), f'data.cache={config.data.cache!r}: use memory, none, or a '
              f'file path prefix in an existing folder ({parent} does not exist).')
+
+
+def _check_own_data(config) -> None:
+  """Class names, mask encodings, class weights and the files source's folders."""
+  data, segmentation = config.data, tasks.is_segmentation(config)
+  num_classes = len(data.class_names)
+  _require(len(set(data.class_names)) == num_classes,
+           f'data.class_names={tuple(data.class_names)} names a class twice.')
+  _require(not segmentation or num_classes <= masks.MAX_CLASSES,
+           f'data.class_names has {num_classes} classes; masks hold at most '
+           f'{masks.MAX_CLASSES} (255 marks ignored pixels).')
+  label_map = masks.parse_label_map(data.label_map, num_classes)
+  if data.ignore_index is not None:
+    _require(data.ignore_index >= 0, 'data.ignore_index must be a mask value (0 or more) or '
+             'None.')
+    _require(label_map is None or data.ignore_index not in label_map,
+             f'data.ignore_index={data.ignore_index} is also a key of data.label_map: a value '
+             'is either a class or ignored.')
+  colors = [tuple(c) for c in data.mask_colors]
+  if colors:
+    _require(all(len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                 for c in colors),
+             f'data.mask_colors={data.mask_colors}: each entry must be (r, g, b) with whole '
+             'numbers 0-255.')
+    _require(len(colors) == num_classes, f'data.mask_colors has {len(colors)} colours for '
+             f'{num_classes} data.class_names: give one (r, g, b) per class, in class order.')
+    _require(len(set(colors)) == len(colors), 'data.mask_colors lists a colour twice.')
+    _require(not label_map, 'data.label_map and data.mask_colors exclude each other: a mask '
+             'holds values (label_map) or colours (mask_colors).')
+  weights = config.train.class_weights
+  if weights not in ('none', 'auto'):
+    _require(isinstance(weights, (tuple, list)) and len(weights) == num_classes and all(
+        isinstance(w, (int, float)) and w >= 0 for w in weights),
+             f"train.class_weights={weights!r}: use 'none', 'auto' or one weight (0 or more) "
+             f'per class ({num_classes}).')
+  _require(weights == 'none' or segmentation, 'train.class_weights weights mask pixels; for '
+           'classification use train.balance_classes.')
+  if data.source != 'files':
+    return
+  files = data.files
+  _require(bool(files.train_images), 'data.source=files needs data.files.train_images (and, '
+           'for segmentation, data.files.train_masks): see BUILD.md "Your own data".')
+  for split in ('train', 'validation', 'test'):
+    _require(not segmentation or bool(files[f'{split}_images']) == bool(files[f'{split}_masks']),
+             f'data.files.{split}_images and data.files.{split}_masks go together: set both '
+             'or neither.')
+    for field in (f'{split}_images', f'{split}_masks'):
+      path = files[field]
+      _require(not path or os.path.isdir(path), f'data.files.{field}={path!r} is not a folder.')
+    listed = files[f'{split}_list']
+    _require(not listed or os.path.isfile(listed),
+             f'data.files.{split}_list={listed!r} is not a file (one stem a line).')
+    _require(not listed or bool(files[f'{split}_images']),
+             f'data.files.{split}_list needs data.files.{split}_images.')
+  _require(bool(files.validation_images or data.validation_fraction or files.test_images),
+           'data.source=files has nothing to evaluate on: set data.validation_fraction > 0, '
+           'or data.files.validation_images / test_images.')
 
 
 def check_config_file(path: str) -> None:
@@ -158,6 +217,8 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
 # Fields that define what a run trains (and what its best model is best at); the others
 # (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
 RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
+                'data.tfds_name', 'data.label_map', 'data.mask_colors', 'data.ignore_index',
+                'train.class_weights',
                 'data.validation_fraction', 'data.train_split', 'data.eval_split',
                 'data.augment', 'train.global_batch_size',
                 'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',

@@ -30,15 +30,38 @@ class Evaluator:
                                 job.segmentation)
     results['seconds'] = time.perf_counter() - start
     job.summaries.scalars('eval', step, results)
+    names = tuple(job.config.data.class_names)
+    job.summaries.images('eval', step, 'confusion_matrix',
+                         colormaps.confusion_image(confusion)[None])
+    job.summaries.text('eval', step, 'confusion_matrix', confusion_table(confusion, names))
     if job.preview is not None and job.segmentation:
       images = job.preview['image'].numpy()
       predicted = np.argmax(job.model(job.preview['image'], training=False), axis=-1)
-      job.summaries.images('eval', step, 'masks/ground_truth',
-                           colormaps.mask_overlay(images, job.preview['label'].numpy()))
+      job.summaries.images('eval', step, 'masks/ground_truth', colormaps.mask_overlay(
+          images, job.preview['label'].numpy(), colors=job.class_colors))
       job.summaries.images('eval', step, 'masks/prediction',
-                           colormaps.mask_overlay(images, predicted))
+                           colormaps.mask_overlay(images, predicted, colors=job.class_colors))
+      job.summaries.text('eval', step, 'masks/legend', legend_table(names, job.class_colors))
     job.summaries.flush()
     return results
+
+
+def confusion_table(confusion: np.ndarray, class_names: tuple) -> str:
+  """Markdown: rows are the true classes, columns the predicted ones, each row's shares."""
+  confusion = np.asarray(confusion, np.float64)
+  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1.0)
+  lines = ['| truth \\ predicted | ' + ' | '.join(class_names) + ' |',
+           '|---' * (len(class_names) + 1) + '|']
+  lines += [f'| **{name}** | ' + ' | '.join(f'{v:.3f}' for v in row) + ' |'
+            for name, row in zip(class_names, shares)]
+  return '\n'.join(lines)
+
+
+def legend_table(class_names: tuple, colors) -> str:
+  """Markdown: each class's colour in the mask pictures."""
+  rows = [f'| {name} | ({r}, {g}, {b}) | #{r:02x}{g:02x}{b:02x} |'
+          for name, (r, g, b) in zip(class_names, np.asarray(colors).tolist())]
+  return '\n'.join(['| class | colour (r, g, b) | hex |', '|---|---|---|'] + rows)
 
 
 class BestModelExporter:

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data.masks import IGNORE
 from tasks import CLASSIFICATION, SEGMENTATION
 
 
@@ -23,30 +24,39 @@ def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: i
   """Float32 [num_classes, num_classes] counts: rows are true labels, columns predictions.
 
   Labels are per pixel (masks) or per picture. `weights` (one per example) scale each
-  example's counts; weight-0 padding counts nothing.
+  example's counts; weight-0 padding counts nothing, and neither do IGNORE pixels.
   """
-  predictions = predicted_classes(probabilities)
-  pixel_weights = None
+  predictions = tf.reshape(predicted_classes(probabilities), [-1])
+  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
+  pixel_weights = tf.ones_like(labels, tf.float32)
   if weights is not None:
-    shape = tf.concat([[-1], tf.ones([predictions.shape.rank - 1], tf.int32)], 0)
-    pixel_weights = tf.reshape(tf.broadcast_to(
-        tf.reshape(tf.cast(weights, tf.float32), shape), tf.shape(predictions)), [-1])
-  return tf.math.confusion_matrix(tf.reshape(labels, [-1]), tf.reshape(predictions, [-1]),
-                                  num_classes=num_classes, weights=pixel_weights,
+    per_example = tf.size(labels) // tf.maximum(tf.size(weights), 1)
+    pixel_weights = tf.repeat(tf.cast(tf.reshape(weights, [-1]), tf.float32), per_example)
+  valid = tf.not_equal(labels, IGNORE)
+  return tf.math.confusion_matrix(tf.where(valid, labels, 0), predictions,
+                                  num_classes=num_classes,
+                                  weights=pixel_weights * tf.cast(valid, tf.float32),
                                   dtype=tf.float32)
 
 
 def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor,
-                     jaccard_weight: float = 0.0) -> tf.Tensor:
-  """Each example's cross-entropy in float32: mean over pixels for masks (plus
-  `jaccard_weight` x its soft-Jaccard loss); binary for a single sigmoid unit."""
+                     jaccard_weight: float = 0.0, class_weights=None) -> tf.Tensor:
+  """Each example's cross-entropy in float32: for masks the mean over its pixels that are not
+  IGNORE, each weighted by `class_weights` of its class (None: 1), plus `jaccard_weight` x
+  its soft-Jaccard loss; binary for a single sigmoid unit."""
   probabilities = tf.cast(probabilities, tf.float32)
   if probabilities.shape.rank == 4:
     labels = tf.squeeze(tf.cast(labels, tf.int32), axis=-1)
+    valid = tf.not_equal(labels, IGNORE)
+    labels = tf.where(valid, labels, 0)
+    pixel_weights = tf.cast(valid, tf.float32)
+    if class_weights is not None:
+      pixel_weights *= tf.gather(tf.constant(class_weights, tf.float32), labels)
     pixel_loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-    loss = tf.reduce_mean(pixel_loss, axis=[1, 2])
+    loss = tf.reduce_sum(pixel_loss * pixel_weights, axis=[1, 2]) / tf.maximum(
+        tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2]), 1.0)
     if jaccard_weight:
-      loss += jaccard_weight * soft_jaccard_loss(labels, probabilities)
+      loss += jaccard_weight * soft_jaccard_loss(labels, probabilities, valid)
     return loss
   if probabilities.shape[-1] == 1:
     return keras.losses.binary_crossentropy(
@@ -54,12 +64,16 @@ def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor,
   return keras.losses.sparse_categorical_crossentropy(tf.cast(labels, tf.int32), probabilities)
 
 
-def soft_jaccard_loss(labels: tf.Tensor, probabilities: tf.Tensor,
+def soft_jaccard_loss(labels: tf.Tensor, probabilities: tf.Tensor, valid=None,
                       smooth: float = 1.0) -> tf.Tensor:
   """Per example, 1 - the mean over classes of a differentiable IoU (probabilities as soft
-  predictions): pulls thin, rare classes such as the trimap outline up with the mean IoU
-  that is reported, where pixel cross-entropy weighs them by their few pixels."""
+  predictions) over the `valid` pixels (None: all): pulls thin, rare classes such as the
+  trimap outline up with the mean IoU that is reported, where pixel cross-entropy weighs them
+  by their few pixels."""
   truth = tf.one_hot(labels, probabilities.shape[-1], dtype=tf.float32)
+  if valid is not None:
+    keep = tf.cast(valid, tf.float32)[..., None]
+    truth, probabilities = truth * keep, probabilities * keep
   intersection = tf.reduce_sum(truth * probabilities, axis=[1, 2])
   union = tf.reduce_sum(truth + probabilities, axis=[1, 2]) - intersection
   return 1.0 - tf.reduce_mean((intersection + smooth) / (union + smooth), axis=-1)

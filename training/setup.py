@@ -9,8 +9,10 @@ import keras
 import tensorflow as tf
 
 from data import input_pipeline
+from data import masks
 from data import sources
 from errors import DataError
+from interpretability import colormaps
 from modeling import models
 import tasks
 from training import checkpoints
@@ -55,6 +57,7 @@ class Job:
   summaries: summaries_lib.Summaries
   eval_data: object  # The distributed eval dataset.
   preview: dict | None  # The fixed validation batch shown at every evaluation.
+  class_colors: object  # [classes, 3] uint8: how masks are drawn (the data's own colours).
 
 
 def build_job(config, workdir: str) -> Job:
@@ -77,7 +80,8 @@ def build_job(config, workdir: str) -> Job:
                                 config.train.jaccard_loss_weight,
                                 config.train.gradient_accumulation_steps,
                                 config.train.global_clipnorm, config.train.ema_decay,
-                                _class_weights(config, data))
+                                _class_weights(config, data),
+                                pixel_class_weights=_pixel_class_weights(config, data))
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
@@ -88,9 +92,11 @@ def build_job(config, workdir: str) -> Job:
   preview = (input_pipeline.preview_batch(data.builder, config.data,
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
+  class_colors = colormaps.class_colors(num_classes,
+                                        sources.own_class_colors(config.data, data.builder))
   return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
              optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief),
-             eval_data, preview)
+             eval_data, preview, class_colors)
 
 
 def _class_weights(config, data: Data) -> tuple | None:
@@ -109,6 +115,23 @@ def _class_weights(config, data: Data) -> tuple | None:
   logging.info('Class weights (train.balance_classes): %s.', ', '.join(
       f'{name} {w:.3f} ({n} examples)' for name, w, n in zip(config.data.class_names, weights,
                                                             counts)))
+  return weights
+
+
+def _pixel_class_weights(config, data: Data) -> tuple | None:
+  """train.class_weights for a segmenter: None ('none'), median frequency balancing of the
+  training masks' pixel counts ('auto'), or the configured tuple (all logged)."""
+  setting = config.train.class_weights
+  if not tasks.is_segmentation(config) or setting == 'none':
+    return None
+  if setting == 'auto':
+    split = sources.resolve_splits(config.data).train
+    counts = sources.class_pixel_counts(data.builder, config.data, split)[:-1]
+    weights = masks.median_frequency_weights(counts)
+  else:
+    weights = tuple(float(w) for w in setting)
+  logging.info('Class weights of the pixel loss (train.class_weights=%s): %s.', setting,
+               ', '.join(f'{n} {w:.3f}' for n, w in zip(config.data.class_names, weights)))
   return weights
 
 

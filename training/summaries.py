@@ -29,6 +29,10 @@ class Summaries:
     with self._writers[run].as_default(step=step):
       tf.summary.image(name, np.asarray(images), max_outputs=len(images))
 
+  def text(self, run: str, step: int, name: str, markdown: str) -> None:
+    with self._writers[run].as_default(step=step):
+      tf.summary.text(name, markdown)
+
   def hparams(self, run: str, values: dict, trial_id: str) -> None:
     """`values` as an HParams session of `run`, whose scalars (the validation metrics) become
     its metric columns: several workdirs under one logdir compare in the HParams tab."""

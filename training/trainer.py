@@ -81,7 +81,8 @@ class Trainer:
                optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int,
                jit_compile: bool = False, jaccard_loss_weight: float = 0.0,
                accumulation_steps: int = 1, global_clipnorm: float = 0.0,
-               ema_decay: float = 0.0, class_weights: tuple | None = None):
+               ema_decay: float = 0.0, class_weights: tuple | None = None,
+               pixel_class_weights: tuple | None = None):
     self.strategy = strategy
     self.accumulation_steps = accumulation_steps  # Batches per optimizer update.
     self.global_clipnorm = global_clipnorm  # 0: no clipping.
@@ -98,6 +99,8 @@ class Trainer:
     self.jaccard_loss_weight = jaccard_loss_weight
     # Classification: each training example's loss times its class's weight (None: all 1).
     self.class_weights = tf.constant(class_weights, tf.float32) if class_weights else None
+    # Segmentation: each pixel's loss times its class's weight (train.class_weights).
+    self.pixel_class_weights = pixel_class_weights
     self.model = model
     self.optimizer = optimizer
     self.global_batch_size = global_batch_size
@@ -155,7 +158,7 @@ class Trainer:
     with tf.GradientTape() as tape:
       probabilities = self.model(model_pictures(batch), training=True)
       per_example = metrics.per_example_loss(batch['label'], probabilities,
-                                             self.jaccard_loss_weight)
+                                             self.jaccard_loss_weight, self.pixel_class_weights)
       weighted = per_example if self.class_weights is None else per_example * tf.gather(
           self.class_weights, tf.reshape(tf.cast(batch['label'], tf.int32), [-1]))
       # Divide by the GLOBAL batch: gradients are summed across replicas by the optimizer.

@@ -1,0 +1,41 @@
+"""Your own pictures and masks (data.source=files): the recipe every own-data config shares.
+
+The Xception U-Net of configs/seg_xception.py at 128 px with Adam, flips and mild crops and
+lighting changes, a soft-Jaccard term for small classes, and the best model by validation
+mean IoU. Set the folders on the command line or in a config that builds on this one:
+
+    python main.py --config=configs/own_data.py --workdir=runs/mine \
+      --config.data.files.train_images=DIR/images --config.data.files.train_masks=DIR/masks \
+      "--config.data.class_names=('background','cell')" --config.data.label_map=0:0,255:1
+
+Run `--mode=check_data` first: it reads every file once and names what to fix.
+"""
+
+from configs import base
+
+
+def get_config():
+  config = base.get_base_config()
+  config.data.source = 'files'
+  config.data.class_names = ('background', 'object')
+  config.data.validation_fraction = 0.15  # Of train, when there is no validation folder.
+  config.data.image_size = 128
+  config.data.augment.min_crop_fraction = 0.8
+  config.data.augment.color_jitter = 0.1
+  config.model.name = 'xception_unet'
+  config.model.widths = (32, 64, 128, 256)
+  config.model.bn_momentum = 0.9
+  config.model.upsampling = 'bilinear'
+  config.train.optimizer = 'adam'
+  config.train.learning_rate = 2e-3
+  config.train.schedule = 'cosine'
+  config.train.warmup_steps = 50
+  config.train.jaccard_loss_weight = 1.0
+  config.train.global_batch_size = 16
+  config.eval.global_batch_size = 16
+  config.train.epochs = 60
+  config.train.steps_per_call = 4
+  config.eval.every_epochs = 5
+  config.eval.best_metric = 'mean_iou'
+  config.summaries.explain_every_epochs = 30
+  return config

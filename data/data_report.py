@@ -1,0 +1,190 @@
+"""What check_data prints and training checks before its first step: per split, the examples,
+each class's share, the ignored share, and every problem with up to five files and its fix."""
+
+import json
+import os
+
+import numpy as np
+
+from data import masks as masks_lib
+
+SHOWN = 5  # Files named per problem.
+# kind -> (what is wrong, the fix). {label_map} is filled in where a label map would help.
+PROBLEMS = {
+    'unreadable': ('files that cannot be decoded (corrupt, truncated or not a picture)',
+                   'replace or remove them; pictures and masks may be JPEG, PNG, BMP or GIF.'),
+    'no_mask': ('pictures without a mask', 'add each mask as <stem>{mask_suffix}.<png|...> in '
+                'the masks folder, or name only pictures that have one in data.files.'
+                '<split>_list.'),
+    'no_picture': ('masks without a picture', 'add the pictures, remove the masks, or check '
+                   'data.files.mask_suffix / image_suffix.'),
+    'not_found': ('stems named in the list file without a picture',
+                  'fix the list (one stem a line, no folder, no extension) or add the pictures.'),
+    'duplicate': ('second files for one stem (e.g. a.jpg and a.png)',
+                  'keep one file per stem; the first one found is used.'),
+    'size': ('masks of another size than their picture',
+             'masks must have their picture\'s height and width; resize them with nearest '
+             'neighbour, never bilinear (that invents labels).'),
+    'unmapped': ('masks with values that map to no class', '{label_map}'),
+    'color': ('colour (RGB) masks without data.mask_colors',
+              "set data.mask_colors to one (r, g, b) per class, in class order, e.g. "
+              "data.mask_colors=((0, 0, 0), (255, 0, 0)); the colours found are listed "
+              "above."),
+    'unknown_class': ('class folders not in data.class_names',
+                      'add them to data.class_names, or leave data.class_names empty to take '
+                      'the folder names.'),
+    'missing_class': ('classes that never occur in train',
+                      'check data.class_names and data.label_map (or data.mask_colors), or add '
+                      'training pictures that show them.'),
+    'empty': ('splits without any usable example', 'point the split\'s folders at pictures and '
+              'masks that pair, or remove the split.'),
+}
+
+
+class SplitReport:
+  """Counts and problems of one split."""
+
+  def __init__(self, problems: dict | None = None, num_classes: int = 0):
+    self.examples = 0
+    self.class_pixels = np.zeros(num_classes, np.int64)
+    self.ignore_pixels = 0
+    self.off_table = {}  # colour code -> pixels
+    self.unmapped = {}  # raw value -> pixels
+    self.raw_values = set()  # Every raw value seen (value masks).
+    self.palette = None
+    self.problems = {kind: list(names) for kind, names in (problems or {}).items() if names}
+
+  def add(self, scanned) -> None:
+    """One ScannedExample: its problem, or its pixel counts."""
+    mapped = scanned.mapped
+    if mapped is not None:
+      self.raw_values.update(mapped.values)
+      for code, n in mapped.unmapped.items():
+        self.unmapped[code] = self.unmapped.get(code, 0) + n
+      for code, n in mapped.off_table.items():
+        self.off_table[code] = self.off_table.get(code, 0) + n
+    if scanned.problem:
+      kind, detail = scanned.problem
+      self.problems.setdefault(kind, []).append(detail)
+      return
+    self.examples += 1
+    if mapped is None:  # Classification: one label per picture.
+      self.class_pixels[scanned.example.target] += 1
+      return
+    counts = np.bincount(mapped.classes.ravel(), minlength=256)
+    self.class_pixels += counts[:len(self.class_pixels)]
+    self.ignore_pixels += int(counts[masks_lib.IGNORE])
+    if scanned.palette is not None and self.palette is None:
+      self.palette = scanned.palette
+
+  def total(self) -> int:
+    return int(self.class_pixels.sum()) + self.ignore_pixels
+
+
+class DataReport:
+  """Every split's SplitReport, with the class names."""
+
+  def __init__(self, class_names: tuple):
+    self.class_names = tuple(class_names)
+    self.splits = {}
+    self.suggestion = ''
+    self.class_colors = None  # The data's own colours per class, when it has them.
+
+  def split(self, name: str, problems: dict | None = None) -> SplitReport:
+    self.splits[name] = SplitReport(problems, len(self.class_names))
+    return self.splits[name]
+
+  def finish(self, encoding: masks_lib.MaskEncoding) -> None:
+    """Problems across splits (an empty split, a class never in train), the label map that
+    would map every value seen, and the class colours (the table, or a "P" palette's)."""
+    for name, split in self.splits.items():
+      if not split.examples:
+        split.problems.setdefault('empty', []).append(name)
+    train = self.splits.get('train')
+    if train is not None and train.examples:
+      missing = [n for n, c in zip(self.class_names, train.class_pixels) if c == 0]
+      if missing:
+        train.problems['missing_class'] = missing
+    if any(split.unmapped for split in self.splits.values()):
+      values = sorted(set().union(*(s.raw_values for s in self.splits.values()))
+                      - {encoding.ignore_index})
+      suggestion = masks_lib.suggested_label_map(values, encoding.num_classes)
+      self.suggestion = (f"values seen: {', '.join(map(str, values[:20]))}. "
+                         + (f"Set data.label_map='{suggestion}' (value:class, in class order), "
+                            if suggestion else "Map every value to a class with data.label_map="
+                            "'value:class,...', ")
+                         + 'or set data.ignore_index to the value that means "ignore".')
+    if encoding.colors:
+      self.class_colors = [list(c) for c in encoding.colors]
+    else:
+      palette = next((s.palette for s in self.splits.values() if s.palette is not None), None)
+      if palette is not None:
+        table = masks_lib.lookup_table(encoding, len(palette))
+        colors = {}
+        for index, label in enumerate(table):
+          if label != masks_lib.IGNORE and label not in colors:
+            colors[int(label)] = palette[index].tolist()
+        if len(colors) == len(self.class_names):
+          self.class_colors = [colors[c] for c in range(len(self.class_names))]
+
+  def has_problems(self) -> bool:
+    return any(split.problems for split in self.splits.values())
+
+  def format(self, mask_suffix: str = '') -> str:
+    """The table a person can act on: counts and shares per split, then each problem."""
+    names = self.class_names
+    lines = ['split        examples  ' + '  '.join(f'{n[:12]:>12}' for n in names)
+             + '      ignored']
+    for name, split in self.splits.items():
+      total = max(split.total(), sum(split.off_table.values()), 1)
+      shares = '  '.join(f'{100 * c / total:>11.2f}%' for c in split.class_pixels)
+      lines.append(f'{name:<12} {split.examples:>8}  {shares}  {100 * split.ignore_pixels / total:>10.2f}%')
+      if split.off_table:
+        top = sorted(split.off_table.items(), key=lambda kv: -kv[1])[:SHOWN]
+        lines.append(f'  {name}: {100 * sum(split.off_table.values()) / total:.2f}% of pixels '
+                     'have colours off data.mask_colors (blended edges?) and are ignored; most '
+                     'common: ' + ', '.join(f'{masks_lib.code_color(c)} {100 * n / total:.2f}%'
+                                            for c, n in top))
+    problems = [(name, kind, found) for name, split in self.splits.items()
+                for kind, found in split.problems.items()]
+    if not problems:
+      lines.append('No problems found.')
+    for name, kind, found in problems:
+      what, fix = PROBLEMS[kind]
+      fix = fix.format(mask_suffix=mask_suffix, label_map=self.suggestion or
+                       'map every value with data.label_map, or set data.ignore_index.')
+      shown = ', '.join(str(f) for f in found[:SHOWN])
+      more = f' and {len(found) - SHOWN} more' if len(found) > SHOWN else ''
+      lines.append(f'PROBLEM {name}: {len(found)} {what}: {shown}{more}.\n  Fix: {fix}')
+    return '\n'.join(lines)
+
+  def to_json(self) -> dict:
+    return {'class_names': list(self.class_names), 'class_colors': self.class_colors,
+            'splits': {name: {'examples': s.examples, 'class_pixels': s.class_pixels.tolist(),
+                              'ignore_pixels': s.ignore_pixels,
+                              'off_table': {str(k): v for k, v in s.off_table.items()}}
+                       for name, s in self.splits.items()}}
+
+  def write(self, path: str) -> None:
+    with open(path + '.tmp', 'w') as f:
+      json.dump(self.to_json(), f, indent=1)
+    os.replace(path + '.tmp', path)
+
+  @classmethod
+  def read(cls, path: str) -> 'DataReport | None':
+    """The report at `path`, or None when it is missing or damaged (the set is then checked
+    and prepared again)."""
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      report = cls(tuple(saved['class_names']))
+      report.class_colors = saved['class_colors']
+      for name, values in saved['splits'].items():
+        split = report.split(name)
+        split.examples = values['examples']
+        split.class_pixels = np.array(values['class_pixels'], np.int64)
+        split.ignore_pixels = values['ignore_pixels']
+        split.off_table = {int(k): v for k, v in values['off_table'].items()}
+      return report
+    except (OSError, ValueError, KeyError, TypeError):
+      return None

@@ -1,0 +1,294 @@
+"""`data.source = 'files'`: a user's own pictures and masks (or class sub-folders), paired,
+split, checked and prepared once into a TFDS data dir that training streams from.
+
+Pictures pair with masks by their stem (the path below the folder, without the extension and
+data.files.image_suffix) plus data.files.mask_suffix. Every mask is decoded and mapped to class
+ids once, here (see data/masks.py); the prepared set stores class-id PNGs, so a training step
+never runs Python. The prepared set's folder is keyed by everything it was made from (the
+files' names, sizes and times, the lists, the encoding): a changed folder is prepared anew.
+"""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import time
+from typing import NamedTuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data import data_report
+from data import masks as masks_lib
+from errors import DataError
+
+PICTURE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+SPLITS = ('train', 'validation', 'test')
+REPORT_FILE = 'report.json'
+_VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
+
+
+class Example(NamedTuple):
+  name: str  # The stem: what check_data names and --mode=score reports.
+  image: str  # The picture's path.
+  target: str | int  # The mask's path, or a class index (classification).
+
+
+def _walk(folder: str, field: str) -> dict:
+  """{path below `folder` without extension: [paths]} of every picture file under `folder`."""
+  if not folder or not os.path.isdir(folder):
+    raise DataError(f'{field}={folder!r} is not a folder. Point it at the folder that holds '
+                    'the pictures (or masks); see BUILD.md "Your own data".')
+  found = {}
+  for root, dirs, files in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    for name in files:
+      stem, suffix = os.path.splitext(name)
+      if suffix.lower() in PICTURE_SUFFIXES and not name.startswith('.'):
+        key = os.path.relpath(os.path.join(root, stem), folder)
+        found.setdefault(key, []).append(os.path.join(root, name))
+  return found
+
+
+def _strip(found: dict, suffix: str) -> dict:
+  """Keys that end with `suffix`, without it (all keys when `suffix` is empty)."""
+  if not suffix:
+    return found
+  return {key[:-len(suffix)]: paths for key, paths in found.items() if key.endswith(suffix)}
+
+
+def read_list(path: str, field: str) -> list[str]:
+  """Stems of a list file (one a line, extensions and blank lines tolerated)."""
+  try:
+    with open(path) as f:
+      return [os.path.splitext(line.split()[0])[0] for line in f if line.strip()]
+  except OSError as e:
+    raise DataError(f'{field}={path!r} cannot be read ({e.strerror}): it must be a text file '
+                    'of picture stems, one a line.') from None
+
+
+def pair_split(files_config, split: str, problems: dict) -> list[Example]:
+  """The split's (picture, mask) pairs; pictures without a mask, masks without a picture,
+  listed stems without a picture and ambiguous stems go to `problems` (kind -> names)."""
+  images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
+  pictures = _walk(images_dir, f'data.files.{split}_images')
+  if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
+    pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
+  pictures = _strip(pictures, files_config.image_suffix)
+  masks = _strip(_walk(masks_dir, f'data.files.{split}_masks'), files_config.mask_suffix)
+  for kind, found in (('duplicate', pictures), ('duplicate', masks)):
+    problems.setdefault(kind, []).extend(
+        p for paths in found.values() if len(paths) > 1 for p in paths[1:])
+  list_file = files_config[f'{split}_list']
+  if list_file:
+    stems = read_list(list_file, f'data.files.{split}_list')
+    problems.setdefault('not_found', []).extend(s for s in stems if s not in pictures)
+    stems = [s for s in dict.fromkeys(stems) if s in pictures]
+  else:
+    stems = sorted(pictures)
+    problems.setdefault('no_picture', []).extend(
+        masks[s][0] for s in sorted(masks) if s not in pictures)
+  problems.setdefault('no_mask', []).extend(pictures[s][0] for s in stems if s not in masks)
+  return [Example(s, pictures[s][0], masks[s][0]) for s in stems if s in masks]
+
+
+def class_folders(root: str, field: str) -> list[str]:
+  """The class sub-folders of a classification tree, sorted (Keras' image_dataset_from_directory
+  order): their names are the class names."""
+  if not root or not os.path.isdir(root):
+    raise DataError(f'{field}={root!r} is not a folder: for classification it holds one '
+                    'sub-folder of pictures per class.')
+  return sorted(d for d in os.listdir(root)
+                if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
+
+
+def classify_split(root: str, class_names: tuple, field: str, problems: dict) -> list[Example]:
+  """(picture, class index) of every picture in the class sub-folders of `root`."""
+  folders = class_folders(root, field)
+  problems.setdefault('unknown_class', []).extend(
+      os.path.join(root, f) for f in folders if f not in class_names)
+  examples = []
+  for index, name in enumerate(class_names):
+    if os.path.isdir(os.path.join(root, name)):
+      examples += [Example(os.path.join(name, key), paths[0], index)
+                   for key, paths in sorted(_walk(os.path.join(root, name), field).items())]
+  return examples
+
+
+def is_held_out(stem: str, fraction: float) -> bool:
+  """Whether `stem` belongs to the validation hold-out: fixed by a hash of the stem alone, so a
+  picture stays on its side whatever else the folder holds."""
+  return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 2**32 < fraction
+
+
+def split_examples(data_config, segmentation: bool, problems: dict) -> dict:
+  """{split: [Example]} for the splits the config names; without validation folders,
+  data.validation_fraction of train is held out (at least one example)."""
+  files = data_config.files
+  splits = {}
+  for split in SPLITS:
+    if not files[f'{split}_images']:
+      continue
+    if segmentation:
+      splits[split] = pair_split(files, split, problems.setdefault(split, {}))
+    else:
+      splits[split] = classify_split(files[f'{split}_images'], tuple(data_config.class_names),
+                                     f'data.files.{split}_images',
+                                     problems.setdefault(split, {}))
+  if 'validation' not in splits and data_config.validation_fraction and splits['train']:
+    train = splits['train']
+    held = [e for e in train if is_held_out(e.name, data_config.validation_fraction)]
+    if not held:
+      held = [min(train, key=lambda e: hashlib.sha1(e.name.encode()).hexdigest())]
+    if len(held) < len(train):
+      splits['validation'] = held
+      splits['train'] = [e for e in train if e not in held]
+  return splits
+
+
+def _stat_signature(splits: dict, data_config) -> str:
+  """A key for everything the prepared set is made from."""
+  entries = []
+  for split, examples in sorted(splits.items()):
+    for example in examples:
+      for path in (example.image, example.target):
+        if isinstance(path, str):
+          stat = os.stat(path)
+          entries.append(f'{split}|{example.name}|{path}|{stat.st_size}|{stat.st_mtime_ns}')
+        else:
+          entries.append(f'{split}|{example.name}|{path}')
+  fields = {k: data_config[k] for k in ('label_map', 'mask_colors', 'ignore_index',
+                                         'class_names', 'validation_fraction')}
+  text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
+  return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
+
+
+class ScannedExample(NamedTuple):
+  example: Example
+  problem: tuple | None  # (kind, detail) when unusable.
+  mask_png: bytes | None  # The class-id mask, PNG-encoded, ready to store.
+  mapped: masks_lib.MappedMask | None
+  palette: np.ndarray | None
+
+
+def scan_example(example: Example, encoding: masks_lib.MaskEncoding) -> ScannedExample:
+  """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
+  its class ids are all found here, once."""
+  try:
+    picture = tf.io.decode_image(tf.io.read_file(example.image), channels=3,
+                                 expand_animations=False)
+  except (tf.errors.OpError, OSError):
+    return ScannedExample(example, ('unreadable', example.image), None, None, None)
+  if not isinstance(example.target, str):
+    return ScannedExample(example, None, None, None, None)
+  try:
+    with open(example.target, 'rb') as f:
+      raw = masks_lib.read_mask(f.read())
+  except (tf.errors.OpError, OSError, ValueError, IndexError):
+    return ScannedExample(example, ('unreadable', example.target), None, None, None)
+  if raw.values.shape[:2] != tuple(picture.shape[:2]):
+    return ScannedExample(example, ('size', f'{example.target} ({raw.values.shape[1]}x'
+                                            f'{raw.values.shape[0]}, picture '
+                                            f'{picture.shape[1]}x{picture.shape[0]})'),
+                          None, None, None)
+  mapped = masks_lib.map_mask(raw, encoding)
+  if mapped.is_color and not encoding.colors:
+    return ScannedExample(example, ('color', example.target), None, mapped, None)
+  if mapped.unmapped:
+    return ScannedExample(example, ('unmapped', example.target), None, mapped, None)
+  png = tf.io.encode_png(mapped.classes[..., None]).numpy()
+  return ScannedExample(example, None, png, mapped, raw.palette)
+
+
+def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_names: tuple
+         ) -> tuple[dict, data_report.DataReport]:
+  """Decodes every example of every split (threads: decoding releases the GIL); returns the
+  usable examples' prepared masks ({split: [ScannedExample]}) and the report."""
+  report = data_report.DataReport(class_names)
+  scanned = {}
+  workers = max(2, os.cpu_count() or 2)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    for split, examples in splits.items():
+      results = list(pool.map(lambda e: scan_example(e, encoding), examples))
+      split_report = report.split(split, problems.get(split, {}))
+      for result in results:
+        split_report.add(result)
+      scanned[split] = [r for r in results if r.problem is None]
+  report.finish(encoding)
+  return scanned, report
+
+
+class FilesDataset(tfds.core.GeneratorBasedBuilder):
+  """A user's examples, prepared: pictures as they were (bytes), masks as class-id PNGs."""
+
+  VERSION = tfds.core.Version(_VERSION)
+
+  def __init__(self, *, class_names: tuple, segmentation: bool, scanned: dict | None = None,
+               **kwargs):
+    self._class_names, self._segmentation = tuple(class_names), segmentation
+    self._scanned = scanned or {}
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    target = ({'segmentation_mask': tfds.features.Image(shape=(None, None, 1))}
+              if self._segmentation else
+              {'label': tfds.features.ClassLabel(names=self._class_names)})
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(), 'file_name': tfds.features.Text(), **target}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The pictures are local.
+    return [tfds.core.SplitGenerator(name=split, gen_kwargs={'split': split})
+            for split in self._scanned]
+
+  def _generate_examples(self, split):
+    for item in self._scanned[split]:
+      with open(item.example.image, 'rb') as f:
+        record = {'image': f.read(), 'file_name': item.example.name}
+      if self._segmentation:
+        record['segmentation_mask'] = item.mask_png
+      else:
+        record['label'] = item.example.target
+      yield item.example.name, record
+
+
+def check(data_config, segmentation: bool) -> tuple[dict, data_report.DataReport, dict]:
+  """Pairs, splits and scans the configured folders: (scanned examples, report, splits)."""
+  problems = {}
+  splits = split_examples(data_config, segmentation, problems)
+  encoding = masks_lib.encoding_from_config(data_config)
+  scanned, report = scan(splits, encoding, problems, tuple(data_config.class_names))
+  return scanned, report, splits
+
+
+def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
+                     ) -> tfds.core.DatasetBuilder:
+  """The prepared set for this config and these files, checked and prepared now if it is new.
+  `prepare(builder)` runs TFDS's preparation (with the caller's write-failure handling)."""
+  splits = split_examples(data_config, segmentation, {})
+  folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
+  kwargs = dict(class_names=tuple(data_config.class_names), segmentation=segmentation,
+                data_dir=folder)
+  builder = FilesDataset(**kwargs)
+  if builder.is_prepared() and os.path.isfile(os.path.join(folder, REPORT_FILE)):
+    return builder
+  start = time.perf_counter()
+  scanned, report, _ = check(data_config, segmentation)
+  if report.has_problems():
+    raise DataError('The data cannot be trained on as it is (nothing was prepared):\n'
+                    + report.format())
+  logging.info('Checked the data in %.1f s:\n%s', time.perf_counter() - start, report.format())
+  builder = FilesDataset(scanned=scanned, **kwargs)
+  prepare(builder)
+  report.write(os.path.join(folder, REPORT_FILE))
+  count = sum(len(v) for v in scanned.values())
+  logging.info('Prepared %d examples into %s in %.1f s (%.1f ms per picture).', count, folder,
+               time.perf_counter() - start, 1000 * (time.perf_counter() - start) / max(count, 1))
+  return builder
+
+
+def stored_report(builder) -> data_report.DataReport | None:
+  """The report written when `builder` (a FilesDataset) was prepared."""
+  return data_report.DataReport.read(os.path.join(builder.data_dir_root, REPORT_FILE))

@@ -1,0 +1,139 @@
+"""Small sets in the mask encodings users bring, written as files (tests only).
+
+Each picture shows a red disc (class 1) and a blue square (class 2) on a grey, noisy
+background (class 0), so a segmenter can learn them in a few steps; `classes` is the truth.
+"""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+import tensorflow as tf
+
+VOC_COLORS = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]], np.uint8)
+CLASS_COLORS = ((0, 0, 0), (255, 0, 0), (0, 0, 255))
+
+
+def scene(rng: np.random.Generator, height: int, width: int):
+  """(picture uint8 HxWx3, class ids uint8 HxW)."""
+  yy, xx = np.mgrid[0:height, 0:width]
+  classes = np.zeros((height, width), np.uint8)
+  cy, cx, r = rng.uniform(0.3, 0.7) * height, rng.uniform(0.2, 0.4) * width, 0.18 * height
+  classes[(yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2] = 1
+  sy, sx, side = int(rng.uniform(0.2, 0.5) * height), int(0.6 * width), int(0.25 * height)
+  classes[sy:sy + side, sx:sx + side] = 2
+  picture = rng.normal(120, 20, (height, width, 3))
+  picture[classes == 1] = (220, 40, 40)
+  picture[classes == 2] = (40, 40, 220)
+  picture += rng.normal(0, 10, picture.shape)
+  return np.clip(picture, 0, 255).astype(np.uint8), classes
+
+
+def palette_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
+  """A "P" (indexed colour) PNG of uint8 `indices` with `palette` ([n, 3] uint8)."""
+  def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack('>I', len(body)) + kind + body + struct.pack(
+        '>I', zlib.crc32(kind + body) & 0xffffffff)
+  height, width = indices.shape
+  rows = b''.join(b'\x00' + indices[y].astype(np.uint8).tobytes() for y in range(height))
+  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 3,
+                                                             0, 0, 0))
+          + chunk(b'PLTE', np.asarray(palette, np.uint8).tobytes())
+          + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+
+
+def voc_palette() -> np.ndarray:
+  """PASCAL VOC's 256-colour palette (index 255, the border, is (224, 224, 192))."""
+  palette = np.zeros((256, 3), np.uint8)
+  for index in range(256):
+    c, r, g, b = index, 0, 0, 0
+    for bit in range(8):
+      r |= ((c >> 0) & 1) << (7 - bit)
+      g |= ((c >> 1) & 1) << (7 - bit)
+      b |= ((c >> 2) & 1) << (7 - bit)
+      c >>= 3
+    palette[index] = (r, g, b)
+  return palette
+
+
+def _write(path: str, data) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'wb') as f:
+    f.write(data if isinstance(data, bytes) else data.numpy())
+
+
+def encode_mask(classes: np.ndarray, encoding: str, rng: np.random.Generator) -> bytes:
+  """`classes` written the way `encoding` writes masks:
+  binary: grey 0/255 (classes 0 and 1 only); palette: a VOC "P" PNG with a 255 border between
+  classes; colors: RGB with blended colours on the edges; void: class ids with 11 on a
+  one-pixel frame; ids: plain class ids."""
+  if encoding == 'binary':
+    return tf.io.encode_png((np.minimum(classes, 1) * 255)[..., None]).numpy()
+  if encoding == 'palette':
+    edge = _edges(classes)
+    return palette_png(np.where(edge, 255, classes), voc_palette())
+  if encoding == 'colors':
+    rgb = np.array(CLASS_COLORS, np.uint8)[classes]
+    edge = _edges(classes)
+    blended = (rgb.astype(np.float32) * 0.5 + rng.uniform(40, 200, 3)).astype(np.uint8)
+    rgb[edge] = blended[edge]
+    return tf.io.encode_png(rgb).numpy()
+  if encoding == 'void':
+    ids = classes.copy()
+    ids[0, :] = ids[-1, :] = ids[:, 0] = ids[:, -1] = 11
+    return tf.io.encode_png(ids[..., None]).numpy()
+  return tf.io.encode_png(classes[..., None]).numpy()
+
+
+def _edges(classes: np.ndarray) -> np.ndarray:
+  """Pixels whose right or lower neighbour has another class."""
+  edge = np.zeros(classes.shape, bool)
+  edge[:, :-1] |= classes[:, :-1] != classes[:, 1:]
+  edge[:-1, :] |= classes[:-1, :] != classes[1:, :]
+  return edge
+
+
+def expected_classes(classes: np.ndarray, encoding: str) -> np.ndarray:
+  """What the prepared mask must hold (255 where the encoding marks pixels to ignore)."""
+  if encoding == 'binary':
+    return np.minimum(classes, 1)
+  if encoding in ('palette', 'colors'):
+    return np.where(_edges(classes), 255, classes).astype(np.uint8)
+  if encoding == 'void':
+    ids = classes.copy()
+    ids[0, :] = ids[-1, :] = ids[:, 0] = ids[:, -1] = 255
+    return ids
+  return classes
+
+
+def write_set(folder: str, encoding: str, count: int = 24, size: int = 48, seed: int = 0,
+              picture_ext: str = '.jpg', mask_suffix: str = '', mask_ext: str = '.png',
+              splits=('train', 'test')) -> dict:
+  """Pictures in <folder>/<split>/images, masks in <folder>/<split>/masks; returns
+  {stem: class ids} of every written mask."""
+  rng = np.random.default_rng(seed)
+  truth = {}
+  for split in splits:
+    for index in range(count if split == 'train' else max(count // 3, 2)):
+      height = size + int(rng.integers(0, 8))
+      picture, classes = scene(rng, height, size)
+      stem = f'{split}_{index:03d}'
+      encoded = (tf.io.encode_jpeg(picture, quality=95) if picture_ext == '.jpg'
+                 else tf.io.encode_png(picture))
+      _write(os.path.join(folder, split, 'images', stem + picture_ext), encoded)
+      _write(os.path.join(folder, split, 'masks', stem + mask_suffix + mask_ext),
+             encode_mask(classes, encoding, rng))
+      truth[stem] = expected_classes(classes, encoding)
+  return truth
+
+
+def write_classification_tree(folder: str, count: int = 12, size: int = 40, seed: int = 0):
+  """<folder>/{discs,squares}/*.png: pictures whose class is their sub-folder."""
+  rng = np.random.default_rng(seed)
+  for index in range(count):
+    picture, classes = scene(rng, size, size)
+    name = 'discs' if index % 2 == 0 else 'squares'
+    keep = 1 if name == 'discs' else 2
+    picture[(classes != keep) & (classes != 0)] = 120
+    _write(os.path.join(folder, name, f'{index:03d}.png'), tf.io.encode_png(picture))
