@@ -3,7 +3,8 @@
 SEGMENTATION = 'segmentation'
 CLASSIFICATION = 'classification'
 TASKS = (SEGMENTATION, CLASSIFICATION)
-MASK_FEATURE = 'segmentation_mask'  # The label feature a segmenter learns: the trimap.
+MASK_FEATURE = 'segmentation_mask'  # The label feature a segmenter learns: its class-id mask.
+IGNORE = 255  # A mask pixel of no class: counted in neither the loss nor any metric.
 
 
 def is_segmentation(config) -> bool:

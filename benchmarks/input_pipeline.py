@@ -133,7 +133,8 @@ def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict
   """{case: (images/s, images per CPU-second)}."""
   size = (FLAGS.image_size, FLAGS.image_size)
   in_memory = tf.data.Dataset.from_tensor_slices(encoded)
-  preprocess = lambda ex: input_pipeline.preprocess(ex, FLAGS.image_size)
+  preprocess = lambda ex: input_pipeline.preprocess(ex, FLAGS.image_size,
+                                                   mask_lookup=decode.TRIMAP_LOOKUP)
   rates = {'decode_limit': _rates(in_memory.map(
       lambda ex: tf.image.resize(tf.io.decode_jpeg(ex['image'], channels=3), size),
       num_parallel_calls=cores).batch(FLAGS.batch), images)}

@@ -15,8 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from errors import ConfigError
-
-IGNORE = 255  # A prepared mask's value for pixels that count nowhere.
+from tasks import IGNORE  # A prepared mask's value for pixels that count nowhere.
 MAX_CLASSES = IGNORE  # Class ids 0..254 fit in a uint8 mask beside IGNORE.
 TRIMAP_LABEL_MAP = {1: 0, 2: 1, 3: 2}  # Oxford-IIIT Pet trimaps: pet, background, outline.
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

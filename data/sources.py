@@ -307,11 +307,14 @@ def mask_lookup(data_config):
 
 
 def has_split(data_config, split: str) -> bool:
-  """Whether a files source holds `split` (other sources hold every default split)."""
-  if data_config.source != 'files':
+  """Whether the source holds `split`: tfds always; folder and synthetic a validation split
+  only with a hold-out; files a split with its folder (validation: or a hold-out)."""
+  if data_config.source == 'tfds':
     return True
-  if split == 'validation':
-    return bool(data_config.files.validation_images or data_config.validation_fraction)
+  if split == 'validation' and data_config.validation_fraction:
+    return True
+  if data_config.source != 'files':
+    return split != 'validation'
   return bool(data_config.files[f'{split}_images'])
 
 

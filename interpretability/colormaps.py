@@ -2,32 +2,34 @@
 
 import numpy as np
 
+from tasks import IGNORE  # Pixels of no class, drawn without a colour.
+
 # One colour per trimap class: pet, background, outline (then more for larger label sets).
 MASK_PALETTE = np.array([[230, 25, 75], [0, 130, 200], [255, 225, 25], [60, 180, 75],
                          [145, 30, 180], [245, 130, 48]], np.uint8)
 
 
-IGNORE = 255  # data.masks.IGNORE: pixels of no class, drawn without a colour.
+
+
+def voc_colors(count: int = 256) -> np.ndarray:
+  """[count, 3] uint8: PASCAL VOC's palette (the bits of each index spread over r, g, b), all
+  distinct; index 255 is VOC's border colour (224, 224, 192)."""
+  index = np.arange(count)
+  colors = np.zeros((count, 3), np.int64)
+  for bit in range(8):
+    for channel in range(3):
+      colors[:, channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
+  return colors.astype(np.uint8)
 
 
 def class_colors(num_classes: int, colors=None) -> np.ndarray:
   """[num_classes, 3] uint8: the data's own colours (a colour table or a "P" palette), else
-  MASK_PALETTE and then PASCAL VOC's bit-pattern colours, all distinct."""
+  MASK_PALETTE and then VOC's palette colours not already in it, all distinct."""
   if colors is not None and len(colors) == num_classes:
     return np.asarray(colors, np.uint8)
-  table = [tuple(c) for c in MASK_PALETTE]
-  index = 1
-  while len(table) < num_classes:
-    r = g = b = 0
-    c = index
-    for bit in range(8):
-      r, g, b = r | ((c & 1) << (7 - bit)), g | ((c >> 1 & 1) << (7 - bit)), \
-          b | ((c >> 2 & 1) << (7 - bit))
-      c >>= 3
-    if (r, g, b) not in table:
-      table.append((r, g, b))
-    index += 1
-  return np.asarray(table[:num_classes], np.uint8)
+  known = {tuple(c) for c in MASK_PALETTE.tolist()}
+  more = [c for c in voc_colors()[1:].tolist() if tuple(c) not in known]
+  return np.asarray(MASK_PALETTE.tolist() + more, np.uint8)[:num_classes]
 
 
 def colorize_mask(mask: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:

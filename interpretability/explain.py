@@ -10,11 +10,11 @@ import time
 import keras
 import numpy as np
 
-from data.masks import IGNORE
 from interpretability import activations
 from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
+from tasks import IGNORE
 
 
 @dataclasses.dataclass

@@ -11,6 +11,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from interpretability import colormaps
+
 VOC_COLORS = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0]], np.uint8)
 CLASS_COLORS = ((0, 0, 0), (255, 0, 0), (0, 0, 255))
 
@@ -45,16 +47,7 @@ def palette_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
 
 def voc_palette() -> np.ndarray:
   """PASCAL VOC's 256-colour palette (index 255, the border, is (224, 224, 192))."""
-  palette = np.zeros((256, 3), np.uint8)
-  for index in range(256):
-    c, r, g, b = index, 0, 0, 0
-    for bit in range(8):
-      r |= ((c >> 0) & 1) << (7 - bit)
-      g |= ((c >> 1) & 1) << (7 - bit)
-      b |= ((c >> 2) & 1) << (7 - bit)
-      c >>= 3
-    palette[index] = (r, g, b)
-  return palette
+  return colormaps.voc_colors(256)
 
 
 def _write(path: str, data) -> None:

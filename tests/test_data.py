@@ -84,7 +84,7 @@ def test_masks_hold_only_labels_after_resize():
   trimap = np.random.default_rng(1).integers(1, 4, (37, 53, 1), dtype=np.uint8)
   example = {'image': tf.io.encode_jpeg(np.zeros((37, 53, 3), np.uint8)),
              'segmentation_mask': tf.io.encode_png(trimap)}
-  out = input_pipeline.preprocess(example, image_size=24)
+  out = input_pipeline.preprocess(example, image_size=24, mask_lookup=decode.TRIMAP_LOOKUP)
   assert out['label'].shape == (24, 24, 1) and out['image'].shape == (24, 24, 3)
   assert set(np.unique(out['label'].numpy())) <= {0, 1, 2}
   assert len(np.unique(out['label'].numpy())) == 3

@@ -8,8 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data.masks import IGNORE
-from tasks import CLASSIFICATION, SEGMENTATION
+from tasks import CLASSIFICATION, IGNORE, SEGMENTATION
 
 
 def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,248 @@
+"""A user's own data (data.source=files): every mask encoding prepared pixel for pixel, ignored
+pixels counting nowhere, planted problems named by check_data, and runs on each encoding."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import data_report
+from data import decode
+from data import files_source
+from data import masks
+from data import sources
+from errors import DataError
+from tests import own_data
+from tests.conftest import run_main, small_config
+from training import metrics
+
+ENCODINGS = {  # encoding -> config fields that read it
+    'binary': dict(label_map='0:0,255:1', class_names=('background', 'object')),
+    'palette': dict(ignore_index=255, class_names=('background', 'disc', 'square')),
+    'colors': dict(mask_colors=own_data.CLASS_COLORS, class_names=('background', 'disc',
+                                                                  'square')),
+    'void': dict(ignore_index=11, class_names=('background', 'disc', 'square')),
+    'ids': dict(class_names=('background', 'disc', 'square')),
+}
+SUFFIX = dict(mask_suffix='_label')  # The 'ids' set: a.jpg pairs with a_label.png.
+
+
+def files_config(folder: str, encoding: str, **overrides):
+  fields = {f'data__{field}': value for field, value in ENCODINGS[encoding].items()}
+  config = small_config(data__source='files', **{**fields, **overrides})
+  files = config.data.files
+  for split in ('train', 'test'):
+    files[f'{split}_images'] = os.path.join(folder, split, 'images')
+    files[f'{split}_masks'] = os.path.join(folder, split, 'masks')
+  if encoding == 'ids':
+    files.mask_suffix = SUFFIX['mask_suffix']
+  return config
+
+
+@pytest.fixture(scope='module')
+def own_sets(tmp_path_factory):
+  """{encoding: (folder, {stem: expected class ids})} of small sets in each encoding."""
+  root = tmp_path_factory.mktemp('own')
+  sets = {}
+  for encoding in ENCODINGS:
+    folder = str(root / encoding)
+    sets[encoding] = folder, own_data.write_set(
+        folder, encoding, count=24, seed=len(sets),
+        **(dict(mask_suffix=SUFFIX['mask_suffix']) if encoding == 'ids' else {}))
+  return sets
+
+
+@pytest.mark.parametrize('encoding', list(ENCODINGS))
+def test_prepared_masks_equal_the_expected_class_ids(own_sets, encoding, tmp_path):
+  folder, truth = own_sets[encoding]
+  config = files_config(folder, encoding)
+  builder = sources.prepared_builder(config.data, str(tmp_path))
+  seen = 0
+  for split in builder.info.splits:
+    for example in sources.read_encoded(builder, split):
+      mask = decode.decode_mask(example['segmentation_mask']).numpy()[..., 0]
+      np.testing.assert_array_equal(mask, truth[example['file_name'].numpy().decode()])
+      seen += 1
+  assert seen == len(truth)  # Every pair, once, across train / validation / test.
+  report = files_source.stored_report(builder)
+  if encoding == 'colors':  # Blended edges: counted as ignored, and drawn in the table's colours.
+    assert report.splits['train'].ignore_pixels > 0 and report.splits['train'].off_table
+    assert report.class_colors == [list(c) for c in own_data.CLASS_COLORS]
+  if encoding == 'palette':  # The data's own palette colours the overlays.
+    assert report.class_colors == own_data.voc_palette()[:3].tolist()
+
+
+def test_palette_indices_are_read_even_where_colours_repeat():
+  indices = np.arange(12, dtype=np.uint8).reshape(3, 4) % 5
+  palette = np.zeros((5, 3), np.uint8)  # Every entry the same colour.
+  raw = masks.read_mask(own_data.palette_png(indices, palette))
+  np.testing.assert_array_equal(raw.values, indices)
+  assert raw.palette.shape == (5, 3)
+
+
+def test_a_second_run_reuses_the_prepared_set_and_a_changed_folder_is_prepared_anew(
+    tmp_path):
+  folder = str(tmp_path / 'data')
+  own_data.write_set(folder, 'binary', count=6)
+  config = files_config(folder, 'binary')
+  first = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  report = os.path.join(first.data_dir_root, files_source.REPORT_FILE)
+  written = os.path.getmtime(report)
+  again = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  assert again.data_dir_root == first.data_dir_root and os.path.getmtime(report) == written
+  own_data.write_set(str(tmp_path / 'more'), 'binary', count=3, seed=5)
+  os.replace(str(tmp_path / 'more' / 'train' / 'images' / 'train_000.jpg'),
+             os.path.join(folder, 'train', 'images', 'train_100.jpg'))
+  os.replace(str(tmp_path / 'more' / 'train' / 'masks' / 'train_000.png'),
+             os.path.join(folder, 'train', 'masks', 'train_100.png'))
+  changed = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  assert changed.data_dir_root != first.data_dir_root
+  assert sum(changed.info.splits[s].num_examples for s in changed.info.splits) == \
+      sum(first.info.splits[s].num_examples for s in first.info.splits) + 1
+
+
+def test_the_validation_hold_out_is_fixed_by_each_stem():
+  stems = [f'img_{i}' for i in range(400)]
+  held = {s for s in stems if files_source.is_held_out(s, 0.15)}
+  assert 30 < len(held) < 90
+  more = {s for s in stems + [f'new_{i}' for i in range(100)]
+          if files_source.is_held_out(s, 0.15)}
+  assert held <= more  # Adding pictures moves none of the others.
+
+
+def _ignore_case():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, (2, 8, 8, 1)).astype(np.uint8)
+  labels[:, :2] = masks.IGNORE
+  probabilities = tf.nn.softmax(rng.normal(size=(2, 8, 8, 3)).astype(np.float32))
+  changed = probabilities.numpy().copy()
+  changed[:, :2] = tf.nn.softmax(rng.normal(size=(2, 2, 8, 3)).astype(np.float32) * 5)
+  return labels, probabilities, tf.constant(changed)
+
+
+def test_predictions_on_ignored_pixels_change_neither_loss_nor_any_metric():
+  labels, probabilities, changed = _ignore_case()
+  for weights in (None, (1.0, 2.0, 5.0)):
+    for jaccard in (0.0, 1.0):
+      np.testing.assert_allclose(
+          metrics.per_example_loss(labels, probabilities, jaccard, weights),
+          metrics.per_example_loss(labels, changed, jaccard, weights), rtol=1e-6)
+  confusion = metrics.confusion_matrix(labels, probabilities, 3, tf.ones([2]))
+  np.testing.assert_array_equal(confusion, metrics.confusion_matrix(labels, changed, 3,
+                                                                    tf.ones([2])))
+  assert float(tf.reduce_sum(confusion)) == 2 * 6 * 8  # Ignored pixels count nowhere.
+  names = ('a', 'b', 'c')
+  assert metrics.summarize(0, 1, confusion.numpy(), names) == metrics.summarize(
+      0, 1, metrics.confusion_matrix(labels, changed, 3).numpy(), names)
+  # ... while a change on counted pixels does change them.
+  other = probabilities.numpy().copy()
+  other[:, 4:] = other[:, 4:, :, ::-1]
+  assert not np.allclose(metrics.per_example_loss(labels, probabilities),
+                         metrics.per_example_loss(labels, tf.constant(other)))
+
+
+def test_median_frequency_weights():
+  weights = masks.median_frequency_weights([800, 100, 100, 0])
+  np.testing.assert_allclose(weights, (0.125, 1.0, 1.0, 0.0))
+
+
+def _planted(tmp_path) -> tuple:
+  """A binary 0/255 set (read without a label map) with one of each problem planted."""
+  folder = str(tmp_path / 'planted')
+  own_data.write_set(folder, 'binary', count=8)
+  images, masks_dir = (os.path.join(folder, 'train', part) for part in ('images', 'masks'))
+  with open(os.path.join(images, 'train_001.jpg'), 'wb') as f:
+    f.write(b'not a picture at all')
+  os.remove(os.path.join(masks_dir, 'train_002.png'))
+  os.replace(os.path.join(images, 'train_003.jpg'), os.path.join(folder, 'elsewhere.jpg'))
+  tf.io.write_file(os.path.join(masks_dir, 'train_004.png'),
+                   tf.io.encode_png(np.zeros((5, 7, 1), np.uint8)))
+  return folder, {'train_001.jpg': 'cannot be decoded', 'train_002.jpg': 'without a mask',
+                  'train_003.png': 'without a picture',
+                  'train_004.png': 'of another size', "'0:0,255:1'": 'map to no class'}
+
+
+def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path):
+  folder, planted = _planted(tmp_path)
+  config = files_config(folder, 'binary', data__label_map='')  # 255 maps to no class.
+  _, report, _ = files_source.check(config.data, segmentation=True)
+  text = report.format()
+  for name, phrase in planted.items():
+    line = next((l for l in text.splitlines() if name in l), '')
+    assert phrase in line or phrase in text, (name, text)
+  with pytest.raises(DataError, match='nothing was prepared'):
+    sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w' / 'prepared_data') or not any(
+      files_source.FilesDataset(class_names=('a', 'b'), segmentation=True,
+                                data_dir=str(tmp_path / 'w' / 'prepared_data' / d)).is_prepared()
+      for d in os.listdir(tmp_path / 'w' / 'prepared_data'))
+  args = ['--config=configs/own_binary.py', f'--workdir={tmp_path}/w2',
+          f'--config.data.files.train_images={folder}/train/images',
+          f'--config.data.files.train_masks={folder}/train/masks', '--config.data.label_map=']
+  checked = run_main(*args, '--mode=check_data')
+  assert checked.returncode == 2, checked.stderr[-2000:]
+  for name in planted:
+    assert name in checked.stdout, checked.stdout
+  trained = run_main(*args)
+  assert trained.returncode == 2 and 'Traceback' not in trained.stderr
+  assert 'train_004.png' in trained.stderr and 'nothing was prepared' in trained.stderr
+
+
+def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
+  folder, _ = own_sets['ids']
+  config = files_config(folder, 'ids', data__class_names=('background', 'disc', 'square',
+                                                          'triangle'))
+  _, report, _ = files_source.check(config.data, segmentation=True)
+  assert report.splits['train'].problems == {'missing_class': ['triangle']}
+  assert 'triangle' in report.format()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('encoding', ['binary', 'palette', 'colors', 'void', 'ids'])
+def test_two_replicas_train_evaluate_predict_and_score_each_encoding(own_sets, encoding,
+                                                                     tmp_path):
+  from inference import predict, score  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  folder, _ = own_sets[encoding]
+  config = files_config(folder, encoding, model__name='xception_unet',
+                        model__widths=(8, 16, 32, 64), train__optimizer='adam',
+                        train__epochs=2, summaries__explain_every_epochs=2,
+                        summaries__explain__num_filters=4, train__class_weights='auto')
+  workdir = str(tmp_path)
+  results = train.train(config, workdir)
+  names = config.data.class_names
+  assert results['eval']['num_examples'] >= 1
+  assert all(f'iou/{name}' in results['eval'] for name in names)
+  scored = score.run(config, workdir)
+  with open(os.path.join(workdir, 'score.json')) as f:
+    saved = json.load(f)
+  assert saved['num_pictures'] == scored['num_pictures'] == 8
+  assert all(f'iou/{name}' in saved for name in names)
+  written = predict.run(config, workdir, os.path.join(folder, 'test', 'images'), None)
+  assert len(written) == 8
+  legend = open(os.path.join(workdir, 'predict', 'legend.csv')).read().splitlines()
+  assert [line.split(',')[0] for line in legend[1:]] == list(names)
+
+
+@pytest.mark.slow
+def test_classification_from_class_folders(tmp_path):
+  from inference import score  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  own_data.write_classification_tree(str(tmp_path / 'train'), count=24)
+  own_data.write_classification_tree(str(tmp_path / 'test'), count=6, seed=1)
+  config = small_config(task='classification', data__source='files', data__label_feature='label',
+                        data__class_names=(), model__name='mini_xception', train__epochs=2,
+                        summaries__explain_every_epochs=0)
+  config.data.files.train_images = str(tmp_path / 'train')
+  config.data.files.test_images = str(tmp_path / 'test')
+  sources.with_class_names(config)
+  assert tuple(config.data.class_names) == ('discs', 'squares')
+  workdir = str(tmp_path / 'run')
+  results = train.train(config, workdir)
+  assert results['eval']['num_examples'] >= 1
+  assert score.run(config, workdir)['num_pictures'] == 6
+  counted = data_report.DataReport.read(os.path.join(
+      sources.prepared_builder(config.data, workdir).data_dir_root, files_source.REPORT_FILE))
+  assert counted.splits['test'].class_pixels.tolist() == [3, 3]  # Pictures per class.
