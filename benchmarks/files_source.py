@@ -24,12 +24,7 @@ from benchmarks import oxford_sized
 from data import input_pipeline
 from data import sources
 
-flags.DEFINE_string('folder', None, 'An Oxford-layout folder (default: a synthetic one).')
-flags.DEFINE_integer('num_images', 2000, 'Synthetic pictures, when --folder is not given.')
-flags.DEFINE_integer('image_size', 128, 'Model input side.')
-flags.DEFINE_integer('batch', 32, 'Batch size.')
-flags.DEFINE_integer('repeats', 3, 'Interleaved rounds.')
-flags.DEFINE_string('data_dir', '/tmp/segstream_bench_files', 'Where prepared sets go.')
+oxford_sized.define_flags(2000, 128, 32, '/tmp/segstream_bench_files')
 FLAGS = flags.FLAGS
 
 

@@ -49,7 +49,7 @@ def main(argv):
                               segmentation, config.summaries.explain.top_classes,
                               config.eval.global_batch_size)
     explanation = explain.Explanation({}, {}, layer, maps, {})
-    scores = explain.score(explanation, [explain.trimap_regions(p.trimap, explanation,
+    scores = explain.score(explanation, [explain.mask_regions(p.mask, explanation,
                                                                 segmentation) for p in pictures])
     summary = pointing.summarize(scores)
     print(json.dumps({

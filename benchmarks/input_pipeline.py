@@ -48,12 +48,7 @@ from data import input_pipeline
 from data import sources
 from training import runtime
 
-flags.DEFINE_string('folder', None, 'An extracted folder to measure instead of synthetic data.')
-flags.DEFINE_integer('num_images', 7390, 'Synthetic pictures (Oxford-IIIT Pet has 7,390).')
-flags.DEFINE_integer('image_size', 200, 'Model input side.')
-flags.DEFINE_integer('batch', 64, 'Global batch.')
-flags.DEFINE_integer('repeats', 3, 'Interleaved rounds of every case.')
-flags.DEFINE_string('data_dir', '/tmp/segstream_bench', 'Where synthetic data and TFDS go.')
+oxford_sized.define_flags(7390, 200, 64, '/tmp/segstream_bench')
 flags.DEFINE_enum('augment_like', 'seg', ['seg', 'seg_xception'],
                   "Whose training augmentation to apply: the book's flip (configs/seg.py) or "
                   "the U-Net's crops, lighting, hue, grey, blur and noise.")

@@ -2,6 +2,8 @@
 
 import os
 
+from absl import flags
+
 from configs import seg
 from data import sources
 from data import synthetic
@@ -21,3 +23,15 @@ def book_config_on_oxford_sized(num_images: int, image_size: int, data_dir: str,
   config.data.train_split = config.data.eval_split = 'train+test'
   config.data.cache = 'memory'
   return config, folder, sources.prepared_builder(config.data, data_dir)
+
+
+def define_flags(num_images: int, image_size: int, batch: int, data_dir: str) -> None:
+  """The flags every benchmark over these pictures takes, with its own defaults."""
+  flags.DEFINE_string('folder', None, 'An Oxford-layout folder to measure instead of '
+                      'synthetic data.')
+  flags.DEFINE_integer('num_images', num_images, 'Synthetic pictures (Oxford-IIIT Pet has '
+                       '7,390).')
+  flags.DEFINE_integer('image_size', image_size, 'Model input side.')
+  flags.DEFINE_integer('batch', batch, 'Global batch.')
+  flags.DEFINE_integer('repeats', 3, 'Interleaved rounds of every case.')
+  flags.DEFINE_string('data_dir', data_dir, 'Where synthetic data and prepared sets go.')

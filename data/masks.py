@@ -30,22 +30,29 @@ class MaskEncoding(NamedTuple):
   ignore_index: int | None = None  # A raw value whose pixels count nowhere.
 
 
+ANY = -1  # A label_map key: every value the map does not name ('*').
+
+
 def parse_label_map(text: str, num_classes: int) -> dict | None:
-  """'0:0,255:1' -> {0: 0, 255: 1}; '' -> None. A ConfigError names what is wrong."""
+  """'0:0,255:1' -> {0: 0, 255: 1}; '' -> None. A class may be `ignore` (IGNORE), and the
+  value `*` stands for every value the map does not name (Cityscapes: '7:0,8:1,...,*:ignore').
+  A ConfigError names what is wrong."""
   if not text or not text.strip():
     return None
   label_map = {}
   for pair in text.replace(' ', '').split(','):
     raw, sep, label = pair.partition(':')
-    if not sep or not raw.isdigit() or not label.isdigit():
-      raise ConfigError(f'data.label_map={text!r}: {pair!r} is not raw:class (whole numbers), '
-                        "e.g. data.label_map='0:0,255:1'.")
-    if int(raw) in label_map:
+    if not sep or not (raw.isdigit() or raw == '*') or not (label.isdigit() or label == 'ignore'):
+      raise ConfigError(f'data.label_map={text!r}: {pair!r} is not value:class (whole numbers; '
+                        "the class may be 'ignore', the value '*' for all others), e.g. "
+                        "data.label_map='0:0,255:1'.")
+    key = ANY if raw == '*' else int(raw)
+    if key in label_map:
       raise ConfigError(f'data.label_map={text!r} maps the value {raw} twice.')
-    if int(label) >= num_classes:
+    if label != 'ignore' and int(label) >= num_classes:
       raise ConfigError(f'data.label_map={text!r} maps {raw} to class {label}, but '
                         f'data.class_names has {num_classes} classes (0..{num_classes - 1}).')
-    label_map[int(raw)] = int(label)
+    label_map[key] = IGNORE if label == 'ignore' else int(label)
   return label_map
 
 
@@ -65,8 +72,9 @@ def lookup_table(encoding: MaskEncoding, size: int = 256) -> np.ndarray:
   if encoding.label_map is None:
     table[:min(encoding.num_classes, size)] = np.arange(min(encoding.num_classes, size))
   else:
+    table[:] = encoding.label_map.get(ANY, IGNORE)
     for raw, label in encoding.label_map.items():
-      if raw < size:
+      if 0 <= raw < size:
         table[raw] = label
   if encoding.ignore_index is not None and encoding.ignore_index < size:
     table[encoding.ignore_index] = IGNORE
@@ -185,8 +193,11 @@ def map_mask(raw: RawMask, encoding: MaskEncoding) -> MappedMask:
   table = lookup_table(encoding, size)
   classes = table[values]
   counts = np.bincount(values.ravel(), minlength=size)
+  named_ignored = {raw for raw, label in (encoding.label_map or {}).items() if label == IGNORE}
+  if (encoding.label_map or {}).get(ANY) == IGNORE:  # '*:ignore': nothing is unmapped.
+    named_ignored = set(range(size))
   unmapped = {v: int(counts[v]) for v in np.flatnonzero((table == IGNORE) & (counts > 0))
-              if v != encoding.ignore_index}
+              if v != encoding.ignore_index and v not in named_ignored}
   return MappedMask(classes, unmapped, {}, False, tuple(np.flatnonzero(counts).tolist()))
 
 

@@ -30,7 +30,7 @@ def explained_class_names(config) -> list[str]:
 def run(config, workdir: str, images: str | None) -> dict:
   """Activation grids, filter grids and Grad-CAM overlays as PNGs in DIR/explain/, named after
   the pictures and at their own size; gradcam.json with each heatmap's pointing scores where a
-  trimap is known; the same pictures in TensorBoard (run folder explain/)."""
+  mask is known; the same pictures in TensorBoard (run folder explain/)."""
   model, source = loading.load_model(config, workdir)
   pictures = loading.named_pictures(config, workdir, images)
   segmentation = tasks.is_segmentation(config)
@@ -51,7 +51,7 @@ def run(config, workdir: str, images: str | None) -> dict:
       loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
                         gradcam.overlay(picture.pixels, heatmap))
   scores = explain_lib.score(explanation, [
-      None if p.trimap is None else explain_lib.trimap_regions(p.trimap, explanation,
+      None if p.mask is None else explain_lib.mask_regions(p.mask, explanation,
                                                                segmentation)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
@@ -65,14 +65,14 @@ def run(config, workdir: str, images: str | None) -> dict:
                ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
                explanation.gradcam_layer, ', '.join(
                    f'{label} energy lift {v["energy_lift"]:.2f} (non-blank {v["non_blank"]:.0%})'
-                   for label, v in report['summary'].items()) or 'no trimaps to score against')
+                   for label, v in report['summary'].items()) or 'no masks to score against')
   return report
 
 
 def gradcam_report(explanation, pictures: list, scores: list, class_names: list[str],
                    source: str) -> dict:
   """gradcam.json: the layer, per picture and explained label the heatmap's peak (`max`) and,
-  with a trimap, `energy_in_region` and `region_share`; a summary over scored pictures."""
+  with a mask, `energy_in_region` and `region_share`; a summary over scored pictures."""
   rows = []
   for i, picture in enumerate(pictures):
     classes = {}

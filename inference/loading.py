@@ -84,7 +84,7 @@ def model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
 class Picture(NamedTuple):
   name: str  # File name without its extension: what the picture's output files are named by.
   pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size.
-  trimap: np.ndarray | None  # Labels (H, W) 0 pet, 1 background, 2 outline, if known.
+  mask: np.ndarray | None  # Class ids (H, W), if known (the eval split, or Oxford's trimaps).
 
 
 def trimap_beside(path: str) -> str | None:

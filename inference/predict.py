@@ -53,8 +53,8 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     for path, picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
       stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
       loading.write_png(stem + '_mask.png', mask)
-      loading.write_png(stem + '_overlay.png', colormaps.mask_overlay(picture, mask,
-                                                                      colors=colors))
+      loading.write_png(stem + '_overlay.png', colormaps.with_legend(
+          colormaps.mask_overlay(picture, mask, colors=colors), config.data.class_names, colors))
       written.append(stem + '_mask.png')
   if tasks.is_segmentation(config):  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(

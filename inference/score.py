@@ -27,7 +27,7 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
   (data.ignore_index, colours off data.mask_colors) count nowhere.
 
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
-  compared with the original trimaps, as a user of the predicted masks would see them.
+  compared with the original masks, as a user of the predicted masks would see them.
   """
   predictor = Predictor(model, config)
   class_names = tuple(config.data.class_names)

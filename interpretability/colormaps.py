@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from interpretability import font
 from tasks import IGNORE  # Pixels of no class, drawn without a colour.
 
 # One colour per trimap class: pet, background, outline (then more for larger label sets).
@@ -62,39 +63,63 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
   return blend(image, colorize_mask(mask, colors), alpha)
 
 
-def confusion_image(confusion: np.ndarray, cell: int = 24) -> np.ndarray:
+def confusion_image(confusion: np.ndarray, class_names=None, cell: int = 24) -> np.ndarray:
   """A confusion matrix (rows truth, columns prediction) as a picture: each row normalised to
-  sum 1, white (0) to dark blue (1), `cell` pixels a class, a grey line between cells."""
+  sum 1, white (0) to dark blue (1), `cell` pixels a class, grey lines between cells; with
+  `class_names`, rows are labelled "k name" on the left and columns "k" on top."""
   confusion = np.asarray(confusion, np.float64)
   shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1.0)
   white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
   colors = white + shares[..., None] * (blue - white)
-  picture = np.repeat(np.repeat(colors, cell, 0), cell, 1)
-  picture[::cell, :] = picture[:, ::cell] = 160
-  return np.round(picture).astype(np.uint8)
+  grid = np.repeat(np.repeat(colors, cell, 0), cell, 1)
+  grid[::cell, :] = grid[:, ::cell] = 160
+  grid = np.round(grid).astype(np.uint8)
+  if class_names is None:
+    return grid
+  labels = [font.text_mask(f'{k} {name}') for k, name in enumerate(class_names)]
+  left, top = max(label.shape[1] for label in labels) + 6, font.HEIGHT + 6
+  picture = np.full((top + grid.shape[0], left + grid.shape[1], 3), 255, np.uint8)
+  picture[top:, left:] = grid
+  for k, label in enumerate(labels):
+    row = top + k * cell + (cell - font.HEIGHT) // 2
+    picture[row:row + font.HEIGHT, 3:3 + label.shape[1]][label] = 0
+    number = font.text_mask(str(k))
+    column = left + k * cell + (cell - number.shape[1]) // 2
+    picture[3:3 + font.HEIGHT, column:column + number.shape[1]][number] = 0
+  return picture
 
 
-def _jet_table() -> np.ndarray:
-  """256-entry jet colour table (blue, cyan, yellow, red), as matplotlib's 'jet' draws it."""
-  x = np.linspace(0.0, 1.0, 256)
-  red = np.clip(np.minimum(4 * x - 1.5, -4 * x + 4.5), 0, 1)
-  green = np.clip(np.minimum(4 * x - 0.5, -4 * x + 3.5), 0, 1)
-  blue = np.clip(np.minimum(4 * x + 0.5, -4 * x + 2.5), 0, 1)
-  return np.round(np.stack([red, green, blue], -1) * 255).astype(np.uint8)
+def legend(class_names, colors, width: int) -> np.ndarray:
+  """uint8 [h, width, 3]: each class's colour swatch and name on white, in rows that fit
+  `width` (text 2x on pictures 320 px wide or more)."""
+  scale = 2 if width >= 320 else 1
+  gap, swatch = 3 * scale, font.HEIGHT * scale
+  entries = [(font.text_mask(str(name), scale), color) for name, color in
+             zip(class_names, np.asarray(colors, np.uint8))]
+  rows, row, used = [], [], gap
+  for text, color in entries:
+    need = swatch + gap + text.shape[1] + 2 * gap
+    if row and used + need > width:
+      rows.append(row)
+      row, used = [], gap
+    row.append((text, color, used))
+    used += need
+  rows.append(row)
+  canvas = np.full((len(rows) * (swatch + gap) + gap, width, 3), 255, np.uint8)
+  for index, row in enumerate(rows):
+    top = gap + index * (swatch + gap)
+    for text, color, left in row:
+      canvas[top:top + swatch, left:min(left + swatch, width)] = color
+      text = text[:, :max(width - left - swatch - gap, 0)]
+      start = left + swatch + gap
+      canvas[top:top + swatch, start:start + text.shape[1]][text] = 0
+  return canvas
 
 
-JET = _jet_table()
-
-
-def jet(heatmap: np.ndarray) -> np.ndarray:
-  """Heatmap in [0, 1] (any shape) to RGB uint8 with the jet colours."""
-  index = np.round(np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0) * 255).astype(np.int64)
-  return JET[index]
-
-
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-  """The book's Grad-CAM picture: the jet-coloured heatmap at `alpha` over the image.
-
-  `heatmap` must already have the image's height and width.
-  """
-  return blend(image, jet(heatmap), alpha)
+def with_legend(pictures: np.ndarray, class_names, colors) -> np.ndarray:
+  """A picture ([H, W, 3]) or a batch ([N, H, W, 3]) with the legend of its classes below."""
+  pictures = np.asarray(pictures, np.uint8)
+  strip = legend(class_names, colors, pictures.shape[-2])
+  if pictures.ndim == 3:
+    return np.concatenate([pictures, strip], 0)
+  return np.concatenate([pictures, np.broadcast_to(strip, (len(pictures),) + strip.shape)], 1)

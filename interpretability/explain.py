@@ -117,7 +117,7 @@ TRIMAP_BACKGROUND = 1  # Label of the background in a trimap mask (pet 0, backgr
 COUNTED = '__counted__'  # A regions entry: the pixels that count (not ignored).
 
 
-def trimap_regions(mask: np.ndarray, explanation: Explanation, segmentation: bool) -> dict:
+def mask_regions(mask: np.ndarray, explanation: Explanation, segmentation: bool) -> dict:
   """Ground truth per explained label from a label mask (H, W): a segmenter's class c is
   scored against mask == c, over the pixels that are not ignored; a classifier's classes
   against the pet (mask != background of a trimap), the object a cat-or-dog decision should

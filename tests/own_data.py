@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from interpretability import colormaps
 
@@ -130,3 +131,29 @@ def write_classification_tree(folder: str, count: int = 12, size: int = 40, seed
     keep = 1 if name == 'discs' else 2
     picture[(classes != keep) & (classes != 0)] = 120
     _write(os.path.join(folder, name, f'{index:03d}.png'), tf.io.encode_png(picture))
+
+
+class TinySegmentation(tfds.core.GeneratorBasedBuilder):
+  """A TFDS set with other feature names ('picture', 'label_mask') and a void value 255:
+  what `data.tfds_name` reads by name."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'picture': tfds.features.Image(), 'label_mask': tfds.features.Image(shape=(None, None, 1)),
+        'file_name': tfds.features.Text()}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return [tfds.core.SplitGenerator(name=name, gen_kwargs={'count': count, 'seed': seed})
+            for seed, (name, count) in enumerate((('train', 24), ('validation', 6),
+                                                  ('test', 6)))]
+
+  def _generate_examples(self, count, seed):
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+      picture, classes = scene(rng, 40, 40)
+      classes[0] = 255
+      yield index, {'picture': picture, 'label_mask': classes[..., None],
+                    'file_name': f'{index}.png'}

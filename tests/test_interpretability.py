@@ -191,6 +191,6 @@ def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
     maps = explain.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
     scored = explain.Explanation({}, {}, layer, maps, {})
     lifts[layer] = pointing.summarize(explain.score(scored, [
-        explain.trimap_regions(p.trimap, scored, True) for p in pictures]))['pet']
+        explain.mask_regions(p.mask, scored, True) for p in pictures]))['pet']
   default, projection = lifts.values()
   assert default['energy_lift'] > projection['energy_lift'], lifts

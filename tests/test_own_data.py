@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from data import data_report
 from data import decode
@@ -246,3 +247,56 @@ def test_classification_from_class_folders(tmp_path):
   counted = data_report.DataReport.read(os.path.join(
       sources.prepared_builder(config.data, workdir).data_dir_root, files_source.REPORT_FILE))
   assert counted.splits['test'].class_pixels.tolist() == [3, 3]  # Pictures per class.
+
+
+def test_check_data_counts_a_prepared_source_and_finds_values_without_a_class(
+    synthetic_folder, tmp_path):
+  from data import check_data  # pylint: disable=import-outside-toplevel
+  config = small_config(data__source='folder', data__folder=synthetic_folder)
+  builder = sources.prepared_builder(config.data, str(tmp_path))
+  report = check_data.prepared_report(builder, config.data)
+  assert not report.has_problems(), report.format()
+  assert report.splits['train'].examples == 40 and report.splits['train'].class_pixels.all()
+  config.data.label_map = '1:0,2:1'  # The outline's value 3 maps to no class.
+  report = check_data.prepared_report(builder, config.data)
+  assert 'unmapped' in report.splits['train'].problems
+  assert "data.label_map='1:0,2:1,3:2'" in report.format()
+
+
+def test_a_label_map_can_ignore_values_and_name_every_other_value():
+  values = np.array([[7, 8, 3], [0, 8, 26]])
+  cityscapes = masks.MaskEncoding(2, masks.parse_label_map('7:0,8:1,*:ignore', 2))
+  mapped = masks.map_mask(masks.RawMask(values, None), cityscapes)
+  np.testing.assert_array_equal(mapped.classes, [[0, 1, 255], [255, 1, 255]])
+  assert not mapped.unmapped  # '*:ignore' names them all.
+  zero_is_other = masks.MaskEncoding(2, masks.parse_label_map('0:ignore,7:0,8:1', 2))
+  mapped = masks.map_mask(masks.RawMask(values, None), zero_is_other)
+  assert sorted(mapped.unmapped) == [3, 26]  # 0 is ignored on purpose; 3 and 26 are not.
+  with pytest.raises(Exception, match='whole numbers'):
+    masks.parse_label_map('0:0,x:1', 2)
+
+
+@pytest.mark.slow
+def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
+  from data import check_data  # pylint: disable=import-outside-toplevel
+  from inference import score  # pylint: disable=import-outside-toplevel
+  from training import train  # pylint: disable=import-outside-toplevel
+  data_dir = str(tmp_path / 'tfds')
+  own_data.TinySegmentation(data_dir=data_dir).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  config = small_config(data__source='tfds', data__tfds_name='tiny_segmentation',
+                        data__data_dir=data_dir, data__download=False,
+                        data__image_key='picture', data__mask_key='label_mask',
+                        data__ignore_index=255, data__class_names=('background', 'disc',
+                                                                   'square'),
+                        train__epochs=2, summaries__explain_every_epochs=0)
+  builder = sources.prepared_builder(config.data, str(tmp_path))
+  report = check_data.prepared_report(builder, config.data)
+  assert not report.has_problems(), report.format()
+  assert report.splits['train'].ignore_pixels == 24 * 40  # The first row of each mask.
+  results = train.train(config, str(tmp_path / 'run'))
+  assert results['eval']['num_examples'] == 6
+  assert score.run(config, str(tmp_path / 'run'))['num_pictures'] == 6
+  config.data.mask_key = 'segmentation'
+  with pytest.raises(DataError, match="data.mask_key='segmentation' is not a feature"):
+    sources.prepared_builder(config.data, str(tmp_path))

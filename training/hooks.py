@@ -32,16 +32,16 @@ class Evaluator:
     job.summaries.scalars('eval', step, results)
     names = tuple(job.config.data.class_names)
     job.summaries.images('eval', step, 'confusion_matrix',
-                         colormaps.confusion_image(confusion)[None])
+                         colormaps.confusion_image(confusion, names)[None])
     job.summaries.text('eval', step, 'confusion_matrix', confusion_table(confusion, names))
     if job.preview is not None and job.segmentation:
       images = job.preview['image'].numpy()
       predicted = np.argmax(job.model(job.preview['image'], training=False), axis=-1)
-      job.summaries.images('eval', step, 'masks/ground_truth', colormaps.mask_overlay(
-          images, job.preview['label'].numpy(), colors=job.class_colors))
-      job.summaries.images('eval', step, 'masks/prediction',
-                           colormaps.mask_overlay(images, predicted, colors=job.class_colors))
-      job.summaries.text('eval', step, 'masks/legend', legend_table(names, job.class_colors))
+      for name, masks in (('ground_truth', job.preview['label'].numpy()),
+                          ('prediction', predicted)):
+        job.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
+            colormaps.mask_overlay(images, masks, colors=job.class_colors), names,
+            job.class_colors))
     job.summaries.flush()
     return results
 
@@ -55,13 +55,6 @@ def confusion_table(confusion: np.ndarray, class_names: tuple) -> str:
   lines += [f'| **{name}** | ' + ' | '.join(f'{v:.3f}' for v in row) + ' |'
             for name, row in zip(class_names, shares)]
   return '\n'.join(lines)
-
-
-def legend_table(class_names: tuple, colors) -> str:
-  """Markdown: each class's colour in the mask pictures."""
-  rows = [f'| {name} | ({r}, {g}, {b}) | #{r:02x}{g:02x}{b:02x} |'
-          for name, (r, g, b) in zip(class_names, np.asarray(colors).tolist())]
-  return '\n'.join(['| class | colour (r, g, b) | hex |', '|---|---|---|'] + rows)
 
 
 class BestModelExporter:
@@ -101,7 +94,7 @@ class Explainer:
                                       batch_size=job.config.eval.global_batch_size)
     lifts = None
     if job.segmentation:
-      regions = [explain_lib.trimap_regions(mask[..., 0], explanation, True)
+      regions = [explain_lib.mask_regions(mask[..., 0], explanation, True)
                  for mask in job.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
     summaries_lib.write_explanation(job.summaries, 'eval', step, images, explanation, lifts)
