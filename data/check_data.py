@@ -50,7 +50,7 @@ def run(config, workdir: str) -> int:
   """Prints the table; returns the exit status: 2 when there is a problem, else 0."""
   data_config = config.data
   if data_config.source == 'files':
-    _, report, _ = files_source.check(data_config, data_config.label_feature == MASK_FEATURE)
+    _, report = files_source.check(data_config, data_config.label_feature == MASK_FEATURE)
   else:
     report = prepared_report(sources.prepared_builder(data_config, workdir), data_config)
   print(f'data.source={data_config.source}: {len(report.class_names)} classes '

@@ -55,7 +55,8 @@ class SplitReport:
     self.problems = {kind: list(names) for kind, names in (problems or {}).items() if names}
 
   def add(self, scanned) -> None:
-    """One ScannedExample: its problem, or its pixel counts."""
+    """One ScannedExample: its problem, and the pixel counts of a pair that decoded (values
+    that map to no class, and colours without a table, count in no class and not as ignored)."""
     mapped = scanned.mapped
     if mapped is not None:
       self.raw_values.update(mapped.values)
@@ -66,14 +67,17 @@ class SplitReport:
     if scanned.problem:
       kind, detail = scanned.problem
       self.problems.setdefault(kind, []).append(detail)
-      return
+      if kind not in ('unmapped', 'color'):
+        return
     self.examples += 1
     if mapped is None:  # Classification: one label per picture.
       self.class_pixels[scanned.example.target] += 1
       return
     counts = np.bincount(mapped.classes.ravel(), minlength=256)
     self.class_pixels += counts[:len(self.class_pixels)]
-    self.ignore_pixels += int(counts[masks_lib.IGNORE])
+    lost = sum(mapped.unmapped.values()) + (counts[masks_lib.IGNORE] if mapped.is_color and
+                                            scanned.problem else 0)
+    self.ignore_pixels += int(counts[masks_lib.IGNORE] - lost)
     if scanned.palette is not None and self.palette is None:
       self.palette = scanned.palette
 
@@ -109,11 +113,13 @@ class DataReport:
       values = sorted(set().union(*(s.raw_values for s in self.splits.values()))
                       - {encoding.ignore_index})
       suggestion = masks_lib.suggested_label_map(values, encoding.num_classes)
-      self.suggestion = (f"values seen: {', '.join(map(str, values[:20]))}. "
+      lossy = (' So many values suggest lossy (JPEG) or bilinearly resized masks: save masks '
+               'as PNGs of exact values.' if len(values) > 2 * encoding.num_classes + 8 else '')
+      self.suggestion = (f"values seen ({len(values)}): {', '.join(map(str, values[:20]))}. "
                          + (f"Set data.label_map='{suggestion}' (value:class, in class order), "
                             if suggestion else "Map every value to a class with data.label_map="
                             "'value:class,...', ")
-                         + 'or set data.ignore_index to the value that means "ignore".')
+                         + 'or set data.ignore_index to the value that means "ignore".' + lossy)
     if encoding.colors:
       self.class_colors = [list(c) for c in encoding.colors]
     else:

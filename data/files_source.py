@@ -254,20 +254,23 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
       yield item.example.name, record
 
 
-def check(data_config, segmentation: bool) -> tuple[dict, data_report.DataReport, dict]:
-  """Pairs, splits and scans the configured folders: (scanned examples, report, splits)."""
-  problems = {}
-  splits = split_examples(data_config, segmentation, problems)
+def check(data_config, segmentation: bool, splits: dict | None = None,
+          problems: dict | None = None) -> tuple[dict, data_report.DataReport]:
+  """Pairs and splits the configured folders (unless given) and scans every example:
+  (scanned examples, report)."""
+  if splits is None:
+    problems = {}
+    splits = split_examples(data_config, segmentation, problems)
   encoding = masks_lib.encoding_from_config(data_config)
-  scanned, report = scan(splits, encoding, problems, tuple(data_config.class_names))
-  return scanned, report, splits
+  return scan(splits, encoding, problems, tuple(data_config.class_names))
 
 
 def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
                      ) -> tfds.core.DatasetBuilder:
   """The prepared set for this config and these files, checked and prepared now if it is new.
   `prepare(builder)` runs TFDS's preparation (with the caller's write-failure handling)."""
-  splits = split_examples(data_config, segmentation, {})
+  problems = {}
+  splits = split_examples(data_config, segmentation, problems)
   folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
   kwargs = dict(class_names=tuple(data_config.class_names), segmentation=segmentation,
                 data_dir=folder)
@@ -275,7 +278,7 @@ def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
   if builder.is_prepared() and os.path.isfile(os.path.join(folder, REPORT_FILE)):
     return builder
   start = time.perf_counter()
-  scanned, report, _ = check(data_config, segmentation)
+  scanned, report = check(data_config, segmentation, splits, problems)
   if report.has_problems():
     raise DataError('The data cannot be trained on as it is (nothing was prepared):\n'
                     + report.format())

@@ -89,6 +89,32 @@ def confusion_image(confusion: np.ndarray, class_names=None, cell: int = 24) -> 
   return picture
 
 
+def _jet_table() -> np.ndarray:
+  """256-entry jet colour table (blue, cyan, yellow, red), as matplotlib's 'jet' draws it."""
+  x = np.linspace(0.0, 1.0, 256)
+  red = np.clip(np.minimum(4 * x - 1.5, -4 * x + 4.5), 0, 1)
+  green = np.clip(np.minimum(4 * x - 0.5, -4 * x + 3.5), 0, 1)
+  blue = np.clip(np.minimum(4 * x + 0.5, -4 * x + 2.5), 0, 1)
+  return np.round(np.stack([red, green, blue], -1) * 255).astype(np.uint8)
+
+
+JET = _jet_table()
+
+
+def jet(heatmap: np.ndarray) -> np.ndarray:
+  """Heatmap in [0, 1] (any shape) to RGB uint8 with the jet colours."""
+  index = np.round(np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0) * 255).astype(np.int64)
+  return JET[index]
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+  """The book's Grad-CAM picture: the jet-coloured heatmap at `alpha` over the image.
+
+  `heatmap` must already have the image's height and width.
+  """
+  return blend(image, jet(heatmap), alpha)
+
+
 def legend(class_names, colors, width: int) -> np.ndarray:
   """uint8 [h, width, 3]: each class's colour swatch and name on white, in rows that fit
   `width` (text 2x on pictures 320 px wide or more)."""

@@ -168,7 +168,7 @@ def _planted(tmp_path) -> tuple:
 def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path):
   folder, planted = _planted(tmp_path)
   config = files_config(folder, 'binary', data__label_map='')  # 255 maps to no class.
-  _, report, _ = files_source.check(config.data, segmentation=True)
+  _, report = files_source.check(config.data, segmentation=True)
   text = report.format()
   for name, phrase in planted.items():
     line = next((l for l in text.splitlines() if name in l), '')
@@ -195,7 +195,7 @@ def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
   folder, _ = own_sets['ids']
   config = files_config(folder, 'ids', data__class_names=('background', 'disc', 'square',
                                                           'triangle'))
-  _, report, _ = files_source.check(config.data, segmentation=True)
+  _, report = files_source.check(config.data, segmentation=True)
   assert report.splits['train'].problems == {'missing_class': ['triangle']}
   assert 'triangle' in report.format()
 
@@ -300,3 +300,30 @@ def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
   config.data.mask_key = 'segmentation'
   with pytest.raises(DataError, match="data.mask_key='segmentation' is not a feature"):
     sources.prepared_builder(config.data, str(tmp_path))
+
+
+def test_overlays_carry_a_legend_and_leave_ignored_pixels_uncoloured():
+  from interpretability import colormaps  # pylint: disable=import-outside-toplevel
+  picture = np.full((20, 240, 3), 90, np.uint8)
+  mask = np.zeros((20, 240), np.uint8)
+  mask[:, 100:] = masks.IGNORE
+  colors = colormaps.class_colors(3, [[10, 200, 30], [200, 10, 30], [5, 5, 250]])
+  overlay = colormaps.mask_overlay(picture, mask, colors=colors)
+  assert (overlay[:, 100:] == 90).all() and not (overlay[:, :100] == 90).all()
+  shown = colormaps.with_legend(overlay, ('grass', 'rose', 'sky'), colors)
+  assert shown.shape[0] > 20 and shown.shape[1] == 240
+  strip = shown[20:].reshape(-1, 3)
+  for color in colors.tolist():  # Every class's swatch, and black text on white.
+    assert (strip == color).all(-1).any()
+  assert (strip == 0).all(-1).any() and (strip == 255).all(-1).any()
+
+
+def test_the_confusion_picture_normalises_each_row():
+  from interpretability import colormaps  # pylint: disable=import-outside-toplevel
+  picture = colormaps.confusion_image(np.array([[30, 0], [5, 5]]), cell=10)
+  assert picture.shape == (20, 20, 3)
+  np.testing.assert_array_equal(picture[5, 5], [8, 48, 107])  # Row 0: all predicted as 0.
+  np.testing.assert_array_equal(picture[5, 15], [255, 255, 255])
+  np.testing.assert_array_equal(picture[15, 5], picture[15, 15])  # Row 1: half and half.
+  labelled = colormaps.confusion_image(np.array([[30, 0], [5, 5]]), ('cat', 'dog'), cell=10)
+  assert labelled.shape[0] > 20 and labelled.shape[1] > 20
