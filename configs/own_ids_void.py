@@ -2,7 +2,8 @@
 11-class CamVid of SegNet writes them (id 11 = void).
 
     python main.py --config=configs/own_ids_void.py --workdir=runs/camvid \
-      --config.data.files.train_images=CamVid/train --config.data.files.train_masks=CamVid/trainannot \
+      --config.data.files.train_images=CamVid/train \
+      --config.data.files.train_masks=CamVid/trainannot \
       --config.data.files.validation_images=CamVid/val \
       --config.data.files.validation_masks=CamVid/valannot \
       --config.data.files.test_images=CamVid/test --config.data.files.test_masks=CamVid/testannot

@@ -144,7 +144,8 @@ class DataReport:
     for name, split in self.splits.items():
       total = max(split.total(), sum(split.off_table.values()), 1)
       shares = '  '.join(f'{100 * c / total:>11.2f}%' for c in split.class_pixels)
-      lines.append(f'{name:<12} {split.examples:>8}  {shares}  {100 * split.ignore_pixels / total:>10.2f}%')
+      ignored = 100 * split.ignore_pixels / total
+      lines.append(f'{name:<12} {split.examples:>8}  {shares}  {ignored:>10.2f}%')
       if split.off_table:
         top = sorted(split.off_table.items(), key=lambda kv: -kv[1])[:SHOWN]
         lines.append(f'  {name}: {100 * sum(split.off_table.values()) / total:.2f}% of pixels '

@@ -281,11 +281,17 @@ def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
   scanned, report = check(data_config, segmentation, splits, problems)
   if report.has_problems():
     raise DataError('The data cannot be trained on as it is (nothing was prepared):\n'
-                    + report.format())
-  logging.info('Checked the data in %.1f s:\n%s', time.perf_counter() - start, report.format())
+                    + report.format(data_config.files.mask_suffix))
+  logging.info('Checked the data in %.1f s:\n%s', time.perf_counter() - start,
+               report.format(data_config.files.mask_suffix))
   builder = FilesDataset(scanned=scanned, **kwargs)
   prepare(builder)
-  report.write(os.path.join(folder, REPORT_FILE))
+  try:
+    report.write(os.path.join(folder, REPORT_FILE))
+  except OSError as e:
+    raise DataError(f'Writing {folder}/{REPORT_FILE} failed ({e.strerror}): free disk space or '
+                    'set data.data_dir to a writable folder, then rerun; the set is checked '
+                    'again and the prepared records are reused.') from None
   count = sum(len(v) for v in scanned.values())
   logging.info('Prepared %d examples into %s in %.1f s (%.1f ms per picture).', count, folder,
                time.perf_counter() - start, 1000 * (time.perf_counter() - start) / max(count, 1))
