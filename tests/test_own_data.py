@@ -227,6 +227,16 @@ def test_two_replicas_train_evaluate_predict_and_score_each_encoding(own_sets, e
   assert len(written) == 8
   legend = open(os.path.join(workdir, 'predict', 'legend.csv')).read().splitlines()
   assert [line.split(',')[0] for line in legend[1:]] == list(names)
+  if encoding == 'palette':  # What TensorBoard's eval run shows: each under its own tag.
+    from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=import-outside-toplevel
+    events = event_accumulator.EventAccumulator(os.path.join(workdir, 'eval'),
+                                                size_guidance={'tensors': 0})
+    events.Reload()
+    plugins = {tag: events.SummaryMetadata(tag).plugin_data.plugin_name
+               for tag in events.Tags()['tensors']}
+    assert plugins['confusion_matrix'] == plugins['masks/prediction'] == 'images'
+    assert plugins['confusion_table'] == 'text'
+    assert {f'iou/{name}' for name in names} <= set(plugins)
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ class Evaluator:
     names = tuple(job.config.data.class_names)
     job.summaries.images('eval', step, 'confusion_matrix',
                          colormaps.confusion_image(confusion, names)[None])
-    job.summaries.text('eval', step, 'confusion_matrix', confusion_table(confusion, names))
+    job.summaries.text('eval', step, 'confusion_table', confusion_table(confusion, names))
     if job.preview is not None and job.segmentation:
       images = job.preview['image'].numpy()
       predicted = np.argmax(job.model(job.preview['image'], training=False), axis=-1)
