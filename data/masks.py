@@ -168,9 +168,12 @@ class MappedMask(NamedTuple):
 
 def map_mask(raw: RawMask, encoding: MaskEncoding) -> MappedMask:
   """Class ids of a raw mask. Colour tables send colours off the table (blended edges) to
-  IGNORE (`off_table`); value masks send unmapped values to IGNORE (`unmapped`: a problem
-  that check_data reports, since those pixels lose their class)."""
+  IGNORE (`off_table`), and read a "P" PNG by its palette's colours; value masks (a "P" PNG's
+  indices) send unmapped values to IGNORE (`unmapped`: a problem that check_data reports,
+  since those pixels lose their class)."""
   values = raw.values
+  if encoding.colors and raw.palette is not None:  # A "P" PNG read by what it shows.
+    values = raw.palette[np.clip(values, 0, len(raw.palette) - 1)]
   is_color = values.ndim == 3
   if encoding.colors:
     if not is_color:

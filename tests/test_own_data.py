@@ -339,3 +339,12 @@ def test_the_confusion_picture_normalises_each_row():
   np.testing.assert_array_equal(picture[15, 5], picture[15, 15])  # Row 1: half and half.
   labelled = colormaps.confusion_image(np.array([[30, 0], [5, 5]]), ('cat', 'dog'), cell=10)
   assert labelled.shape[0] > 20 and labelled.shape[1] > 20
+
+
+def test_a_palette_png_with_a_colour_table_is_read_by_its_colours():
+  indices = np.array([[0, 1, 2], [255, 1, 0]], np.uint8)
+  raw = masks.read_mask(own_data.palette_png(indices, own_data.voc_palette()))
+  table = masks.MaskEncoding(3, colors=((0, 0, 0), (128, 0, 0), (0, 128, 0)))
+  mapped = masks.map_mask(raw, table)
+  np.testing.assert_array_equal(mapped.classes, [[0, 1, 2], [255, 1, 0]])
+  assert list(mapped.off_table) == [masks.color_codes(np.array([224, 224, 192]))]
