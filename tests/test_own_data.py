@@ -348,3 +348,11 @@ def test_a_palette_png_with_a_colour_table_is_read_by_its_colours():
   mapped = masks.map_mask(raw, table)
   np.testing.assert_array_equal(mapped.classes, [[0, 1, 2], [255, 1, 0]])
   assert list(mapped.off_table) == [masks.color_codes(np.array([224, 224, 192]))]
+
+
+def test_sixteen_bit_masks_keep_their_values():
+  values = np.array([[0, 300], [1000, 7]], np.uint16)[..., None]
+  raw = masks.read_mask(tf.io.encode_png(values).numpy())
+  np.testing.assert_array_equal(raw.values, values[..., 0])
+  encoding = masks.MaskEncoding(2, masks.parse_label_map('300:0,1000:1,*:ignore', 2))
+  np.testing.assert_array_equal(masks.map_mask(raw, encoding).classes, [[255, 0], [1, 255]])
