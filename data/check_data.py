@@ -32,10 +32,10 @@ def prepared_report(builder, data_config) -> data_report.DataReport:
           np.int64)
       continue
     values = sources.mask_value_counts(builder, split)
-    table = np.arange(256) if lookup is None else lookup
-    classes = np.bincount(table.astype(np.int64), weights=values, minlength=256)
-    found.class_pixels = classes[:len(report.class_names)].astype(np.int64)
+    classes = sources.counts_by_class(values, data_config)
+    found.class_pixels = classes[:len(report.class_names)]
     found.ignore_pixels = int(classes[masks.IGNORE])
+    table = np.arange(256) if lookup is None else lookup
     found.raw_values = set(np.flatnonzero(values).tolist())
     found.unmapped = {int(v): int(values[v]) for v in np.flatnonzero(
         (table == masks.IGNORE) & (values > 0)) if v != ignore and lookup is not None}

@@ -265,18 +265,38 @@ def check(data_config, segmentation: bool, splits: dict | None = None,
   return scan(splits, encoding, problems, tuple(data_config.class_names))
 
 
+def _keyed_builder(data_config, data_dir: str, segmentation: bool) -> tuple:
+  """(the builder in the folder keyed by these files and this config, splits, problems)."""
+  problems = {}
+  splits = split_examples(data_config, segmentation, problems)
+  folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
+  return (FilesDataset(class_names=tuple(data_config.class_names), segmentation=segmentation,
+                       data_dir=folder), splits, problems)
+
+
+def is_prepared(builder) -> bool:
+  """Prepared completely: the records and, written last, the report."""
+  return builder.is_prepared() and os.path.isfile(os.path.join(builder.data_dir_root,
+                                                               REPORT_FILE))
+
+
+def existing_builder(data_config, data_dir: str, segmentation: bool):
+  """The prepared set for this config and these files if there is one, else None; prepares
+  nothing (for readers such as predict that only want its report)."""
+  builder = _keyed_builder(data_config, data_dir, segmentation)[0]
+  return builder if is_prepared(builder) else None
+
+
 def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
                      ) -> tfds.core.DatasetBuilder:
   """The prepared set for this config and these files, checked and prepared now if it is new.
   `prepare(builder)` runs TFDS's preparation (with the caller's write-failure handling)."""
-  problems = {}
-  splits = split_examples(data_config, segmentation, problems)
-  folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
+  builder, splits, problems = _keyed_builder(data_config, data_dir, segmentation)
+  if is_prepared(builder):
+    return builder
+  folder = builder.data_dir_root
   kwargs = dict(class_names=tuple(data_config.class_names), segmentation=segmentation,
                 data_dir=folder)
-  builder = FilesDataset(**kwargs)
-  if builder.is_prepared() and os.path.isfile(os.path.join(folder, REPORT_FILE)):
-    return builder
   start = time.perf_counter()
   scanned, report = check(data_config, segmentation, splits, problems)
   if report.has_problems():

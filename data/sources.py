@@ -261,10 +261,14 @@ def _synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
                          validation_fraction=data_config.validation_fraction)
 
 
+def _files_data_dir(data_config, workdir: str) -> str:
+  return data_config.data_dir or os.path.join(workdir, 'prepared_data')
+
+
 def _files_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
-  data_dir = data_config.data_dir or os.path.join(workdir, 'prepared_data')
   return files_source.prepared_builder(
-      data_config, data_dir, data_config.label_feature == MASK_FEATURE,
+      data_config, _files_data_dir(data_config, workdir),
+      data_config.label_feature == MASK_FEATURE,
       lambda builder: _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False)))
 
 
@@ -363,21 +367,35 @@ def class_pixel_counts(builder: tfds.core.DatasetBuilder, data_config, split: st
     if report is not None and split in report.splits:
       found = report.splits[split]
       return np.append(found.class_pixels, found.ignore_pixels)
+  counts = counts_by_class(mask_value_counts(builder, split), data_config)
+  return np.append(counts[:len(data_config.class_names)], counts[masks.IGNORE])
+
+
+def counts_by_class(value_counts: np.ndarray, data_config) -> np.ndarray:
+  """int64 [256]: `mask_value_counts` gathered by the class id (or masks.IGNORE) each stored
+  value maps to."""
   lookup = mask_lookup(data_config)
-  lookup = np.arange(256) if lookup is None else lookup.astype(np.int64)
-  counts = np.bincount(lookup, weights=mask_value_counts(builder, split), minlength=256)
-  return np.append(counts[:len(data_config.class_names)], counts[masks.IGNORE]).astype(np.int64)
+  table = np.arange(256) if lookup is None else lookup.astype(np.int64)
+  return np.bincount(table, weights=value_counts, minlength=256).astype(np.int64)
 
 
-def own_class_colors(data_config, builder=None) -> list | None:
+def own_class_colors(data_config, workdir: str, builder=None) -> list | None:
   """The data's own colour per class: data.mask_colors, or the "P" palette a files source's
-  masks carry (from its preparation report); None when the data has none."""
+  masks carry (from the report of `builder`, or of the set prepared under `workdir`, which
+  this never prepares); None when the data has none or its prepared set is not here."""
   if data_config.mask_colors:
     return [list(c) for c in data_config.mask_colors]
-  if isinstance(builder, files_source.FilesDataset):
-    report = files_source.stored_report(builder)
-    return report.class_colors if report else None
-  return None
+  if data_config.source != 'files':
+    return None
+  if builder is None:
+    try:
+      builder = files_source.existing_builder(
+          data_config, _files_data_dir(data_config, workdir),
+          data_config.label_feature == MASK_FEATURE)
+    except DataError:  # The data's folders are not on this machine.
+      return None
+  report = files_source.stored_report(builder) if builder else None
+  return report.class_colors if report else None
 
 
 def with_class_names(config) -> None:

@@ -16,16 +16,6 @@ from training import checkpoints
 from training import workdir as workdir_lib
 
 
-def _own_colors(config, workdir: str):
-  """The data's own class colours, where they can be known without the data's files."""
-  try:
-    builder = sources.prepared_builder(config.data, workdir) \
-        if config.data.source == 'files' else None
-  except UserError:  # The data is not on this machine: the default colours.
-    builder = None
-  return sources.own_class_colors(config.data, builder)
-
-
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   """Segmentation: a class-id mask PNG at each picture's own size, a coloured overlay beside
   it (the data's own class colours where it has them) and legend.csv. Classification:
@@ -38,7 +28,8 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
-  colors = colormaps.class_colors(len(config.data.class_names), _own_colors(config, workdir))
+  colors = colormaps.class_colors(len(config.data.class_names),
+                                  sources.own_class_colors(config.data, workdir))
   batch_size = config.eval.global_batch_size
   for start in range(0, len(paths), batch_size):
     chunk = paths[start:start + batch_size]

@@ -92,8 +92,8 @@ def build_job(config, workdir: str) -> Job:
   preview = (input_pipeline.preview_batch(data.builder, config.data,
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
-  class_colors = colormaps.class_colors(num_classes,
-                                        sources.own_class_colors(config.data, data.builder))
+  class_colors = colormaps.class_colors(
+      num_classes, sources.own_class_colors(config.data, run.scratch, data.builder))
   return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
              optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief),
              eval_data, preview, class_colors)
