@@ -256,16 +256,25 @@ def test_ema_follows_the_weights_as_computed_by_hand():
   for w, a in zip(weights[-1], averages[-1]):
     np.testing.assert_allclose(a, w, atol=1e-7)
   initial, weights, averages, _, trainer = _two_updates(decay=0.9)
+  d1, d2 = 2 / 11, 3 / 12  # Warmed up: min(0.9, (1 + n) / (10 + n)) after update n.
   for k, (start, w1, w2) in enumerate(zip(initial, weights[0], weights[1])):
-    first = 0.9 * start + 0.1 * w1
+    first = d1 * start + (1 - d1) * w1
     np.testing.assert_allclose(averages[0][k], first, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(averages[1][k], 0.9 * first + 0.1 * w2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(averages[1][k], d2 * first + (1 - d2) * w2, rtol=1e-5, atol=1e-7)
   assert max(np.abs(a - w).max() for a, w in zip(averages[1], weights[1])) > 1e-5  # It lags.
   with trainer.ema_weights():
     for v, a in zip(trainer.model.trainable_variables, averages[1]):
       np.testing.assert_allclose(v.numpy(), a)
   for v, w in zip(trainer.model.trainable_variables, weights[1]):
     np.testing.assert_allclose(v.numpy(), w)  # The trained weights are back.
+
+
+def test_ema_decay_warms_up_to_the_configured_decay():
+  """A short run averages its recent weights: 0.999 acts as about 0.99 after 900 updates and
+  reaches 0.999 only after 8,991."""
+  decays = [float(trainer_lib.ema_decay_at(0.999, n)) for n in (0, 10, 900, 9000, 10**6)]
+  np.testing.assert_allclose(decays, [0.1, 11 / 20, 901 / 910, 0.999, 0.999], rtol=1e-6)
+  assert float(trainer_lib.ema_decay_at(0.5, 100)) == 0.5
 
 
 def test_global_clipnorm_bounds_the_update_and_reports_the_norm_before():

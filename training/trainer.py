@@ -74,6 +74,14 @@ class StepSums(NamedTuple):
   grad_norm_sum: tf.Tensor  # Global gradient norms before clipping (0 without clipping).
 
 
+def ema_decay_at(decay: float, updates) -> tf.Tensor:
+  """The moving average's decay after `updates` optimizer updates, warmed up as
+  tf.train.ExponentialMovingAverage(num_updates=...) does: min(decay, (1 + n) / (10 + n)), so
+  a short run averages its recent weights instead of still carrying the initial ones."""
+  updates = tf.cast(updates, tf.float32)
+  return tf.minimum(tf.constant(decay, tf.float32), (1.0 + updates) / (10.0 + updates))
+
+
 class Trainer:
   """Owns the compiled step functions for one model, optimizer and strategy."""
 
@@ -231,8 +239,9 @@ class Trainer:
       sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
       totals = [t + s for t, s in zip(totals, sums)]
       with tf.control_dependencies(totals):
+        decay = ema_decay_at(self.ema_decay, self.optimizer.iterations)
         for average, weight in zip(self.ema, self.variables):
-          average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+          average.assign(decay * average + (1.0 - decay) * weight)
       updates = tf.convert_to_tensor(self.optimizer.iterations)
     return totals[:3] + [waited, totals[3]]
 
