@@ -40,10 +40,16 @@ _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ER
 _WRITE_PHRASES = ('no space left', 'disk quota', 'read-only file system', 'permission denied')
 
 
+class WriteFailure(OSError):
+  """A write that a library dropped without raising (TensorFlow's event writer), found by
+  checking what reached the disk."""
+
+
 def is_write_failure(error: Exception) -> bool:
   """A full disk, a used-up quota or a folder that cannot be written, whoever raised it
   (Python's OSError, or TensorFlow and TFDS errors that only carry the text)."""
-  if isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+  if isinstance(error, WriteFailure) or (isinstance(error, OSError)
+                                         and error.errno in _WRITE_ERRNOS):
     return True
   return any(phrase in str(error).lower() for phrase in _WRITE_PHRASES)
 
@@ -54,3 +60,11 @@ def write_failure_line(error: Exception) -> str:
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
   return next((line for line in lines if any(p in line.lower() for p in _WRITE_PHRASES)),
               lines[0] if lines else type(error).__name__)
+
+
+def first_line(error: Exception, limit: int = 200) -> str:
+  """The first non-empty line of a library's message, cut to `limit` characters: Keras and
+  TensorFlow append object lists and stack traces that bury the reason."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  line = lines[0] if lines else type(error).__name__
+  return line if len(line) <= limit else line[:limit - 3] + '...'

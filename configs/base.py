@@ -80,6 +80,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Models with a pretrained encoder (mobilenet_v2_unet): train only the decoder for this many
   # epochs, then everything.
   config.model.freeze_encoder_epochs = 0
+  # Every model's own fields, each read by the models that name it (modeling/); a config file
+  # sets the ones its model reads.
+  config.model.bn_momentum = 0.9  # Batch norm of every trained model (the book: Keras' 0.99).
+  config.model.widths = (32, 64, 128, 256)  # xception_unet: channels per encoder level.
+  config.model.upsampling = 'bilinear'  # xception_unet: bilinear | transpose
+  config.model.weights = 'random'  # xception: random | imagenet | a weights file
+  config.model.encoder_weights = 'random'  # mobilenet_v2_unet: random | imagenet | a file
+  config.model.alpha = 1.0  # mobilenet_v2_unet: MobileNetV2's width multiplier.
+  config.model.decoder_widths = (512, 256, 128, 64)  # mobilenet_v2_unet: per decoder level.
 
   config.train = train = ml_collections.ConfigDict()
   train.global_batch_size = 64

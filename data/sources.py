@@ -9,6 +9,7 @@ Every source ends as a prepared TFDS builder whose examples hold `image` and
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 from typing import NamedTuple
 import urllib.parse
@@ -24,6 +25,7 @@ from data import folder_checks
 from data.decode import decode_mask
 from data import masks
 from data import oxford_pets_folder
+from data import prepared_checks
 from data import synthetic
 from errors import DataError, is_write_failure
 from tasks import MASK_FEATURE
@@ -324,8 +326,38 @@ def has_split(data_config, split: str) -> bool:
 
 def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   """A prepared builder for a checked config's `data.source`, or a DataError that says how to
-  get the data."""
-  return SOURCES[data_config.source][0](data_config, workdir)
+  get the data. A damaged prepared set is prepared again when it came from local files (folder,
+  synthetic, files), and named with the fix when it is a TFDS data dir."""
+  make = SOURCES[data_config.source][0]
+  for folder, problem in prepared_checks.damaged_info_files(
+      _prepared_root(data_config, workdir)).items():
+    _set_aside_damaged(data_config, os.path.dirname(folder), problem)
+  builder = make(data_config, workdir)
+  problem = prepared_checks.record_damage(builder)
+  if problem:
+    _set_aside_damaged(data_config, builder.data_dir, problem)
+    builder = make(data_config, workdir)
+  return builder
+
+
+def _prepared_root(data_config, workdir: str) -> str:
+  """The folder that holds the source's prepared sets (for tfds, this data set's own)."""
+  if data_config.source == 'tfds':
+    return os.path.join(data_config.data_dir or tfds.core.constants.DATA_DIR,
+                        data_config.tfds_name)
+  return data_config.data_dir or os.path.join(workdir, 'prepared_data')
+
+
+def _set_aside_damaged(data_config, folder: str, problem: str) -> None:
+  """Removes a damaged prepared set made from local files, so it is prepared again; a TFDS
+  data dir is the user's: a DataError names it and the fix."""
+  if data_config.source == 'tfds':
+    raise DataError(f'The prepared data set in {folder} is damaged: {problem}. Delete {folder} '
+                    'and rerun to prepare it again (data.manual_dir or a download), or point '
+                    'data.data_dir at a good copy.')
+  logging.warning('The prepared data set in %s is damaged: %s. Preparing it again from the '
+                  'source files.', folder, problem)
+  shutil.rmtree(folder)
 
 
 def resolve_splits(data_config) -> Splits:

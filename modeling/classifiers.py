@@ -34,7 +34,7 @@ def mini_xception(image_size: int, num_classes: int, model_config) -> keras.Mode
 
   `model.bn_momentum` (the book: Keras' default 0.99) can be lowered for short runs.
   """
-  momentum = model_config.get('bn_momentum', 0.99)
+  momentum = model_config.bn_momentum
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.RandomFlip('horizontal', name='augment_flip')(inputs)
   x = layers.RandomRotation(0.1, name='augment_rotation')(x)
@@ -42,7 +42,7 @@ def mini_xception(image_size: int, num_classes: int, model_config) -> keras.Mode
   x = layers.Rescaling(1.0 / 255, name='rescale')(x)
   x = layers.Conv2D(32, 5, use_bias=False, padding='same', name='stem_conv')(x)
   for i, filters in enumerate([32, 64, 128, 256, 512]):
-    x = blocks.xception_block(x, filters, momentum, model_config.get('sync_batch_norm', False),
+    x = blocks.xception_block(x, filters, momentum, model_config.sync_batch_norm,
                               name=f'block{i + 1}')
   x = layers.GlobalAveragePooling2D(name='pool')(x)
   x = layers.Dropout(0.5, name='dropout')(x)

@@ -31,21 +31,21 @@ def encoder_layers(model: keras.Model) -> list:
 
 @registry.register('mobilenet_v2_unet', size_multiple=32, encoder_layers=encoder_layers)
 def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = model_config.get('encoder_weights', 'random')
-  momentum = model_config.get('bn_momentum', 0.9)
-  sync_bn = model_config.get('sync_batch_norm', False)
+  weights = model_config.encoder_weights
+  momentum = model_config.bn_momentum
+  sync_bn = model_config.sync_batch_norm
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
   encoder = pretrained.application(
       keras.applications.MobileNetV2, weights, 'model.encoder_weights', KERAS_FILE,
-      include_top=False, input_tensor=x, alpha=model_config.get('alpha', 1.0))
+      include_top=False, input_tensor=x, alpha=model_config.alpha)
   if weights != 'random':
     for layer in encoder.layers:
       if isinstance(layer, layers.BatchNormalization):
         layer.trainable = False
   skips = [encoder.get_layer(name).output for name in SKIPS]
   x = skips.pop()
-  for i, filters in enumerate(model_config.get('decoder_widths', (512, 256, 128, 64))):
+  for i, filters in enumerate(model_config.decoder_widths):
     x = layers.Conv2DTranspose(filters, 3, strides=2, padding='same', use_bias=False,
                                name=f'decoder{i + 1}_upconv')(x)
     x = blocks.batch_norm(x, momentum, sync_bn, f'decoder{i + 1}_bn')

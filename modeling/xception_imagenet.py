@@ -21,7 +21,7 @@ KERAS_FILE = 'xception_weights_tf_dim_ordering_tf_kernels.h5'
 
 @registry.register('xception')
 def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = model_config.get('weights', 'random')
+  weights = model_config.weights
   if weights == 'imagenet' and num_classes != IMAGENET_CLASSES:
     raise ConfigError(f'model.weights=imagenet has {IMAGENET_CLASSES} classes; '
                       f'data.class_names has {num_classes}.')

@@ -44,10 +44,10 @@ def _decoder_stage(x, skip, filters: int, momentum: float, sync_bn: bool, upsamp
 
 @registry.register('xception_unet', size_multiple=16)
 def xception_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
-  widths = tuple(model_config.get('widths', (32, 64, 128, 256)))
-  momentum = model_config.get('bn_momentum', 0.9)
-  upsampling = model_config.get('upsampling', 'bilinear')
-  sync_bn = model_config.get('sync_batch_norm', False)
+  widths = tuple(model_config.widths)
+  momentum = model_config.bn_momentum
+  upsampling = model_config.upsampling
+  sync_bn = model_config.sync_batch_norm
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
   x = blocks.conv_bn_act(x, widths[0], 3, strides=2, bn_momentum=momentum, sync_bn=sync_bn,

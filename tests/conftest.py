@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 import tensorflow as tf
 
+from configs import base
 from configs import seg
 from data import synthetic
 from training import runtime
@@ -14,6 +16,14 @@ from training import runtime
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 runtime.configure_cpu_devices(2)
 tf.get_logger().setLevel('ERROR')
+
+
+def model_config(name: str, **fields) -> ml_collections.ConfigDict:
+  """configs/base.py's model section for model `name`, with `fields` changed."""
+  config = base.get_base_config().model
+  config.name = name
+  config.update(fields)
+  return config
 
 
 def small_config(workdir_data: str | None = None, **overrides):

@@ -4,6 +4,7 @@ import glob
 import importlib
 import json
 import os
+import re
 
 from absl import flags
 from ml_collections import config_flags
@@ -111,6 +112,36 @@ def test_command_line_errors_stop_before_anything_runs(tmp_path):
   assert 'train.global_batch_size=7 does not divide across 2 replicas' in odd_batch.stderr
   assert 'Traceback' not in odd_batch.stderr
   assert not (tmp_path / 'w2' / 'synthetic_pets').exists()  # Failed before reading data.
+  config_file = tmp_path / 'misspelt.py'
+  config_file.write_text('from configs import seg\n\ndef get_config():\n'
+                         '  config = seg.get_config()\n  config.data.source = "synthetic"\n'
+                         '  config.train.learning_rat = 0.1\n  return config\n')
+  misspelt = run_main(f'--config={config_file}', f'--workdir={tmp_path}/w3')
+  assert misspelt.returncode == 2
+  assert ('config field train.learning_rat is not defined in configs/base.py; did you mean '
+          'train.learning_rate?') in misspelt.stderr
+  assert 'Traceback' not in misspelt.stderr
+  assert not (tmp_path / 'w3').exists()
+
+
+@pytest.mark.parametrize('field, value, nearest', [
+    ('train.learning_rat', 0.1, 'train.learning_rate'),
+    ('model.width', (8, 16), 'model.widths'),  # Models read no field with a default.
+    ('data.augment.flips', False, 'data.augment.flip'),
+    ('optimizer', 'adam', 'train.optimizer'),  # At the top instead of in train.
+    ('banana', 1, None),
+])
+def test_a_field_base_does_not_define_is_named_with_the_nearest(field, value, nearest):
+  config = seg.get_config()
+  *sections, name = field.split('.')
+  section = config
+  for part in sections:
+    section = section[part]
+  section[name] = value
+  message = f'config field {field} is not defined in configs/base.py'
+  message += f'; did you mean {nearest}?' if nearest else '.'
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    config_checks.check_config(config)
 
 
 def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off():

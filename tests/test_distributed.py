@@ -1,7 +1,6 @@
 """Two replicas on two logical CPUs: batch split, exact evaluation, identical weights."""
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +8,7 @@ import tensorflow as tf
 from data import input_pipeline
 from data import sources
 from modeling import models
-from tests.conftest import small_config
+from tests.conftest import model_config, small_config
 from training import checkpoints
 from training import metrics
 from training import runtime
@@ -139,8 +138,7 @@ def test_mixed_float16_policy(synthetic_folder, tmp_path):
 
 def _unet_config(sync: bool):
   # Not widths of 8: oneDNN crashes (double free) on 8-channel separable convs at batch 1.
-  return ml_collections.ConfigDict({'name': 'xception_unet', 'widths': (16, 32, 64, 128),
-                                    'sync_batch_norm': sync})
+  return model_config('xception_unet', widths=(16, 32, 64, 128), sync_batch_norm=sync)
 
 
 def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
@@ -312,7 +310,7 @@ def test_class_weights_scale_each_examples_share_of_the_update():
   def update(class_weights):
     keras.utils.set_random_seed(0)
     with strategy.scope():
-      model = models.build_model(ml_collections.ConfigDict({'name': 'residual_convnet'}), 32, 2)
+      model = models.build_model(model_config('residual_convnet'), 32, 2)
       optimizer = keras.optimizers.SGD(learning_rate=0.1)
       optimizer.build(model.trainable_variables)
     trainer = trainer_lib.Trainer(strategy, model, optimizer, 4, 2, class_weights=class_weights)

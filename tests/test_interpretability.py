@@ -2,7 +2,6 @@
 the pure functions of interpretability/, on hand-built and trained models."""
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +15,7 @@ from interpretability import gradcam
 from interpretability import pointing
 from modeling import models
 from tests import test_models
-from tests.conftest import small_config
+from tests.conftest import model_config, small_config
 
 
 def _two_region_image():
@@ -142,7 +141,7 @@ def test_every_registered_segmenter_has_its_layer_checked():
 @pytest.mark.parametrize('name, size, expected', SEGMENTERS)
 def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(name, size,
                                                                                  expected):
-  model = models.build_model(ml_collections.ConfigDict({'name': name}), size, 3)
+  model = models.build_model(model_config(name), size, 3)
   layer = model.get_layer(gradcam.default_layer(model, segmentation=True))
   assert layer.name == expected
   assert layer.name not in gradcam.shortcut_projections(model)
@@ -151,7 +150,7 @@ def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(
     assert {'encoder3_project', 'decoder3_project'} <= gradcam.shortcut_projections(model)
 
 def test_default_classifier_layer_is_what_the_pooling_reads():
-  model = models.build_model(ml_collections.ConfigDict({'name': 'mini_xception'}), 64, 2)
+  model = models.build_model(model_config('mini_xception'), 64, 2)
   layer = gradcam.default_layer(model, segmentation=False)
   pooling = model.get_layer('pool')
   assert pooling.input is model.get_layer(layer).output

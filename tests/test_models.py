@@ -6,7 +6,6 @@ import glob
 import os
 
 import keras
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,7 +19,7 @@ from interpretability import gradcam
 from modeling import blocks
 from modeling import models
 from modeling import xception_imagenet as xception_model
-from tests.conftest import small_config
+from tests.conftest import model_config, small_config
 from training import checkpoints
 from training import runtime
 from training import train
@@ -33,7 +32,7 @@ MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
 
 
 def _model_config(name):
-  return ml_collections.ConfigDict({'name': name})
+  return model_config(name)
 
 
 def test_every_registered_model_is_covered():
@@ -215,9 +214,8 @@ def _saved_encoder(path: str, alpha: float = 0.5, seed: int = 3) -> keras.Model:
 
 
 def _mobilenet_config(encoder_weights: str, **overrides):
-  return ml_collections.ConfigDict({'name': 'mobilenet_v2_unet', 'alpha': 0.5,
-                                    'encoder_weights': encoder_weights,
-                                    'decoder_widths': (64, 32, 32, 16), **overrides})
+  return model_config('mobilenet_v2_unet', **{'alpha': 0.5, 'encoder_weights': encoder_weights,
+                                             'decoder_widths': (64, 32, 32, 16), **overrides})
 
 
 def test_mobilenet_encoder_weights_from_a_file_load_and_wrong_ones_are_clear(tmp_path):

@@ -1,8 +1,11 @@
 """Config values checked before any data is read, each error naming the field and the fix."""
 
+import difflib
 import json
 import os
 import traceback
+
+import ml_collections
 
 from configs import base
 from data import input_pipeline
@@ -29,8 +32,33 @@ def _positive(value, field: str) -> None:
   _require(value is not None and value > 0, f'{field}={value!r} must be a positive number.')
 
 
+def _field_names(config, prefix: str = '') -> list[str]:
+  """Every dotted field of `config`, each section before its fields."""
+  names = []
+  for key, value in config.items():
+    names.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      names.extend(_field_names(value, f'{prefix}{key}.'))
+  return names
+
+
+def check_known_fields(config) -> None:
+  """Every field is one configs/base.py defines, wherever it was set: a config file that
+  misspells `train.learning_rate` would otherwise train with the default and no word."""
+  known = _field_names(base.get_base_config())
+  for field in _field_names(config):  # A section comes before its fields.
+    if field in known:
+      continue
+    nearest = difflib.get_close_matches(field, list(known), n=1, cutoff=0.6)
+    raise ConfigError(
+        f'config field {field} is not defined in configs/base.py'
+        + (f'; did you mean {nearest[0]}?' if nearest else '.')
+        + ' Fix the config file (or add the field to configs/base.py if your code reads it).')
+
+
 def check_config(config) -> None:
-  """Static checks: names, ranges and field combinations."""
+  """Static checks: known fields, names, ranges and field combinations."""
+  check_known_fields(config)
   _choice(config.task, 'task', tasks.TASKS)
   _choice(config.data.source, 'data.source', tuple(sources.SOURCES))
   _choice(config.train.optimizer, 'train.optimizer', tuple(trainer.OPTIMIZERS))

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+import errors
 from interpretability import gradcam
 
 
@@ -18,30 +19,68 @@ class Summaries:
         return tf.summary.create_noop_writer()
       return tf.summary.create_file_writer(os.path.join(workdir, name))
     self._writers = {run: writer(run) for run in runs}
+    self._folders = {run: os.path.join(workdir, run) for run in runs} if enabled else {}
+    self._written = {run: _events_bytes(folder) for run, folder in self._folders.items()}
+    self._unflushed = set()  # Runs written to since the last flush.
+
+  def _writer(self, run: str):
+    self._unflushed.add(run)
+    return self._writers[run]
 
   def scalars(self, run: str, step: int, values: dict) -> None:
-    with self._writers[run].as_default(step=step):
+    with self._writer(run).as_default(step=step):
       for name, value in values.items():
         tf.summary.scalar(name, float(value))
 
   def images(self, run: str, step: int, name: str, images: np.ndarray) -> None:
     """A batch of uint8 HxWx3 pictures under one tag."""
-    with self._writers[run].as_default(step=step):
+    with self._writer(run).as_default(step=step):
       tf.summary.image(name, np.asarray(images), max_outputs=len(images))
 
   def text(self, run: str, step: int, name: str, markdown: str) -> None:
-    with self._writers[run].as_default(step=step):
+    with self._writer(run).as_default(step=step):
       tf.summary.text(name, markdown)
 
   def hparams(self, run: str, values: dict, trial_id: str) -> None:
     """`values` as an HParams session of `run`, whose scalars (the validation metrics) become
     its metric columns: several workdirs under one logdir compare in the HParams tab."""
-    with self._writers[run].as_default(step=0):
+    with self._writer(run).as_default(step=0):
       hparams_api.hparams(values, trial_id=trial_id)
 
   def flush(self) -> None:
+    """Flushes every run and checks that what was written reached the disk: TensorFlow's
+    event writer drops events on a full disk or a removed folder without raising."""
     for writer in self._writers.values():
       writer.flush()
+    for run in self._unflushed & set(self._folders):
+      folder, before = self._folders[run], self._written[run]
+      try:
+        _probe(folder)
+        self._written[run] = _events_bytes(folder)
+      except (OSError, tf.errors.OpError) as e:
+        raise errors.WriteFailure(f'TensorBoard events could not be written to {folder} '
+                                  f'({errors.first_line(e)})') from None
+      if self._written[run] <= before:
+        raise errors.WriteFailure(f'TensorBoard events did not reach {folder} (its event '
+                                  f'files stayed at {before} bytes after a write)')
+    self._unflushed.clear()
+
+
+def _events_bytes(folder: str) -> int:
+  """The total size of the folder's event files (0 before the first is written)."""
+  if not tf.io.gfile.isdir(folder):
+    return 0
+  return sum(tf.io.gfile.stat(os.path.join(folder, name)).length
+             for name in tf.io.gfile.listdir(folder) if name.startswith('events.out.tfevents'))
+
+
+def _probe(folder: str) -> None:
+  """Writes and removes a small file in `folder`: raises the OSError a full disk, a used-up
+  quota or a missing folder gives, which the event writer keeps to itself."""
+  path = os.path.join(folder, '.write_probe')
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write('x' * 4096)
+  tf.io.gfile.remove(path)
 
 
 def write_explanation(summaries: Summaries, run: str, step: int, images: np.ndarray,

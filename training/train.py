@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import input_pipeline
+from data import prepared_checks
 from errors import Preempted, TrainingDiverged, UserError, WorkerLost
 from errors import is_write_failure, write_failure_line
 from training import checkpoints
@@ -296,6 +297,9 @@ def _errors_explained(job: setup.Job, work):
         f'{job.runtime.task} lost contact with {lost.group(0) if lost else "another worker"} '
         f'({reason[:200]}). The job cannot go on; restart every worker with the same command '
         f'to resume from {job.state.latest}.') from None
+  except tf.errors.DataLossError as e:
+    raise prepared_checks.read_failure(e, job.config.data, job.data.builder.data_dir,
+                                       job.state.latest) from None
   except (OSError, tf.errors.OpError) as e:
     if not is_write_failure(e):
       raise
