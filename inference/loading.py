@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from data import decode
 from data import sources
-from errors import UserError
+from errors import UserError, first_line
 from modeling import models
 import tasks
 from training import checkpoints
@@ -23,26 +23,37 @@ IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
 
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
-  """The workdir's best model, else its latest checkpoint, else (for a model that brings its
-  own weights, `model.weights`) the model as configured; a UserError when there is none."""
+  """The workdir's best model if it loads and fits the config, else its newest readable
+  checkpoint (said so), else (for a model that brings its own weights, `model.weights`) the
+  model as configured; a UserError when there is none."""
   config_checks.check_config(config)
+  num_classes = len(config.data.class_names)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
-    return keras.models.load_model(best), best
+    try:
+      model = keras.models.load_model(best)
+    except Exception as e:  # pylint: disable=broad-except  Keras raises many kinds on a bad file.
+      logging.warning('%s cannot be read (%s); using the newest readable checkpoint instead.',
+                      best, first_line(e))
+    else:
+      if model.output_shape[-1] == num_classes:
+        return model, best
+      logging.warning('%s predicts %d classes, data.class_names has %d; using the newest '
+                      'readable checkpoint instead.', best, model.output_shape[-1], num_classes)
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
-  latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
-  if not latest and 'weights' in config.model:
-    model = models.build_model(config.model, config.data.image_size,
-                               len(config.data.class_names))
+  model = models.build_model(config.model, config.data.image_size, num_classes)
+  latest = checkpoints.restore_newest_readable(
+      tf.train.Checkpoint(model=checkpoints.tracked_model(model)), checkpoint_dir,
+      'They are damaged, or of another network: rerun with the config the run was trained '
+      f'with (saved in {workdir}/config.json), or train again.',
+      partial=True) if os.path.isdir(checkpoint_dir) else None
+  if latest:
+    return model, latest
+  if config.model.name == 'xception':  # The one model that brings weights (model.weights).
     return model, f'{config.model.name} with model.weights={config.model.weights}'
-  if not latest:
-    raise UserError(f'No model in --workdir={workdir}: it has neither {checkpoints.BEST_MODEL} '
-                    'nor a checkpoint. Train first (--mode=train_and_eval) or point --workdir '
-                    'at a trained run.')
-  model = models.build_model(config.model, config.data.image_size, len(config.data.class_names))
-  tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
-      latest).expect_partial()
-  return model, latest
+  raise UserError(f'No model in --workdir={workdir}: it has neither a readable '
+                  f'{checkpoints.BEST_MODEL} nor a checkpoint. Train first '
+                  '(--mode=train_and_eval) or point --workdir at a trained run.')
 
 
 def picture_paths(spec: str) -> list[str]:

@@ -3,12 +3,13 @@ that starts from one: 'imagenet' (Keras downloads them), 'random', or the path o
 (a .weights.h5 saved by Keras 3 from the same network, or Keras' own ImageNet .h5 file)."""
 
 import os
+import re
 from typing import Callable
 
 from absl import logging
 import keras
 
-from errors import ConfigError
+from errors import ConfigError, first_line
 
 
 def weights_error(field: str, weights: str, problem: str, keras_file: str) -> ConfigError:
@@ -17,6 +18,16 @@ def weights_error(field: str, weights: str, problem: str, keras_file: str) -> Co
       f'this network (a .weights.h5 from save_weights, or Keras\' {keras_file} copied from a '
       "machine with internet; Keras looks for it in ~/.keras/models/), or to 'random' for "
       'untrained weights.')
+
+
+def _mismatch(error: Exception) -> str:
+  """Keras' load_weights error without its list of every layer object: the count and one
+  example."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  total = re.match(r'A total of (\d+) objects could not be loaded', lines[0]) if lines else None
+  if total and len(lines) > 1:
+    return f'{total.group(1)} layers do not match, e.g. {lines[1][:160]}'
+  return first_line(error)
 
 
 def application(constructor: Callable[..., keras.Model], weights: str, field: str,
@@ -37,7 +48,7 @@ def application(constructor: Callable[..., keras.Model], weights: str, field: st
   try:
     network.load_weights(weights)
   except (ValueError, OSError, KeyError) as e:
-    raise weights_error(field, weights, f'it does not fit this network ({e})',
+    raise weights_error(field, weights, f'it does not fit this network ({_mismatch(e)})',
                         keras_file) from None
   logging.info('Loaded %s weights from %s.', network.name, weights)
   return network

@@ -4,6 +4,7 @@ Every file a crash could leave half-written is written beside its target and ren
 place, so a reader sees the old file or the new one, never a torn one.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from errors import UserError
+from errors import UserError, first_line
 
 BEST_MODEL = 'best_model.keras'
 CONFIG_FILE = 'config.json'
@@ -66,6 +67,49 @@ def write_config(config, workdir: str) -> None:
                                    sort_keys=True) + '\n')
 
 
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str, fix: str,
+                            partial: bool = False) -> str | None:
+  """Restores the newest checkpoint in `directory` that loads and returns its path (None when
+  there is none). One that fails (truncated, corrupt, of another network) is logged and the
+  one before it tried; when none loads, a UserError lists each one's reason and `fix`."""
+  # Read the state file now: in a multi-worker job the chief writes it, not this process.
+  # TensorFlow ignores a damaged one (as if there were no checkpoint): then the files decide.
+  try:
+    state = tf.train.get_checkpoint_state(directory)
+  except (tf.errors.OpError, ValueError):
+    state = None
+  candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+  if not candidates:
+    candidates = sorted(glob.glob(os.path.join(glob.escape(directory), 'ckpt-*.index')),
+                        key=_checkpoint_number, reverse=True)
+    if candidates:
+      logging.warning('%s/checkpoint does not list the checkpoints there; trying them newest '
+                      'first.', directory)
+  reasons = []
+  for path in (p.removesuffix('.index') for p in candidates):
+    try:
+      status = checkpoint.restore(path)
+      if partial:
+        status.expect_partial().assert_existing_objects_matched()
+      else:
+        status.assert_existing_objects_matched()
+    except Exception as e:  # pylint: disable=broad-except  # Truncation raises IndexError too.
+      reasons.append(f'{os.path.basename(path)}: {first_line(e, 160)}')
+      logging.warning('Checkpoint %s cannot be read (%s); trying the one before it.', path,
+                      first_line(e))
+      continue
+    return path
+  if reasons:
+    raise UserError(f'None of the checkpoints in {directory} can be read ('
+                    + '; '.join(reasons) + f'). {fix}')
+  return None
+
+
+def _checkpoint_number(index_path: str) -> int:
+  digits = os.path.basename(index_path)[len('ckpt-'):-len('.index')]
+  return int(digits) if digits.isdigit() else -1
+
+
 class TrainState:
   """Model, optimizer, step and best evaluation so far, saved by a CheckpointManager.
 
@@ -96,23 +140,12 @@ class TrainState:
     A checkpoint that fails to load (truncated, corrupt) is reported and the one before it
     is used; if none loads, the run stops rather than silently starting over.
     """
-    # Read the state file now: in a multi-worker job the chief writes it, not this process.
-    state = tf.train.get_checkpoint_state(self.manager.directory)
-    candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
-    for path in candidates:
-      try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-      except Exception as e:  # pylint: disable=broad-except  # Truncation raises IndexError too.
-        logging.warning('Checkpoint %s cannot be read (%s); trying the one before it.', path,
-                        str(e).splitlines()[0][:200])
-        continue
-      logging.info('Resumed from %s at step %d.', path, int(self.step))
-      return int(self.step)
-    if candidates:
-      raise UserError(f'None of the checkpoints in {self.manager.directory} can be read '
-                      f'({", ".join(os.path.basename(p) for p in candidates)}). Move the folder '
-                      'away to start from scratch.')
-    return 0
+    path = restore_newest_readable(self.checkpoint, self.manager.directory,
+                                   'Move the folder away to start from scratch.')
+    if path is None:
+      return 0
+    logging.info('Resumed from %s at step %d.', path, int(self.step))
+    return int(self.step)
 
   @property
   def latest(self) -> str | None:

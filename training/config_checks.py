@@ -270,8 +270,13 @@ def _with_defaults(saved: dict, defaults: dict) -> dict:
 
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:
   """Refuses to resume a workdir whose checkpoints were trained with a different config."""
-  saved = _with_defaults(json.loads(saved_config_json),
-                         json.loads(base.get_base_config().to_json_best_effort()))
+  try:
+    saved = json.loads(saved_config_json)
+  except ValueError as e:
+    raise ConfigError(f'--workdir={workdir}: its config.json is damaged ({e}); '
+                      'it records the config the checkpoints were trained with. Restore it, or '
+                      'delete it to resume with the config given now.') from None
+  saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
   current = json.loads(config.to_json_best_effort())
   differences = []
   for field in RUN_IDENTITY:

@@ -42,7 +42,6 @@ class Evaluator:
         job.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
             colormaps.mask_overlay(images, masks, colors=job.class_colors), names,
             job.class_colors))
-    job.summaries.flush()
     return results
 
 

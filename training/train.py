@@ -47,8 +47,12 @@ def evaluate(config, workdir: str) -> dict:
   if not job.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
+  def evaluate_and_flush():
+    results = hooks_lib.Evaluator(job)(step)
+    job.summaries.flush()
+    return results
   with job.trainer.ema_weights():
-    results = _errors_explained(job, lambda: hooks_lib.Evaluator(job)(step))
+    results = _errors_explained(job, evaluate_and_flush)
   logging.info('step %d: %s (%d examples)', step, _metrics_line('val', results),
                results['num_examples'])
   return {'step': step, 'eval': results}
@@ -261,6 +265,7 @@ def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
         and (epoch % every == 0 or last_epoch)):
       results['explain_seconds'] = hooks.explain(step)
   job.state.save()
+  job.summaries.flush()  # After the save: a failed event write loses no training.
   logging.info(line)
   return results
 
