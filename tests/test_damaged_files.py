@@ -185,3 +185,20 @@ def test_a_failing_event_write_stops_the_run_with_the_resume_line(
                                       r'written to .*No space left on device.*rerun the same '
                                       r'command to resume from .*ckpt-2'):
     train.train(_quick(synthetic_folder), str(tmp_path))
+
+
+def test_a_checkpoint_read_for_predict_gives_the_moving_average_when_training_used_one(
+    tmp_path):
+  """best_model.keras holds the average; the checkpoint fallback must give the same weights."""
+  config = small_config(train__ema_decay=0.9)
+  model = _state(str(tmp_path / 'unused'))[1]
+  average = [tf.Variable(v + 1.0) for v in model.trainable_variables]
+  checkpoints.TrainState(model, keras.optimizers.SGD(), str(tmp_path / 'checkpoints'), 2,
+                         ema=average).save()
+  loaded, _ = loading.load_model(config, str(tmp_path))
+  for got, want in zip(loaded.trainable_variables, average):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+  config.train.ema_decay = 0.0
+  raw, _ = loading.load_model(config, str(tmp_path))
+  for got, want in zip(raw.trainable_variables, model.trainable_variables):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
