@@ -18,6 +18,7 @@ from inference import export
 from inference import predict
 from inference import score
 from training import config_checks
+from training import continuous_eval
 from training import train
 
 FLAGS = flags.FLAGS
@@ -26,6 +27,7 @@ MODES = {
     'train_and_eval': lambda config, workdir: train.train(config, workdir, evaluate=True),
     'train': lambda config, workdir: train.train(config, workdir, evaluate=False),
     'eval': train.evaluate,
+    'continuous_eval': continuous_eval.run,
     'explain': lambda config, workdir: explain.run(config, workdir, FLAGS.images),
     'predict': lambda config, workdir: predict.run(config, workdir, FLAGS.images, FLAGS.output),
     'score': score.run,

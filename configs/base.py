@@ -122,7 +122,9 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.global_batch_size = 64
-  config.eval.every_epochs = 1
+  config.eval.every_epochs = 1  # 0: never in the loop (a --mode=continuous_eval sidecar does).
+  # --mode=continuous_eval ends after this many seconds without a new checkpoint.
+  config.eval.continuous_timeout_s = 600
   # What best_model.keras is best at: loss (lowest) | mean_iou, pixel_accuracy (segmentation)
   # or accuracy (classification) (highest).
   config.eval.best_metric = 'loss'

@@ -22,8 +22,13 @@ CHECKPOINT_DIR = 'checkpoints'
 
 def tracked_model(model: keras.Model) -> dict:
   """Every model variable by path: Keras 3 models are not tracked deeply by tf.train.Checkpoint,
-  so naming them is what saves all of them (batch-norm statistics included)."""
-  return {v.path: v for v in model.variables}
+  so naming them is what saves all of them (batch-norm statistics included). A random layer's
+  seed state is named by its layer: Keras numbers seed generators process-wide
+  (seed_generator_4), so a model built after another would not find its own."""
+  owners = {id(v): layer.name for layer in model.layers for v in layer.variables
+            if v.path.startswith('seed_generator')}
+  return {(f'{owners[id(v)]}/{v.path.split("/", 1)[-1]}' if id(v) in owners else v.path): v
+          for v in model.variables}
 
 
 def _staging_path(path: str) -> str:
@@ -146,6 +151,10 @@ class TrainState:
       return 0
     logging.info('Resumed from %s at step %d.', path, int(self.step))
     return int(self.step)
+
+  def path_at(self, step: int) -> str:
+    """Where the chief's checkpoint of `step` is (what every worker restores from)."""
+    return os.path.join(self.manager.directory, f'ckpt-{step}')
 
   @property
   def latest(self) -> str | None:

@@ -75,12 +75,15 @@ def check_config(config) -> None:
                 'train.epochs', 'train.steps_per_call', 'train.learning_rate',
                 'train.gradient_accumulation_steps',
                 'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep',
-                'eval.global_batch_size', 'eval.every_epochs', 'data.synthetic.num_trainval',
+                'eval.global_batch_size', 'eval.continuous_timeout_s',
+                'data.synthetic.num_trainval',
                 'data.synthetic.num_test', 'data.synthetic.photo_size'):
     _positive(_get(config, field), field)
   if config.train.steps_per_epoch is not None:
     _positive(config.train.steps_per_epoch, 'train.steps_per_epoch')
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
+  _require(config.eval.every_epochs >= 0, 'eval.every_epochs must be 0 (never in the training '
+           'loop: run --mode=continuous_eval beside it) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
   _require(not config.train.balance_classes or not tasks.is_segmentation(config),

@@ -10,6 +10,7 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_handlers = []  # The handler of each stop_on_signals block now running, innermost last.
 
 
 class StopRequest:
@@ -44,8 +45,21 @@ def stop_on_signals():
 
   for s in SIGNALS:
     signal.signal(s, handle)
+  _handlers.append((request, handle))
   try:
     yield request
   finally:
+    _handlers.pop()
     for s, handler in previous.items():
       signal.signal(s, handler)
+
+
+def take_back_signals() -> None:
+  """Reinstalls the running block's handlers: a multi-worker strategy starts TensorFlow's
+  preemption notifier, which takes SIGTERM over and would swallow it."""
+  if not _handlers or threading.current_thread() is not threading.main_thread():
+    return
+  request, handle = _handlers[-1]
+  if not request:
+    for s in SIGNALS:
+      signal.signal(s, handle)

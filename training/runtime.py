@@ -6,6 +6,7 @@ from absl import logging
 import tensorflow as tf
 
 from errors import ConfigError
+from training import cluster
 
 STRATEGIES = ('mirrored', 'one_device', 'multi_worker')
 PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
@@ -62,13 +63,17 @@ def _collective(name: str, have_gpus: bool):
   return {'ring': implementations.RING, 'nccl': implementations.NCCL}[name]
 
 
+def join_cluster(runtime_config) -> None:
+  """Under srun without TF_CONFIG: this task's TF_CONFIG and GPUs from Slurm's environment.
+  Must run before anything lists devices, so each task sees only its own GPUs."""
+  if runtime_config.strategy == 'multi_worker' and cluster.from_slurm():
+    cluster.export_slurm_task()
+
+
 def cluster_resolver():
-  """The cluster this process belongs to: TF_CONFIG when set, else Slurm's environment."""
+  """The cluster this process belongs to, from TF_CONFIG (set by join_cluster under srun)."""
   if os.environ.get('TF_CONFIG'):
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
-  if os.environ.get('SLURM_PROCID') is not None and os.environ.get('SLURM_STEP_NODELIST'):
-    return tf.distribute.cluster_resolver.SlurmClusterResolver(
-        port_base=int(os.environ.get('SEGSTREAM_PORT_BASE', '8888')))
   raise ConfigError('runtime.strategy=multi_worker needs a cluster description: set TF_CONFIG '
                     '(python -m launch.tf_config prints it for task i of a host list), run '
                     'under srun (Slurm), or use python -m launch.launch_local on one machine.')

@@ -17,10 +17,14 @@ from modeling import models
 import tasks
 from training import checkpoints
 from training import config_checks
+from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
 from training import trainer as trainer_lib
 from training import workdir as workdir_lib
+
+
+SIDECAR_LOCK = '.continuous_eval.lock'
 
 
 @dataclasses.dataclass
@@ -60,11 +64,14 @@ class Job:
   class_colors: object  # [classes, 3] uint8: how masks are drawn (the data's own colours).
 
 
-def build_job(config, workdir: str) -> Job:
-  """Checks the config, then builds the runtime, data, model, state and writers of a run."""
+def build_job(config, workdir: str, sidecar: bool = False) -> Job:
+  """Checks the config, then builds the runtime, data, model, state and writers of a run.
+  A `sidecar` (--mode=continuous_eval) evaluates beside a training: it takes its own lock,
+  not the training's, writes no config.json and only the eval run's events."""
+  runtime.join_cluster(config.runtime)
   runtime.configure_cpu_devices(config.runtime.cpu_devices)
   config_checks.check_config(config)
-  run = _runtime(config, workdir)
+  run = _runtime(config, workdir, sidecar)
   data = _data(config, run.scratch)
   keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
   num_classes = len(config.data.class_names)
@@ -95,7 +102,9 @@ def build_job(config, workdir: str) -> Job:
   class_colors = colormaps.class_colors(
       num_classes, sources.own_class_colors(config.data, run.scratch, data.builder))
   return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
-             optimizer, state, trainer, summaries_lib.Summaries(workdir, run.is_chief),
+             optimizer, state, trainer,
+             summaries_lib.Summaries(workdir, run.is_chief,
+                                     runs=('eval',) if sidecar else ('train', 'eval')),
              eval_data, preview, class_colors)
 
 
@@ -135,19 +144,23 @@ def _pixel_class_weights(config, data: Data) -> tuple | None:
   return weights
 
 
-def _runtime(config, workdir: str) -> Runtime:
+def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
   """The strategy and this task's place in it; takes the workdir (the chief) and refuses one
   in use by another run or holding checkpoints of another config."""
   strategy = runtime.create_strategy(config.runtime)
+  preemption.take_back_signals()
   replicas = strategy.num_replicas_in_sync
   for field in ('train.global_batch_size', 'eval.global_batch_size'):
     section, name = field.split('.')
     config_checks.check_batch_divides(config[section][name], replicas, field)
   is_chief, task = runtime.is_chief(strategy), runtime.task_name(strategy)
   scratch = workdir if is_chief else os.path.join(workdir, 'workers', task.replace(' ', '_'))
-  if is_chief:  # Before anything is read or written: one run per workdir.
+  if is_chief:  # Before anything is read or written: one run (and one sidecar) per workdir.
     workdir_lib.ensure_writable_dir(workdir, '--workdir')
-    workdir_lib.lock(workdir)
+    if sidecar:
+      workdir_lib.lock(workdir, SIDECAR_LOCK, 'another continuous_eval')
+    else:
+      workdir_lib.lock(workdir)
   else:
     workdir_lib.ensure_writable_dir(scratch, '--workdir')
   saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
@@ -155,7 +168,7 @@ def _runtime(config, workdir: str) -> Runtime:
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
     with open(saved_config) as f:
       config_checks.check_same_run(config, f.read(), workdir)
-  if is_chief:
+  if is_chief and not sidecar:
     checkpoints.write_config(config, workdir)
   run = Runtime(strategy, runtime.resolve_precision(config.runtime.precision), is_chief, task,
                 runtime.num_workers(strategy), scratch)

@@ -36,8 +36,11 @@ class _Diverged(Exception):
 def train(config, workdir: str, evaluate: bool = True) -> dict:
   """Trains to train.epochs (evaluating every eval.every_epochs when `evaluate`), resuming from
   the workdir; returns the last epoch's results."""
-  job = setup.build_job(config, workdir)
-  return _errors_explained(job, lambda: _train_with_rollback(job, evaluate))
+  # Signals count from the start: one that arrives while the job is built stops it at the
+  # first step boundary (setup takes SIGTERM back from TensorFlow's preemption notifier).
+  with preemption.stop_on_signals() as stop:
+    job = setup.build_job(config, workdir)
+    return _errors_explained(job, lambda: _train_with_rollback(job, evaluate, stop))
 
 
 def evaluate(config, workdir: str) -> dict:
@@ -58,7 +61,7 @@ def evaluate(config, workdir: str) -> dict:
   return {'step': step, 'eval': results}
 
 
-def _train_with_rollback(job: setup.Job, evaluate: bool) -> dict:
+def _train_with_rollback(job: setup.Job, evaluate: bool, stop) -> dict:
   step = job.state.restore_latest()
   if step >= job.data.total_steps:
     logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
@@ -70,20 +73,19 @@ def _train_with_rollback(job: setup.Job, evaluate: bool) -> dict:
                         trial_id=os.path.basename(os.path.abspath(job.workdir)))
   hooks = _Hooks(job)
   trials = job.config.train.recovery_max_trials
-  with preemption.stop_on_signals() as stop:
-    for failures in range(trials + 1):
-      try:
-        return _train_from(job, hooks, step, evaluate, stop)
-      except _Diverged as diverged:
-        if failures == trials:
-          raise TrainingDiverged(
-              f'Training diverged {failures + 1} times (last: {diverged}); gave up after '
-              f'train.recovery_max_trials={trials} rollbacks. Lower train.learning_rate or '
-              f'check the data; the last good checkpoint {job.state.latest} and '
-              f'{checkpoints.BEST_MODEL} (if any) are intact.') from None
-        step = job.state.restore_latest()
-        logging.warning('Diverged (%s): rolled back to %s (step %d), retry %d of %d.', diverged,
-                        job.state.latest, step, failures + 1, trials)
+  for failures in range(trials + 1):
+    try:
+      return _train_from(job, hooks, step, evaluate, stop)
+    except _Diverged as diverged:
+      if failures == trials:
+        raise TrainingDiverged(
+            f'Training diverged {failures + 1} times (last: {diverged}); gave up after '
+            f'train.recovery_max_trials={trials} rollbacks. Lower train.learning_rate or '
+            f'check the data; the last good checkpoint {job.state.latest} and '
+            f'{checkpoints.BEST_MODEL} (if any) are intact.') from None
+      step = job.state.restore_latest()
+      logging.warning('Diverged (%s): rolled back to %s (step %d), retry %d of %d.', diverged,
+                      job.state.latest, step, failures + 1, trials)
 
 
 class _Hooks:
@@ -123,8 +125,9 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
       job.state.save()
     if stopping and step < total:
       job.summaries.flush()
+      hooks.any_worker_stops(True)  # A barrier: every worker's save is done before any exits.
       raise Preempted(f'{stop.signal_name or "a stop signal on another worker"} received: '
-                      f'saved {job.state.latest} at step {step} of {total}. '
+                      f'saved {job.state.path_at(step)} at step {step} of {total}. '
                       'Rerun the same command to resume.')
   job.summaries.flush()
   logging.info('Final weights on %s: fingerprint %s', job.runtime.task,
@@ -254,9 +257,9 @@ def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
           f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
           f'elapsed {pace.elapsed()}')
   results = {'step': step, 'epoch': epoch, 'train': train_results}
-  every = job.config.summaries.explain_every_epochs
+  every, every_eval = job.config.summaries.explain_every_epochs, job.config.eval.every_epochs
   with job.trainer.ema_weights():  # What is evaluated, exported and explained.
-    if evaluate and (epoch % job.config.eval.every_epochs == 0 or last_epoch):
+    if evaluate and every_eval and (epoch % every_eval == 0 or last_epoch):
       results['eval'] = hooks.evaluate(step)
       hooks.export_best(results['eval'])
       line += (f' | {_metrics_line("val", results["eval"])} '

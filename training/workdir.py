@@ -41,21 +41,21 @@ def ensure_writable_dir(path: str, flag: str) -> None:
     raise UserError(f'{flag}: {path} cannot be written: {write_problem(e)}.') from None
 
 
-def lock(workdir: str) -> None:
-  """Holds WORKDIR/.lock (an fcntl lock) for the rest of this process's life, so a second run
+def lock(workdir: str, name: str = LOCK_FILE, what: str = 'another run') -> None:
+  """Holds WORKDIR/<name> (an fcntl lock) for the rest of this process's life, so a second run
   on the same workdir stops before touching it. The lock vanishes with the process: a run
-  killed with -9 leaves none behind."""
-  key = os.path.realpath(workdir)
+  killed with -9 leaves none behind. A continuous_eval sidecar holds its own lock file."""
+  key = os.path.join(os.path.realpath(workdir), name)
   if key in _held:
     return
-  lock_file = open(os.path.join(workdir, LOCK_FILE), 'a+')  # pylint: disable=consider-using-with
+  lock_file = open(os.path.join(workdir, name), 'a+')  # pylint: disable=consider-using-with
   try:
     fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError:
     lock_file.seek(0)
     holder = lock_file.read().strip() or 'a process that wrote no details'
     lock_file.close()
-    raise UserError(f'--workdir={workdir} is in use by another run ({holder}). Wait for it to '
+    raise UserError(f'--workdir={workdir} is in use by {what} ({holder}). Wait for it to '
                     'end or stop it, or use another --workdir; predict, score, explain and '
                     'export may read it meanwhile.') from None
   lock_file.seek(0)

@@ -1,0 +1,115 @@
+"""The shipped launch/slurm.sbatch on a real one-node Slurm: two tasks are two workers of one
+cluster with launch_local's weights, and a SIGTERM requeues the job, which resumes and ends 0.
+No CUDA_VISIBLE_DEVICES is set and slurm.conf has no RequeueExit."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import slurm_local
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(slurm_local.unavailable() is not None,
+                                 reason=f'no local Slurm: {slurm_local.unavailable()}')]
+
+ARGS = ['--config.data.source=synthetic', '--config.data.image_size=32',
+        '--config.train.global_batch_size=8', '--config.eval.global_batch_size=8',
+        '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
+        '--config.data.synthetic.photo_size=48', '--config.train.epochs=1',
+        '--config.train.checkpoint_every_steps=5', '--config.summaries.explain_every_epochs=0',
+        '--config.data.deterministic=True']
+
+
+@pytest.fixture(scope='module')
+def slurm(tmp_path_factory):
+  cluster = slurm_local.LocalSlurm(str(tmp_path_factory.mktemp('slurm'))).start()
+  yield cluster
+  cluster.stop()
+
+
+def _submit(slurm, workdir: str, log: str, *args: str, wait: bool = False) -> tuple:
+  env = {k: v for k, v in slurm.env.items() if k != 'CUDA_VISIBLE_DEVICES'}
+  command = ['sbatch', '--parsable', '--nodes=1', '--ntasks-per-node=2', '--cpus-per-task=1',
+             f'--output={log}', *(['--wait'] if wait else []), 'launch/slurm.sbatch', *ARGS,
+             *args]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                        env=dict(env, WORKDIR=workdir, PYTHON=sys.executable))
+  return done.stdout.strip().split(';')[0], done.returncode
+
+
+def _fingerprints(text: str) -> dict:
+  return dict(re.findall(r'Final weights on (worker \d): fingerprint (\S+)', text))
+
+
+def test_two_tasks_train_as_one_cluster_with_launch_locals_weights(slurm, tmp_path):
+  workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
+  job_id, status = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=20', wait=True)
+  text = open(log).read()
+  assert status == 0, text[-3000:]
+  assert re.search(r'CollectiveAllReduceStrategy with 2 replicas \(2 workers\) .*task worker 0 '
+                   r'\(chief\)', text)
+  assert 'task worker 1.' in text
+  assert 'device:GPU' not in text
+  fingerprints = _fingerprints(text)
+  assert set(fingerprints) == {'worker 0', 'worker 1'}
+  assert len(set(fingerprints.values())) == 1
+  assert os.path.exists(os.path.join(workdir, 'checkpoints', 'ckpt-20.index'))
+  for run in ('train', 'eval'):
+    assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
+  assert slurm.job(job_id)['JobState'] == 'COMPLETED'
+  local = subprocess.run(
+      [sys.executable, '-m', 'launch.launch_local', '--workers=2', '--',
+       '--config=configs/seg.py', f'--workdir={tmp_path / "local"}', *ARGS,
+       '--config.train.steps_per_epoch=20'], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert local.returncode == 0, local.stdout[-3000:]
+  assert _fingerprints(local.stdout) == fingerprints
+
+
+def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
+  workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
+  job_id, _ = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=150')
+  deadline = time.time() + 300
+  while not (os.path.exists(log) and 'ckpt-10' in open(log).read()):
+    assert time.time() < deadline, 'no checkpoint within 300 s'
+    time.sleep(1)
+  slurm.run('scancel', '--signal=TERM', job_id)
+  job = slurm.wait_for(job_id, ('PENDING',), 120)
+  assert job['Restarts'] == '1'
+  slurm.run('scontrol', 'update', f'JobId={job_id}', 'StartTime=now')  # Skip Slurm's 2 min.
+  job = slurm.wait_for(job_id, ('COMPLETED', 'FAILED', 'CANCELLED'), 400)
+  text = open(log).read()  # Both attempts: the job log is appended to.
+  assert job['JobState'] == 'COMPLETED' and job['ExitCode'] == '0:0', text[-3000:]
+  saved = re.findall(r'Stopped: SIGTERM received: saved \S+/ckpt-(\d+) at step (\d+) of 150',
+                     text)
+  assert len(saved) == 2 and len(set(saved)) == 1  # Both workers, the same step.
+  step = saved[0][1]
+  assert f'requeueing job {job_id}' in text
+  assert len(re.findall(rf'Resumed from \S+/ckpt-{step} at step {step}\.', text)) == 2
+  assert len(re.findall(r'epoch 1/1 step 150', text)) == 2
+  assert len(set(_fingerprints(text.split('(restart 1)')[1]).values())) == 1
+
+
+def test_a_taken_port_fails_the_job_fast_with_the_message(slurm, tmp_path):
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as held:
+    held.bind(('', 0))
+    held.listen()
+    port = held.getsockname()[1]
+    start = time.time()
+    slurm.env['SEGSTREAM_PORT_BASE'] = str(port)
+    try:
+      _, status = _submit(slurm, str(tmp_path / 'run'), str(tmp_path / 'job.log'), wait=True)
+    finally:
+      del slurm.env['SEGSTREAM_PORT_BASE']
+    seconds = time.time() - start
+  text = open(tmp_path / 'job.log').read()
+  assert status != 0
+  assert f'Error: Port {port} on ' in text and 'is taken' in text
+  assert 'Traceback' not in text
+  assert seconds < 180, seconds
