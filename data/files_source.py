@@ -275,9 +275,9 @@ def _keyed_builder(data_config, data_dir: str, segmentation: bool) -> tuple:
 
 
 def is_prepared(builder) -> bool:
-  """Prepared completely: the records and, written last, the report."""
-  return builder.is_prepared() and os.path.isfile(os.path.join(builder.data_dir_root,
-                                                               REPORT_FILE))
+  """Prepared completely: the records and, written last, a readable report (a damaged one
+  is written again from a new check; the records are reused)."""
+  return builder.is_prepared() and stored_report(builder) is not None
 
 
 def existing_builder(data_config, data_dir: str, segmentation: bool):

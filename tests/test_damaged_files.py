@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data import files_source
 from data import sources
 from errors import ConfigError, DataError, UserError, WriteFailure
 from inference import loading
 from modeling import models
+from tests import own_data
 from tests.conftest import small_config
 from training import checkpoints
 from training import config_checks
@@ -202,3 +204,22 @@ def test_a_checkpoint_read_for_predict_gives_the_moving_average_when_training_us
   raw, _ = loading.load_model(config, str(tmp_path))
   for got, want in zip(raw.trainable_variables, model.trainable_variables):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_a_damaged_report_of_a_prepared_files_set_is_written_again(tmp_path):
+  folder = str(tmp_path / 'data')
+  own_data.write_set(folder, 'binary', count=6)
+  config = small_config(data__source='files', data__label_map='0:0,255:1',
+                        data__class_names=('background', 'object'))
+  for split in ('train', 'test'):
+    config.data.files[f'{split}_images'] = os.path.join(folder, split, 'images')
+    config.data.files[f'{split}_masks'] = os.path.join(folder, split, 'masks')
+  first = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  report = os.path.join(first.data_dir_root, files_source.REPORT_FILE)
+  records = _train_records(first)
+  written = os.path.getmtime(records)
+  with open(report, 'w') as f:
+    f.write('{"class_names": ["back')
+  again = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  assert files_source.stored_report(again).splits['train'].examples == 5  # 6 less 1 held out.
+  assert os.path.getmtime(_train_records(again)) == written  # The records were reused.
