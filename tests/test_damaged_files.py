@@ -65,6 +65,9 @@ def test_checkpoints_fall_back_newest_first_and_name_every_reason(tmp_path, capl
     np.testing.assert_array_equal(got, want)
   assert 'does not list the checkpoints there' in caplog.text
   assert 'ckpt-2 cannot be read' in caplog.text
+  (tmp_path / 'checkpoint').write_text('')  # Empty: TensorFlow's manager itself would raise.
+  assert _state(str(tmp_path))[0].restore_latest() == 1
+  assert 'set aside as checkpoint.damaged' in caplog.text
   with open(tmp_path / 'ckpt-1.data-00000-of-00001', 'r+b') as f:
     f.truncate(50)
   with pytest.raises(UserError, match=r'None of the checkpoints in .* can be read \(ckpt-2: '

@@ -110,6 +110,25 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str, fix
   return None
 
 
+def has_checkpoint(directory: str) -> bool:
+  """Whether `directory` holds any checkpoint file, whatever its state file says."""
+  return bool(glob.glob(os.path.join(glob.escape(directory), 'ckpt-*.index')))
+
+
+def _set_aside_unreadable_state_file(directory: str) -> None:
+  """An empty or torn `checkpoint` state file makes TensorFlow's CheckpointManager raise; it is
+  renamed to checkpoint.damaged (logged) and the ckpt-* files are found without it."""
+  path = os.path.join(directory, 'checkpoint')
+  if not os.path.isfile(path):
+    return
+  try:
+    tf.train.get_checkpoint_state(directory)
+  except (tf.errors.OpError, ValueError) as e:
+    os.replace(path, path + '.damaged')
+    logging.warning('%s cannot be read (%s); set aside as checkpoint.damaged.', path,
+                    first_line(e))
+
+
 def _checkpoint_number(index_path: str) -> int:
   digits = os.path.basename(index_path)[len('ckpt-'):-len('.index')]
   return int(digits) if digits.isdigit() else -1
@@ -132,6 +151,7 @@ class TrainState:
     self.checkpoint = tf.train.Checkpoint(
         model=tracked_model(model), optimizer=optimizer, step=self.step,
         best_eval=self.best_eval, **({'ema': ema} if ema else {}))
+    _set_aside_unreadable_state_file(directory)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
     self._scratch = scratch_directory

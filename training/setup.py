@@ -164,7 +164,7 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
   else:
     workdir_lib.ensure_writable_dir(scratch, '--workdir')
   saved_config = os.path.join(workdir, checkpoints.CONFIG_FILE)
-  if os.path.isfile(saved_config) and tf.train.latest_checkpoint(
+  if os.path.isfile(saved_config) and checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
     with open(saved_config) as f:
       config_checks.check_same_run(config, f.read(), workdir)
