@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 
+from launch import launch_local
+
 DAEMONS = ('/usr/sbin/munged', '/usr/sbin/slurmctld', '/usr/sbin/slurmd')
 
 
@@ -23,16 +25,6 @@ def unavailable() -> str | None:
   if os.geteuid() != 0:
     return 'slurmd must run as root to start jobs'
   return None
-
-
-def _free_ports(count: int) -> list[int]:
-  sockets = [socket.socket() for _ in range(count)]
-  for s in sockets:
-    s.bind(('', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
 
 
 class LocalSlurm:
@@ -52,7 +44,7 @@ class LocalSlurm:
     host = socket.gethostname().split('.')[0]
     memory = int(subprocess.run(['slurmd', '-C'], capture_output=True, text=True, check=True)
                  .stdout.split('RealMemory=')[1].split()[0])
-    ctld_port, slurmd_port = _free_ports(2)
+    ctld_port, slurmd_port = launch_local.free_ports(2)
     for sub in ('state', 'spool'):
       os.makedirs(self._path(sub), exist_ok=True)
     lines = [
