@@ -17,7 +17,7 @@ def get_config():
   config.model.widths = (32, 64, 128, 256)
   config.model.bn_momentum = 0.9
   config.model.upsampling = 'bilinear'  # bilinear | transpose
-  config.data.image_size = 160  # Validation mean IoU 0.684; 0.671 at 128 px (BUILD.md).
+  config.data.image_size = 160  # Validation mean IoU 0.684; 0.671 at 128 px (docs/results.md).
   config.data.augment.min_crop_fraction = 0.7
   config.data.augment.max_aspect_ratio = 1.25
   config.data.augment.color_jitter = 0.3

@@ -61,7 +61,7 @@ def default_layer(model: keras.Model, segmentation: bool) -> str:
   decoder's last block before the full-resolution stage that renders the mask, where features
   are both semantic and fine (a model without one: its last rectified map before the logits).
   Never a shortcut projection: on a trained U-Net the bottleneck's maps are blank for the pet
-  (BUILD.md, "Which layer Grad-CAM reads", has the measurements).
+  (docs/results.md, "Which layer Grad-CAM reads", has the measurements).
   """
   layers = [l for l in model.layers[1:] if _side(l)]
   if not segmentation:
