@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from data import decode
 from data import input_pipeline
+from data import builders
 from data import sources
 from errors import DataError
 from tests.conftest import small_config
@@ -57,10 +58,10 @@ def test_validation_is_a_fixed_share_of_each_breed_apart_from_training_and_test(
   assert by_breed == {'synthetic_cat': 6, 'synthetic_dog': 6}  # 25 % of 24 each.
 
   lines = open(os.path.join(synthetic_folder, 'annotations', 'trainval.txt')).readlines()
-  shuffled = sources.validation_lines(lines[::-1], 0.25)
+  shuffled = builders.validation_lines(lines[::-1], 0.25)
   assert {line.split()[0] for line in shuffled} == validation
   lone = ['Sphynx_1 33 1 12\n', 'Pug_1 29 2 18\n', 'Pug_2 29 2 18\n']
-  held_out = sources.validation_lines(lone, 0.1)  # A lone Sphynx stays in training.
+  held_out = builders.validation_lines(lone, 0.1)  # A lone Sphynx stays in training.
   assert len(held_out) == 1 and held_out[0].startswith('Pug_')
 
   no_hold_out = small_config(data__source='folder', data__folder=synthetic_folder,
@@ -210,7 +211,7 @@ def test_missing_folder_and_missing_data_are_clear(tmp_path):
 
 
 def test_no_data_offline_names_the_three_ways(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, '_download_host_reachable', lambda timeout_s=5.0: False)
+  monkeypatch.setattr(builders, '_download_host_reachable', lambda timeout_s=5.0: False)
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path / 'tfds'))
   with pytest.raises(DataError) as error:
     sources.prepared_builder(config.data, str(tmp_path))

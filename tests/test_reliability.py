@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data import builders
 from data import sources
 from errors import ConfigError, DataError, TrainingDiverged, UserError
 from tests.conftest import REPO, small_config
@@ -243,7 +244,7 @@ def test_tfds_dir_with_another_version_is_clear(tmp_path):
 def test_manual_dir_with_wrong_archives_is_clear(tmp_path):
   archives = tmp_path / 'archives'
   archives.mkdir()
-  for name in sources.ARCHIVES:
+  for name in builders.ARCHIVES:
     (archives / name).write_bytes(b'\x1f\x8b not the real archive')
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path / 'tfds'),
                         data__manual_dir=str(archives))

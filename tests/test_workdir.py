@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from data import builders
 from data import sources
 from errors import ConfigError, DataError, UserError
 from inference import predict
@@ -87,7 +88,7 @@ def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, s
                                         'set --config.data.data_dir'):
       sources.prepared_builder(config.data, str(tmp_path / 'w'))
     (key,) = os.listdir(small)  # The folder's own subfolder, where preparing failed.
-    builder = sources.oxford_pets_folder.OxfordIiitPetFolder(
+    builder = builders.oxford_pets_folder.OxfordIiitPetFolder(
         folder=synthetic_folder, data_dir=os.path.join(small, key))
     assert not builder.is_prepared()  # The next run prepares again rather than reading half.
   config.data.data_dir = str(tmp_path / 'roomy')
