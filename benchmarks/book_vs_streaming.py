@@ -81,7 +81,7 @@ def streaming(config, builder, start):
   model = models.build_model(config.model, FLAGS.image_size, 3)
   trainer = trainer_lib.Trainer(strategy, model, trainer_lib.make_optimizer(config.train,
                                                                             'float32'),
-                                FLAGS.batch, 3)
+                                global_batch_size=FLAGS.batch, num_classes=3)
   if FLAGS.approach == 'model_only':
     side = FLAGS.image_size
     dataset = tf.data.Dataset.from_tensors({

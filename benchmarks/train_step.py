@@ -50,7 +50,8 @@ def measure(devices: int) -> dict:
   with strategy.scope():
     model = models.build_model(config.model, FLAGS.image_size, 3, FLAGS.precision)
     optimizer = trainer_lib.make_optimizer(config.train, FLAGS.precision)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, FLAGS.batch, 3)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+                                global_batch_size=FLAGS.batch, num_classes=3)
   iterator = iter(strategy.distribute_datasets_from_function(make))
   trainer.train_steps(iterator, tf.constant(warmup))
   start, waited = time.perf_counter(), 0.0

@@ -25,7 +25,8 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
     model = models.build_model(config.model, config.data.image_size, 3, precision)
     optimizer = trainer_lib.make_optimizer(config.train, precision)
     optimizer.build(model.trainable_variables)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, config.train.global_batch_size, 3)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+                                global_batch_size=config.train.global_batch_size, num_classes=3)
   return config, strategy, builder, trainer
 
 
@@ -81,7 +82,7 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
   for target, value in zip(model.trainable_variables, initial):
     target.assign(value)
   optimizer = trainer_lib.make_optimizer(config.train, 'float32')
-  one = trainer_lib.Trainer(single, model, optimizer, 8, 3)
+  one = trainer_lib.Trainer(single, model, optimizer, global_batch_size=8, num_classes=3)
   one.train_steps(iter(single.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(batch))), tf.constant(1))
   moved = 0.0
@@ -150,7 +151,7 @@ def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
     optimizer.build(model.trainable_variables)
   for target, value in zip(model.variables, initial):
     target.assign(value)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, 2, 3)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, global_batch_size=2, num_classes=3)
   per_replica = 2 // strategy.num_replicas_in_sync
   parts = [{k: v[i * per_replica:(i + 1) * per_replica] for k, v in batch.items()}
            for i in range(strategy.num_replicas_in_sync)]
@@ -190,7 +191,8 @@ def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
     model = models.build_model(config.model, 32, 3)
     optimizer = trainer_lib.make_optimizer(config.train, 'float32')
     optimizer.build(model.trainable_variables)
-  return trainer_lib.Trainer(strategy, model, optimizer, global_batch, 3, **options)
+  return trainer_lib.Trainer(strategy, model, optimizer,
+                             global_batch_size=global_batch, num_classes=3, **options)
 
 
 def _weights_after_one_update(strategy, accumulation: int, batches):
@@ -313,7 +315,8 @@ def test_class_weights_scale_each_examples_share_of_the_update():
       model = models.build_model(model_config('residual_convnet'), 32, 2)
       optimizer = keras.optimizers.SGD(learning_rate=0.1)
       optimizer.build(model.trainable_variables)
-    trainer = trainer_lib.Trainer(strategy, model, optimizer, 4, 2, class_weights=class_weights)
+    trainer = trainer_lib.Trainer(strategy, model, optimizer,
+                                  global_batch_size=4, num_classes=2, class_weights=class_weights)
     start = [v.numpy() for v in model.trainable_variables]
     trainer.train_steps(iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(batch).repeat().unbatch().batch(4))), tf.constant(1))

@@ -100,7 +100,8 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
            else tf.constant([0, 1, 0, 1], tf.int32))
   data = tf.data.Dataset.from_tensors({'image': tf.random.uniform([4, size, size, 3], 0, 255),
                                        'label': label}).repeat()
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, 8, classes)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+                                global_batch_size=8, num_classes=classes)
   before = [v.numpy() for v in model.trainable_variables]
   loss_sum, count, *_ = trainer.train_steps(iter(strategy.experimental_distribute_dataset(
       data.unbatch().batch(8))), tf.constant(1))

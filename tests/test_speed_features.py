@@ -60,7 +60,8 @@ def _trainer(jit_compile=False, optimizer='sgd'):
   model.set_weights([np.full_like(w, 0.01) * np.sign(np.sin(np.arange(w.size))).reshape(w.shape)
                      for w in model.get_weights()])
   optimizer = trainer_lib.make_optimizer(config.train, 'float32')
-  return trainer_lib.Trainer(strategy, model, optimizer, 8, 3, jit_compile=jit_compile)
+  return trainer_lib.Trainer(strategy, model, optimizer,
+                             global_batch_size=8, num_classes=3, jit_compile=jit_compile)
 
 
 def _batches(count=3):
@@ -119,7 +120,7 @@ def test_input_wait_counts_only_time_the_step_waited_for_a_batch():
   with strategy.scope():
     model = models.build_model(config.model, 64, 3)
     optimizer = trainer_lib.make_optimizer(config.train, 'float32')
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, 8, 3)
+  trainer = trainer_lib.Trainer(strategy, model, optimizer, global_batch_size=8, num_classes=3)
   rng = np.random.default_rng(0)
   batch = {'image': tf.constant(rng.uniform(0, 255, (4, 64, 64, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, 3, (4, 64, 64, 1)), tf.uint8)}

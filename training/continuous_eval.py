@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from errors import UserError, first_line
 from training import checkpoints
-from training import hooks as hooks_lib
+from training import actions as actions_lib
 from training import setup
 
 RECORD_FILE = 'continuous_eval.json'
@@ -39,7 +39,7 @@ def run(config, workdir: str) -> dict:
                     '--workdir) first or with it.')
   job = setup.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
   record = _load_record(workdir)
-  evaluate, export_best = hooks_lib.Evaluator(job), hooks_lib.BestModelExporter(job)
+  evaluate, export_best = actions_lib.Evaluator(job), actions_lib.BestModelExporter(job)
   while True:
     pending = {step: path for step, path in _checkpoints(checkpoint_dir).items()
                if str(step) not in record['steps']}

@@ -78,17 +78,18 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   with run.strategy.scope():
     model = models.build_model(config.model, config.data.image_size, num_classes, run.precision)
     optimizer = trainer_lib.make_optimizer(config.train, run.precision, data.total_steps)
-    optimizer.build(model.trainable_variables)
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
   encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
-  trainer = trainer_lib.Trainer(run.strategy, model, optimizer, config.train.global_batch_size,
-                                num_classes,
-                                runtime.resolve_jit_compile(config.runtime.jit_compile),
-                                config.train.jaccard_loss_weight,
-                                config.train.gradient_accumulation_steps,
-                                config.train.global_clipnorm, config.train.ema_decay,
-                                _class_weights(config, data),
-                                pixel_class_weights=_pixel_class_weights(config, data))
+  train = config.train
+  trainer = trainer_lib.Trainer(  # Builds the optimizer's slots in the strategy's scope.
+      run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
+      num_classes=num_classes,
+      jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
+      jaccard_loss_weight=train.jaccard_loss_weight,
+      accumulation_steps=train.gradient_accumulation_steps,
+      global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
+      class_weights=_class_weights(config, data),
+      pixel_class_weights=_pixel_class_weights(config, data))
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else

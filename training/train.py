@@ -1,8 +1,6 @@
-"""The training loop: `train` (with or without evaluation) and `evaluate`, on a Job.
-
-A run resumes from the workdir's newest checkpoint, rolls back when the loss diverges, and
-stops cleanly on SIGTERM/SIGINT; the periodic work sits in training/hooks.py.
-"""
+"""The training loop: `train` (with or without evaluation) and `evaluate`, on a Job. A run
+resumes from the workdir's newest checkpoint, rolls back when the loss diverges, and stops
+cleanly on SIGTERM/SIGINT; the periodic work is a list of actions (training/actions.py)."""
 
 import collections
 import datetime
@@ -21,7 +19,7 @@ from data import prepared_checks
 from errors import Preempted, TrainingDiverged, UserError, WorkerLost
 from errors import is_write_failure, write_failure_line
 from training import checkpoints
-from training import hooks as hooks_lib
+from training import actions as actions_lib
 from training import metrics
 from training import preemption
 from training import setup
@@ -51,7 +49,7 @@ def evaluate(config, workdir: str) -> dict:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
   def evaluate_and_flush():
-    results = hooks_lib.Evaluator(job)(step)
+    results = actions_lib.Evaluator(job)(step)
     job.summaries.flush()
     return results
   with job.trainer.ema_weights():
@@ -71,11 +69,11 @@ def _train_with_rollback(job: setup.Job, evaluate: bool, stop) -> dict:
     job.state.save()  # A rollback target if the very first steps diverge.
   job.summaries.hparams('eval', summaries_lib.scalar_fields(job.config),
                         trial_id=os.path.basename(os.path.abspath(job.workdir)))
-  hooks = _Hooks(job)
+  actions = actions_lib.periodic_actions(job, evaluate)
   trials = job.config.train.recovery_max_trials
   for failures in range(trials + 1):
     try:
-      return _train_from(job, hooks, step, evaluate, stop)
+      return _train_from(job, actions, step, stop)
     except _Diverged as diverged:
       if failures == trials:
         raise TrainingDiverged(
@@ -88,28 +86,18 @@ def _train_with_rollback(job: setup.Job, evaluate: bool, stop) -> dict:
                       job.state.latest, step, failures + 1, trials)
 
 
-class _Hooks:
-  """The periodic work of one run, built once."""
-
-  def __init__(self, job: setup.Job):
-    self.evaluate = hooks_lib.Evaluator(job)
-    self.export_best = hooks_lib.BestModelExporter(job)
-    self.explain = hooks_lib.Explainer(job)
-    self.profile = hooks_lib.Profiler(job)
-    self.any_worker_stops = hooks_lib.StopVote(job)
-
-
-def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) -> dict:
-  cfg, total = job.config.train, job.data.total_steps
+def _train_from(job: setup.Job, actions: list, step: int, stop) -> dict:
+  cfg, total, per_epoch = job.config.train, job.data.total_steps, job.data.steps_per_epoch
   iterator = iter(job.runtime.strategy.distribute_datasets_from_function(
       lambda ctx: trainer_lib.with_ready_times(input_pipeline.train_dataset(
           job.data.builder, job.config.data, cfg.global_batch_size, job.config.seed,
           step * cfg.gradient_accumulation_steps, ctx))))
+  profile, any_worker_stops = actions_lib.Profiler(job), actions_lib.StopVote(job)
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     _freeze_encoder_while_due(job, step)
-    num_steps = _steps_to_next_boundary(step, job.data.steps_per_epoch, cfg)
-    hooks.profile(step)
+    num_steps = _steps_to_next_boundary(step, per_epoch, cfg)
+    profile(step)
     sums, waited, seconds = _run_steps(job, iterator, num_steps)
     _check_loss(sums, step + num_steps, cfg.loss_upper_bound)
     step += num_steps
@@ -117,15 +105,17 @@ def _train_from(job: setup.Job, hooks: _Hooks, step: int, evaluate: bool, stop) 
     epoch.add(sums, waited)
     pace.add(num_steps, seconds)
     _log_call(job, step, num_steps, sums, waited, seconds, pace)
-    stopping = hooks.any_worker_stops(bool(stop))
-    if step % job.data.steps_per_epoch == 0:  # Saves a checkpoint itself.
-      results = _end_epoch(job, hooks, step, epoch.take(), evaluate, pace)
+    stopping = any_worker_stops(bool(stop))
+    train_results = _epoch_results(job, step, epoch.take()) if step % per_epoch == 0 else None
+    done = actions_lib.run_due(actions, step, per_epoch, total, job.trainer.ema_weights,
+                               forced=('checkpoint',) if stopping else ())
+    if train_results is not None:
+      results = {'step': step, 'epoch': step // per_epoch, 'train': train_results, **done}
+      logging.info(_epoch_line(job, results, pace))
       epoch.restart()  # Evaluation and summaries are not the next epoch's training time.
-    elif step % cfg.checkpoint_every_steps == 0 or stopping:
-      job.state.save()
     if stopping and step < total:
       job.summaries.flush()
-      hooks.any_worker_stops(True)  # A barrier: every worker's save is done before any exits.
+      any_worker_stops(True)  # A barrier: every worker's save is done before any exits.
       raise Preempted(f'{stop.signal_name or "a stop signal on another worker"} received: '
                       f'saved {job.state.path_at(step)} at step {step} of {total}. '
                       'Rerun the same command to resume.')
@@ -242,35 +232,28 @@ def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
                  pace.eta(job.data.total_steps - step))
 
 
-def _end_epoch(job: setup.Job, hooks: _Hooks, step: int, totals, evaluate: bool,
-               pace: _Pace) -> dict:
+def _epoch_results(job: setup.Job, step: int, totals) -> dict:
+  """The epoch's training metrics and pace, also written as `epoch/*` scalars."""
   (loss_sum, count, confusion, _), waited, seconds = totals
-  epoch, last_epoch = step // job.data.steps_per_epoch, step >= job.data.total_steps
-  train_results = metrics.summarize(loss_sum, count, confusion,
-                                    tuple(job.config.data.class_names), job.segmentation)
-  train_results['epoch_images_per_s'] = count / seconds
-  train_results['input_wait_fraction'] = min(waited / seconds, 1.0)
-  job.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in train_results.items()})
-  line = (f'epoch {epoch}/{job.config.train.epochs} step {step}: '
+  results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
+                              job.segmentation)
+  results['epoch_images_per_s'] = count / seconds
+  results['input_wait_fraction'] = min(waited / seconds, 1.0)
+  job.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in results.items()})
+  return results
+
+
+def _epoch_line(job: setup.Job, results: dict, pace: _Pace) -> str:
+  train_results = results['train']
+  line = (f'epoch {results["epoch"]}/{job.config.train.epochs} step {results["step"]}: '
           f'{_metrics_line("train", train_results)}, '
           f'{train_results["epoch_images_per_s"]:.1f} images/s, '
           f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
           f'elapsed {pace.elapsed()}')
-  results = {'step': step, 'epoch': epoch, 'train': train_results}
-  every, every_eval = job.config.summaries.explain_every_epochs, job.config.eval.every_epochs
-  with job.trainer.ema_weights():  # What is evaluated, exported and explained.
-    if evaluate and every_eval and (epoch % every_eval == 0 or last_epoch):
-      results['eval'] = hooks.evaluate(step)
-      hooks.export_best(results['eval'])
-      line += (f' | {_metrics_line("val", results["eval"])} '
-               f'({results["eval"]["num_examples"]:.0f} examples)')
-    if (job.runtime.is_chief and job.preview is not None and every
-        and (epoch % every == 0 or last_epoch)):
-      results['explain_seconds'] = hooks.explain(step)
-  job.state.save()
-  job.summaries.flush()  # After the save: a failed event write loses no training.
-  logging.info(line)
-  return results
+  if 'eval' in results:
+    line += (f' | {_metrics_line("val", results["eval"])} '
+             f'({results["eval"]["num_examples"]:.0f} examples)')
+  return line
 
 
 def _metrics_line(prefix: str, results: dict) -> str:

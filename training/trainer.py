@@ -86,8 +86,8 @@ class Trainer:
   """Owns the compiled step functions for one model, optimizer and strategy."""
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
-               optimizer: keras.optimizers.Optimizer, global_batch_size: int, num_classes: int,
-               jit_compile: bool = False, jaccard_loss_weight: float = 0.0,
+               optimizer: keras.optimizers.Optimizer, *, global_batch_size: int,
+               num_classes: int, jit_compile: bool = False, jaccard_loss_weight: float = 0.0,
                accumulation_steps: int = 1, global_clipnorm: float = 0.0,
                ema_decay: float = 0.0, class_weights: tuple | None = None,
                pixel_class_weights: tuple | None = None):

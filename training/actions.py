@@ -1,6 +1,10 @@
-"""The loop's periodic work, one job each: evaluate, keep the best model, explain, profile, and
-agree across workers on stopping. Each is built from a Job and called by the loop."""
+"""The loop's periodic work as a list of actions, each with one schedule rule (every N steps,
+every N epochs, at the last step), run in list order at each step boundary that is due:
+evaluate and keep the best model, explain, save a checkpoint, flush the events. Adding one is
+one class and one line in `periodic_actions`. Also: the profiler and the stop vote, which the
+loop calls at every boundary."""
 
+import dataclasses
 import math
 import os
 import time
@@ -143,3 +147,77 @@ class StopVote:
   def _count_votes(self, vote):
     votes = self.strategy.run(lambda: tf.identity(vote))
     return self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """When an action is due: every `steps` steps, every `epochs` epochs, and/or at the last
+  step (0 / False: not by that rule)."""
+  steps: int = 0
+  epochs: int = 0
+  at_end: bool = False
+
+  def due(self, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+    epoch_end = step % steps_per_epoch == 0
+    return bool((self.at_end and step >= total_steps)
+                or (self.steps and step % self.steps == 0)
+                or (self.epochs and epoch_end and (step // steps_per_epoch) % self.epochs == 0))
+
+
+NEVER = Schedule()
+
+
+@dataclasses.dataclass
+class Action:
+  """`run(step)` when `schedule` is due; `averaged`: with the moving average of the weights in
+  the model (what is evaluated, exported and explained)."""
+  name: str
+  schedule: Schedule
+  run: object  # step -> dict of results for the epoch's log (or None)
+  averaged: bool = False
+
+
+def periodic_actions(job, evaluate: bool) -> list[Action]:
+  """The training loop's periodic work, in the order it runs at a boundary."""
+  config, every = job.config, job.config.eval.every_epochs
+  evaluator, export_best = Evaluator(job), BestModelExporter(job)
+
+  def evaluate_and_keep_best(step: int) -> dict:
+    results = evaluator(step)
+    export_best(results)
+    return {'eval': results}
+
+  def save_checkpoint(step: int) -> None:
+    del step  # The state holds it.
+    job.state.save()
+
+  explain_every = config.summaries.explain_every_epochs
+  explains = job.runtime.is_chief and job.preview is not None and explain_every
+  explainer = Explainer(job)
+  return [
+      Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,
+             evaluate_and_keep_best, averaged=True),
+      Action('explain', Schedule(epochs=explain_every, at_end=True) if explains else NEVER,
+             lambda step: {'explain_seconds': explainer(step)}, averaged=True),
+      Action('checkpoint', Schedule(steps=config.train.checkpoint_every_steps, epochs=1),
+             save_checkpoint),
+      # After the save: a failed event write loses no training.
+      Action('flush events', Schedule(epochs=1), lambda step: job.summaries.flush()),
+  ]
+
+
+def run_due(actions: list[Action], step: int, steps_per_epoch: int, total_steps: int,
+            average_weights, forced: tuple = ()) -> dict:
+  """Runs the actions due at `step` (and those named in `forced`): the averaged ones first,
+  together inside one `average_weights()`, then the others, each group in list order.
+  Returns their results merged."""
+  due = [a for a in actions
+         if a.name in forced or a.schedule.due(step, steps_per_epoch, total_steps)]
+  results = {}
+  if any(a.averaged for a in due):
+    with average_weights():
+      for action in (a for a in due if a.averaged):
+        results.update(action.run(step) or {})
+  for action in (a for a in due if not a.averaged):
+    results.update(action.run(step) or {})
+  return results
