@@ -57,8 +57,17 @@ def check_known_fields(config) -> None:
 
 
 def check_config(config) -> None:
-  """Static checks: known fields, names, ranges and field combinations."""
+  """Static checks, before any data is read: known fields, names, ranges and combinations."""
   check_known_fields(config)
+  _check_names(config)
+  _check_ranges(config)
+  _check_combinations(config)
+  _check_own_data(config)
+  _check_paths(config)
+
+
+def _check_names(config) -> None:
+  """Every field that picks from a table names an entry of it."""
   _choice(config.task, 'task', tasks.TASKS)
   _choice(config.data.source, 'data.source', tuple(sources.SOURCES))
   _choice(config.train.optimizer, 'train.optimizer', tuple(trainer.OPTIMIZERS))
@@ -69,6 +78,10 @@ def check_config(config) -> None:
   _choice(config.runtime.collective, 'runtime.collective', runtime.COLLECTIVES)
   _choice(config.runtime.jit_compile, 'runtime.jit_compile', runtime.JIT_COMPILE_SETTINGS)
   _choice(config.data.service_mode, 'data.service_mode', tuple(input_pipeline.SERVICE_MODES))
+
+
+def _check_ranges(config) -> None:
+  """Numbers inside the range that means something."""
   _require(config.runtime.collective_timeout_s >= 0,
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
   for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
@@ -86,14 +99,8 @@ def check_config(config) -> None:
            'loop: run --mode=continuous_eval beside it) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
            'data.augment.min_crop_fraction must be in (0, 1]; 1 turns random crops off.')
-  _require(not config.train.balance_classes or not tasks.is_segmentation(config),
-           'train.balance_classes weights classification examples by class; a segmentation '
-           'task has no class per example: set it to False.')
   _require(config.model.freeze_encoder_epochs >= 0,
            'model.freeze_encoder_epochs must be 0 (never frozen) or more.')
-  _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
-           f'model.freeze_encoder_epochs={config.model.freeze_encoder_epochs}: model.name='
-           f'{config.model.name} has no pretrained encoder to freeze; set it to 0.')
   _require(0.0 <= config.data.validation_fraction < 1.0,
            'data.validation_fraction must be in [0, 1); 0 evaluates on the test split.')
   _require(0.0 <= config.data.augment.color_jitter < 1.0,
@@ -112,19 +119,29 @@ def check_config(config) -> None:
            'train.global_clipnorm must be 0 (no clipping) or a positive norm.')
   _require(0.0 <= config.train.ema_decay < 1.0,
            'train.ema_decay must be in [0, 1): 0 turns the moving average off, 0.999 is usual.')
-  _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
-           f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
-           f'(decoupled decay); {config.train.optimizer} takes none.')
   _require(config.train.jaccard_loss_weight >= 0, 'train.jaccard_loss_weight must be 0 or more.')
-  _require(config.train.jaccard_loss_weight == 0 or tasks.is_segmentation(config),
-           'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
-           f'task={config.task}.')
-  _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
   _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
   if config.train.loss_upper_bound is not None:
     _positive(config.train.loss_upper_bound, 'train.loss_upper_bound')
   _require(config.train.recovery_max_trials >= 0, 'train.recovery_max_trials must be 0 or more.')
+
+
+def _check_combinations(config) -> None:
+  """Fields that must agree with each other, and the model with its input sizes."""
+  _require(not config.train.balance_classes or not tasks.is_segmentation(config),
+           'train.balance_classes weights classification examples by class; a segmentation '
+           'task has no class per example: set it to False.')
+  _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
+           f'model.freeze_encoder_epochs={config.model.freeze_encoder_epochs}: model.name='
+           f'{config.model.name} has no pretrained encoder to freeze; set it to 0.')
+  _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
+           f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
+           f'(decoupled decay); {config.train.optimizer} takes none.')
+  _require(config.train.jaccard_loss_weight == 0 or tasks.is_segmentation(config),
+           'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
+           f'task={config.task}.')
+  _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
   models.check_model(config.model.name, config.data.image_size)
   for size in config.predict.sizes:
     _positive(size, 'every predict.sizes entry')
@@ -134,6 +151,10 @@ def check_config(config) -> None:
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
            'segmentation learns segmentation_mask, classification an integer feature such as '
            'species or label.')
+
+
+def _check_paths(config) -> None:
+  """Folders that must be folders, and what the source and cache need on disk."""
   for field in ('data.data_dir', 'data.manual_dir', 'data.folder', 'data.synthetic.dir'):
     path = _get(config, field)
     _require(not path or not os.path.exists(path) or os.path.isdir(path),
