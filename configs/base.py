@@ -55,7 +55,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.cache_budget_gb = 4.0
   data.autotune_ram_budget_gb = 0.0  # Cap on tf.data autotuning's buffers; 0: TF's default.
   data.augment = ml_collections.ConfigDict()
-  # See data.input_pipeline.Augmentation; image and mask get the same flip and crop.
+  # See data.augment.Augmentation; image and mask get the same flip and crop.
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
   data.augment.max_aspect_ratio = 1.0  # >1: crops' height/width ratio in [1/r, r].

@@ -21,131 +21,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data import data_report
+from data import files_pairing
 from data import masks as masks_lib
 from errors import DataError
 
-PICTURE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
-SPLITS = ('train', 'validation', 'test')
 REPORT_FILE = 'report.json'
 _VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
-
-
-class Example(NamedTuple):
-  name: str  # The stem: what check_data names and --mode=score reports.
-  image: str  # The picture's path.
-  target: str | int  # The mask's path, or a class index (classification).
-
-
-def _walk(folder: str, field: str) -> dict:
-  """{path below `folder` without extension: [paths]} of every picture file under `folder`."""
-  if not folder or not os.path.isdir(folder):
-    raise DataError(f'{field}={folder!r} is not a folder. Point it at the folder that holds '
-                    'the pictures (or masks); see BUILD.md "Your own data".')
-  found = {}
-  for root, dirs, files in os.walk(folder):
-    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-    for name in files:
-      stem, suffix = os.path.splitext(name)
-      if suffix.lower() in PICTURE_SUFFIXES and not name.startswith('.'):
-        key = os.path.relpath(os.path.join(root, stem), folder)
-        found.setdefault(key, []).append(os.path.join(root, name))
-  return found
-
-
-def _strip(found: dict, suffix: str) -> dict:
-  """Keys that end with `suffix`, without it (all keys when `suffix` is empty)."""
-  if not suffix:
-    return found
-  return {key[:-len(suffix)]: paths for key, paths in found.items() if key.endswith(suffix)}
-
-
-def read_list(path: str, field: str) -> list[str]:
-  """Stems of a list file (one a line, extensions and blank lines tolerated)."""
-  try:
-    with open(path) as f:
-      return [os.path.splitext(line.split()[0])[0] for line in f if line.strip()]
-  except OSError as e:
-    raise DataError(f'{field}={path!r} cannot be read ({e.strerror}): it must be a text file '
-                    'of picture stems, one a line.') from None
-
-
-def pair_split(files_config, split: str, problems: dict) -> list[Example]:
-  """The split's (picture, mask) pairs; pictures without a mask, masks without a picture,
-  listed stems without a picture and ambiguous stems go to `problems` (kind -> names)."""
-  images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
-  pictures = _walk(images_dir, f'data.files.{split}_images')
-  if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
-    pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
-  pictures = _strip(pictures, files_config.image_suffix)
-  masks = _strip(_walk(masks_dir, f'data.files.{split}_masks'), files_config.mask_suffix)
-  for kind, found in (('duplicate', pictures), ('duplicate', masks)):
-    problems.setdefault(kind, []).extend(
-        p for paths in found.values() if len(paths) > 1 for p in paths[1:])
-  list_file = files_config[f'{split}_list']
-  if list_file:
-    stems = read_list(list_file, f'data.files.{split}_list')
-    problems.setdefault('not_found', []).extend(s for s in stems if s not in pictures)
-    stems = [s for s in dict.fromkeys(stems) if s in pictures]
-  else:
-    stems = sorted(pictures)
-    problems.setdefault('no_picture', []).extend(
-        masks[s][0] for s in sorted(masks) if s not in pictures)
-  problems.setdefault('no_mask', []).extend(pictures[s][0] for s in stems if s not in masks)
-  return [Example(s, pictures[s][0], masks[s][0]) for s in stems if s in masks]
-
-
-def class_folders(root: str, field: str) -> list[str]:
-  """The class sub-folders of a classification tree, sorted (Keras' image_dataset_from_directory
-  order): their names are the class names."""
-  if not root or not os.path.isdir(root):
-    raise DataError(f'{field}={root!r} is not a folder: for classification it holds one '
-                    'sub-folder of pictures per class.')
-  return sorted(d for d in os.listdir(root)
-                if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
-
-
-def classify_split(root: str, class_names: tuple, field: str, problems: dict) -> list[Example]:
-  """(picture, class index) of every picture in the class sub-folders of `root`."""
-  folders = class_folders(root, field)
-  problems.setdefault('unknown_class', []).extend(
-      os.path.join(root, f) for f in folders if f not in class_names)
-  examples = []
-  for index, name in enumerate(class_names):
-    if os.path.isdir(os.path.join(root, name)):
-      examples += [Example(os.path.join(name, key), paths[0], index)
-                   for key, paths in sorted(_walk(os.path.join(root, name), field).items())]
-  return examples
-
-
-def is_held_out(stem: str, fraction: float) -> bool:
-  """Whether `stem` belongs to the validation hold-out: fixed by a hash of the stem alone, so a
-  picture stays on its side whatever else the folder holds."""
-  return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 2**32 < fraction
-
-
-def split_examples(data_config, segmentation: bool, problems: dict) -> dict:
-  """{split: [Example]} for the splits the config names; without validation folders,
-  data.validation_fraction of train is held out (at least one example)."""
-  files = data_config.files
-  splits = {}
-  for split in SPLITS:
-    if not files[f'{split}_images']:
-      continue
-    if segmentation:
-      splits[split] = pair_split(files, split, problems.setdefault(split, {}))
-    else:
-      splits[split] = classify_split(files[f'{split}_images'], tuple(data_config.class_names),
-                                     f'data.files.{split}_images',
-                                     problems.setdefault(split, {}))
-  if 'validation' not in splits and data_config.validation_fraction and splits['train']:
-    train = splits['train']
-    held = [e for e in train if is_held_out(e.name, data_config.validation_fraction)]
-    if not held:
-      held = [min(train, key=lambda e: hashlib.sha1(e.name.encode()).hexdigest())]
-    if len(held) < len(train):
-      splits['validation'] = held
-      splits['train'] = [e for e in train if e not in held]
-  return splits
 
 
 def _stat_signature(splits: dict, data_config) -> str:
@@ -166,14 +47,15 @@ def _stat_signature(splits: dict, data_config) -> str:
 
 
 class ScannedExample(NamedTuple):
-  example: Example
+  example: files_pairing.Example
   problem: tuple | None  # (kind, detail) when unusable.
   mask_png: bytes | None  # The class-id mask, PNG-encoded, ready to store.
   mapped: masks_lib.MappedMask | None
   palette: np.ndarray | None
 
 
-def scan_example(example: Example, encoding: masks_lib.MaskEncoding) -> ScannedExample:
+def scan_example(example: files_pairing.Example,
+                 encoding: masks_lib.MaskEncoding) -> ScannedExample:
   """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
   its class ids are all found here, once."""
   try:
@@ -260,7 +142,7 @@ def check(data_config, segmentation: bool, splits: dict | None = None,
   (scanned examples, report)."""
   if splits is None:
     problems = {}
-    splits = split_examples(data_config, segmentation, problems)
+    splits = files_pairing.split_examples(data_config, segmentation, problems)
   encoding = masks_lib.encoding_from_config(data_config)
   return scan(splits, encoding, problems, tuple(data_config.class_names))
 
@@ -268,7 +150,7 @@ def check(data_config, segmentation: bool, splits: dict | None = None,
 def _keyed_builder(data_config, data_dir: str, segmentation: bool) -> tuple:
   """(the builder in the folder keyed by these files and this config, splits, problems)."""
   problems = {}
-  splits = split_examples(data_config, segmentation, problems)
+  splits = files_pairing.split_examples(data_config, segmentation, problems)
   folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
   return (FilesDataset(class_names=tuple(data_config.class_names), segmentation=segmentation,
                        data_dir=folder), splits, problems)

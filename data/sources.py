@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data import builders
+from data import files_pairing
 from data import files_source
 from data.decode import decode_mask
 from data import masks
@@ -186,7 +187,7 @@ def with_class_names(config) -> None:
   data = config.data
   if data.source == 'files' and not data.class_names and data.files.train_images and \
       data.label_feature != MASK_FEATURE:
-    data.class_names = tuple(files_source.class_folders(data.files.train_images,
+    data.class_names = tuple(files_pairing.class_folders(data.files.train_images,
                                                         'data.files.train_images'))
 
 

@@ -14,6 +14,7 @@ from configs import seg
 from errors import ConfigError
 from tests.conftest import REPO, run_main, small_config
 from training import config_checks
+from training import workdir as workdir_lib
 
 
 def _parse(*overrides):
@@ -148,7 +149,7 @@ def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off()
   config = seg.get_config()
   saved = json.loads(config.to_json_best_effort())
   del saved['model']['sync_batch_norm']  # A workdir written before the field was added.
-  config_checks.check_same_run(config, json.dumps(saved), 'DIR')
+  workdir_lib.check_same_run(config, json.dumps(saved), 'DIR')
   config.model.sync_batch_norm = True
   with pytest.raises(ConfigError, match=r'model: .* in the workdir, .*sync_batch_norm.: True'):
-    config_checks.check_same_run(config, json.dumps(saved), 'DIR')
+    workdir_lib.check_same_run(config, json.dumps(saved), 'DIR')

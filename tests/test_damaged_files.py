@@ -18,9 +18,9 @@ from modeling import models
 from tests import own_data
 from tests.conftest import small_config
 from training import checkpoints
-from training import config_checks
 from training import summaries as summaries_lib
 from training import train
+from training import workdir as workdir_lib
 
 
 def _quick(folder, **overrides):
@@ -33,7 +33,7 @@ def test_a_damaged_saved_config_is_one_line_with_the_fix():
   saved = config.to_json_best_effort()
   with pytest.raises(ConfigError, match=r'--workdir=W: its config.json is damaged \(.*\); it '
                                         r'records .* delete it to resume with the config'):
-    config_checks.check_same_run(config, saved[:len(saved) // 2], 'W')
+    workdir_lib.check_same_run(config, saved[:len(saved) // 2], 'W')
 
 
 def _state(directory: str):

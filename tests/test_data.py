@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data import decode
+from data import augment as augment_lib
 from data import input_pipeline
 from data import builders
 from data import sources
@@ -91,7 +92,7 @@ def test_masks_hold_only_labels_after_resize():
   assert len(np.unique(out['label'].numpy())) == 3
 
 
-STRONG_GEOMETRY = input_pipeline.Augmentation(flip=True, min_crop_fraction=0.6,
+STRONG_GEOMETRY = augment_lib.Augmentation(flip=True, min_crop_fraction=0.6,
                                                max_aspect_ratio=1.5)
 
 
@@ -109,7 +110,7 @@ def test_masks_stay_aligned_with_images_under_augmentation():
   image = (np.eye(3, dtype=np.uint8)[mask[..., 0]] * 255)  # Class c: channel c at 255.
   flipped_any = False
   for seed in range(5):
-    out = input_pipeline.augment(_batch_of(image, mask, 4), tf.constant([seed, 7], tf.int64),
+    out = augment_lib.augment(_batch_of(image, mask, 4), tf.constant([seed, 7], tf.int64),
                                  STRONG_GEOMETRY)
     got_images, got_masks = out['image'].numpy(), out['label'].numpy()[..., 0]
     assert len({m.tobytes() for m in got_masks}) == 4  # Every picture its own draw.
@@ -137,8 +138,8 @@ def test_augmented_batches_keep_their_static_shapes(synthetic_folder, tmp_path):
 def test_no_augmentation_keeps_the_batch():
   image = np.random.default_rng(4).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
   mask = np.random.default_rng(5).integers(0, 3, (3, 16, 16, 1), dtype=np.uint8)
-  out = input_pipeline.augment({'image': tf.constant(image), 'label': tf.constant(mask)},
-                               tf.constant([1, 2], tf.int64), input_pipeline.Augmentation())
+  out = augment_lib.augment({'image': tf.constant(image), 'label': tf.constant(mask)},
+                               tf.constant([1, 2], tf.int64), augment_lib.Augmentation())
   np.testing.assert_array_equal(out['image'].numpy(), image)
   np.testing.assert_array_equal(out['label'].numpy(), mask)
 
@@ -159,8 +160,8 @@ def test_colour_and_texture_change_the_picture_not_the_mask(looks):
   changed = 0
   for seed in range(2):
     seed = tf.constant([seed, 1], tf.int64)
-    plain = input_pipeline.augment(batch, seed, STRONG_GEOMETRY)
-    changed_looks = input_pipeline.augment(batch, seed, STRONG_GEOMETRY._replace(**LOOKS[looks]))
+    plain = augment_lib.augment(batch, seed, STRONG_GEOMETRY)
+    changed_looks = augment_lib.augment(batch, seed, STRONG_GEOMETRY._replace(**LOOKS[looks]))
     np.testing.assert_array_equal(plain['label'].numpy(), changed_looks['label'].numpy())
     for got, before, labels in zip(changed_looks['image'].numpy(), plain['image'].numpy(),
                                    plain['label'].numpy()[..., 0]):
@@ -179,11 +180,11 @@ def test_blur_blurs_each_picture_by_its_own_sigma():
   pixels = np.zeros((3, 15, 15, 3), np.float32)
   pixels[:, 7, 7, :] = 1.0
   sigma = tf.constant([0.5, 1.0, 2.0])
-  together = input_pipeline.gaussian_blur(tf.constant(pixels), sigma).numpy()
+  together = augment_lib.gaussian_blur(tf.constant(pixels), sigma).numpy()
   centres = together[:, 7, 7, 0]
   assert centres[0] > centres[1] > centres[2]
   for k in range(3):
-    alone = input_pipeline.gaussian_blur(tf.constant(pixels[k:k + 1]), sigma[k:k + 1]).numpy()
+    alone = augment_lib.gaussian_blur(tf.constant(pixels[k:k + 1]), sigma[k:k + 1]).numpy()
     np.testing.assert_allclose(together[k], alone[0], atol=1e-6)
     np.testing.assert_allclose(together[k].sum(), 3.0, rtol=1e-5)  # Light is kept.
 
@@ -193,9 +194,9 @@ def test_augmentation_is_a_function_of_the_seed():
   batch = {'image': tf.cast(image, tf.uint8), 'label': tf.zeros([2, 16, 16, 1], tf.uint8)}
   everything = STRONG_GEOMETRY._replace(color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5,
                                         noise=0.1)
-  a = input_pipeline.augment(batch, tf.constant([3, 4], tf.int64), everything)
-  b = input_pipeline.augment(batch, tf.constant([3, 4], tf.int64), everything)
-  c = input_pipeline.augment(batch, tf.constant([3, 5], tf.int64), everything)
+  a = augment_lib.augment(batch, tf.constant([3, 4], tf.int64), everything)
+  b = augment_lib.augment(batch, tf.constant([3, 4], tf.int64), everything)
+  c = augment_lib.augment(batch, tf.constant([3, 5], tf.int64), everything)
   np.testing.assert_array_equal(a['image'].numpy(), b['image'].numpy())
   assert not np.array_equal(a['image'].numpy(), c['image'].numpy())
 

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from data import data_report
 from data import decode
+from data import files_pairing
 from data import files_source
 from data import masks
 from data import sources
@@ -106,10 +107,10 @@ def test_a_second_run_reuses_the_prepared_set_and_a_changed_folder_is_prepared_a
 
 def test_the_validation_hold_out_is_fixed_by_each_stem():
   stems = [f'img_{i}' for i in range(400)]
-  held = {s for s in stems if files_source.is_held_out(s, 0.15)}
+  held = {s for s in stems if files_pairing.is_held_out(s, 0.15)}
   assert 30 < len(held) < 90
   more = {s for s in stems + [f'new_{i}' for i in range(100)]
-          if files_source.is_held_out(s, 0.15)}
+          if files_pairing.is_held_out(s, 0.15)}
   assert held <= more  # Adding pictures moves none of the others.
 
 

@@ -1,7 +1,6 @@
 """Config values checked before any data is read, each error naming the field and the fix."""
 
 import difflib
-import json
 import os
 import traceback
 
@@ -264,53 +263,3 @@ def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -
   _require(global_batch_size % num_replicas == 0,
            f'{field}={global_batch_size} does not divide across {num_replicas} replicas: use a '
            f'multiple of {num_replicas} (for example {example}).')
-
-
-# Fields that define what a run trains (and what its best model is best at); the others
-# (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
-RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
-                'data.tfds_name', 'data.label_map', 'data.mask_colors', 'data.ignore_index',
-                'train.class_weights',
-                'data.validation_fraction', 'data.train_split', 'data.eval_split',
-                'data.augment', 'train.global_batch_size',
-                'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
-                'train.optimizer', 'train.learning_rate', 'train.weight_decay',
-                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule',
-                'train.warmup_steps',
-                'train.steps_per_epoch', 'eval.best_metric')
-
-
-def _with_defaults(saved: dict, defaults: dict) -> dict:
-  """`saved` with the fields it lacks (added to the framework since it was written) taken from
-  `defaults`: an old workdir resumes while those fields keep their default."""
-  merged = dict(saved)
-  for key, default in defaults.items():
-    if key not in merged:
-      merged[key] = default
-    elif isinstance(merged[key], dict) and isinstance(default, dict):
-      merged[key] = _with_defaults(merged[key], default)
-  return merged
-
-
-def check_same_run(config, saved_config_json: str, workdir: str) -> None:
-  """Refuses to resume a workdir whose checkpoints were trained with a different config."""
-  try:
-    saved = json.loads(saved_config_json)
-  except ValueError as e:
-    raise ConfigError(f'--workdir={workdir}: its config.json is damaged ({e}); '
-                      'it records the config the checkpoints were trained with. Restore it, or '
-                      'delete it to resume with the config given now.') from None
-  saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
-  current = json.loads(config.to_json_best_effort())
-  differences = []
-  for field in RUN_IDENTITY:
-    old, new = saved, current
-    for part in field.split('.'):
-      old, new = (old or {}).get(part), (new or {}).get(part)
-    if old != new:
-      differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
-  if differences:
-    raise ConfigError(
-        f'--workdir={workdir} holds checkpoints of a run with a different config ('
-        + '; '.join(differences) + '). To resume it, rerun with its config (saved in '
-        f'{workdir}/config.json); to start fresh, use a new --workdir.')

@@ -168,7 +168,7 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
   if os.path.isfile(saved_config) and checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
     with open(saved_config) as f:
-      config_checks.check_same_run(config, f.read(), workdir)
+      workdir_lib.check_same_run(config, f.read(), workdir)
   if is_chief and not sidecar:
     checkpoints.write_config(config, workdir)
   run = Runtime(strategy, runtime.resolve_precision(config.runtime.precision), is_chief, task,

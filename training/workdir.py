@@ -1,14 +1,16 @@
-"""The folders a run writes: created with an error that names the path and the fix, and the
-workdir held by one run at a time."""
+"""The folders a run writes: created with an error that names the path and the fix, the
+workdir held by one run at a time, and resumed only with the config it was trained with."""
 
 import datetime
 import errno
 import fcntl
+import json
 import os
 import socket
 import tempfile
 
-from errors import UserError
+from configs import base
+from errors import ConfigError, UserError
 
 LOCK_FILE = '.lock'
 _HINTS = {
@@ -64,3 +66,53 @@ def lock(workdir: str, name: str = LOCK_FILE, what: str = 'another run') -> None
   lock_file.write(f'pid {os.getpid()} on {socket.gethostname()} since {since}\n')
   lock_file.flush()
   _held[key] = lock_file
+
+
+# Fields that define what a run trains (and what its best model is best at); the others
+# (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
+RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
+                'data.tfds_name', 'data.label_map', 'data.mask_colors', 'data.ignore_index',
+                'train.class_weights',
+                'data.validation_fraction', 'data.train_split', 'data.eval_split',
+                'data.augment', 'train.global_batch_size',
+                'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
+                'train.optimizer', 'train.learning_rate', 'train.weight_decay',
+                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule',
+                'train.warmup_steps',
+                'train.steps_per_epoch', 'eval.best_metric')
+
+
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+  """`saved` with the fields it lacks (added to the framework since it was written) taken from
+  `defaults`: an old workdir resumes while those fields keep their default."""
+  merged = dict(saved)
+  for key, default in defaults.items():
+    if key not in merged:
+      merged[key] = default
+    elif isinstance(merged[key], dict) and isinstance(default, dict):
+      merged[key] = _with_defaults(merged[key], default)
+  return merged
+
+
+def check_same_run(config, saved_config_json: str, workdir: str) -> None:
+  """Refuses to resume a workdir whose checkpoints were trained with a different config."""
+  try:
+    saved = json.loads(saved_config_json)
+  except ValueError as e:
+    raise ConfigError(f'--workdir={workdir}: its config.json is damaged ({e}); '
+                      'it records the config the checkpoints were trained with. Restore it, or '
+                      'delete it to resume with the config given now.') from None
+  saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
+  current = json.loads(config.to_json_best_effort())
+  differences = []
+  for field in RUN_IDENTITY:
+    old, new = saved, current
+    for part in field.split('.'):
+      old, new = (old or {}).get(part), (new or {}).get(part)
+    if old != new:
+      differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
+  if differences:
+    raise ConfigError(
+        f'--workdir={workdir} holds checkpoints of a run with a different config ('
+        + '; '.join(differences) + '). To resume it, rerun with its config (saved in '
+        f'{workdir}/config.json); to start fresh, use a new --workdir.')
