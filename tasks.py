@@ -1,4 +1,7 @@
-"""The two tasks a config can name (`config.task`), and the one question every layer asks."""
+"""The two tasks a config can name (`config.task`), the one question every layer asks, and how
+a classifier's single sigmoid unit reads as two classes."""
+
+import tensorflow as tf
 
 SEGMENTATION = 'segmentation'
 CLASSIFICATION = 'classification'
@@ -10,3 +13,11 @@ IGNORE = 255  # A mask pixel of no class: counted in neither the loss nor any me
 def is_segmentation(config) -> bool:
   """Per-pixel labels (masks, IoU, Seg-Grad-CAM) rather than one label per picture."""
   return config.task == SEGMENTATION
+
+
+def as_two_classes(scores, logits: bool = False):
+  """A single sigmoid unit's scores (..., 1) as two classes (..., 2): probabilities p become
+  (1 - p, p), logits z become (-z, z); the scores of several classes are returned as they are."""
+  if scores.shape[-1] != 1:
+    return scores
+  return tf.concat([-scores if logits else 1 - scores, scores], axis=-1)

@@ -35,9 +35,9 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     chunk = paths[start:start + batch_size]
     pictures = [loading.read_picture(p) for p in chunk]
     if not tasks.is_segmentation(config):
-      probabilities = predictor.probabilities(lambda size: loading.model_input(pictures, size))
-      for path, probs in zip(chunk, probabilities.numpy()):
-        probs = np.concatenate([1 - probs, probs]) if len(probs) == 1 else probs
+      probabilities = tasks.as_two_classes(
+          predictor.probabilities(lambda size: loading.model_input(pictures, size)))
+      for path, probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue

@@ -8,10 +8,8 @@ import time
 from absl import logging
 import keras
 import numpy as np
-import tensorflow as tf
 
 from data import decode
-from data import masks
 from data import sources
 from inference import loading
 from inference.predictor import Predictor
@@ -39,15 +37,13 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
     if segmentation:
       truth = decode.decode_mask(example[tasks.MASK_FEATURE], lookup).numpy()[..., 0]
       predicted = predictor.masks([picture])[0]
-      counted = truth != masks.IGNORE  # Ignored pixels count in no score.
-      truth, predicted = truth[counted], predicted[counted]
     else:
       truth = example[config.data.label_feature].numpy()
       predicted = metrics.predicted_classes(predictor.probabilities(
           lambda size, p=picture: loading.model_input([p], size))).numpy()[0]
     group = _group(config.data, example)
-    confusions[group] = confusions.get(group, 0) + tf.math.confusion_matrix(
-        np.ravel(truth), np.ravel(predicted), num_classes=len(class_names)).numpy()
+    confusions[group] = confusions.get(group, 0) + metrics.label_confusion_matrix(
+        truth, predicted, len(class_names)).numpy().astype(np.int64)  # IGNORE counts nowhere.
     counts[group] = counts.get(group, 0) + 1
   results = _summary(sum(confusions.values()), class_names, segmentation)
   per_group = {group: {'num_pictures': counts[group],

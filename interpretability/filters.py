@@ -94,13 +94,6 @@ def filter_patterns(model: keras.Model, layer_name: str, filter_indices=None,
   return ascend(start).numpy()
 
 
-def mean_filter_activation(model: keras.Model, layer_name: str, images: np.ndarray,
-                           filter_indices) -> np.ndarray:
-  """Each image's mean activation of its own filter (the quantity the ascent maximises)."""
-  feature_map = _feature_extractor(model, layer_name)(tf.constant(images, tf.float32)).numpy()
-  return feature_map.mean(axis=(1, 2))[np.arange(len(images)), np.asarray(filter_indices)]
-
-
 def deprocess(image: np.ndarray) -> np.ndarray:
   """The book's deprocess: centre, scale to std 64 around 128, crop the border, uint8."""
   image = np.asarray(image, np.float32)

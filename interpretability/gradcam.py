@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from interpretability import activations
 from interpretability import colormaps
+import tasks
 
 
 class Heatmaps(NamedTuple):
@@ -111,9 +112,7 @@ def gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = Non
   images = tf.convert_to_tensor(np.asarray(images, np.float32))
   with tf.GradientTape() as tape:
     feature_maps, logits = grad_model(images, training=False)
-    logits = tf.cast(logits, tf.float32)
-    if logits.shape[-1] == 1:
-      logits = tf.concat([-logits, logits], axis=-1)
+    logits = tasks.as_two_classes(tf.cast(logits, tf.float32), logits=True)
     if class_index is None:
       classes = tf.argmax(logits, axis=-1)
     else:
@@ -124,10 +123,8 @@ def gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = Non
 
 def top_classes(model: keras.Model, images: np.ndarray, count: int) -> np.ndarray:
   """(B, count) class indices by descending score (a sigmoid unit: two classes)."""
-  logits = tf.cast(keras.Model(model.input, logits_tensor(model))(
-      np.asarray(images, np.float32), training=False), tf.float32)
-  if logits.shape[-1] == 1:
-    logits = tf.concat([-logits, logits], axis=-1)
+  logits = tasks.as_two_classes(tf.cast(keras.Model(model.input, logits_tensor(model))(
+      np.asarray(images, np.float32), training=False), tf.float32), logits=True)
   return tf.math.top_k(logits, k=min(count, logits.shape[-1])).indices.numpy()
 
 

@@ -8,14 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks import CLASSIFICATION, IGNORE, SEGMENTATION
+from tasks import CLASSIFICATION, IGNORE, SEGMENTATION, as_two_classes
 
 
 def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:
   """Argmax over classes; a single sigmoid unit predicts class 1 above 0.5."""
-  if probabilities.shape[-1] == 1:
-    return tf.cast(probabilities[..., 0] > 0.5, tf.int64)
-  return tf.argmax(probabilities, axis=-1)
+  return tf.argmax(as_two_classes(probabilities), axis=-1)
 
 
 def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: int,
@@ -25,7 +23,13 @@ def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: i
   Labels are per pixel (masks) or per picture. `weights` (one per example) scale each
   example's counts; weight-0 padding counts nothing, and neither do IGNORE pixels.
   """
-  predictions = tf.reshape(predicted_classes(probabilities), [-1])
+  return label_confusion_matrix(labels, predicted_classes(probabilities), num_classes, weights)
+
+
+def label_confusion_matrix(labels, predictions, num_classes: int, weights=None) -> tf.Tensor:
+  """`confusion_matrix` of predicted class ids (masks or labels of the same shape as
+  `labels`): what training's evaluation and --mode=score's native-resolution masks share."""
+  predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
   labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
   pixel_weights = tf.ones_like(labels, tf.float32)
   if weights is not None:

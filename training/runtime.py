@@ -79,32 +79,33 @@ def cluster_resolver():
                     'under srun (Slurm), or use python -m launch.launch_local on one machine.')
 
 
-def task_name(strategy: tf.distribute.Strategy) -> str:
-  """'worker 1' style name of this task, or 'local' outside a cluster."""
+def _cluster_task(strategy: tf.distribute.Strategy):
+  """(task type, task id, cluster spec as a dict) of this process, or None outside a cluster."""
   resolver = getattr(strategy, 'cluster_resolver', None)
   if resolver is None or not resolver.task_type:
-    return 'local'
-  return f'{resolver.task_type} {resolver.task_id}'
+    return None
+  return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
+
+
+def task_name(strategy: tf.distribute.Strategy) -> str:
+  """'worker 1' style name of this task, or 'local' outside a cluster."""
+  task = _cluster_task(strategy)
+  return f'{task[0]} {task[1]}' if task else 'local'
 
 
 def num_workers(strategy: tf.distribute.Strategy) -> int:
   """Tasks that train (chief and workers); 1 outside a cluster."""
-  resolver = getattr(strategy, 'cluster_resolver', None)
-  if resolver is None or not resolver.task_type:
-    return 1
-  cluster = resolver.cluster_spec().as_dict()
-  return len(cluster.get('chief', [])) + len(cluster.get('worker', []))
+  task = _cluster_task(strategy)
+  return len(task[2].get('chief', [])) + len(task[2].get('worker', [])) if task else 1
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-  """True on the one task that writes summaries, exports and the resolved config."""
-  resolver = getattr(strategy, 'cluster_resolver', None)
-  if resolver is None or not resolver.task_type:
+  """True on the one task that writes summaries, exports and the resolved config: the chief,
+  else worker 0 of a cluster without one, and a process outside a cluster."""
+  task = _cluster_task(strategy)
+  if task is None or task[0] == 'chief':
     return True
-  if resolver.task_type == 'chief':
-    return True
-  has_chief = 'chief' in resolver.cluster_spec().as_dict()
-  return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
+  return task[0] == 'worker' and task[1] == 0 and 'chief' not in task[2]
 
 
 def auto_precision(capabilities: list[tuple[int, int]]) -> tuple[str, str]:
