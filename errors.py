@@ -62,6 +62,13 @@ def write_failure_line(error: Exception) -> str:
               lines[0] if lines else type(error).__name__)
 
 
+def write_failed(error: Exception, fix: str, what: str = '', kind=UserError) -> UserError:
+  """The one message of every write that failed: `Writing <what> failed: <the line of the
+  error that says why>. <fix>`, as a `kind` (a UserError, or a DataError for the data)."""
+  subject = f'Writing {what} failed' if what else 'Writing failed'
+  return kind(f'{subject}: {write_failure_line(error)[:300]}. {fix}')
+
+
 def first_line(error: Exception, limit: int = 200) -> str:
   """The first non-empty line of a library's message, cut to `limit` characters: Keras and
   TensorFlow append object lists and stack traces that bury the reason."""

@@ -18,7 +18,7 @@ from data import files_source
 from data import folder_checks
 from data import oxford_pets_folder
 from data import synthetic
-from errors import DataError, is_write_failure
+from errors import DataError, is_write_failure, write_failed
 from tasks import MASK_FEATURE
 
 DATASET_NAME = 'oxford_iiit_pet'
@@ -53,7 +53,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, download_config) -> None:
     return
   logging.info('Preparing %s into %s', builder.name, builder.data_dir)
   with _write_failures_explained(
-      f'Preparing {builder.name} into {builder.data_dir}', 'Free disk space there or set '
+      f'{builder.name} into {builder.data_dir}', 'Free disk space there or set '
       '--config.data.data_dir to a writable folder on a larger disk, then rerun; nothing '
       'half-written is used.'):
     builder.download_and_prepare(download_config=download_config)
@@ -67,7 +67,7 @@ def _write_failures_explained(what: str, fix: str):
   except (OSError, RuntimeError, tf.errors.OpError) as e:
     if not is_write_failure(e):
       raise
-    raise DataError(f'{what} failed: {e}. {fix}') from None
+    raise write_failed(e, fix, what, DataError) from None
 
 
 def _other_tfds_builder(data_config) -> tfds.core.DatasetBuilder:
@@ -246,7 +246,7 @@ def folder_builder(folder: str, data_dir: str | None, workdir: str,
 def synthetic_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   spec = data_config.synthetic
   folder = spec.dir or os.path.join(workdir, 'synthetic_pets')
-  with _write_failures_explained(f'Writing the synthetic data set into {folder}',
+  with _write_failures_explained(f'the synthetic data set into {folder}',
                                  'Free disk space or set --config.data.synthetic.dir to a '
                                  'writable folder.'):
     synthetic.write_synthetic_pets(folder, spec.num_trainval, spec.num_test, spec.photo_size)

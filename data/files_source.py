@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from data import data_report
 from data import files_pairing
 from data import masks as masks_lib
-from errors import DataError
+from errors import DataError, write_failed
 
 REPORT_FILE = 'report.json'
 _VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
@@ -191,9 +191,9 @@ def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
   try:
     report.write(os.path.join(folder, REPORT_FILE))
   except OSError as e:
-    raise DataError(f'Writing {folder}/{REPORT_FILE} failed ({e.strerror}): free disk space or '
-                    'set data.data_dir to a writable folder, then rerun; the set is checked '
-                    'again and the prepared records are reused.') from None
+    raise write_failed(e, 'Free disk space or set data.data_dir to a writable folder, then '
+                       'rerun; the set is checked again and the prepared records are reused.',
+                       f'{folder}/{REPORT_FILE}', DataError) from None
   count = sum(len(v) for v in scanned.values())
   logging.info('Prepared %d examples into %s in %.1f s (%.1f ms per picture).', count, folder,
                time.perf_counter() - start, 1000 * (time.perf_counter() - start) / max(count, 1))

@@ -6,7 +6,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from errors import UserError
+from errors import write_failed
 from inference import loading
 from inference.predictor import Predictor, label_masks
 import tasks
@@ -40,8 +40,8 @@ def run(config, workdir: str, output: str | None) -> str:
   try:
     archive.write_out(out_dir, verbose=False)
   except (OSError, tf.errors.OpError) as e:
-    raise UserError(f'Could not write the SavedModel to {out_dir}: {e}. Free disk space or '
-                    'choose another --output.') from None
+    raise write_failed(e, 'Free disk space or choose another --output.',
+                       f'the SavedModel to {out_dir}') from None
   logging.info('Exported %s as a SavedModel (endpoint serve: uint8 pictures -> masks) to %s.',
                source, out_dir)
   return out_dir

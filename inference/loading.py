@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from data import decode
 from data import sources
-from errors import UserError, first_line
+from errors import UserError, first_line, write_failed
 from modeling import models
 import tasks
 from training import checkpoints
@@ -155,7 +155,7 @@ def write_png(path: str, picture: np.ndarray) -> None:
   try:
     tf.io.write_file(path, tf.io.encode_png(picture if picture.ndim == 3 else picture[..., None]))
   except tf.errors.OpError as e:
-    raise UserError(f'Could not write {path}: {e.message}. Free disk space or choose a '
-                    'writable folder; the pictures written before it are intact.') from None
+    raise write_failed(e, 'Free disk space or choose a writable folder; the pictures written '
+                       'before it are intact.', path) from None
 
 

@@ -160,7 +160,7 @@ def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
     raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')
   monkeypatch.setattr(tf.train.CheckpointManager, 'save', full)
   config.train.epochs = 2
-  with pytest.raises(UserError, match='Could not write the checkpoint of step 4 .* No space '
+  with pytest.raises(UserError, match='Writing the checkpoint of step 4 to .* failed: .*No space '
                                       'left on device. Free disk space'):
     train.train(config, workdir, evaluate=False)
   monkeypatch.undo()

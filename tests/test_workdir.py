@@ -83,7 +83,7 @@ def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, s
   config = small_config(data__source='folder', data__folder=synthetic_folder)
   with _tmpfs(tmp_path / 'small', 'size=64k') as small:
     config.data.data_dir = small
-    with pytest.raises(DataError, match=f'Preparing oxford_iiit_pet_folder into {small}.* failed'
+    with pytest.raises(DataError, match=f'Writing oxford_iiit_pet_folder into {small}.* failed'
                                         ': .*No space left on device. Free disk space there or '
                                         'set --config.data.data_dir'):
       sources.prepared_builder(config.data, str(tmp_path / 'w'))

@@ -13,7 +13,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from errors import UserError, first_line
+from errors import UserError, first_line, write_failed
 
 BEST_MODEL = 'best_model.keras'
 CONFIG_FILE = 'config.json'
@@ -37,9 +37,8 @@ def _staging_path(path: str) -> str:
 
 
 def _write_failed(what: str, path: str, error: Exception) -> UserError:
-  return UserError(f'Could not write {what} to {path}: {error}. Free disk space or make the '
-                   'workdir writable, then rerun the same command; the files written before '
-                   'are intact.')
+  return write_failed(error, 'Free disk space or make the workdir writable, then rerun the '
+                      'same command; the files written before are intact.', f'{what} to {path}')
 
 
 def save_model_atomically(model: keras.Model, path: str) -> None:

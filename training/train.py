@@ -17,7 +17,7 @@ import tensorflow as tf
 from data import input_pipeline
 from data import prepared_checks
 from errors import Preempted, TrainingDiverged, UserError, WorkerLost
-from errors import is_write_failure, write_failure_line
+from errors import is_write_failure, write_failed
 from training import checkpoints
 from training import actions as actions_lib
 from training import metrics
@@ -294,6 +294,6 @@ def _errors_explained(job: setup.Job, work):
   except (OSError, tf.errors.OpError) as e:
     if not is_write_failure(e):
       raise
-    raise UserError(f'Writing failed: {write_failure_line(e)[:300]}. Free disk space or '
-                    'make that folder writable (data.cache, --workdir), then rerun the same '
-                    f'command to resume from {job.state.latest}.') from None
+    raise write_failed(e, 'Free disk space or make that folder writable (data.cache, '
+                       f'--workdir), then rerun the same command to resume from '
+                       f'{job.state.latest}.') from None
