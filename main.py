@@ -19,14 +19,14 @@ from inference import predict
 from inference import score
 from training import config_checks
 from training import continuous_eval
-from training import train
+from training import loop
 
 FLAGS = flags.FLAGS
 # --mode: what to do with the workdir (FLAGS carries --images and --output).
 MODES = {
-    'train_and_eval': lambda config, workdir: train.train(config, workdir, evaluate=True),
-    'train': lambda config, workdir: train.train(config, workdir, evaluate=False),
-    'eval': train.evaluate,
+    'train_and_eval': lambda config, workdir: loop.train(config, workdir, evaluate=True),
+    'train': lambda config, workdir: loop.train(config, workdir, evaluate=False),
+    'eval': loop.evaluate,
     'continuous_eval': continuous_eval.run,
     'explain': lambda config, workdir: explain.run(config, workdir, FLAGS.images),
     'predict': lambda config, workdir: predict.run(config, workdir, FLAGS.images, FLAGS.output),

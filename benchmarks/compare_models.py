@@ -20,7 +20,7 @@ from absl import flags
 from data import sources
 from inference import loading
 from inference import score
-from training import train
+from training import loop
 
 flags.DEFINE_string('folder', '../shared/oxford_pets_sample', 'Official extracted layout.')
 flags.DEFINE_list('configs', ['configs/seg.py', 'configs/seg_xception.py'], 'Config files.')
@@ -56,7 +56,7 @@ def main(argv):
     config.predict.sizes, config.predict.flip = (), False  # One pass: compare the training.
     workdir = os.path.join(root, config.model.name)
     start = time.perf_counter()
-    results = train.train(config, workdir)
+    results = loop.train(config, workdir)
     seconds = time.perf_counter() - start
     model, _ = loading.load_model(config, workdir)
     builder = sources.prepared_builder(config.data, workdir)

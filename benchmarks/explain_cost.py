@@ -18,7 +18,7 @@ from ml_collections import config_flags
 import numpy as np
 import tensorflow as tf
 
-from interpretability import explain
+from interpretability import explanation as explain_lib
 from modeling import models
 from training import trainer as trainer_lib
 
@@ -37,7 +37,7 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = rng.uniform(0, 255, (config.summaries.num_images, size, size, 3)).astype(np.float32)
   start = time.perf_counter()
-  explanation = explain.explain(model, images, config.summaries.explain,
+  explanation = explain_lib.explain(model, images, config.summaries.explain,
                                 tuple(config.data.class_names), config.task == 'segmentation')
   explain_seconds = time.perf_counter() - start
 

@@ -19,7 +19,7 @@ import keras
 from ml_collections import config_flags
 
 from inference import loading
-from interpretability import explain
+from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
 
@@ -45,11 +45,11 @@ def main(argv):
                             and not isinstance(l, keras.layers.Rescaling)]
   for layer in layers:
     start = time.perf_counter()
-    maps = explain.class_maps(model, inputs, layer, tuple(config.data.class_names),
+    maps = explain_lib.class_maps(model, inputs, layer, tuple(config.data.class_names),
                               segmentation, config.summaries.explain.top_classes,
                               config.eval.global_batch_size)
-    explanation = explain.Explanation({}, {}, layer, maps, {})
-    scores = explain.score(explanation, [explain.mask_regions(p.mask, explanation,
+    explanation = explain_lib.Explanation({}, {}, layer, maps, {})
+    scores = explain_lib.score(explanation, [explain_lib.mask_regions(p.mask, explanation,
                                                                 segmentation) for p in pictures])
     summary = pointing.summarize(scores)
     print(json.dumps({

@@ -8,7 +8,7 @@ import os
 from absl import logging
 
 from inference import loading
-from interpretability import explain as explain_lib
+from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
 from modeling import xception_imagenet

@@ -60,13 +60,13 @@ def synthetic_folder(tmp_path_factory):
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory, synthetic_folder):
   """A 20-epoch synthetic run with explain summaries: (workdir, results, config)."""
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path_factory.mktemp('run'))
   config = small_config(data__source='folder', data__folder=synthetic_folder,
                         train__optimizer='adam', train__epochs=20, train__steps_per_call=3,
                         data__deterministic=True, summaries__explain_every_epochs=20,
                         summaries__explain__num_filters=16)
-  return workdir, train.train(config, workdir), config
+  return workdir, loop.train(config, workdir), config
 
 
 @pytest.fixture(scope='session')
@@ -82,8 +82,8 @@ def trained_unet(tmp_path_factory, synthetic_folder):
                         data__deterministic=True, summaries__explain_every_epochs=12,
                         summaries__explain__num_filters=4,
                         summaries__explain__num_filter_layers=1)
-  from training import train  # pylint: disable=import-outside-toplevel
-  results = train.train(config, workdir)
+  from training import loop  # pylint: disable=import-outside-toplevel
+  results = loop.train(config, workdir)
   assert results['eval']['iou/pet'] > 0.6, results['eval']  # It has learned the shapes.
   return workdir, config
 

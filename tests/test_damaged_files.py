@@ -19,7 +19,7 @@ from tests import own_data
 from tests.conftest import small_config
 from training import checkpoints
 from training import summaries as summaries_lib
-from training import train
+from training import loop
 from training import workdir as workdir_lib
 
 
@@ -153,7 +153,7 @@ def test_a_record_damaged_in_place_stops_training_with_the_file_and_fix(
   workdir = str(tmp_path / 'run')
   cache = str(tmp_path / 'cache')
   config = _quick(synthetic_folder, data__cache=cache)
-  train.train(config, workdir, evaluate=False)
+  loop.train(config, workdir, evaluate=False)
   builder = sources.prepared_builder(config.data, workdir)
   path = _train_records(builder) if damaged == 'record' else cache + '.train-0.index'
   with open(path, 'r+b') as f:  # Same size, other bytes: only reading finds it.
@@ -166,7 +166,7 @@ def test_a_record_damaged_in_place_stops_training_with_the_file_and_fix(
               else r'It is the data.cache files .*cache\.\*: delete them and rerun')
   with pytest.raises(DataError, match=r'A data file is damaged \(.*\)\. ' + expected
                      + r'.*; training resumes from .*ckpt-2'):
-    train.train(config, workdir, evaluate=False)
+    loop.train(config, workdir, evaluate=False)
 
 
 def test_events_that_never_reach_the_disk_are_noticed(tmp_path):
@@ -189,7 +189,7 @@ def test_a_failing_event_write_stops_the_run_with_the_resume_line(
   with pytest.raises(UserError, match=r'Writing failed: TensorBoard events could not be '
                                       r'written to .*No space left on device.*rerun the same '
                                       r'command to resume from .*ckpt-2'):
-    train.train(_quick(synthetic_folder), str(tmp_path))
+    loop.train(_quick(synthetic_folder), str(tmp_path))
 
 
 def test_a_checkpoint_read_for_predict_gives_the_moving_average_when_training_used_one(

@@ -9,7 +9,7 @@ import tensorflow as tf
 from inference import loading
 from interpretability import activations
 from interpretability import colormaps
-from interpretability import explain
+from interpretability import explanation as explain_lib
 from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
@@ -194,9 +194,9 @@ def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
   inputs = loading.model_input([p.pixels for p in pictures], 64)
   lifts = {}
   for layer in (gradcam.default_layer(model, True), 'encoder3_project'):
-    maps = explain.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
-    scored = explain.Explanation({}, {}, layer, maps, {})
-    lifts[layer] = pointing.summarize(explain.score(scored, [
-        explain.mask_regions(p.mask, scored, True) for p in pictures]))['pet']
+    maps = explain_lib.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
+    scored = explain_lib.Explanation({}, {}, layer, maps, {})
+    lifts[layer] = pointing.summarize(explain_lib.score(scored, [
+        explain_lib.mask_regions(p.mask, scored, True) for p in pictures]))['pet']
   default, projection = lifts.values()
   assert default['energy_lift'] > projection['energy_lift'], lifts

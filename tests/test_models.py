@@ -22,7 +22,7 @@ from modeling import xception_imagenet as xception_model
 from tests.conftest import model_config, small_config
 from training import checkpoints
 from training import runtime
-from training import train
+from training import loop
 from training import trainer as trainer_lib
 
 # (name, two input sizes, classes) for every registered model.
@@ -137,7 +137,7 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   config.runtime.cpu_devices = 2
   config.summaries.explain_every_epochs = 10
   config.summaries.explain.num_filters = 8
-  results = train.train(config, str(tmp_path))
+  results = loop.train(config, str(tmp_path))
   assert results['train']['accuracy'] > 0.8, results['train']
   assert results['eval']['num_examples'] == 8  # The validation split.
   accuracies = []
@@ -263,7 +263,7 @@ def test_frozen_encoder_stays_put_then_trains_under_mixed_precision_on_two_repli
 
   def weights_after(epochs):
     config.train.epochs = epochs
-    train.train(config, workdir, evaluate=False)
+    loop.train(config, workdir, evaluate=False)
     model = models.build_model(config.model, 32, 3)
     checkpoint = tf.train.Checkpoint(model=checkpoints.tracked_model(model))
     checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))

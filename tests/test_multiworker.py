@@ -161,7 +161,7 @@ def test_tf_config_helper():
 def test_tf_data_service_serves_a_training_run(tmp_path, synthetic_folder):
   from data import service  # pylint: disable=import-outside-toplevel
   from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   dispatcher = service.start_dispatcher()
   worker = service.start_worker(dispatcher.target)
   try:
@@ -172,7 +172,7 @@ def test_tf_data_service_serves_a_training_run(tmp_path, synthetic_folder):
     losses = []
     for epochs in range(1, 5):
       config.train.epochs = epochs
-      result = train.train(config, str(tmp_path), evaluate=False)
+      result = loop.train(config, str(tmp_path), evaluate=False)
       losses.append(result['train']['loss'])
     assert result['step'] == 24
     assert losses[-1] < losses[0]

@@ -206,7 +206,7 @@ def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
 def test_two_replicas_train_evaluate_predict_and_score_each_encoding(own_sets, encoding,
                                                                      tmp_path):
   from inference import predict, score  # pylint: disable=import-outside-toplevel
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   folder, _ = own_sets[encoding]
   explain = encoding == 'palette'  # Grad-CAM region scores over a mask with ignored pixels.
   config = files_config(folder, encoding, model__name='xception_unet',
@@ -215,7 +215,7 @@ def test_two_replicas_train_evaluate_predict_and_score_each_encoding(own_sets, e
                         summaries__explain__num_filters=2,
                         summaries__explain__num_filter_layers=1, train__class_weights='auto')
   workdir = str(tmp_path)
-  results = train.train(config, workdir)
+  results = loop.train(config, workdir)
   names = config.data.class_names
   assert results['eval']['num_examples'] >= 1
   assert all(f'iou/{name}' in results['eval'] for name in names)
@@ -243,7 +243,7 @@ def test_two_replicas_train_evaluate_predict_and_score_each_encoding(own_sets, e
 @pytest.mark.slow
 def test_classification_from_class_folders(tmp_path):
   from inference import score  # pylint: disable=import-outside-toplevel
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   own_data.write_classification_tree(str(tmp_path / 'train'), count=24)
   own_data.write_classification_tree(str(tmp_path / 'test'), count=6, seed=1)
   config = small_config(task='classification', data__source='files', data__label_feature='label',
@@ -254,7 +254,7 @@ def test_classification_from_class_folders(tmp_path):
   sources.with_class_names(config)
   assert tuple(config.data.class_names) == ('discs', 'squares')
   workdir = str(tmp_path / 'run')
-  results = train.train(config, workdir)
+  results = loop.train(config, workdir)
   assert results['eval']['num_examples'] >= 1
   assert score.run(config, workdir)['num_pictures'] == 6
   counted = data_report.DataReport.read(os.path.join(
@@ -293,7 +293,7 @@ def test_a_label_map_can_ignore_values_and_name_every_other_value():
 def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
   from data import check_data  # pylint: disable=import-outside-toplevel
   from inference import score  # pylint: disable=import-outside-toplevel
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   data_dir = str(tmp_path / 'tfds')
   own_data.TinySegmentation(data_dir=data_dir).download_and_prepare(
       download_config=tfds.download.DownloadConfig(try_download_gcs=False))
@@ -307,7 +307,7 @@ def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
   report = check_data.prepared_report(builder, config.data)
   assert not report.has_problems(), report.format()
   assert report.splits['train'].ignore_pixels == 24 * 40  # The first row of each mask.
-  results = train.train(config, str(tmp_path / 'run'))
+  results = loop.train(config, str(tmp_path / 'run'))
   assert results['eval']['num_examples'] == 6
   assert score.run(config, str(tmp_path / 'run'))['num_pictures'] == 6
   config.data.mask_key = 'segmentation'

@@ -17,7 +17,7 @@ from data import sources
 from errors import ConfigError, DataError, TrainingDiverged, UserError
 from tests.conftest import REPO, small_config
 from training import checkpoints
-from training import train
+from training import loop
 
 SMOKE_ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
               '--config.data.image_size=32', '--config.train.global_batch_size=8',
@@ -108,13 +108,13 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, syntheti
   caplog.set_level('INFO', logger='absl')
   config = _quick(synthetic_folder, train__epochs=2)
   workdir = str(tmp_path)
-  train.train(config, workdir, evaluate=False)
+  loop.train(config, workdir, evaluate=False)
   assert _checkpoint_steps(workdir) == [0, 2, 4]
   data_file = os.path.join(workdir, 'checkpoints', 'ckpt-4.data-00000-of-00001')
   with open(data_file, 'r+b') as f:
     f.truncate(100)
   config.train.epochs = 3
-  result = train.train(config, workdir, evaluate=False)
+  result = loop.train(config, workdir, evaluate=False)
   assert 'ckpt-4 cannot be read' in caplog.text
   assert 'Resumed from' in caplog.text and 'ckpt-2 at step 2' in caplog.text
   assert result['step'] == 6
@@ -125,7 +125,7 @@ def test_non_finite_loss_rolls_back_then_stops_clearly(tmp_path, synthetic_folde
   config = _quick(synthetic_folder, train__optimizer='sgd', train__learning_rate=1e12,
                   train__recovery_max_trials=2)
   with pytest.raises(TrainingDiverged, match=r'gave up after train.recovery_max_trials=2'):
-    train.train(config, str(tmp_path))
+    loop.train(config, str(tmp_path))
   assert caplog.text.count('rolled back to') == 2
   assert TrainingDiverged.exit_code == 3
   assert not os.path.exists(os.path.join(tmp_path, checkpoints.BEST_MODEL))
@@ -139,14 +139,14 @@ def test_non_finite_loss_rolls_back_then_stops_clearly(tmp_path, synthetic_folde
 def test_loss_upper_bound_triggers_the_same_rollback(tmp_path, synthetic_folder):
   config = _quick(synthetic_folder, train__loss_upper_bound=1e-6, train__recovery_max_trials=0)
   with pytest.raises(TrainingDiverged, match='exceeds train.loss_upper_bound=1e-06'):
-    train.train(config, str(tmp_path))
+    loop.train(config, str(tmp_path))
 
 
 @pytest.mark.slow
 def test_float16_loss_scale_skips_are_not_failures(tmp_path, synthetic_folder):
   config = _quick(synthetic_folder, runtime__precision='mixed_float16',
                   train__recovery_max_trials=0, train__epochs=2)
-  assert train.train(config, str(tmp_path))['step'] == 4
+  assert loop.train(config, str(tmp_path))['step'] == 4
 
 
 @pytest.mark.slow
@@ -154,7 +154,7 @@ def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
     tmp_path, synthetic_folder, monkeypatch):
   config = _quick(synthetic_folder)
   workdir = str(tmp_path)
-  train.train(config, workdir, evaluate=False)
+  loop.train(config, workdir, evaluate=False)
 
   def full(*args, **kwargs):
     raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')
@@ -162,7 +162,7 @@ def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
   config.train.epochs = 2
   with pytest.raises(UserError, match='Writing the checkpoint of step 4 to .* failed: .*No space '
                                       'left on device. Free disk space'):
-    train.train(config, workdir, evaluate=False)
+    loop.train(config, workdir, evaluate=False)
   monkeypatch.undo()
   assert _checkpoint_steps(workdir) == [0, 2]
   tf.train.load_checkpoint(os.path.join(workdir, 'checkpoints', 'ckpt-2'))
@@ -171,18 +171,18 @@ def test_disk_full_when_saving_is_clear_and_keeps_the_previous_checkpoint(
 @pytest.mark.slow
 def test_resuming_with_a_different_config_is_refused(tmp_path, synthetic_folder):
   workdir = str(tmp_path)
-  train.train(_quick(synthetic_folder), workdir, evaluate=False)
+  loop.train(_quick(synthetic_folder), workdir, evaluate=False)
   with pytest.raises(ConfigError, match=r'holds checkpoints of a run with a different config '
                                         r'\(train.learning_rate: 0.001 in the workdir, 0.01 now\)'
                                         r'.*use a new --workdir'):
-    train.train(_quick(synthetic_folder, train__learning_rate=0.01), workdir, evaluate=False)
-  resumed = train.train(_quick(synthetic_folder, train__epochs=2), workdir, evaluate=False)
+    loop.train(_quick(synthetic_folder, train__learning_rate=0.01), workdir, evaluate=False)
+  resumed = loop.train(_quick(synthetic_folder, train__epochs=2), workdir, evaluate=False)
   assert resumed['step'] == 4
 
 
 def test_image_size_the_model_cannot_take(tmp_path):
   with pytest.raises(ConfigError, match='multiple of 8 .* use 24 or 32'):
-    train.train(small_config(data__image_size=30), str(tmp_path))
+    loop.train(small_config(data__image_size=30), str(tmp_path))
   assert not os.path.exists(tmp_path / 'synthetic_pets')  # Stopped before any data.
 
 

@@ -12,7 +12,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import run_main, small_config
 from training import checkpoints
-from training import train
+from training import loop
 
 pytestmark = pytest.mark.slow  # Every test here trains or runs main.py.
 
@@ -83,16 +83,16 @@ def test_rerun_resumes_from_the_saved_step(tmp_path, synthetic_folder):
   config = small_config(data__source='folder', data__folder=synthetic_folder,
                         data__deterministic=True, train__steps_per_epoch=3, train__epochs=1)
   resumed = str(tmp_path / 'resumed')
-  assert train.train(config, resumed, evaluate=False)['step'] == 3
+  assert loop.train(config, resumed, evaluate=False)['step'] == 3
   config.train.epochs = 2
-  second = train.train(config, resumed, evaluate=False)
+  second = loop.train(config, resumed, evaluate=False)
   assert second['step'] == 6 and second['epoch'] == 2
   saved = sorted(os.path.basename(p) for p in glob.glob(f'{resumed}/checkpoints/ckpt-*.index'))
   assert saved == ['ckpt-0.index', 'ckpt-3.index', 'ckpt-6.index']
-  assert train.train(config, resumed, evaluate=False) == {'step': 6}  # Finished: nothing to do.
+  assert loop.train(config, resumed, evaluate=False) == {'step': 6}  # Finished: nothing to do.
 
   straight = str(tmp_path / 'straight')
-  train.train(config, straight, evaluate=False)
+  loop.train(config, straight, evaluate=False)
   resumed_weights = _model_weights(f'{resumed}/checkpoints')
   straight_weights = _model_weights(f'{straight}/checkpoints')
   assert resumed_weights.keys() == straight_weights.keys() and resumed_weights
@@ -104,9 +104,9 @@ def test_eval_mode_counts_every_example(tmp_path, synthetic_folder):
   config = small_config(data__source='folder', data__folder=synthetic_folder,
                         train__steps_per_epoch=2)
   with pytest.raises(Exception, match='found no checkpoint'):
-    train.evaluate(config, str(tmp_path))
-  train.train(config, str(tmp_path), evaluate=False)
-  results = train.evaluate(config, str(tmp_path))
+    loop.evaluate(config, str(tmp_path))
+  loop.train(config, str(tmp_path), evaluate=False)
+  results = loop.evaluate(config, str(tmp_path))
   assert results['step'] == 2 and results['eval']['num_examples'] == 8
 
 
@@ -150,7 +150,7 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
                         train__steps_per_epoch=3, eval__best_metric='mean_iou',
                         data__deterministic=True, summaries__explain_every_epochs=0,
                         data__validation_fraction=0.0)
-  train.train(config, str(tmp_path))
+  loop.train(config, str(tmp_path))
   logged, losses = _eval_scalars(str(tmp_path), 'mean_iou'), _eval_scalars(str(tmp_path), 'loss')
   assert len(logged) == 6
   assert np.argmax(logged) != np.argmin(losses), (logged, losses)

@@ -133,11 +133,11 @@ def test_read_only_modes_work_beside_a_running_training(trained_run, tmp_path):
 
 
 def test_disk_full_while_writing_the_cache_is_clear(tmp_path, synthetic_folder):
-  from training import train  # pylint: disable=import-outside-toplevel
+  from training import loop  # pylint: disable=import-outside-toplevel
   with _tmpfs(tmp_path / 'small', 'size=64k') as small:
     config = small_config(data__source='folder', data__folder=synthetic_folder,
                           data__cache=os.path.join(small, 'cache'),
                           summaries__explain_every_epochs=0)
     with pytest.raises(UserError, match='Writing failed: .*No space left on device.*Free disk '
                                         'space or make that folder writable'):
-      train.train(config, str(tmp_path / 'w'))
+      loop.train(config, str(tmp_path / 'w'))

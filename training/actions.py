@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from interpretability import colormaps
-from interpretability import explain as explain_lib
+from interpretability import explanation as explain_lib
 from interpretability import pointing
 from training import checkpoints
 from training import metrics

@@ -20,7 +20,7 @@ import tensorflow as tf
 from errors import UserError, first_line
 from training import checkpoints
 from training import actions as actions_lib
-from training import setup
+from training import job as job_lib
 
 RECORD_FILE = 'continuous_eval.json'
 POLL_S = 2.0
@@ -37,7 +37,7 @@ def run(config, workdir: str) -> dict:
     raise UserError(f'--mode=continuous_eval: no checkpoint appeared in {checkpoint_dir} '
                     f'within eval.continuous_timeout_s={timeout_s} s. Start the training (same '
                     '--workdir) first or with it.')
-  job = setup.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
+  job = job_lib.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
   record = _load_record(workdir)
   evaluate, export_best = actions_lib.Evaluator(job), actions_lib.BestModelExporter(job)
   while True:

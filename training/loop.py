@@ -22,7 +22,7 @@ from training import checkpoints
 from training import actions as actions_lib
 from training import metrics
 from training import preemption
-from training import setup
+from training import job as job_lib
 from training import summaries as summaries_lib
 from training import trainer as trainer_lib
 
@@ -37,13 +37,13 @@ def train(config, workdir: str, evaluate: bool = True) -> dict:
   # Signals count from the start: one that arrives while the job is built stops it at the
   # first step boundary (setup takes SIGTERM back from TensorFlow's preemption notifier).
   with preemption.stop_on_signals() as stop:
-    job = setup.build_job(config, workdir)
+    job = job_lib.build_job(config, workdir)
     return _errors_explained(job, lambda: _train_with_rollback(job, evaluate, stop))
 
 
 def evaluate(config, workdir: str) -> dict:
   """One evaluation of the workdir's newest checkpoint."""
-  job = setup.build_job(config, workdir)
+  job = job_lib.build_job(config, workdir)
   step = job.state.restore_latest()
   if not job.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
@@ -59,7 +59,7 @@ def evaluate(config, workdir: str) -> dict:
   return {'step': step, 'eval': results}
 
 
-def _train_with_rollback(job: setup.Job, evaluate: bool, stop) -> dict:
+def _train_with_rollback(job: job_lib.Job, evaluate: bool, stop) -> dict:
   step = job.state.restore_latest()
   if step >= job.data.total_steps:
     logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
@@ -86,7 +86,7 @@ def _train_with_rollback(job: setup.Job, evaluate: bool, stop) -> dict:
                       job.state.latest, step, failures + 1, trials)
 
 
-def _train_from(job: setup.Job, actions: list, step: int, stop) -> dict:
+def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
   cfg, total, per_epoch = job.config.train, job.data.total_steps, job.data.steps_per_epoch
   iterator = iter(job.runtime.strategy.distribute_datasets_from_function(
       lambda ctx: trainer_lib.with_ready_times(input_pipeline.train_dataset(
@@ -125,7 +125,7 @@ def _train_from(job: setup.Job, actions: list, step: int, stop) -> dict:
   return results
 
 
-def _freeze_encoder_while_due(job: setup.Job, step: int) -> None:
+def _freeze_encoder_while_due(job: job_lib.Job, step: int) -> None:
   """The encoder trains from epoch model.freeze_encoder_epochs + 1 on, the decoder always."""
   frozen = step // job.data.steps_per_epoch < job.config.model.freeze_encoder_epochs
   if frozen != bool(job.trainer.frozen):
@@ -142,7 +142,7 @@ def _steps_to_next_boundary(step: int, steps_per_epoch: int, train_config) -> in
   return min(train_config.steps_per_call, epoch_end - step, (step // every + 1) * every - step)
 
 
-def _run_steps(job: setup.Job, iterator, num_steps: int):
+def _run_steps(job: job_lib.Job, iterator, num_steps: int):
   """(sums [loss, examples, confusion, grad norms], seconds waited for input, seconds) of one
   call."""
   start = time.perf_counter()
@@ -211,7 +211,7 @@ def _clock(seconds: float) -> str:
   return str(datetime.timedelta(seconds=round(seconds)))
 
 
-def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
+def _log_call(job: job_lib.Job, step: int, num_steps: int, sums, waited: float,
               seconds: float, pace: _Pace) -> None:
   batch = job.config.train.global_batch_size * job.config.train.gradient_accumulation_steps
   values = {
@@ -232,7 +232,7 @@ def _log_call(job: setup.Job, step: int, num_steps: int, sums, waited: float,
                  pace.eta(job.data.total_steps - step))
 
 
-def _epoch_results(job: setup.Job, step: int, totals) -> dict:
+def _epoch_results(job: job_lib.Job, step: int, totals) -> dict:
   """The epoch's training metrics and pace, also written as `epoch/*` scalars."""
   (loss_sum, count, confusion, _), waited, seconds = totals
   results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
@@ -243,7 +243,7 @@ def _epoch_results(job: setup.Job, step: int, totals) -> dict:
   return results
 
 
-def _epoch_line(job: setup.Job, results: dict, pace: _Pace) -> str:
+def _epoch_line(job: job_lib.Job, results: dict, pace: _Pace) -> str:
   train_results = results['train']
   line = (f'epoch {results["epoch"]}/{job.config.train.epochs} step {results["step"]}: '
           f'{_metrics_line("train", train_results)}, '
@@ -272,7 +272,7 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
-def _errors_explained(job: setup.Job, work):
+def _errors_explained(job: job_lib.Job, work):
   """Runs `work()`; in a multi-worker job a lost peer becomes a WorkerLost naming it, and a
   write that fails (a cache file, TensorBoard events) a UserError naming the file."""
   try:
