@@ -13,7 +13,7 @@ from interpretability import gradcam
 from interpretability import pointing
 from modeling import xception_imagenet
 import tasks
-from training import checkpoints
+from training import atomic
 from training import summaries as summaries_lib
 from training import workdir as workdir_lib
 
@@ -55,7 +55,7 @@ def run(config, workdir: str, images: str | None) -> dict:
                                                                segmentation)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
-  checkpoints.write_text_atomically(os.path.join(out_dir, 'gradcam.json'),
+  atomic.write_text(os.path.join(out_dir, 'gradcam.json'),
                                     json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
   summaries_lib.write_explanation(writer, 'explain', 0, inputs, explanation, report['summary'])

@@ -12,7 +12,7 @@ from inference import loading
 from inference.predictor import Predictor
 from interpretability import colormaps
 import tasks
-from training import checkpoints
+from training import atomic
 from training import workdir as workdir_lib
 
 
@@ -50,11 +50,11 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   if tasks.is_segmentation(config):  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
-    checkpoints.write_text_atomically(os.path.join(out_dir, 'legend.csv'),
+    atomic.write_text(os.path.join(out_dir, 'legend.csv'),
                                       'class,r,g,b\n' + legend)
   else:
     csv_path = os.path.join(out_dir, 'predictions.csv')
-    checkpoints.write_text_atomically(csv_path, ''.join(rows))
+    atomic.write_text(csv_path, ''.join(rows))
     written.append(csv_path)
   logging.info('Predicted %d pictures with %s into %s.', len(paths), source, out_dir)
   return written

@@ -14,7 +14,7 @@ from data import sources
 from inference import loading
 from inference.predictor import Predictor
 import tasks
-from training import checkpoints
+from training import atomic
 from training import metrics
 
 
@@ -82,7 +82,7 @@ def run(config, workdir: str) -> dict:
              'predict_sizes': list(config.predict.sizes) or [config.data.image_size],
              'predict_flip': config.predict.flip, 'seconds': round(time.perf_counter() - start, 1),
              **results}
-  checkpoints.write_text_atomically(os.path.join(workdir, 'score.json'),
+  atomic.write_text(os.path.join(workdir, 'score.json'),
                                     json.dumps(results, indent=1) + '\n')
   headline = 'mean_iou' if tasks.is_segmentation(config) else 'accuracy'
   logging.info('Score on %s (%d pictures): %s %.4f; per group (breed or folder), worst first: %s',

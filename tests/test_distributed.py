@@ -10,6 +10,7 @@ from data import sources
 from modeling import models
 from tests.conftest import model_config, small_config
 from training import checkpoints
+from training import losses
 from training import metrics
 from training import runtime
 from training import trainer as trainer_lib
@@ -54,7 +55,7 @@ def test_every_validation_example_counted_once(synthetic_folder, tmp_path, globa
   everything = next(iter(input_pipeline.eval_dataset(builder, config.data, 13)))
   assert everything['weight'].numpy().tolist() == [1.0] * 13
   probabilities = trainer.model(everything['image'], training=False)
-  expected_loss = float(tf.reduce_sum(metrics.per_example_loss(everything['label'],
+  expected_loss = float(tf.reduce_sum(losses.per_example_loss(everything['label'],
                                                                probabilities)))
   np.testing.assert_allclose(loss_sum, expected_loss, rtol=1e-4)
   expected_confusion = metrics.confusion_matrix(everything['label'], probabilities, 3)

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.conftest import small_config
-from training import metrics
+from training import losses
 from training import trainer as trainer_lib
 
 
@@ -26,11 +26,11 @@ def test_soft_jaccard_charges_a_missed_thin_class_more_than_cross_entropy_does()
   no_outline, pet_grown = mask.copy(), mask.copy()
   no_outline[0, 12, :] = 1
   pet_grown[0, 10, :] = 0  # 16 background pixels called pet.
-  perfect = metrics.soft_jaccard_loss(mask, _one_hot_prediction(mask))
+  perfect = losses.soft_jaccard_loss(mask, _one_hot_prediction(mask))
   assert float(perfect[0]) < 0.02
 
   def cost(prediction, jaccard_weight):
-    return float(metrics.per_example_loss(labels, _one_hot_prediction(prediction),
+    return float(losses.per_example_loss(labels, _one_hot_prediction(prediction),
                                           jaccard_weight)[0])
   np.testing.assert_allclose(cost(no_outline, 0.0), cost(pet_grown, 0.0), rtol=1e-5)
   jaccard_no_outline = cost(no_outline, 1.0) - cost(no_outline, 0.0)

@@ -18,6 +18,7 @@ from data import sources
 from errors import DataError
 from tests import own_data
 from tests.conftest import run_main, small_config
+from training import losses
 from training import metrics
 
 ENCODINGS = {  # encoding -> config fields that read it
@@ -129,8 +130,8 @@ def test_predictions_on_ignored_pixels_change_neither_loss_nor_any_metric():
   for weights in (None, (1.0, 2.0, 5.0)):
     for jaccard in (0.0, 1.0):
       np.testing.assert_allclose(
-          metrics.per_example_loss(labels, probabilities, jaccard, weights),
-          metrics.per_example_loss(labels, changed, jaccard, weights), rtol=1e-6)
+          losses.per_example_loss(labels, probabilities, jaccard, weights),
+          losses.per_example_loss(labels, changed, jaccard, weights), rtol=1e-6)
   confusion = metrics.confusion_matrix(labels, probabilities, 3, tf.ones([2]))
   np.testing.assert_array_equal(confusion, metrics.confusion_matrix(labels, changed, 3,
                                                                     tf.ones([2])))
@@ -141,8 +142,8 @@ def test_predictions_on_ignored_pixels_change_neither_loss_nor_any_metric():
   # ... while a change on counted pixels does change them.
   other = probabilities.numpy().copy()
   other[:, 4:] = other[:, 4:, :, ::-1]
-  assert not np.allclose(metrics.per_example_loss(labels, probabilities),
-                         metrics.per_example_loss(labels, tf.constant(other)))
+  assert not np.allclose(losses.per_example_loss(labels, probabilities),
+                         losses.per_example_loss(labels, tf.constant(other)))
 
 
 def test_median_frequency_weights():

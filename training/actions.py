@@ -16,6 +16,7 @@ import tensorflow as tf
 from interpretability import colormaps
 from interpretability import explanation as explain_lib
 from interpretability import pointing
+from training import atomic
 from training import checkpoints
 from training import metrics
 from training import summaries as summaries_lib
@@ -75,7 +76,7 @@ class BestModelExporter:
       return
     job.state.best_eval.assign(ranked)
     if job.runtime.is_chief:
-      checkpoints.save_model_atomically(job.model,
+      atomic.save_model(job.model,
                                         os.path.join(job.workdir, checkpoints.BEST_MODEL))
       logging.info('New best validation %s %.4f: exported %s.', metric, value,
                    checkpoints.BEST_MODEL)

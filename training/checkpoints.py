@@ -1,8 +1,6 @@
-"""Training state on disk: tf.train checkpoints, the best model and the resolved config.
-
-Every file a crash could leave half-written is written beside its target and renamed into
-place, so a reader sees the old file or the new one, never a torn one.
-"""
+"""Training state on disk: tf.train checkpoints (step, best evaluation value, model, optimizer
+and moving average), the resolved config, and reading them back past damaged ones; the best
+model and config.json are written atomically (training/atomic.py)."""
 
 import glob
 import json
@@ -13,7 +11,8 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from errors import UserError, first_line, write_failed
+from errors import UserError, first_line
+from training import atomic
 
 BEST_MODEL = 'best_model.keras'
 CONFIG_FILE = 'config.json'
@@ -31,42 +30,9 @@ def tracked_model(model: keras.Model) -> dict:
           for v in model.variables}
 
 
-def _staging_path(path: str) -> str:
-  stem, ext = os.path.splitext(path)
-  return f'{stem}.tmp-{os.getpid()}{ext}'
-
-
-def _write_failed(what: str, path: str, error: Exception) -> UserError:
-  return write_failed(error, 'Free disk space or make the workdir writable, then rerun the '
-                      'same command; the files written before are intact.', f'{what} to {path}')
-
-
-def save_model_atomically(model: keras.Model, path: str) -> None:
-  staging = _staging_path(path)
-  try:
-    model.save(staging)
-    os.replace(staging, path)
-  except (OSError, tf.errors.OpError) as e:
-    if os.path.exists(staging):
-      os.remove(staging)
-    raise _write_failed('the best model', path, e) from e
-
-
-def write_text_atomically(path: str, text: str) -> None:
-  staging = _staging_path(path)
-  try:
-    with open(staging, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(staging, path)
-  except OSError as e:
-    raise _write_failed(os.path.basename(path), path, e) from e
-
-
 def write_config(config, workdir: str) -> None:
   """The resolved config (file + overrides), for the record and for resuming."""
-  write_text_atomically(os.path.join(workdir, CONFIG_FILE),
+  atomic.write_text(os.path.join(workdir, CONFIG_FILE),
                         json.dumps(json.loads(config.to_json_best_effort()), indent=2,
                                    sort_keys=True) + '\n')
 
@@ -184,7 +150,8 @@ class TrainState:
     try:
       path = manager.save(checkpoint_number=int(self.step))
     except (OSError, tf.errors.OpError) as e:
-      raise _write_failed(f'the checkpoint of step {int(self.step)}', manager.directory,
+      raise atomic.write_failed_in_workdir(f'the checkpoint of step {int(self.step)}',
+                                           manager.directory,
                           e) from e
     if self._scratch_manager:
       shutil.rmtree(self._scratch, ignore_errors=True)

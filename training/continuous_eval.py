@@ -18,6 +18,7 @@ from absl import logging
 import tensorflow as tf
 
 from errors import UserError, first_line
+from training import atomic
 from training import checkpoints
 from training import actions as actions_lib
 from training import job as job_lib
@@ -48,7 +49,7 @@ def run(config, workdir: str) -> dict:
       if results is None:
         continue
       record['steps'][str(step)] = results
-      checkpoints.write_text_atomically(os.path.join(workdir, RECORD_FILE),
+      atomic.write_text(os.path.join(workdir, RECORD_FILE),
                                         json.dumps(record, indent=2, sort_keys=True) + '\n')
       if step >= job.data.total_steps:
         logging.info('Evaluated the final checkpoint (step %d): done.', step)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from training import losses
 from training import metrics
 
 
@@ -165,7 +166,7 @@ class Trainer:
   def _loss_and_gradients(self, batch):
     with tf.GradientTape() as tape:
       probabilities = self.model(model_pictures(batch), training=True)
-      per_example = metrics.per_example_loss(batch['label'], probabilities,
+      per_example = losses.per_example_loss(batch['label'], probabilities,
                                              self.jaccard_loss_weight, self.pixel_class_weights)
       weighted = per_example if self.class_weights is None else per_example * tf.gather(
           self.class_weights, tf.reshape(tf.cast(batch['label'], tf.int32), [-1]))
@@ -247,7 +248,7 @@ class Trainer:
 
   def _eval_replica_step(self, batch):
     probabilities = self.model(model_pictures(batch), training=False)
-    return self._sums(batch, probabilities, metrics.per_example_loss(
+    return self._sums(batch, probabilities, losses.per_example_loss(
         batch['label'], probabilities, self.jaccard_loss_weight))
 
   def _eval_step(self, batch):
