@@ -105,8 +105,10 @@ def train_dataset(builder, data_config, global_batch_size: int, seed: int,
 
   Every replica has its own slice of the split and its own seeded stream, and a pipeline
   hands its replicas' batches out in turn: what a replica trains on depends only on its
-  global index, so 2 workers of 1 replica train exactly like 1 worker of 2 replicas, and
-  every example is read by one worker once per epoch.
+  global index, so 2 workers of 1 replica train like 1 worker of 2 replicas, and every
+  example is read by one worker once per epoch. A resumed run skips to `start_step`'s place in
+  its stream; the examples within a shuffle buffer come in the same order again only with
+  data.deterministic=True (parallel decoding may reorder them otherwise).
   """
   num_replicas = input_context.num_replicas_in_sync if input_context else 1
   pipelines = input_context.num_input_pipelines if input_context else 1

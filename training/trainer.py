@@ -1,7 +1,9 @@
-"""The distributed train and eval steps: strategy.run inside tf.function, several steps a call.
+"""The distributed train and eval steps: strategy.run inside tf.function, several steps a call,
+with gradient accumulation, clipping, class weights and the weights' moving average.
 
-Each replica returns sums (loss, examples, confusion matrix) that are reduced across replicas
-and workers with SUM, so the metrics are exact whatever the replica count or batch split.
+Each replica returns sums (loss, examples, confusion matrix, gradient norm) that are reduced
+across replicas and workers with SUM, so the metrics are exact whatever the replica count or
+batch split; the optimizer itself is made by `make_optimizer`, the one place that builds it.
 """
 
 import contextlib
