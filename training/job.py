@@ -42,6 +42,7 @@ class Data:
   builder: object  # A prepared tfds.core.DatasetBuilder.
   num_train: int
   num_eval: int
+  examples_per_step: int  # train.global_batch_size x train.gradient_accumulation_steps.
   steps_per_epoch: int
   total_steps: int
 
@@ -151,9 +152,10 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
   strategy = runtime.create_strategy(config.runtime)
   preemption.take_back_signals()
   replicas = strategy.num_replicas_in_sync
-  for field in ('train.global_batch_size', 'eval.global_batch_size'):
-    section, name = field.split('.')
-    config_checks.check_batch_divides(config[section][name], replicas, field)
+  config_checks.check_batch_divides(config.train.global_batch_size, replicas,
+                                    'train.global_batch_size')
+  config_checks.check_batch_divides(config.eval.global_batch_size, replicas,
+                                    'eval.global_batch_size')
   is_chief, task = runtime.is_chief(strategy), runtime.task_name(strategy)
   scratch = workdir if is_chief else os.path.join(workdir, 'workers', task.replace(' ', '_'))
   if is_chief:  # Before anything is read or written: one run (and one sidecar) per workdir.
@@ -191,13 +193,13 @@ def _data(config, scratch: str) -> Data:
                config.data.source, num_train, train_split, num_eval, eval_split)
   logging.info('data.cache=%s: %s (%s).', config.data.cache,
                *input_pipeline.resolve_cache(config.data, num_train))
-  batch = config.train.global_batch_size
-  per_update = batch * config.train.gradient_accumulation_steps  # Examples per step.
-  steps_per_epoch = config.train.steps_per_epoch or num_train // per_update
+  train = config.train
+  examples_per_step = train.global_batch_size * train.gradient_accumulation_steps
+  steps_per_epoch = train.steps_per_epoch or num_train // examples_per_step
   if steps_per_epoch < 1:
     raise DataError(f'{train_split!r} has {num_train} examples, fewer than one step of '
-                    f'train.global_batch_size={batch} x train.gradient_accumulation_steps='
-                    f'{config.train.gradient_accumulation_steps}: lower them or set '
-                    'train.steps_per_epoch.')
-  return Data(builder, num_train, num_eval, steps_per_epoch,
-              config.train.epochs * steps_per_epoch)
+                    f'train.global_batch_size={train.global_batch_size} x '
+                    f'train.gradient_accumulation_steps={train.gradient_accumulation_steps}: '
+                    'lower them or set train.steps_per_epoch.')
+  return Data(builder, num_train, num_eval, examples_per_step, steps_per_epoch,
+              train.epochs * steps_per_epoch)

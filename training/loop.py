@@ -213,11 +213,10 @@ def _clock(seconds: float) -> str:
 
 def _log_call(job: job_lib.Job, step: int, num_steps: int, sums, waited: float,
               seconds: float, pace: _Pace) -> None:
-  batch = job.config.train.global_batch_size * job.config.train.gradient_accumulation_steps
   values = {
       'loss': _mean_loss(sums),
       'learning_rate': float(keras.ops.convert_to_numpy(job.optimizer.learning_rate)),
-      'images_per_s': num_steps * batch / seconds,
+      'images_per_s': num_steps * job.data.examples_per_step / seconds,
       'step_time_s': seconds / num_steps,
       'input_wait_fraction': min(waited / seconds, 1.0),
   }
