@@ -55,8 +55,7 @@ def run(config, workdir: str, images: str | None) -> dict:
                                                                segmentation)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
-  atomic.write_text(os.path.join(out_dir, 'gradcam.json'),
-                                    json.dumps(report, indent=1) + '\n')
+  atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
   summaries_lib.write_explanation(writer, 'explain', 0, inputs, explanation, report['summary'])
   writer.flush()

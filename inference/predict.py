@@ -50,8 +50,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   if tasks.is_segmentation(config):  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
-    atomic.write_text(os.path.join(out_dir, 'legend.csv'),
-                                      'class,r,g,b\n' + legend)
+    atomic.write_text(os.path.join(out_dir, 'legend.csv'), 'class,r,g,b\n' + legend)
   else:
     csv_path = os.path.join(out_dir, 'predictions.csv')
     atomic.write_text(csv_path, ''.join(rows))

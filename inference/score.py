@@ -82,8 +82,7 @@ def run(config, workdir: str) -> dict:
              'predict_sizes': list(config.predict.sizes) or [config.data.image_size],
              'predict_flip': config.predict.flip, 'seconds': round(time.perf_counter() - start, 1),
              **results}
-  atomic.write_text(os.path.join(workdir, 'score.json'),
-                                    json.dumps(results, indent=1) + '\n')
+  atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = 'mean_iou' if tasks.is_segmentation(config) else 'accuracy'
   logging.info('Score on %s (%d pictures): %s %.4f; per group (breed or folder), worst first: %s',
                results['test_split'], results['num_pictures'], headline, results[headline],

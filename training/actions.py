@@ -76,8 +76,7 @@ class BestModelExporter:
       return
     job.state.best_eval.assign(ranked)
     if job.runtime.is_chief:
-      atomic.save_model(job.model,
-                                        os.path.join(job.workdir, checkpoints.BEST_MODEL))
+      atomic.save_model(job.model, os.path.join(job.workdir, checkpoints.BEST_MODEL))
       logging.info('New best validation %s %.4f: exported %s.', metric, value,
                    checkpoints.BEST_MODEL)
 

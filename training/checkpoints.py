@@ -33,8 +33,8 @@ def tracked_model(model: keras.Model) -> dict:
 def write_config(config, workdir: str) -> None:
   """The resolved config (file + overrides), for the record and for resuming."""
   atomic.write_text(os.path.join(workdir, CONFIG_FILE),
-                        json.dumps(json.loads(config.to_json_best_effort()), indent=2,
-                                   sort_keys=True) + '\n')
+                    json.dumps(json.loads(config.to_json_best_effort()), indent=2,
+                               sort_keys=True) + '\n')
 
 
 def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str, fix: str,

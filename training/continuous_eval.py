@@ -41,21 +41,25 @@ def run(config, workdir: str) -> dict:
   job = job_lib.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
   record = _load_record(workdir)
   evaluate, export_best = actions_lib.Evaluator(job), actions_lib.BestModelExporter(job)
+  skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
+
+  def pending() -> dict:
+    return {step: path for step, path in _checkpoints(checkpoint_dir).items()
+            if str(step) not in record['steps'] and step not in skipped}
+
   while True:
-    pending = {step: path for step, path in _checkpoints(checkpoint_dir).items()
-               if str(step) not in record['steps']}
-    for step, path in sorted(pending.items()):
+    for step, path in sorted(pending().items()):
       results = _evaluate(job, path, record, evaluate, export_best)
       if results is None:
+        skipped.add(step)
         continue
       record['steps'][str(step)] = results
       atomic.write_text(os.path.join(workdir, RECORD_FILE),
-                                        json.dumps(record, indent=2, sort_keys=True) + '\n')
+                        json.dumps(record, indent=2, sort_keys=True) + '\n')
       if step >= job.data.total_steps:
         logging.info('Evaluated the final checkpoint (step %d): done.', step)
         return record
-    if not _wait(lambda: set(_checkpoints(checkpoint_dir)) - {int(s) for s in record['steps']},
-                 timeout_s):
+    if not _wait(pending, timeout_s):
       logging.info('No new checkpoint in %d s (eval.continuous_timeout_s): done.', timeout_s)
       return record
 
