@@ -90,7 +90,7 @@ def _check_ranges(config) -> None:
                 'eval.global_batch_size', 'eval.continuous_timeout_s',
                 'data.synthetic.num_trainval',
                 'data.synthetic.num_test', 'data.synthetic.photo_size'):
-    _positive(_get(config, field), field)
+    _positive(field_value(config, field), field)
   if config.train.steps_per_epoch is not None:
     _positive(config.train.steps_per_epoch, 'train.steps_per_epoch')
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
@@ -155,7 +155,7 @@ def _check_combinations(config) -> None:
 def _check_paths(config) -> None:
   """Folders that must be folders, and what the source and cache need on disk."""
   for field in ('data.data_dir', 'data.manual_dir', 'data.folder', 'data.synthetic.dir'):
-    path = _get(config, field)
+    path = field_value(config, field)
     _require(not path or not os.path.exists(path) or os.path.isdir(path),
              f'{field}={path!r} is a file: it must name a folder.')
   _check_own_data(config)
@@ -251,10 +251,12 @@ def check_config_file(path: str) -> None:
                       'get_config() returning an ml_collections.ConfigDict (see configs/seg.py).')
 
 
-def _get(config, dotted: str):
-  value = config
+def field_value(tree, dotted: str):
+  """The value of a dotted field such as `train.global_batch_size` in a ConfigDict or in its
+  saved JSON (a dict); None where a part of the path is missing."""
+  value = tree
   for part in dotted.split('.'):
-    value = value[part]
+    value = value.get(part) if value is not None else None
   return value
 
 

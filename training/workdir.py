@@ -11,6 +11,7 @@ import tempfile
 
 from configs import base
 from errors import ConfigError, UserError
+from training import config_checks
 
 LOCK_FILE = '.lock'
 _HINTS = {
@@ -106,9 +107,7 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
   current = json.loads(config.to_json_best_effort())
   differences = []
   for field in RUN_IDENTITY:
-    old, new = saved, current
-    for part in field.split('.'):
-      old, new = (old or {}).get(part), (new or {}).get(part)
+    old, new = config_checks.field_value(saved, field), config_checks.field_value(current, field)
     if old != new:
       differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
   if differences:
