@@ -22,31 +22,35 @@ from training import metrics
 from training import summaries as summaries_lib
 
 
+@dataclasses.dataclass
 class Evaluator:
   """One exact pass over the eval split, written to the eval run with the preview's masks."""
-
-  def __init__(self, job):
-    self.job = job
+  trainer: object  # trainer.Trainer: its model and eval step.
+  eval_data: object  # The distributed eval dataset.
+  summaries: summaries_lib.Summaries
+  class_names: tuple
+  segmentation: bool
+  preview: dict | None  # The fixed validation batch whose masks are drawn.
+  class_colors: object
 
   def __call__(self, step: int) -> dict:
-    job, start = self.job, time.perf_counter()
-    loss_sum, count, confusion = job.trainer.evaluate(job.eval_data)
-    results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
-                                job.segmentation)
+    start = time.perf_counter()
+    loss_sum, count, confusion = self.trainer.evaluate(self.eval_data)
+    results = metrics.summarize(loss_sum, count, confusion, self.class_names, self.segmentation)
     results['seconds'] = time.perf_counter() - start
-    job.summaries.scalars('eval', step, results)
-    names = tuple(job.config.data.class_names)
-    job.summaries.images('eval', step, 'confusion_matrix',
-                         colormaps.confusion_image(confusion, names)[None])
-    job.summaries.text('eval', step, 'confusion_table', confusion_table(confusion, names))
-    if job.preview is not None and job.segmentation:
-      images = job.preview['image'].numpy()
-      predicted = np.argmax(job.model(job.preview['image'], training=False), axis=-1)
-      for name, masks in (('ground_truth', job.preview['label'].numpy()),
+    self.summaries.scalars('eval', step, results)
+    self.summaries.images('eval', step, 'confusion_matrix',
+                          colormaps.confusion_image(confusion, self.class_names)[None])
+    self.summaries.text('eval', step, 'confusion_table',
+                        confusion_table(confusion, self.class_names))
+    if self.preview is not None and self.segmentation:
+      images = self.preview['image'].numpy()
+      predicted = np.argmax(self.trainer.model(self.preview['image'], training=False), axis=-1)
+      for name, masks in (('ground_truth', self.preview['label'].numpy()),
                           ('prediction', predicted)):
-        job.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
-            colormaps.mask_overlay(images, masks, colors=job.class_colors), names,
-            job.class_colors))
+        self.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
+            colormaps.mask_overlay(images, masks, colors=self.class_colors), self.class_names,
+            self.class_colors))
     return results
 
 
@@ -61,48 +65,55 @@ def confusion_table(confusion: np.ndarray, class_names: tuple) -> str:
   return '\n'.join(lines)
 
 
+@dataclasses.dataclass
 class BestModelExporter:
   """Keeps the model with the best finite eval.best_metric (the book's ModelCheckpoint keeps
   the lowest validation loss); the best value lives in the checkpointed state."""
-
-  def __init__(self, job):
-    self.job = job
+  state: checkpoints.TrainState
+  model: object
+  path: str  # WORKDIR/best_model.keras
+  best_metric: str
+  writes: bool  # The chief writes; every worker keeps the best value.
 
   def __call__(self, results: dict) -> None:
-    job, metric = self.job, self.job.config.eval.best_metric
-    value = results[metric]
-    ranked = value if metric == 'loss' else -value
-    if not math.isfinite(value) or ranked >= float(job.state.best_eval):
+    value = results[self.best_metric]
+    ranked = value if self.best_metric == 'loss' else -value
+    if not math.isfinite(value) or ranked >= float(self.state.best_eval):
       return
-    job.state.best_eval.assign(ranked)
-    if job.runtime.is_chief:
-      atomic.save_model(job.model, os.path.join(job.workdir, checkpoints.BEST_MODEL))
-      logging.info('New best validation %s %.4f: exported %s.', metric, value,
-                   checkpoints.BEST_MODEL)
+    self.state.best_eval.assign(ranked)
+    if self.writes:
+      atomic.save_model(self.model, self.path)
+      logging.info('New best validation %s %.4f: exported %s.', self.best_metric, value,
+                   os.path.basename(self.path))
 
 
+@dataclasses.dataclass
 class Explainer:
   """Activations, filter patterns and Grad-CAM of the preview to TensorBoard, with each class's
   Grad-CAM energy lift against the pictures' own masks (segmentation)."""
-
-  def __init__(self, job):
-    self.job = job
+  model: object
+  preview: dict
+  explain_config: object  # summaries.explain
+  class_names: tuple
+  segmentation: bool
+  batch_size: int
+  summaries: summaries_lib.Summaries
 
   def __call__(self, step: int) -> float:
     """Returns the seconds it took, also logged and written as `explain/seconds`."""
-    job, start = self.job, time.perf_counter()
-    images = job.preview['image'].numpy()
-    explanation = explain_lib.explain(job.model, images, job.config.summaries.explain,
-                                      tuple(job.config.data.class_names), job.segmentation,
-                                      batch_size=job.config.eval.global_batch_size)
+    start = time.perf_counter()
+    images = self.preview['image'].numpy()
+    explanation = explain_lib.explain(self.model, images, self.explain_config,
+                                      self.class_names, self.segmentation,
+                                      batch_size=self.batch_size)
     lifts = None
-    if job.segmentation:
+    if self.segmentation:
       regions = [explain_lib.mask_regions(mask[..., 0], explanation, True)
-                 for mask in job.preview['label'].numpy()]
+                 for mask in self.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
-    summaries_lib.write_explanation(job.summaries, 'eval', step, images, explanation, lifts)
+    summaries_lib.write_explanation(self.summaries, 'eval', step, images, explanation, lifts)
     seconds = time.perf_counter() - start
-    job.summaries.scalars('eval', step, {'explain/seconds': seconds})
+    self.summaries.scalars('eval', step, {'explain/seconds': seconds})
     logging.info('Explain summaries at step %d took %.1f s (%s); Grad-CAM layer %s%s.', step,
                  seconds, ', '.join(f'{k} {v:.1f}s' for k, v in explanation.seconds.items()),
                  explanation.gradcam_layer, ', energy lift ' + ', '.join(
@@ -113,30 +124,30 @@ class Explainer:
 class Profiler:
   """A TensorBoard profiler trace of summaries.profile_steps=(first, last) on the chief."""
 
-  def __init__(self, job):
-    self.job = job
+  def __init__(self, trace_dir: str, profile_steps: tuple, enabled: bool):
+    self.trace_dir = trace_dir
+    self.steps = tuple(profile_steps) if enabled and len(profile_steps) == 2 else ()
     self.active = False
 
   def __call__(self, step: int) -> None:
-    steps = tuple(self.job.config.summaries.profile_steps)
-    if not self.job.runtime.is_chief or len(steps) != 2:
+    if not self.steps:
       return
-    if steps[0] <= step < steps[1] and not self.active:
-      tf.profiler.experimental.start(os.path.join(self.job.workdir, 'train'))
+    if self.steps[0] <= step < self.steps[1] and not self.active:
+      tf.profiler.experimental.start(self.trace_dir)
       self.active = True
-    elif step >= steps[1] and self.active:
+    elif step >= self.steps[1] and self.active:
       tf.profiler.experimental.stop()
       self.active = False
-      logging.info('Profiler trace of steps %d-%d written to %s/train (TensorBoard: Profile).',
-                   steps[0], step, self.job.workdir)
+      logging.info('Profiler trace of steps %d-%d written to %s (TensorBoard: Profile).',
+                   self.steps[0], step, self.trace_dir)
 
 
 class StopVote:
   """True when a stop signal arrived on any worker, so that all workers stop at one step."""
 
-  def __init__(self, job):
-    self.strategy = job.runtime.strategy
-    self.num_workers = job.runtime.num_workers
+  def __init__(self, strategy: tf.distribute.Strategy, num_workers: int):
+    self.strategy = strategy
+    self.num_workers = num_workers
 
   def __call__(self, flag: bool) -> bool:
     if self.num_workers == 1:
@@ -177,13 +188,27 @@ class Action:
   averaged: bool = False
 
 
+def evaluator(job) -> Evaluator:
+  """The job's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""
+  return Evaluator(job.trainer, job.eval_data, job.summaries,
+                   tuple(job.config.data.class_names), job.segmentation, job.preview,
+                   job.class_colors)
+
+
+def best_model_exporter(job) -> BestModelExporter:
+  return BestModelExporter(job.state, job.model,
+                           os.path.join(job.workdir, checkpoints.BEST_MODEL),
+                           job.config.eval.best_metric, job.runtime.is_chief)
+
+
 def periodic_actions(job, evaluate: bool) -> list[Action]:
-  """The training loop's periodic work, in the order it runs at a boundary."""
+  """The training loop's periodic work, in the order it runs at a boundary, each action built
+  from the parts of the job it needs."""
   config, every = job.config, job.config.eval.every_epochs
-  evaluator, export_best = Evaluator(job), BestModelExporter(job)
+  evaluate_once, export_best = evaluator(job), best_model_exporter(job)
 
   def evaluate_and_keep_best(step: int) -> dict:
-    results = evaluator(step)
+    results = evaluate_once(step)
     export_best(results)
     return {'eval': results}
 
@@ -193,7 +218,9 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
 
   explain_every = config.summaries.explain_every_epochs
   explains = job.runtime.is_chief and job.preview is not None and explain_every
-  explainer = Explainer(job)
+  explainer = Explainer(job.model, job.preview, config.summaries.explain,
+                        tuple(config.data.class_names), job.segmentation,
+                        config.eval.global_batch_size, job.summaries)
   return [
       Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,
              evaluate_and_keep_best, averaged=True),

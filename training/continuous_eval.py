@@ -40,7 +40,7 @@ def run(config, workdir: str) -> dict:
                     '--workdir) first or with it.')
   job = job_lib.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
   record = _load_record(workdir)
-  evaluate, export_best = actions_lib.Evaluator(job), actions_lib.BestModelExporter(job)
+  evaluate, export_best = actions_lib.evaluator(job), actions_lib.best_model_exporter(job)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
 
   def pending() -> dict:

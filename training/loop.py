@@ -49,7 +49,7 @@ def evaluate(config, workdir: str) -> dict:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
   def evaluate_and_flush():
-    results = actions_lib.Evaluator(job)(step)
+    results = actions_lib.evaluator(job)(step)
     job.summaries.flush()
     return results
   with job.trainer.ema_weights():
@@ -92,7 +92,9 @@ def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
       lambda ctx: trainer_lib.with_ready_times(input_pipeline.train_dataset(
           job.data.builder, job.config.data, cfg.global_batch_size, job.config.seed,
           step * cfg.gradient_accumulation_steps, ctx))))
-  profile, any_worker_stops = actions_lib.Profiler(job), actions_lib.StopVote(job)
+  profile = actions_lib.Profiler(os.path.join(job.workdir, 'train'),
+                                 job.config.summaries.profile_steps, job.runtime.is_chief)
+  any_worker_stops = actions_lib.StopVote(job.runtime.strategy, job.runtime.num_workers)
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     _freeze_encoder_while_due(job, step)
