@@ -54,24 +54,20 @@ def is_write_failure(error: Exception) -> bool:
   return any(phrase in str(error).lower() for phrase in _WRITE_PHRASES)
 
 
-def write_failure_line(error: Exception) -> str:
-  """The line of the error's message that says which write failed (TensorFlow's messages
-  start with lines about graph execution)."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return next((line for line in lines if any(p in line.lower() for p in _WRITE_PHRASES)),
-              lines[0] if lines else type(error).__name__)
 
 
 def write_failed(error: Exception, fix: str, what: str = '', kind=UserError) -> UserError:
   """The one message of every write that failed: `Writing <what> failed: <the line of the
   error that says why>. <fix>`, as a `kind` (a UserError, or a DataError for the data)."""
   subject = f'Writing {what} failed' if what else 'Writing failed'
-  return kind(f'{subject}: {write_failure_line(error)[:300]}. {fix}')
+  return kind(f'{subject}: {first_line(error, 300, _WRITE_PHRASES)}. {fix}')
 
 
-def first_line(error: Exception, limit: int = 200) -> str:
-  """The first non-empty line of a library's message, cut to `limit` characters: Keras and
-  TensorFlow append object lists and stack traces that bury the reason."""
+def first_line(error: Exception, limit: int = 200, naming: tuple = ()) -> str:
+  """The line of a library's message that says what went wrong, cut to `limit` characters:
+  the first that names one of `naming` (lower case), else the first non-empty one. Keras and
+  TensorFlow open with lines about graph execution and append object lists and traces."""
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  line = lines[0] if lines else type(error).__name__
+  line = next((text for text in lines if any(word in text.lower() for word in naming)),
+              lines[0] if lines else type(error).__name__)
   return line if len(line) <= limit else line[:limit - 3] + '...'

@@ -53,8 +53,7 @@ def record_damage(builder: tfds.core.DatasetBuilder) -> str | None:
 def read_failure(error: Exception, data_config, data_dir: str, resume_from: str | None
                  ) -> DataError:
   """A DataLossError met while reading examples, as the damaged file and how to replace it."""
-  detail = next((line.strip() for line in str(error).splitlines()
-                 if 'record' in line or 'Unable to read' in line), errors.first_line(error))
+  detail = errors.first_line(error, 300, ('record', 'unable to read'))
   cached = data_config.cache not in ('auto', 'memory', 'none')
   cache_files = f'{data_config.cache}.*' if cached else None
   prepared = (f'the prepared set in {data_dir}: delete that folder and rerun (it is prepared '
