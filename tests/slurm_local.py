@@ -15,6 +15,7 @@ import time
 from launch import launch_local
 
 DAEMONS = ('/usr/sbin/munged', '/usr/sbin/slurmctld', '/usr/sbin/slurmd')
+CRED_EXPIRE_S = 10
 
 
 def unavailable() -> str | None:
@@ -50,7 +51,11 @@ class LocalSlurm:
     lines = [
         'ClusterName=segtest', f'SlurmctldHost={host}', f'SlurmctldPort={ctld_port}',
         f'SlurmdPort={slurmd_port}', 'AuthType=auth/munge',
-        f'AuthInfo=socket={self._path("munge.socket")}', 'CredType=cred/munge',
+        # A requeued job waits cred_expire + 1 s (default 120) before it may start again;
+        # starting it sooner (scontrol update StartTime=now) is refused with "Job credential
+        # revoked" and the job FAILS. A short lifetime keeps Slurm's own delay in the test.
+        f'AuthInfo=socket={self._path("munge.socket")},cred_expire={CRED_EXPIRE_S}',
+        'CredType=cred/munge',
         'SlurmUser=root', 'SlurmdUser=root', f'StateSaveLocation={self._path("state")}',
         f'SlurmdSpoolDir={self._path("spool")}',
         f'SlurmctldPidFile={self.pid_files[1]}', f'SlurmdPidFile={self.pid_files[2]}',
@@ -90,6 +95,11 @@ class LocalSlurm:
     """`scontrol show job` as {key: value}."""
     text = self.run('scontrol', '-o', 'show', 'job', job_id).stdout
     return dict(item.split('=', 1) for item in text.split() if '=' in item)
+
+  def controller_log(self, lines: int = 20) -> str:
+    """The end of slurmctld's log: why Slurm failed or killed a job, for an assertion."""
+    with open(self._path('slurmctld.log')) as f:
+      return ''.join(f.readlines()[-lines:])
 
   def wait_for(self, job_id: str, states: tuple, timeout_s: float) -> dict:
     deadline = time.time() + timeout_s
