@@ -116,12 +116,14 @@ def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) 
 
 
 def legend(class_names, colors, width: int) -> np.ndarray:
-  """uint8 [h, width, 3]: each class's colour swatch and name on white, in rows that fit
-  `width` (text 2x on pictures 320 px wide or more)."""
+  """uint8 [h, w, 3]: each class's colour swatch and name on white, in rows that fit
+  `width` (text 2x on pictures 320 px wide or more). A name too long for `width` on a row of
+  its own widens the strip (w > width) rather than being cut."""
   scale = 2 if width >= 320 else 1
   gap, swatch = 3 * scale, font.HEIGHT * scale
   entries = [(font.text_mask(str(name), scale), color) for name, color in
              zip(class_names, np.asarray(colors, np.uint8))]
+  width = max([width] + [gap + swatch + gap + text.shape[1] + gap for text, _ in entries])
   rows, row, used = [], [], gap
   for text, color in entries:
     need = swatch + gap + text.shape[1] + 2 * gap
@@ -135,17 +137,19 @@ def legend(class_names, colors, width: int) -> np.ndarray:
   for index, row in enumerate(rows):
     top = gap + index * (swatch + gap)
     for text, color, left in row:
-      canvas[top:top + swatch, left:min(left + swatch, width)] = color
-      text = text[:, :max(width - left - swatch - gap, 0)]
+      canvas[top:top + swatch, left:left + swatch] = color
       start = left + swatch + gap
       canvas[top:top + swatch, start:start + text.shape[1]][text] = 0
   return canvas
 
 
 def with_legend(pictures: np.ndarray, class_names, colors) -> np.ndarray:
-  """A picture ([H, W, 3]) or a batch ([N, H, W, 3]) with the legend of its classes below."""
+  """A picture ([H, W, 3]) or a batch ([N, H, W, 3]) with the legend of its classes below,
+  padded with white on the right where a class name is wider than the picture."""
   pictures = np.asarray(pictures, np.uint8)
   strip = legend(class_names, colors, pictures.shape[-2])
+  widen = [(0, 0)] * (pictures.ndim - 2) + [(0, strip.shape[1] - pictures.shape[-2]), (0, 0)]
+  pictures = np.pad(pictures, widen, constant_values=255)
   if pictures.ndim == 3:
     return np.concatenate([pictures, strip], 0)
   return np.concatenate([pictures, np.broadcast_to(strip, (len(pictures),) + strip.shape)], 1)

@@ -332,6 +332,17 @@ def test_overlays_carry_a_legend_and_leave_ignored_pixels_uncoloured():
   assert (strip == 0).all(-1).any() and (strip == 255).all(-1).any()
 
 
+def test_a_class_name_wider_than_the_picture_widens_the_legend_instead_of_being_cut():
+  from interpretability import colormaps, font  # pylint: disable=import-outside-toplevel
+  names = ('background', 'Staffordshire Bull Terrier')
+  pictures = np.full((2, 32, 32, 3), 90, np.uint8)
+  shown = colormaps.with_legend(pictures, names, colormaps.class_colors(2))
+  assert shown.shape[0] == 2 and shown.shape[2] > font.text_mask(names[1]).shape[1]
+  assert (shown[:, :32, :32] == 90).all() and (shown[:, :32, 32:] == 255).all()
+  drawn = (shown[0, 32:] == 0).all(-1).sum()  # Every pixel of both names' text, none cut.
+  assert drawn == sum(font.text_mask(name).sum() for name in names)
+
+
 def test_the_confusion_picture_normalises_each_row():
   from interpretability import colormaps  # pylint: disable=import-outside-toplevel
   picture = colormaps.confusion_image(np.array([[30, 0], [5, 5]]), cell=10)
