@@ -6,6 +6,8 @@ Pictures leave as uint8 batches: the host copies a quarter of float32's bytes to
 and the training step casts them there.
 """
 
+import hashlib
+import json
 import math
 
 import tensorflow as tf
@@ -60,13 +62,31 @@ def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
                   f'data.cache_budget_gb={data_config.cache_budget_gb}; every epoch decodes')
 
 
-def _apply_cache(ds: tf.data.Dataset, data_config, split: str, builder, name: str
-                 ) -> tf.data.Dataset:
-  """Caches decoded, resized examples in memory or in tf.data files named `<cache>.<name>`."""
+# Data fields that act after the cache: a change to them reuses the cached examples.
+AFTER_CACHE_FIELDS = ('augment', 'autotune_ram_budget_gb', 'cache', 'cache_budget_gb',
+                      'deterministic', 'service_address', 'service_mode', 'shuffle_buffer')
+
+
+def cache_key(data_config, builder, split: str, shard: int, num_shards: int) -> str:
+  """What decides a cache file's examples (the prepared set, the slice read, every data field
+  before the cache), hashed: a data.cache prefix shared by runs of another size, source or
+  number of replicas gives each its own files instead of another run's examples."""
+  fields = {k: v for k, v in data_config.to_dict().items() if k not in AFTER_CACHE_FIELDS}
+  text = json.dumps([builder.data_dir, split, shard, num_shards, fields], sort_keys=True,
+                    default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _apply_cache(ds: tf.data.Dataset, data_config, builder, split: str, name: str,
+                 shard: int, num_shards: int) -> tf.data.Dataset:
+  """Caches decoded, resized examples in memory or in tf.data files named
+  `<cache>.<name>-<cache_key>`."""
   cache, _ = resolve_cache(data_config, sources.num_examples(builder, split))
   if cache == 'none':
     return ds
-  return ds.cache('' if cache == 'memory' else f'{cache}.{name}')
+  if cache == 'memory':
+    return ds.cache()
+  return ds.cache(f'{cache}.{name}-{cache_key(data_config, builder, split, shard, num_shards)}')
 
 
 SERVICE_MODES = {
@@ -81,7 +101,7 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   split = sources.resolve_splits(data_config).train
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
   ds = ds.map(preprocess_fn(data_config), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config, split, builder, f'train-{replica}')
+  ds = _apply_cache(ds, data_config, builder, split, f'train-{replica}', replica, num_replicas)
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat().batch(per_replica_batch, drop_remainder=True)
   ds = ds.enumerate().skip(start_step)
@@ -144,7 +164,7 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   prepare = preprocess_fn(data_config)
   ds = ds.map(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)},
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config, split, builder, f'eval-{shard}')
+  ds = _apply_cache(ds, data_config, builder, split, f'eval-{shard}', shard, pipelines)
   size = data_config.image_size
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([size, size, 3], tf.uint8),

@@ -1,6 +1,7 @@
 """Every file the product reads back may be damaged: each gets one line naming it and the fix,
 or a logged fallback, never a library traceback, and nothing trained is lost."""
 
+import glob
 import json
 import os
 import shutil
@@ -155,7 +156,8 @@ def test_a_record_damaged_in_place_stops_training_with_the_file_and_fix(
   config = _quick(synthetic_folder, data__cache=cache)
   loop.train(config, workdir, evaluate=False)
   builder = sources.prepared_builder(config.data, workdir)
-  path = _train_records(builder) if damaged == 'record' else cache + '.train-0.index'
+  path = _train_records(builder) if damaged == 'record' else glob.glob(
+      cache + '.train-0-*.index')[0]
   with open(path, 'r+b') as f:  # Same size, other bytes: only reading finds it.
     f.seek(os.path.getsize(path) // 2)
     f.write(b'damaged' * 8)

@@ -34,6 +34,30 @@ def test_cache_modes_give_the_examples_of_no_cache(synthetic_folder, tmp_path, c
     assert list(tmp_path.glob('cache.eval-0*'))
 
 
+def test_one_cache_prefix_shared_by_other_sizes_and_shardings_serves_each_its_own_examples(
+    synthetic_folder, tmp_path):
+  cache = str(tmp_path / 'shared')
+  two_pipelines = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0,
+                                             num_replicas_in_sync=2)
+  config, builder = _builder(synthetic_folder, tmp_path, data__cache=cache)
+  half = _images(input_pipeline.eval_dataset(builder, config.data, 8, two_pipelines))
+  for size in (32, 48):  # The first reuses the prefix with one pipeline, the second resizes.
+    plain, _ = _builder(synthetic_folder, tmp_path, data__cache='none', data__image_size=size)
+    cached, _ = _builder(synthetic_folder, tmp_path, data__cache=cache, data__image_size=size)
+    expected = _images(input_pipeline.eval_dataset(builder, plain.data, 8))
+    assert len(expected) > len(half)
+    np.testing.assert_array_equal(
+        _images(input_pipeline.eval_dataset(builder, cached.data, 8)), expected)
+  config.data.augment.flip = False  # Each example is one picture then; the key ignores it.
+  train = sources.num_examples(builder, sources.resolve_splits(config.data).train)
+  two_replicas = tf.distribute.InputContext(1, 0, num_replicas_in_sync=2)
+  for batch, context in ((8, two_replicas), (4, None)):  # Both read replica 0's slice first.
+    seen = {image.tobytes() for b in input_pipeline.train_dataset(
+        builder, config.data, batch, seed=1, start_step=0, input_context=context).take(13)
+            for image in b['image'].numpy()}
+    assert len(seen) == train  # Every training example, not one replica's half.
+
+
 def test_cache_auto_says_what_it_chose():
   config = small_config(data__cache='auto', data__cache_budget_gb=0.001)
   assert input_pipeline.resolve_cache(config.data, 10)[0] == 'memory'
