@@ -203,11 +203,18 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
     raise DataError(f'The files source has no {split!r} split: set data.files.{split}_images '
                     f'and data.files.{split}_masks (classification: data.files.{split}_images '
                     'alone) to score or evaluate on it.')
+  splits = builder.info.splits
   try:
-    return builder.info.splits[split].num_examples
+    count = splits[split].num_examples
   except (KeyError, ValueError) as e:
     raise DataError(f'Split {split!r} does not fit {builder.name} (splits: '
-                    f'{", ".join(builder.info.splits.keys())}): {e}') from e
+                    f'{", ".join(splits.keys())}): {e}') from e
+  if not count:
+    sizes = ', '.join(f'{name} {info.num_examples}' for name, info in splits.items())
+    raise DataError(f'Split {split!r} of {builder.name} holds no examples (its splits: '
+                    f'{sizes}): set data.train_split, data.eval_split or data.test_split to a '
+                    "split or slice that holds some, e.g. 'train[:80%]'.")
+  return count
 
 
 def shard_split(split: str, shard: int, num_shards: int):

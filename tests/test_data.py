@@ -23,6 +23,11 @@ def test_folder_source_has_official_features(synthetic_folder, tmp_path):
   assert sources.num_examples(builder, 'train') == 40
   assert sources.num_examples(builder, 'validation') == 8
   assert sources.num_examples(builder, 'test') == 13
+  with pytest.raises(DataError, match=r"Split 'train\[:0\]' of .* holds no examples \(its "
+                                      r"splits: .*train 40.*\): set data.train_split"):
+    sources.num_examples(builder, 'train[:0]')
+  with pytest.raises(DataError, match="Split 'tset' does not fit"):
+    sources.num_examples(builder, 'tset')
   features = builder.info.features
   assert set(features.keys()) == {'image', 'label', 'species', 'file_name',
                                   'segmentation_mask', 'head_bbox'}
