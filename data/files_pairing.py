@@ -19,20 +19,32 @@ class Example(NamedTuple):
   target: str | int  # The mask's path, or a class index (classification).
 
 
-def _walk(folder: str, field: str) -> dict:
-  """{path below `folder` without extension: [paths]} of every picture file under `folder`."""
-  if not folder or not os.path.isdir(folder):
-    raise DataError(f'{field}={folder!r} is not a folder. Point it at the folder that holds '
-                    'the pictures (or masks); see BUILD.md "Your own data".')
+def find_pictures(folder: str) -> dict:
+  """{path below `folder` without extension: [paths]} of every picture file under `folder`,
+  sub-folders too (hidden ones skipped), in sorted order; an unreadable folder raises OSError."""
+  def refuse(error: OSError):
+    raise error
   found = {}
-  for root, dirs, files in os.walk(folder):
+  for root, dirs, files in os.walk(folder, onerror=refuse):
     dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-    for name in files:
+    for name in sorted(files):
       stem, suffix = os.path.splitext(name)
       if suffix.lower() in PICTURE_SUFFIXES and not name.startswith('.'):
         key = os.path.relpath(os.path.join(root, stem), folder)
         found.setdefault(key, []).append(os.path.join(root, name))
   return found
+
+
+def _walk(folder: str, field: str) -> dict:
+  """find_pictures of a configured folder, or a DataError naming the field."""
+  if not folder or not os.path.isdir(folder):
+    raise DataError(f'{field}={folder!r} is not a folder. Point it at the folder that holds '
+                    'the pictures (or masks); see BUILD.md "Your own data".')
+  try:
+    return find_pictures(folder)
+  except OSError as e:
+    raise DataError(f'{field}: the folder {e.filename!r} cannot be read ({e.strerror}).'
+                    ) from None
 
 
 def _strip(found: dict, suffix: str) -> dict:

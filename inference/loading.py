@@ -12,15 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from data import decode
+from data import files_pairing
 from data import sources
 from errors import UserError, first_line, write_failed
 from modeling import models
 import tasks
 from training import checkpoints
 from training import config_checks
-
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
-
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model if it loads and fits the config, else its newest readable
@@ -58,28 +56,30 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
                   '(--mode=train_and_eval) or point --workdir at a trained run.')
 
 
-def picture_paths(spec: str) -> list[str]:
-  """Comma-separated files, folders (their pictures) and globs, in order, each checked."""
-  paths = []
+def picture_paths(spec: str) -> list[tuple[str, str]]:
+  """(path, name) of each picture of comma-separated files, folders and globs, in order, each
+  checked. A folder gives its pictures and its sub-folders', each named by its path below the
+  folder without extension (as training finds them); a file or a glob's match is named by its
+  stem. A name met again gets _2, _3...: no output overwrites another."""
+  found = []
   for item in filter(None, (part.strip() for part in spec.split(','))):
     if os.path.isdir(item):
       try:
-        names = os.listdir(item)
+        pictures = files_pairing.find_pictures(item)
       except OSError as e:
-        raise UserError(f'--images: the folder {item!r} cannot be read ({e.strerror}).') from None
-      found = sorted(os.path.join(item, n) for n in names
-                     if not n.startswith('.') and n.lower().endswith(IMAGE_SUFFIXES))
-    elif any(ch in item for ch in '*?['):
-      found = sorted(glob.glob(item))
+        raise UserError(f'--images: the folder {e.filename!r} cannot be read ({e.strerror}).'
+                        ) from None
+      matches = [(path, key) for key, paths in pictures.items() for path in paths]
     else:
-      found = [item]
-    if not found:
+      paths = sorted(glob.glob(item)) if any(ch in item for ch in '*?[') else [item]
+      matches = [(path, os.path.splitext(os.path.basename(path))[0]) for path in paths]
+    if not matches:
       raise UserError(f'--images: {item!r} matches no picture.')
-    paths += found
-  for path in paths:
+    found += matches
+  for path, _ in found:
     if not os.path.isfile(path):
       raise UserError(f'--images: {path!r} does not exist.')
-  return paths
+  return list(zip([path for path, _ in found], _unique([name for _, name in found])))
 
 
 def read_picture(path: str) -> np.ndarray:
@@ -132,11 +132,11 @@ def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
   """`--images` with the trimaps the official layout keeps beside them, else the first
   summaries.num_images pictures of the eval split with theirs."""
   if images:
-    paths = picture_paths(images)
-    names = _unique([os.path.splitext(os.path.basename(p))[0] for p in paths])
-    trimaps = [trimap_beside(p) for p in paths]
+    named = picture_paths(images)  # A sub-folder's picture a/b.jpg is explained as a_b.
+    names = _unique([name.replace(os.sep, '_') for _, name in named])
+    trimaps = [trimap_beside(path) for path, _ in named]
     return [Picture(name, read_picture(path), _read_trimap(trimap) if trimap else None)
-            for name, path, trimap in zip(names, paths, trimaps)]
+            for name, (path, _), trimap in zip(names, named, trimaps)]
   builder = sources.prepared_builder(config.data, workdir)
   pictures = []
   lookup = sources.mask_lookup(config.data)

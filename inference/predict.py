@@ -24,25 +24,26 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   model, source = loading.load_model(config, workdir)
   predictor = Predictor(model, config)
-  paths = loading.picture_paths(images)
+  named = loading.picture_paths(images)
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
   colors = colormaps.class_colors(len(config.data.class_names),
                                   sources.own_class_colors(config.data, workdir))
   batch_size = config.eval.global_batch_size
-  for start in range(0, len(paths), batch_size):
-    chunk = paths[start:start + batch_size]
-    pictures = [loading.read_picture(p) for p in chunk]
+  for start in range(0, len(named), batch_size):
+    chunk = named[start:start + batch_size]
+    pictures = [loading.read_picture(path) for path, _ in chunk]
     if not tasks.is_segmentation(config):
       probabilities = tasks.as_two_classes(
           predictor.probabilities(lambda size: loading.model_input(pictures, size)))
-      for path, probs in zip(chunk, np.asarray(probabilities)):
+      for (path, _), probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
-    for path, picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
-      stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+    for (_, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
+      stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
+      os.makedirs(os.path.dirname(stem), exist_ok=True)
       loading.write_png(stem + '_mask.png', mask)
       loading.write_png(stem + '_overlay.png', colormaps.with_legend(
           colormaps.mask_overlay(picture, mask, colors=colors), config.data.class_names, colors))
@@ -55,5 +56,5 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     csv_path = os.path.join(out_dir, 'predictions.csv')
     atomic.write_text(csv_path, ''.join(rows))
     written.append(csv_path)
-  logging.info('Predicted %d pictures with %s into %s.', len(paths), source, out_dir)
+  logging.info('Predicted %d pictures with %s into %s.', len(named), source, out_dir)
   return written

@@ -56,6 +56,15 @@ def test_no_model_and_missing_picture_are_clear(tmp_path):
   with pytest.raises(Exception, match='is not a picture'):
     loading.read_picture(str(tmp_path / 'notes.jpg'))
 
+def test_images_from_sub_folders_are_found_and_named_so_none_overwrites_another(tmp_path):
+  for name in ('a.jpg', 'b.jpg', 'b.png', 'sub/a.png', '.hidden/c.png', 'notes.txt'):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / name).write_bytes(b'')
+  named = loading.picture_paths(f'{tmp_path},{tmp_path / "a.jpg"}')
+  assert [(os.path.relpath(path, tmp_path), name) for path, name in named] == [
+      ('a.jpg', 'a'), ('b.jpg', 'b'), ('b.png', 'b_2'), ('sub/a.png', 'sub/a'), ('a.jpg', 'a_2')]
+
+
 @pytest.mark.slow
 def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_path):
   workdir, _, config = trained_run

@@ -108,7 +108,7 @@ def test_images_folder_that_cannot_be_read(tmp_path, monkeypatch):
   (tmp_path / 'pictures').mkdir()
   def refuse(path):
     raise PermissionError(13, 'Permission denied', path)
-  monkeypatch.setattr(os, 'listdir', refuse)  # Root reads every folder: fake the refusal.
+  monkeypatch.setattr(os, 'scandir', refuse)  # Root reads every folder: fake the refusal.
   with pytest.raises(UserError, match="--images: the folder '.*pictures' cannot be read "
                                       r'\(Permission denied\)'):
     predict.loading.picture_paths(str(tmp_path / 'pictures'))
