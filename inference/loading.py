@@ -20,6 +20,7 @@ import tasks
 from training import checkpoints
 from training import config_checks
 
+
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model if it loads and fits the config, else its newest readable
   checkpoint (said so), else (for a model that brings its own weights, `model.weights`) the
