@@ -44,14 +44,10 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str, fix
   one before it tried; when none loads, a UserError lists each one's reason and `fix`."""
   # Read the state file now: in a multi-worker job the chief writes it, not this process.
   # TensorFlow ignores a damaged one (as if there were no checkpoint): then the files decide.
-  try:
-    state = tf.train.get_checkpoint_state(directory)
-  except (tf.errors.OpError, ValueError):
-    state = None
-  candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+  candidates = list(reversed(listed_checkpoints(directory)))
   if not candidates:
     candidates = sorted(glob.glob(os.path.join(glob.escape(directory), 'ckpt-*.index')),
-                        key=_checkpoint_number, reverse=True)
+                        key=checkpoint_step, reverse=True)
     if candidates:
       logging.warning('%s/checkpoint does not list the checkpoints there; trying them newest '
                       'first.', directory)
@@ -94,8 +90,19 @@ def _set_aside_unreadable_state_file(directory: str) -> None:
                     first_line(e))
 
 
-def _checkpoint_number(index_path: str) -> int:
-  digits = os.path.basename(index_path)[len('ckpt-'):-len('.index')]
+def listed_checkpoints(directory: str) -> list[str]:
+  """The checkpoint paths `directory`'s state file lists, oldest first; [] when it has none,
+  or a damaged one (being rewritten, or torn)."""
+  try:
+    state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
+  except (tf.errors.OpError, ValueError):
+    state = None
+  return list(state.all_model_checkpoint_paths) if state else []
+
+
+def checkpoint_step(path: str) -> int:
+  """N of a checkpoint path `.../ckpt-N` (or of its `ckpt-N.index` file); -1 for another name."""
+  digits = os.path.basename(path).removesuffix('.index')[len('ckpt-'):]
   return int(digits) if digits.isdigit() else -1
 
 

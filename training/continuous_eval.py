@@ -11,7 +11,6 @@ eval.continuous_timeout_s without a new one.
 
 import json
 import os
-import re
 import time
 
 from absl import logging
@@ -88,14 +87,8 @@ def _evaluate(job, path: str, record: dict, evaluate, export_best) -> dict | Non
 
 def _checkpoints(checkpoint_dir: str) -> dict:
   """{step: path} of the checkpoints the training's state file lists now."""
-  try:
-    state = tf.train.get_checkpoint_state(checkpoint_dir) if os.path.isdir(
-        checkpoint_dir) else None
-  except (tf.errors.OpError, ValueError):  # Being rewritten, or damaged: look again later.
-    state = None
-  paths = state.all_model_checkpoint_paths if state else []
-  return {int(re.search(r'ckpt-(\d+)$', p).group(1)): p for p in paths
-          if re.search(r'ckpt-(\d+)$', p)}
+  return {checkpoints.checkpoint_step(p): p for p in checkpoints.listed_checkpoints(
+      checkpoint_dir) if checkpoints.checkpoint_step(p) >= 0}
 
 
 def _load_record(workdir: str) -> dict:
