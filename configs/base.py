@@ -75,20 +75,26 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'book_segmentation'
+  # Where the starting weights come from, for every model (modeling/weights.py): random |
+  # imagenet (xception, mobilenet_v2_unet) | a keras-hub preset name or folder | a .keras or
+  # .weights.h5 file | the workdir of an earlier run (its best model). Matched by layer name
+  # and shape: a head of another class count starts new.
+  config.model.weights = 'random'
+  # deeplabv3plus, segformer, unet: the keras-hub encoder (modeling/backbones.py).
+  config.model.backbone = 'resnet50'
   # Batch norm statistics over the global batch (every replica and worker), not per replica.
   config.model.sync_batch_norm = False
-  # Models with a pretrained encoder (mobilenet_v2_unet): train only the decoder for this many
-  # epochs, then everything.
+  # Models with an encoder (mobilenet_v2_unet and the zoo): train only the decoder for this
+  # many epochs (the encoder's batch norm in inference mode), then everything.
   config.model.freeze_encoder_epochs = 0
   # Every model's own fields, each read by the models that name it (modeling/); a config file
   # sets the ones its model reads.
   config.model.bn_momentum = 0.9  # Batch norm of every trained model (the book: Keras' 0.99).
   config.model.widths = (32, 64, 128, 256)  # xception_unet: channels per encoder level.
   config.model.upsampling = 'bilinear'  # xception_unet: bilinear | transpose
-  config.model.weights = 'random'  # xception: random | imagenet | a weights file
-  config.model.encoder_weights = 'random'  # mobilenet_v2_unet: random | imagenet | a file
   config.model.alpha = 1.0  # mobilenet_v2_unet: MobileNetV2's width multiplier.
-  config.model.decoder_widths = (512, 256, 128, 64)  # mobilenet_v2_unet: per decoder level.
+  # mobilenet_v2_unet, unet: channels per decoder level, deepest first (unet repeats the last).
+  config.model.decoder_widths = (512, 256, 128, 64)
 
   config.train = train = ml_collections.ConfigDict()
   train.global_batch_size = 64
@@ -102,6 +108,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.optimizer = 'rmsprop'  # rmsprop | adam | adamw | sgd
   train.learning_rate = 1e-3
   train.weight_decay = 0.0  # Decoupled weight decay (AdamW's); adamw only.
+  # Models with an encoder: its updates are this times the learning rate's (e.g. 0.1 to
+  # fine-tune a pretrained encoder gently); one optimizer.
+  train.encoder_lr_multiplier = 1.0
   # Segmentation: weight of a soft-Jaccard (IoU) term added to the pixel cross-entropy.
   train.jaccard_loss_weight = 0.0
   # Classification: weight each training example by n / (classes x n of its class), as Keras'

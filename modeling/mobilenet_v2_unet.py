@@ -3,9 +3,9 @@
 Encoder: keras.applications MobileNetV2 behind its own preprocessing (x / 127.5 - 1), read at
 1/2, 1/4, 1/8, 1/16 and 1/32 of the side. Decoder: per skip a strided 3x3 transposed conv,
 batch norm and ReLU, then the encoder's features of that resolution concatenated; a last
-transposed conv gives the logits at full size. `model.encoder_weights`: imagenet | random | a
-weights file (see modeling/pretrained.py). The encoder's layers are what
-`model.freeze_encoder_epochs` freezes; a pretrained encoder keeps its batch norm in inference
+transposed conv gives the logits at full size. `model.weights`: imagenet | random | the
+encoder's weights file (modeling/pretrained.py), or any source of modeling/weights.py. The
+encoder's layers are what `model.freeze_encoder_epochs` freezes; a pretrained encoder keeps its batch norm in inference
 mode for good, as Keras recommends for fine-tuning (its ImageNet statistics stay).
 """
 
@@ -29,15 +29,16 @@ def encoder_layers(model: keras.Model) -> list:
           and layer.name not in own and not layer.name.startswith('decoder')]
 
 
-@registry.register('mobilenet_v2_unet', size_multiple=32, encoder_layers=encoder_layers)
+@registry.register('mobilenet_v2_unet', size_multiple=32, encoder_layers=encoder_layers,
+                   application=True)
 def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = model_config.encoder_weights
+  weights = registry.application_weights('mobilenet_v2_unet', model_config.weights)
   momentum = model_config.bn_momentum
   sync_bn = model_config.sync_batch_norm
   inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
   encoder = pretrained.application(
-      keras.applications.MobileNetV2, weights, 'model.encoder_weights', KERAS_FILE,
+      keras.applications.MobileNetV2, weights, 'model.weights', KERAS_FILE,
       include_top=False, input_tensor=x, alpha=model_config.alpha)
   if weights != 'random':
     for layer in encoder.layers:

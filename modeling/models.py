@@ -5,5 +5,6 @@ from modeling import classifiers  # noqa: F401  pylint: disable=unused-import
 from modeling import mobilenet_v2_unet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_imagenet  # noqa: F401  pylint: disable=unused-import
 from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
+from modeling import zoo  # noqa: F401  pylint: disable=unused-import
 from modeling.registry import (  # noqa: F401
-    build_model, check_model, encoder_layers, has_encoder, names)
+    build_model, check_model, encoder_layers, has_encoder, load_initial_weights, names)

@@ -6,24 +6,36 @@ from typing import Callable
 import keras
 
 from errors import ConfigError
+from modeling import weights as weights_lib
 
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
 _SIZE_MULTIPLES: dict[str, int] = {}
 _ENCODERS: dict[str, Callable[[keras.Model], list]] = {}
+_CHECKS: dict[str, Callable] = {}
+_APPLICATIONS: set[str] = set()  # Builders that load 'imagenet' and .h5 files themselves.
 
 
 def register(name: str, size_multiple: int = 1,
-             encoder_layers: Callable[[keras.Model], list] | None = None):
+             encoder_layers: Callable[[keras.Model], list] | None = None,
+             check: Callable | None = None, application: bool = False):
   """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable.
 
   `size_multiple`: the model's total stride; input sides must be a multiple of it.
   `encoder_layers(model)`: for models with a (pretrained) encoder, its layers that train.
+  `check(model_config, image_size, field)`: raises a ConfigError for fields (or an input size,
+  config `field`) the model cannot be built with.
+  `application`: a keras.applications network that loads model.weights 'imagenet' and .h5
+  files into itself when built; every other model.weights goes through modeling/weights.py.
   """
   def wrap(fn):
     _MODELS[name] = fn
     _SIZE_MULTIPLES[name] = size_multiple
     if encoder_layers:
       _ENCODERS[name] = encoder_layers
+    if check:
+      _CHECKS[name] = check
+    if application:
+      _APPLICATIONS.add(name)
     return fn
   return wrap
 
@@ -37,10 +49,19 @@ def encoder_layers(name: str, model: keras.Model) -> list:
   return _ENCODERS[name](model) if name in _ENCODERS else []
 
 
-def check_model(name: str, image_size: int, field: str = 'data.image_size') -> None:
-  """A clear error for an unknown model or an input size (config `field`) it cannot take."""
+def check_model(model_config, image_size: int, field: str = 'data.image_size') -> None:
+  """A clear error for an unknown model, fields it cannot be built with or an input size
+  (config `field`) it cannot take."""
+  name = model_config.name
   if name not in _MODELS:
     raise ConfigError(f'Unknown model.name={name!r}; registered models: {", ".join(names())}.')
+  if name in _CHECKS:
+    _CHECKS[name](model_config, image_size, field)
+  if model_config.weights == weights_lib.IMAGENET and name not in _APPLICATIONS:
+    raise ConfigError(f"model.weights='imagenet' is Keras' download for "
+                      f'{" and ".join(sorted(_APPLICATIONS))}; model.name={name} starts from a '
+                      'keras-hub preset name or folder (BUILD.md "Model zoo"), a file, a run, '
+                      "or 'random'.")
   multiple = _SIZE_MULTIPLES[name]
   if image_size % multiple:
     lower = image_size // multiple * multiple
@@ -65,8 +86,24 @@ def _dtype_policy(policy: str):
 
 def build_model(model_config, image_size: int, num_classes: int,
                 dtype_policy: str = 'float32') -> keras.Model:
-  """Builds `model_config.name`; layers compute in `dtype_policy`, outputs stay float32."""
-  check_model(model_config.name, image_size)
+  """Builds `model_config.name` (the architecture; `load_initial_weights` fills it); layers
+  compute in `dtype_policy`, outputs stay float32."""
+  check_model(model_config, image_size)
   with _dtype_policy(dtype_policy):
     return _MODELS[model_config.name](image_size=image_size, num_classes=num_classes,
                                       model_config=model_config)
+
+
+def application_weights(name: str, weights: str) -> str:
+  """What a keras.applications builder loads itself: 'imagenet', a .h5 file, else 'random'."""
+  assert name in _APPLICATIONS
+  return weights if weights == weights_lib.IMAGENET or weights_lib.is_h5(weights) else 'random'
+
+
+def load_initial_weights(model: keras.Model, model_config) -> None:
+  """A new run's starting weights from model.weights (modeling/weights.py), except what a
+  keras.applications builder already loaded."""
+  if model_config.name in _APPLICATIONS and application_weights(
+      model_config.name, model_config.weights) != 'random':
+    return
+  weights_lib.load_into(model, model_config.weights)

@@ -19,9 +19,9 @@ IMAGENET_CLASSES = 1000
 KERAS_FILE = 'xception_weights_tf_dim_ordering_tf_kernels.h5'
 
 
-@registry.register('xception')
+@registry.register('xception', application=True)
 def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = model_config.weights
+  weights = registry.application_weights('xception', model_config.weights)
   if weights == 'imagenet' and num_classes != IMAGENET_CLASSES:
     raise ConfigError(f'model.weights=imagenet has {IMAGENET_CLASSES} classes; '
                       f'data.class_names has {num_classes}.')

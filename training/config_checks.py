@@ -123,6 +123,8 @@ def _check_ranges(config) -> None:
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
   if config.train.loss_upper_bound is not None:
     _positive(config.train.loss_upper_bound, 'train.loss_upper_bound')
+  _require(config.train.encoder_lr_multiplier >= 0,
+           'train.encoder_lr_multiplier must be 0 (a fixed encoder) or more.')
   _require(config.train.recovery_max_trials >= 0, 'train.recovery_max_trials must be 0 or more.')
 
 
@@ -134,6 +136,9 @@ def _check_combinations(config) -> None:
   _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
            f'model.freeze_encoder_epochs={config.model.freeze_encoder_epochs}: model.name='
            f'{config.model.name} has no pretrained encoder to freeze; set it to 0.')
+  _require(config.train.encoder_lr_multiplier == 1.0 or models.has_encoder(config.model.name),
+           f'train.encoder_lr_multiplier={config.train.encoder_lr_multiplier}: model.name='
+           f'{config.model.name} has no encoder to slow down; set it to 1.0.')
   _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
            f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
            f'(decoupled decay); {config.train.optimizer} takes none.')
@@ -141,10 +146,10 @@ def _check_combinations(config) -> None:
            'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
            f'task={config.task}.')
   _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
-  models.check_model(config.model.name, config.data.image_size)
+  models.check_model(config.model, config.data.image_size)
   for size in config.predict.sizes:
     _positive(size, 'every predict.sizes entry')
-    models.check_model(config.model.name, size, field='every predict.sizes entry')
+    models.check_model(config.model, size, field='every predict.sizes entry')
   learns_masks = config.data.label_feature == tasks.MASK_FEATURE
   _require(learns_masks == tasks.is_segmentation(config),
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '

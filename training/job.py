@@ -78,9 +78,12 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   num_classes = len(config.data.class_names)
   with run.strategy.scope():
     model = models.build_model(config.model, config.data.image_size, num_classes, run.precision)
-    optimizer = trainer_lib.make_optimizer(config.train, run.precision, data.total_steps)
+    models.load_initial_weights(model, config.model)  # A checkpoint, if any, overrides them.
+    encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
+    optimizer = trainer_lib.make_optimizer(
+        config.train, run.precision, data.total_steps,
+        [v for layer in encoder_layers for v in layer.trainable_variables])
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
-  encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
   train = config.train
   trainer = trainer_lib.Trainer(  # Builds the optimizer's slots in the strategy's scope.
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,

@@ -31,17 +31,37 @@ def learning_rate(train_config, total_steps: int):
       warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
 
 
-def make_optimizer(train_config, precision: str, total_steps: int = 1
-                   ) -> keras.optimizers.Optimizer:
-  """The configured optimizer and schedule, wrapped for dynamic loss scaling under float16."""
+class _SlowerVariables:
+  """An optimizer whose updates of some variables use `multiplier` times the learning rate:
+  one optimizer, one schedule, one step count (Keras hands each variable's rate to
+  update_step). Decoupled weight decay is not scaled."""
+
+  def slow_down(self, variables: list, multiplier: float) -> None:
+    self._slow_keys = {self._var_key(v) for v in variables}  # pylint: disable=attribute-defined-outside-init
+    self._slow_multiplier = multiplier  # pylint: disable=attribute-defined-outside-init
+
+  def update_step(self, gradient, variable, learning_rate):
+    if self._var_key(variable) in getattr(self, '_slow_keys', ()):
+      learning_rate = learning_rate * self._slow_multiplier
+    return super().update_step(gradient, variable, learning_rate)
+
+
+def make_optimizer(train_config, precision: str, total_steps: int = 1,
+                   encoder_variables: list = ()) -> keras.optimizers.Optimizer:
+  """The configured optimizer and schedule (the encoder's variables at
+  train.encoder_lr_multiplier times the rate), wrapped for dynamic loss scaling under float16."""
   rate = learning_rate(train_config, total_steps)
+  multiplier = train_config.encoder_lr_multiplier
+  base = OPTIMIZERS[train_config.optimizer]
+  kind = type(base.__name__, (_SlowerVariables, base), {}) if multiplier != 1.0 else base
   if train_config.optimizer == 'adamw':
-    optimizer = keras.optimizers.AdamW(learning_rate=rate,
-                                       weight_decay=train_config.weight_decay)
+    optimizer = kind(learning_rate=rate, weight_decay=train_config.weight_decay)
     # Decay shrinks kernels; batch-norm scales and offsets and biases are not weights to shrink.
     optimizer.exclude_from_weight_decay(var_names=['gamma', 'beta', 'bias'])
   else:
-    optimizer = OPTIMIZERS[train_config.optimizer](learning_rate=rate)
+    optimizer = kind(learning_rate=rate)
+  if multiplier != 1.0:
+    optimizer.slow_down(encoder_variables, multiplier)
   if precision == 'mixed_float16':
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
