@@ -45,7 +45,7 @@ def check(model_config, image_size: int, field: str) -> None:
   entry = backbones.spec(backbone)
   if image_size < entry.min_size:
     raise ConfigError(f'model.backbone={backbone} takes {field} of at least {entry.min_size} '
-                      f'(keras-hub's MiT does not build below it): {image_size} is '
+                      f'(keras-hub\'s MiT does not build below it): {image_size} is '
                       f'too small; use {entry.min_size}.')
   if name == 'segformer' and entry.keras_hub_class != 'MiTBackbone':
     raise ConfigError(f'model.name=segformer takes an MiT encoder (model.backbone=mit_b0 ... '
