@@ -12,9 +12,20 @@ FEATURE_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.SeparableConv2D,
 
 
 def feature_layer_names(model: keras.Model) -> list[str]:
-  """Names of the model's convolution, transposed convolution and pooling layers, in order."""
+  """Names of the model's convolution, transposed convolution and pooling layers, and of the
+  nested models (a keras-hub DeepLabV3+ or SegFormer body) with one feature map, in order."""
   return [layer.name for layer in model.layers
-          if isinstance(layer, FEATURE_LAYER_TYPES) and len(layer.output.shape) == 4]
+          if isinstance(layer, FEATURE_LAYER_TYPES + (keras.Model,))
+          and len(getattr(layer.output, 'shape', ())) == 4]
+
+
+def layer_output(model: keras.Model, name: str):
+  """The named layer's output in `model`'s graph. A nested model's own `output` belongs to its
+  inner graph; its call inside `model` is its last node."""
+  layer = model.get_layer(name)
+  if isinstance(layer, keras.Model):
+    return layer._inbound_nodes[-1].output_tensors[0]  # pylint: disable=protected-access
+  return layer.output
 
 
 def spread_layer_names(model: keras.Model, count: int) -> list[str]:
@@ -37,7 +48,7 @@ def check_layers(model: keras.Model, layer_names: list[str]) -> None:
 def layer_outputs(model: keras.Model, images: np.ndarray, layer_names: list[str]) -> dict:
   """All chosen layers' outputs for a batch of images, in one forward pass."""
   check_layers(model, layer_names)
-  extractor = keras.Model(model.input, [model.get_layer(n).output for n in layer_names])
+  extractor = keras.Model(model.input, [layer_output(model, n) for n in layer_names])
   outputs = extractor(np.asarray(images, np.float32), training=False)
   if len(layer_names) == 1:
     outputs = [outputs]

@@ -18,14 +18,16 @@ BOOK_BORDER = 2  # Pixels of the activation map left out of the loss.
 BOOK_CROP = 25  # Pixels cropped from each side of a 200-pixel picture.
 
 
-def _input_transform(model: keras.Model) -> tuple[float, float]:
+def _input_transform(model: keras.Model) -> tuple:
   """(scale, offset) taking the optimised image to the model's input: the image lives where
   the model's own Rescaling puts its pictures ([0, 1] for x / 255, [-1, 1]-centred for
-  Xception's x / 127.5 - 1), so the ascent starts from the book's noise in that space."""
+  Xception's x / 127.5 - 1, per channel for an ImageNet mean/std), so the ascent starts from
+  the book's noise in that space."""
   rescale = next((l for l in model.layers if isinstance(l, keras.layers.Rescaling)), None)
-  if rescale is None or not rescale.scale < 1:
+  if rescale is None or not np.all(np.asarray(rescale.scale) < 1):
     return 1.0, 0.0
-  return 1.0 / float(rescale.scale), -float(rescale.offset) / float(rescale.scale)
+  scale = np.asarray(rescale.scale, np.float32)
+  return 1.0 / scale, -np.asarray(rescale.offset, np.float32) / scale
 
 
 @contextlib.contextmanager
@@ -48,7 +50,7 @@ def _pre_activation(layer: keras.layers.Layer):
 def _feature_extractor(model: keras.Model, layer_name: str):
   """A function images -> the layer's pre-activation output, float32."""
   layer = model.get_layer(layer_name)
-  extractor = keras.Model(model.input, layer.output)
+  extractor = keras.Model(model.input, activations.layer_output(model, layer_name))
   scale, offset = _input_transform(model)
 
   def extract(images):

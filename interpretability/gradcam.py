@@ -37,7 +37,8 @@ def _is_rectified(layer: keras.layers.Layer) -> bool:
 
 
 def _side(layer: keras.layers.Layer) -> int | None:
-  shape = layer.output.shape
+  """The side of a layer's one 4-D output; None for other outputs (a feature pyramid's dict)."""
+  shape = getattr(layer.output, 'shape', ())
   return shape[1] if len(shape) == 4 else None
 
 
@@ -67,16 +68,31 @@ def default_layer(model: keras.Model, segmentation: bool) -> str:
   layers = [l for l in model.layers[1:] if _side(l)]
   if not segmentation:
     return layers[-1].name
-  logits_layer = logits_tensor(model)._keras_history.operation  # pylint: disable=protected-access
-  head = {model.layers[-1], logits_layer}
+  head = {model.layers[-1]} | _class_score_layers(model)
   shortcuts = shortcut_projections(model)
-  body = [l for l in layers if l not in head and l.name not in shortcuts]
+  body = [l for l in layers if l not in head and l.name not in shortcuts
+          and not isinstance(l, keras.layers.Dropout)]  # Dropout is its input when predicting.
   coarser = [l for l in body if _side(l) < model.input.shape[1]]
   for candidates in ([l for l in coarser if _is_rectified(l)], coarser,
                      [l for l in body if _is_rectified(l)], body):
     if candidates:
       return candidates[-1].name
   return layers[-1].name
+
+
+def _class_score_layers(model: keras.Model) -> set:
+  """The layers that make the logits and those before them with one channel per class (a
+  SegFormer's 1/4-side head conv before it is resized): scores, not features."""
+  found = set()
+  tensor = logits_tensor(model)
+  classes = tensor.shape[-1]
+  while tensor is not None and tensor.shape[-1] == classes:
+    layer = tensor._keras_history.operation  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.InputLayer):
+      break
+    found.add(layer)
+    tensor = layer.input if not isinstance(layer.input, (list, tuple, dict)) else None
+  return found
 
 
 def logits_tensor(model: keras.Model):
@@ -89,7 +105,8 @@ def logits_tensor(model: keras.Model):
 
 def _grad_model(model: keras.Model, layer_name: str) -> keras.Model:
   activations.check_layers(model, [layer_name])
-  return keras.Model(model.input, [model.get_layer(layer_name).output, logits_tensor(model)])
+  return keras.Model(model.input, [activations.layer_output(model, layer_name),
+                                  logits_tensor(model)])
 
 
 def _weighted_heatmaps(feature_maps: tf.Tensor, gradients: tf.Tensor) -> Heatmaps:
