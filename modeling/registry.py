@@ -100,6 +100,11 @@ def application_weights(name: str, weights: str) -> str:
   return weights if weights == weights_lib.IMAGENET or weights_lib.is_h5(weights) else 'random'
 
 
+def check_initial_weights(model_config) -> None:
+  """What load_initial_weights will read exists, or can be downloaded (one line if not)."""
+  weights_lib.check_source(model_config.weights)
+
+
 def load_initial_weights(model: keras.Model, model_config) -> None:
   """A new run's starting weights from model.weights (modeling/weights.py), except what a
   keras.applications builder already loaded."""

@@ -15,6 +15,7 @@ the numbers depend on what the process built before. One log line says what was 
 """
 
 import collections
+import difflib
 import json
 import os
 import re
@@ -62,9 +63,7 @@ def _kaggle_handle(name: str) -> str | None:
 
 
 def _cached_folder(handle: str) -> str:
-  import kagglehub  # pylint: disable=import-outside-toplevel
   from kagglehub import cache, handle as handles  # pylint: disable=import-outside-toplevel
-  del kagglehub
   return cache.get_cached_path(handles.parse_model_handle(handle))
 
 
@@ -76,16 +75,45 @@ def _reachable(host: str, timeout_s: float = 5.0) -> bool:
   return True
 
 
+def check_source(weights: str) -> None:
+  """Fails in seconds, with one line, for a `weights` that names no file, folder or keras-hub
+  preset, or a preset that is neither cached nor downloadable (no network): before a run
+  reads any data. What the source holds is checked when it is loaded."""
+  if weights in (RANDOM, IMAGENET) or os.path.exists(weights):
+    return
+  handle = _kaggle_handle(weights)
+  if handle is None:
+    raise _not_a_source(weights)
+  if local_preset_folder(weights) is None and not _reachable(KAGGLE_HOST):
+    raise _offline(weights, handle)
+
+
+def _not_a_source(weights: str) -> ConfigError:
+  if os.sep in weights or '.' in weights:
+    what = 'no such file or folder'
+  else:
+    from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
+    nearest = difflib.get_close_matches(weights, preset_utils.BUILTIN_PRESETS, n=1, cutoff=0)
+    what = f'not a keras-hub preset name (the nearest: {nearest[0]!r})' if nearest else \
+        'not a keras-hub preset name'
+  return ConfigError(f"model.weights={weights!r}: {what}. Use 'random', a keras-hub preset "
+                     'name or folder, a .keras / .weights.h5 file, or the workdir of an earlier '
+                     'run.')
+
+
+def _offline(name: str, handle: str) -> ConfigError:
+  return ConfigError(
+      f'model.weights={name!r}: the keras-hub preset kaggle://{handle} is not in kagglehub\'s '
+      f'cache ({_cached_folder(handle)}) and {KAGGLE_HOST} cannot be reached from here. On a '
+      f'machine with internet run python -c "import kagglehub; '
+      f"print(kagglehub.model_download('{handle}'))\", copy the folder it prints here and set "
+      f'--config.model.weights=/path/to/that/folder.')
+
+
 def _download_preset(name: str, handle: str) -> str:
   """A preset's folder downloaded by kagglehub; one line and no retries when offline."""
   if not _reachable(KAGGLE_HOST):
-    raise ConfigError(
-        f'model.weights={name!r}: the keras-hub preset kaggle://{handle} is not in kagglehub\'s '
-        f'cache ({_cached_folder(handle)}) and {KAGGLE_HOST} cannot be reached from here. On a '
-        f'machine with internet run: python -c "import keras_hub; '
-        f"keras_hub.models.Task.from_preset('{name}').save_to_preset('{name}')\" (a backbone "
-        f"preset: keras_hub.models.Backbone), copy the folder {name}/ here and set "
-        f'--config.model.weights=/path/to/{name}.')
+    raise _offline(name, handle)
   import kagglehub  # pylint: disable=import-outside-toplevel
   return kagglehub.model_download(handle)
 
@@ -134,11 +162,7 @@ def _source(weights: str):
   else:
     handle = _kaggle_handle(weights)
     if handle is None:
-      what = 'no such file or folder' if os.sep in weights or '.' in weights else \
-          'not a keras-hub preset name'
-      raise ConfigError(f"model.weights={weights!r}: {what}. Use 'random', a keras-hub "
-                        'preset name or folder, a .keras / .weights.h5 file, or the workdir '
-                        'of an earlier run.')
+      raise _not_a_source(weights)
     return _preset_source(local_preset_folder(weights) or _download_preset(weights, handle),
                           weights)
   try:

@@ -73,12 +73,18 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   runtime.configure_cpu_devices(config.runtime.cpu_devices)
   config_checks.check_config(config)
   run = _runtime(config, workdir, sidecar)
+  # A new run starts from model.weights; a resumed one (or a sidecar) from its checkpoints.
+  fresh = not sidecar and not checkpoints.has_checkpoint(
+      os.path.join(workdir, checkpoints.CHECKPOINT_DIR))
+  if fresh:
+    models.check_initial_weights(config.model)  # In seconds, before any data is read.
   data = _data(config, run.scratch)
   keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
   num_classes = len(config.data.class_names)
   with run.strategy.scope():
     model = models.build_model(config.model, config.data.image_size, num_classes, run.precision)
-    models.load_initial_weights(model, config.model)  # A checkpoint, if any, overrides them.
+    if fresh:
+      models.load_initial_weights(model, config.model)
     encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
     optimizer = trainer_lib.make_optimizer(
         config.train, run.precision, data.total_steps,
