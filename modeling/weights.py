@@ -129,8 +129,11 @@ def _preset_source(folder: str, label: str):
                       'model: give an image backbone or segmenter preset (BUILD.md "Model '
                       "zoo\"), or 'random'.")
   try:
-    if os.path.isfile(os.path.join(folder, 'task.json')):
-      task = keras_hub.models.Task.from_preset(folder)
+    task_file = os.path.join(folder, 'task.json')
+    if os.path.isfile(task_file):
+      with open(task_file) as f:
+        task_class = getattr(keras_hub.models, json.load(f).get('class_name', ''))
+      task = task_class.from_preset(folder)
       head = next((getattr(task, a) for a in _TASK_HEADS if hasattr(task, a)), None)
       return task, head
     return keras_hub.models.Backbone.from_preset(folder), None

@@ -12,9 +12,10 @@ import keras
 import tensorflow as tf
 
 from errors import UserError, first_line
+from modeling import weights
 from training import atomic
 
-BEST_MODEL = 'best_model.keras'
+BEST_MODEL = weights.RUN_BEST_MODEL  # model.weights=<workdir> starts a new run from it.
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 

@@ -1,0 +1,307 @@
+"""The model zoo (keras-hub families and backbones) and model.weights: every backbone builds
+offline, each family trains on 2 replicas in mixed precision, resumes and serves, weights carry
+across runs and from keras-hub preset folders (with their image converter), fine-tuning
+controls, and the one-line errors."""
+
+import os
+import time
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from errors import ConfigError
+from inference import explain as explain_mode
+from inference import export
+from inference import loading
+from inference import predict
+from modeling import backbones
+from modeling import models
+from modeling import weights as weights_lib
+from tests.conftest import model_config, run_main, small_config
+from training import checkpoints
+from training import loop
+from training import trainer as trainer_lib
+
+# Each family on its smallest backbone, with the precision it is trained in below.
+FAMILIES = [('unet', 'resnet18', 'mixed_float16'),
+            ('deeplabv3plus', 'resnet18', 'mixed_bfloat16'),
+            ('segformer', 'mit_b0', 'mixed_float16')]
+
+
+def _zoo_config(folder, name, backbone, **overrides):
+  return small_config(data__source='folder', data__folder=folder, data__image_size=64,
+                      model__name=name, model__backbone=backbone,
+                      model__decoder_widths=(32, 16), train__optimizer='adam',
+                      summaries__explain__num_filters=2, **overrides)
+
+
+def _variables_by_key(model):
+  return {key: v.numpy() for key, v in weights_lib._keys(model).items()}  # pylint: disable=protected-access
+
+
+@pytest.mark.slow
+def test_every_backbone_builds_offline_with_random_weights_and_a_pyramid_to_1_32():
+  for name, entry in backbones.BACKBONES.items():
+    size = max(64, entry.min_size)
+    encoder = backbones.build(name, size)
+    sides = sorted({int(t.shape[1]) for t in encoder.pyramid_outputs.values()})
+    assert sides[0] == size // backbones.MAX_STRIDE, name
+    assert sides[-1] <= size // 2, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name, backbone, precision', FAMILIES)
+def test_family_trains_on_two_replicas_resumes_predicts_exports_and_explains(
+    tmp_path, synthetic_folder, name, backbone, precision):
+  """Two epochs of two steps, the second resumed from the first's checkpoint, with EMA,
+  accumulation and clipping; then predict, the SavedModel export (its masks equal predict's)
+  and explain, all from the workdir."""
+  config = _zoo_config(synthetic_folder, name, backbone, runtime__precision=precision,
+                       train__steps_per_epoch=2, train__ema_decay=0.5,
+                       train__gradient_accumulation_steps=2, train__global_clipnorm=1.0,
+                       summaries__explain_every_epochs=0)
+  workdir = str(tmp_path / 'run')
+  first = loop.train(config, workdir)
+  assert first['step'] == 2 and np.isfinite(first['eval']['loss'])
+  config.train.epochs = 2
+  second = loop.train(config, workdir)
+  assert second['step'] == 4 and second['epoch'] == 2  # Resumed: two more steps, not four.
+  assert second['eval']['num_examples'] == 8
+  pictures = sorted(os.path.join(synthetic_folder, 'images', f) for f in
+                    os.listdir(os.path.join(synthetic_folder, 'images')))[:2]
+  written = predict.run(config, workdir, ','.join(pictures), str(tmp_path / 'pred'))
+  served = tf.saved_model.load(export.run(config, workdir, str(tmp_path / 'export')))
+  for picture_path, mask_path in zip(pictures, written):
+    picture = loading.read_picture(picture_path)
+    mask = tf.io.decode_png(tf.io.read_file(mask_path)).numpy()[..., 0]
+    masks = served.serve(tf.constant(picture[None]))['masks'].numpy()[0]
+    assert mask.shape == picture.shape[:2]
+    assert np.mean(masks == mask) > 0.999
+  report = explain_mode.run(config, workdir, None)
+  assert report['gradcam_layer'] not in ('probabilities', 'logits', 'segmentation_output')
+  assert os.listdir(os.path.join(workdir, 'explain'))
+
+
+@pytest.fixture(scope='module')
+def unet_run(tmp_path_factory, synthetic_folder):
+  """A unet (resnet18) run of 2 steps with evaluation: (workdir, config)."""
+  workdir = str(tmp_path_factory.mktemp('unet_run'))
+  config = _zoo_config(synthetic_folder, 'unet', 'resnet18', train__steps_per_epoch=2,
+                       summaries__explain_every_epochs=0, runtime__cpu_devices=0)
+  loop.train(config, workdir)
+  return workdir, config
+
+
+@pytest.mark.slow
+def test_a_runs_best_model_starts_a_new_run_as_it_ended_and_another_class_count_gets_a_new_head(
+    unet_run):
+  workdir, config = unet_run
+  best = keras.models.load_model(os.path.join(workdir, 'best_model.keras'))
+  pictures = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+  same = config.model.copy_and_resolve_references()
+  same.weights = workdir
+  model = models.build_model(same, 64, 3)
+  models.load_initial_weights(model, same)
+  np.testing.assert_allclose(model(pictures).numpy(), best(pictures).numpy(), atol=1e-6)
+  two_classes = models.build_model(same, 64, 2)
+  models.load_initial_weights(two_classes, same)
+  source, target = _variables_by_key(best), _variables_by_key(two_classes)
+  heads = [k for k in target if k.startswith('segmentation_output/')]
+  assert len(heads) == 2 and all(source[k].shape != target[k].shape for k in heads[:1])
+  for key, value in target.items():
+    if key not in heads:
+      np.testing.assert_array_equal(value, source[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_a_weights_file_of_the_same_model_loads_and_a_head_of_other_classes_stays_new(
+    unet_run, tmp_path):
+  workdir, config = unet_run
+  best = keras.models.load_model(os.path.join(workdir, 'best_model.keras'))
+  path = str(tmp_path / 'unet.weights.h5')
+  best.save_weights(path)
+  cfg = config.model.copy_and_resolve_references()
+  cfg.weights = path
+  model = models.build_model(cfg, 64, 2)
+  initial_head = model.get_layer('segmentation_output').kernel.numpy()
+  models.load_initial_weights(model, cfg)
+  np.testing.assert_array_equal(model.get_layer('segmentation_output').kernel.numpy(),
+                                initial_head)
+  np.testing.assert_array_equal(model.get_layer('decoder1a_conv').kernel.numpy(),
+                                best.get_layer('decoder1a_conv').kernel.numpy())
+
+
+def _random_statistics(model, seed=0):
+  """Moving statistics away from 0/1, so that a load that skipped them would show."""
+  rng = np.random.default_rng(seed)
+  for variable in model.non_trainable_variables:
+    if 'moving' in variable.path:
+      low, high = (0.5, 1.5) if 'variance' in variable.path else (-0.1, 0.1)
+      variable.assign(rng.uniform(low, high, variable.shape))
+
+
+@pytest.mark.slow
+def test_a_voc_style_deeplab_preset_folder_fine_tunes_on_3_classes_with_its_converter(tmp_path):
+  """A keras-hub DeepLabV3+ segmenter of 21 classes saved with save_to_preset, as kagglehub
+  would bring it: on 3 classes every tensor but the head is the preset's, and the model's
+  input is what keras-hub's own preprocessor makes of the same picture."""
+  encoder = backbones.build('resnet18', 64)
+  body = keras_hub.models.DeepLabV3Backbone(
+      image_encoder=encoder, spatial_pyramid_pooling_key='P5', low_level_feature_key='P2',
+      upsampling_size=8, dilation_rates=[6, 12, 18], projection_filters=48)
+  converter = keras_hub.layers.DeepLabV3ImageConverter(scale=1 / 127.5, offset=-1.0)
+  preprocessor = keras_hub.models.DeepLabV3ImageSegmenterPreprocessor(image_converter=converter)
+  segmenter = keras_hub.models.DeepLabV3ImageSegmenter(backbone=body, num_classes=21,
+                                                       preprocessor=preprocessor)
+  _random_statistics(segmenter)
+  folder = str(tmp_path / 'deeplab_voc')
+  segmenter.save_to_preset(folder)
+  cfg = model_config('deeplabv3plus', backbone='resnet18', weights=folder)
+  model = models.build_model(cfg, 64, 3)
+  models.load_initial_weights(model, cfg)
+  source, target = _variables_by_key(segmenter), _variables_by_key(model)
+  assert set(source) == set(target)
+  new = [k for k in target if not np.array_equal(source[k], target[k])]
+  assert new == ['segmentation_output/kernel#1']
+  picture = np.random.default_rng(1).integers(0, 256, (1, 64, 64, 3)).astype(np.float32)
+  ours = keras.Model(model.input, model.get_layer('preprocess').output)(picture).numpy()
+  reloaded = keras_hub.models.DeepLabV3ImageSegmenter.from_preset(folder)
+  theirs = np.asarray(reloaded.preprocessor.image_converter(picture))
+  np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  np.testing.assert_allclose(ours, picture / 127.5 - 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_backbone_preset_folder_fills_the_unet_encoder_with_imagenet_normalisation(tmp_path):
+  encoder = backbones.build('resnet18', 64)
+  _random_statistics(encoder)
+  folder = str(tmp_path / 'resnet18')
+  encoder.save_to_preset(folder)
+  cfg = model_config('unet', backbone='resnet18', weights=folder, decoder_widths=(16,))
+  model = models.build_model(cfg, 64, 3)
+  models.load_initial_weights(model, cfg)
+  source, target = _variables_by_key(encoder), _variables_by_key(model)
+  assert set(source) < set(target)
+  for key, value in source.items():
+    np.testing.assert_array_equal(target[key], value, err_msg=key)
+  picture = np.full((1, 64, 64, 3), 255.0, np.float32)
+  ours = keras.Model(model.input, model.get_layer('preprocess').output)(picture).numpy()
+  expected = (1.0 - np.array(backbones.IMAGENET_MEAN)) / np.array(backbones.IMAGENET_STD)
+  np.testing.assert_allclose(ours[0, 0, 0], expected, rtol=1e-5)
+
+
+def test_weights_that_cannot_be_used_say_so_in_one_line(tmp_path):
+  cfg = model_config('unet', backbone='resnet18', decoder_widths=(16,))
+  model = models.build_model(cfg, 32, 3)
+  book = models.build_model(model_config('book_segmentation'), 32, 3)
+  book.save(str(tmp_path / 'book.keras'))
+  text = keras_hub.models.BertBackbone(vocabulary_size=10, num_layers=1, num_heads=1,
+                                       hidden_dim=4, intermediate_dim=4, max_sequence_length=4)
+  text.save_to_preset(str(tmp_path / 'bert'))
+  cases = [(str(tmp_path / 'book.keras'), 'none of its weights fits unet'),
+           (str(tmp_path / 'bert'), 'is a preset of a BertBackbone, not of an image model'),
+           (str(tmp_path / 'missing.keras'), 'no such file or folder'),
+           ('resnet18_imagenet', "not a keras-hub preset name .the nearest: 'resnet_18_imagenet'"),
+           (str(tmp_path), 'a folder with neither best_model.keras')]
+  for weights, message in cases:
+    cfg.weights = weights
+    with pytest.raises(ConfigError, match=message) as error:
+      if weights.endswith('missing.keras') or weights.endswith('_imagenet'):
+        models.check_initial_weights(cfg)
+      else:
+        models.load_initial_weights(model, cfg)
+    assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('fields, size, message', [
+    (dict(name='unet', backbone='resnet81'), 64, "Unknown model.backbone='resnet81'; did you "
+                                                 "mean 'resnet18'"),
+    (dict(name='segformer', backbone='resnet18'), 64, 'segformer takes an MiT encoder'),
+    (dict(name='deeplabv3plus', backbone='mit_b0'), 64, 'use model.name=segformer or unet'),
+    (dict(name='unet', backbone='mit_b0'), 32, 'mit_b0 takes data.image_size of at least 64'),
+    (dict(name='deeplabv3plus', backbone='resnet18', weights='imagenet'), 64,
+     "model.weights='imagenet' is Keras' download for mobilenet_v2_unet and xception"),
+])
+def test_zoo_fields_that_cannot_go_together_fail_before_building(fields, size, message):
+  with pytest.raises(ConfigError, match=message):
+    models.check_model(model_config(**fields), size)
+  with pytest.raises(ConfigError, match='multiple of 32 .*: 100 is not; use 96 or 128'):
+    models.check_model(model_config('unet', backbone='resnet18'), 100)
+
+
+def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
+  cfg = model_config('unet', backbone='resnet18', decoder_widths=(16,))
+  pictures = tf.random.uniform([2, 32, 32, 3], 0, 255, seed=1)
+  labels = tf.zeros([2, 32, 32, 1], tf.uint8)
+
+  def steps(multiplier):
+    keras.utils.set_random_seed(0)
+    model = models.build_model(cfg, 32, 3)
+    encoder = models.encoder_layers('unet', model)
+    train = small_config(train__optimizer='sgd', train__learning_rate=0.1,
+                         train__encoder_lr_multiplier=multiplier).train
+    optimizer = trainer_lib.make_optimizer(
+        train, 'float32', encoder_variables=[v for l in encoder for v in l.trainable_variables])
+    trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, optimizer,
+                                  global_batch_size=2, num_classes=3)
+    before = {v.path: v.numpy() for v in model.trainable_variables}
+    trainer.train_steps(iter(tf.data.Dataset.from_tensors(
+        {'image': pictures, 'label': labels}).repeat()), tf.constant(1))
+    encoder_paths = {v.path for l in encoder for v in l.trainable_variables}
+    return {p: (v.numpy() - before[p], p in encoder_paths) for p, v in
+            ((v.path, v) for v in model.trainable_variables)}
+
+  full, half = steps(1.0), steps(0.5)
+  assert sum(is_encoder for _, is_encoder in full.values()) > 50
+  for path, (update, is_encoder) in full.items():
+    np.testing.assert_allclose(half[path][0], update * (0.5 if is_encoder else 1.0),
+                               rtol=1e-4, atol=1e-7, err_msg=path)
+
+
+@pytest.mark.slow
+def test_frozen_zoo_encoder_keeps_its_weights_and_statistics_then_trains(tmp_path,
+                                                                          synthetic_folder):
+  config = _zoo_config(synthetic_folder, 'unet', 'resnet18', train__steps_per_epoch=2,
+                       model__freeze_encoder_epochs=1, summaries__explain_every_epochs=0,
+                       eval__every_epochs=0)
+  workdir = str(tmp_path / 'run')
+  keras.utils.set_random_seed(config.seed)
+  initial = _variables_by_key(models.build_model(config.model, 64, 3))
+  loop.train(config, workdir, evaluate=False)
+
+  def trained():
+    model = models.build_model(config.model, 64, 3)
+    tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
+        tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))).expect_partial()
+    return _variables_by_key(model)
+
+  after_one = trained()
+  encoder = [k for k in initial if k.startswith(('conv1_', 'stack'))]
+  assert len(encoder) > 50 and all(np.array_equal(after_one[k], initial[k]) for k in encoder)
+  assert not np.array_equal(after_one['decoder1a_conv/kernel#1'],
+                            initial['decoder1a_conv/kernel#1'])
+  config.train.epochs = 2
+  loop.train(config, workdir, evaluate=False)
+  after_two = trained()
+  assert not np.array_equal(after_two['conv1_conv/kernel#1'], initial['conv1_conv/kernel#1'])
+  assert not np.array_equal(after_two['conv1_bn/moving_mean#1'],
+                            initial['conv1_bn/moving_mean#1'])
+
+
+@pytest.mark.slow
+def test_an_unreachable_preset_name_exits_2_with_one_line_in_seconds(tmp_path):
+  if weights_lib.local_preset_folder('resnet_18_imagenet'):
+    pytest.skip('resnet_18_imagenet is in kagglehub\'s cache here: nothing would be fetched.')
+  started = time.monotonic()
+  result = run_main('--config=configs/seg.py', f'--workdir={tmp_path}',
+                    '--config.data.source=synthetic', '--config.model.name=unet',
+                    '--config.model.backbone=resnet18', '--config.data.image_size=64',
+                    '--config.model.weights=resnet_18_imagenet', timeout=120)
+  assert time.monotonic() - started < 30
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
+  assert len(errors) == 1 and 'kagglehub.model_download' in errors[0], result.stderr[-2000:]
+  assert not os.path.exists(tmp_path / 'synthetic_pets')  # Failed before reading any data.
