@@ -180,30 +180,33 @@ def _snake(name: str) -> str:
   return re.sub(r'([a-z])([A-Z])', r'\1_\2', name).lower()
 
 
-def _keys(model: keras.Model, head=None) -> dict:
-  """Each weight of `model` by a key of its layer path and name; names Keras numbered itself
-  lose their number and are told apart by their order."""
-  auto = {'functional', 'sequential'} | {
+def variable_keys(model: keras.Model, variables=None, head=None) -> dict:
+  """Each of `variables` (default: the model's weights) by a key of its path that does not
+  depend on what the process built before: a name Keras numbered itself (`conv2d_7`,
+  `sequential_3`, `seed_generator_2`) loses its number, and a path met again gets `#2`,
+  `#3`... in the model's order. Paths of named layers stay as they are. `head`: a layer whose
+  weights are keyed as HEAD's (a keras-hub task's self-named head)."""
+  auto = {'functional', 'sequential', 'seed_generator'} | {
       _snake(type(layer).__name__) for layer in model._flatten_layers()}  # pylint: disable=protected-access
   head_ids = {id(v) for v in head.weights} if head is not None else set()
   seen, keyed = collections.Counter(), {}
-  for variable in model.weights:
+  for variable in model.weights if variables is None else variables:
     parts = variable.path.split('/')
     if id(variable) in head_ids:
       parts = [HEAD, parts[-1]]
     parts = [re.sub(r'_\d+$', '', p) if re.sub(r'_\d+$', '', p) in auto else p for p in parts]
     key = '/'.join(parts)
     seen[key] += 1
-    keyed[f'{key}#{seen[key]}'] = variable
+    keyed[key if seen[key] == 1 else f'{key}#{seen[key]}'] = variable
   return keyed
 
 
 def transfer(source: keras.Model, target: keras.Model, head=None) -> tuple[int, list[str]]:
   """Copies every weight of `source` whose key and shape match one of `target`'s; returns the
   count copied and the paths of the target's weights that stayed as they were."""
-  found = _keys(source, head)
+  found = variable_keys(source, head=head)
   restored, new = 0, []
-  for key, variable in _keys(target).items():
+  for key, variable in variable_keys(target).items():
     match = found.get(key)
     if match is not None and tuple(match.shape) == tuple(variable.shape):
       variable.assign(np.asarray(keras.ops.convert_to_numpy(match)).astype(variable.dtype))

@@ -22,13 +22,14 @@ CHECKPOINT_DIR = 'checkpoints'
 
 def tracked_model(model: keras.Model) -> dict:
   """Every model variable by path: Keras 3 models are not tracked deeply by tf.train.Checkpoint,
-  so naming them is what saves all of them (batch-norm statistics included). A random layer's
-  seed state is named by its layer: Keras numbers seed generators process-wide
-  (seed_generator_4), so a model built after another would not find its own."""
+  so naming them is what saves all of them (batch-norm statistics included). Keras numbers the
+  names it makes process-wide (seed_generator_4, keras-hub's sequential_3), so a model built
+  after another would not find its own: a top-level random layer's seed state is named by its
+  layer, and the other numbered names by their order (weights.variable_keys)."""
   owners = {id(v): layer.name for layer in model.layers for v in layer.variables
             if v.path.startswith('seed_generator')}
-  return {(f'{owners[id(v)]}/{v.path.split("/", 1)[-1]}' if id(v) in owners else v.path): v
-          for v in model.variables}
+  return {(f'{owners[id(v)]}/{v.path.split("/", 1)[-1]}' if id(v) in owners else key): v
+          for key, v in weights.variable_keys(model, model.variables).items()}
 
 
 def write_config(config, workdir: str) -> None:
