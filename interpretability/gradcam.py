@@ -81,17 +81,16 @@ def default_layer(model: keras.Model, segmentation: bool) -> str:
 
 
 def _class_score_layers(model: keras.Model) -> set:
-  """The layers that make the logits and those before them with one channel per class (a
-  SegFormer's 1/4-side head conv before it is resized): scores, not features."""
+  """The layer that makes the logits and, when it has no weights of its own (a resize), the
+  layers before it up to the one that does (a SegFormer's head conv at 1/4): scores, not
+  features."""
   found = set()
-  tensor = logits_tensor(model)
-  classes = tensor.shape[-1]
-  while tensor is not None and tensor.shape[-1] == classes:
-    layer = tensor._keras_history.operation  # pylint: disable=protected-access
-    if isinstance(layer, keras.layers.InputLayer):
-      break
+  layer = logits_tensor(model)._keras_history.operation  # pylint: disable=protected-access
+  while not isinstance(layer, keras.layers.InputLayer):
     found.add(layer)
-    tensor = layer.input if not isinstance(layer.input, (list, tuple, dict)) else None
+    if layer.weights or not isinstance(getattr(layer, 'input', None), keras.KerasTensor):
+      break
+    layer = layer.input._keras_history.operation  # pylint: disable=protected-access
   return found
 
 

@@ -139,16 +139,27 @@ def test_mixed_float16_heatmaps_match_float32():
 # Every registered segmenter, with the layer the rule picks: its last post-ReLU block below
 # full resolution (half the input side in both).
 SEGMENTERS = [('book_segmentation', 64, 'decoder_deconv5'), ('xception_unet', 64, 'decoder3_out'),
-              ('mobilenet_v2_unet', 64, 'decoder4_relu')]
+              ('mobilenet_v2_unet', 64, 'decoder4_relu'), ('unet', 64, 'decoder4b_relu')]
+# The zoo's keras-hub bodies are one nested layer each: the rule reads the body's output (the
+# last feature map before the class scores) at the side it has.
+ZOO_BODIES = [('deeplabv3plus', 'resnet18', 'deeplab', 64), ('segformer', 'mit_b0', 'segformer', 16)]
 
 def test_every_registered_segmenter_has_its_layer_checked():
-  assert {name for name, _, _ in SEGMENTERS} == {
+  assert {name for name, _, _ in SEGMENTERS} | {name for name, *_ in ZOO_BODIES} == {
       name for name, _, classes in test_models.MODELS if classes == 3}
+
+@pytest.mark.parametrize('name, backbone, expected, side', ZOO_BODIES)
+def test_zoo_bodies_are_read_not_their_class_scores(name, backbone, expected, side):
+  model = models.build_model(model_config(name, backbone=backbone), 64, 3)
+  layer = gradcam.default_layer(model, segmentation=True)
+  assert layer == expected
+  feature_map, _ = gradcam._grad_model(model, layer)(np.zeros((1, 64, 64, 3), np.float32))  # pylint: disable=protected-access
+  assert feature_map.shape[1] == side and feature_map.shape[-1] > 3
 
 @pytest.mark.parametrize('name, size, expected', SEGMENTERS)
 def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(name, size,
                                                                                  expected):
-  model = models.build_model(model_config(name), size, 3)
+  model = models.build_model(test_models.zoo_model_config(name), size, 3)
   layer = model.get_layer(gradcam.default_layer(model, segmentation=True))
   assert layer.name == expected
   assert layer.name not in gradcam.shortcut_projections(model)

@@ -34,7 +34,8 @@ MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
 ZOO_BACKBONES = {'unet': 'resnet18', 'deeplabv3plus': 'resnet18', 'segformer': 'mit_b0'}
 
 
-def _model_config(name):
+def zoo_model_config(name):
+  """model_config(name), the zoo's families on small backbones and decoders."""
   return model_config(name, backbone=ZOO_BACKBONES.get(name, 'resnet50'),
                       decoder_widths=(32, 16) if name == 'unet' else (512, 256, 128, 64))
 
@@ -44,8 +45,8 @@ def test_every_registered_model_is_covered():
 
 
 def test_book_parameter_counts():
-  assert models.build_model(_model_config('book_segmentation'), 200, 3).count_params() == 2_880_643
-  assert models.build_model(_model_config('residual_convnet'), 32, 2).count_params() == 297_697
+  assert models.build_model(zoo_model_config('book_segmentation'), 200, 3).count_params() == 2_880_643
+  assert models.build_model(zoo_model_config('residual_convnet'), 32, 2).count_params() == 297_697
 
 
 @pytest.mark.parametrize('pooling, filters, expected', [
@@ -73,7 +74,7 @@ def test_conv_bn_and_separable_blocks_follow_their_patterns():
   assert names == ['c_conv', 'c_bn', 'c_relu', 's_sepconv', 's_bn', 's_relu']
   assert not model.get_layer('c_conv').use_bias and not model.get_layer('s_sepconv').use_bias
   assert isinstance(model.get_layer('s_sepconv'), keras.layers.SeparableConv2D)
-  unet = models.build_model(_model_config('xception_unet'), 32, 3)
+  unet = models.build_model(zoo_model_config('xception_unet'), 32, 3)
   convs = [l for l in unet.layers if type(l) is keras.layers.Conv2D]  # pylint: disable=unidiomatic-typecheck
   separable = [l for l in unet.layers if isinstance(l, keras.layers.SeparableConv2D)]
   assert len(separable) >= 14  # Everything past the stem is separable but 1x1 projections.
@@ -89,7 +90,7 @@ def test_conv_bn_and_separable_blocks_follow_their_patterns():
 def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, sizes, classes):
   for size in sizes:
     for precision in ('float32', 'mixed_float16'):
-      model = models.build_model(_model_config(name), size, classes, precision)
+      model = models.build_model(zoo_model_config(name), size, classes, precision)
       output = model(tf.zeros([2, size, size, 3]))
       assert output.dtype == tf.float32
       assert np.all(np.isfinite(output.numpy()))
@@ -97,7 +98,7 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
   assert strategy.num_replicas_in_sync == 2
   size = sizes[0]
   with strategy.scope():
-    model = models.build_model(_model_config(name), size, classes, 'mixed_float16')
+    model = models.build_model(zoo_model_config(name), size, classes, 'mixed_float16')
     optimizer = trainer_lib.make_optimizer(small_config().train, 'mixed_float16')
     optimizer.build(model.trainable_variables)
   label = (tf.zeros([4, size, size, 1], tf.uint8) if classes == 3
@@ -107,24 +108,24 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
   trainer = trainer_lib.Trainer(strategy, model, optimizer,
                                 global_batch_size=8, num_classes=classes)
   before = [v.numpy() for v in model.trainable_variables]
-  # Three steps: float16's dynamic loss scale may skip the first ones (DeepLabV3+ overflows at
-  # the initial scale twice, halving it each time), as it is meant to.
+  # Six steps: float16's dynamic loss scale skips the steps whose gradients overflow, halving
+  # the scale each time (DeepLabV3+ overflows at the initial 2^15 two to four times).
   loss_sum, count, *_ = trainer.train_steps(iter(strategy.experimental_distribute_dataset(
-      data.unbatch().batch(8))), tf.constant(3))
-  assert count == 24 and np.isfinite(float(loss_sum))
+      data.unbatch().batch(8))), tf.constant(6))
+  assert count == 48 and np.isfinite(float(loss_sum))
   assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, model.trainable_variables))
 
 
 def test_sizes_a_model_cannot_take_fail_clearly():
   with pytest.raises(ConfigError, match='xception_unet takes data.image_size that is a '
                                         'multiple of 16 .*: 100 is not; use 96 or 112'):
-    models.build_model(_model_config('xception_unet'), 100, 3)
+    models.build_model(zoo_model_config('xception_unet'), 100, 3)
   with pytest.raises(ConfigError, match="Unknown model.name='unet9000'"):
-    models.build_model(_model_config('unet9000'), 32, 3)
+    models.build_model(zoo_model_config('unet9000'), 32, 3)
 
 
 def test_policy_does_not_leak_out_of_the_build():
-  models.build_model(_model_config('book_segmentation'), 32, 3, 'mixed_bfloat16')
+  models.build_model(zoo_model_config('book_segmentation'), 32, 3, 'mixed_bfloat16')
   assert keras.config.dtype_policy().name == 'float32'
 
 
