@@ -34,9 +34,17 @@ def _pictures(model_config, image_size: int):
   return inputs, layers.Rescaling(scale, offset=offset, name='preprocess')(inputs)
 
 
-def _probabilities(inputs, logits, name: str) -> keras.Model:
+def _probabilities(inputs, logits, name: str, model_config) -> keras.Model:
+  """The float32 softmax on the logits; with model.sync_batch_norm, every batch norm (keras-hub's
+  too, which its builders make unsynchronized) takes its statistics over the global batch:
+  otherwise each worker's moving statistics are its own replicas'."""
   outputs = layers.Activation('softmax', dtype='float32', name='probabilities')(logits)
-  return keras.Model(inputs, outputs, name=name)
+  model = keras.Model(inputs, outputs, name=name)
+  if model_config.sync_batch_norm:
+    for layer in model._flatten_layers():  # pylint: disable=protected-access
+      if isinstance(layer, layers.BatchNormalization):
+        layer.synchronized = True  # Read when the layer is called (Keras' _moments).
+  return model
 
 
 def check(model_config, image_size: int, field: str) -> None:
@@ -102,7 +110,7 @@ def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Mode
       dilation_rates=[6, 12, 18], projection_filters=48,
       image_shape=(image_size, image_size, 3), name='deeplab')
   logits = layers.Conv2D(num_classes, 1, use_bias=False, name=HEAD)(body(x))
-  return _probabilities(inputs, logits, 'deeplabv3plus')
+  return _probabilities(inputs, logits, 'deeplabv3plus', model_config)
 
 
 @_register('segformer')
@@ -116,7 +124,7 @@ def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
   x = layers.Dropout(0.1, name='head_dropout')(body(x))
   x = layers.Conv2D(num_classes, 1, name=HEAD)(x)
   logits = layers.Resizing(image_size, image_size, interpolation='bilinear', name='logits')(x)
-  return _probabilities(inputs, logits, 'segformer')
+  return _probabilities(inputs, logits, 'segformer', model_config)
 
 
 @_register('unet')
@@ -143,4 +151,4 @@ def unet(image_size: int, num_classes: int, model_config) -> keras.Model:
                              name=f'decoder{stage + 1}{part}')
     stage += 1
   logits = layers.Conv2D(num_classes, 1, name=HEAD)(x)
-  return _probabilities(inputs, logits, 'unet')
+  return _probabilities(inputs, logits, 'unet', model_config)

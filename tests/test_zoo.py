@@ -314,11 +314,13 @@ def test_an_unreachable_preset_name_exits_2_with_one_line_in_seconds(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_train_a_unet_to_the_weights_of_one_process_with_two_devices(tmp_path):
+  """With synchronized batch norm (the keras-hub encoder's too): without it each worker keeps
+  its own replicas' moving statistics, and the fingerprints of all weights differ."""
   from tests import test_multiworker  # pylint: disable=import-outside-toplevel
   args = [a for a in test_multiworker.ARGS if 'image_size' not in a] + [
       '--config.data.image_size=64', '--config.model.name=unet',
       '--config.model.backbone=resnet18', '--config.model.decoder_widths=(16,)',
-      '--config.train.epochs=1']
+      '--config.model.sync_batch_norm=True', '--config.train.epochs=1']
   workers = test_multiworker._launch(str(tmp_path / 'mw'), args=args)  # pylint: disable=protected-access
   assert workers.returncode == 0, workers.stdout[-3000:]
   prints = test_multiworker._fingerprints(workers.stdout)  # pylint: disable=protected-access
