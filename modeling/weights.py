@@ -23,6 +23,8 @@ import socket
 
 from absl import logging
 import keras
+import keras_hub
+from keras_hub.src.utils import preset_utils
 import numpy as np
 
 from errors import ConfigError, first_line
@@ -33,7 +35,7 @@ RANDOM = 'random'
 IMAGENET = 'imagenet'  # keras.applications' own download (xception, mobilenet_v2_unet).
 # keras-hub tasks whose head Keras named itself: that layer is the head (zoo.HEAD).
 _TASK_HEADS = ('output_conv', 'output_segmentation_head')
-HEAD = 'segmentation_output'
+HEAD = 'segmentation_output'  # The zoo's head (keras-hub's DeepLabV3 name for it).
 
 
 def is_h5(weights: str) -> bool:
@@ -57,7 +59,6 @@ def local_preset_folder(weights: str) -> str | None:
 def _kaggle_handle(name: str) -> str | None:
   if os.sep in name or name in (RANDOM, IMAGENET):
     return None
-  from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
   preset = preset_utils.BUILTIN_PRESETS.get(name)
   return preset['kaggle_handle'].removeprefix('kaggle://') if preset else None
 
@@ -92,7 +93,6 @@ def _not_a_source(weights: str) -> ConfigError:
   if os.sep in weights or '.' in weights:
     what = 'no such file or folder'
   else:
-    from keras_hub.src.utils import preset_utils  # pylint: disable=import-outside-toplevel
     nearest = difflib.get_close_matches(weights, preset_utils.BUILTIN_PRESETS, n=1, cutoff=0)
     what = f'not a keras-hub preset name (the nearest: {nearest[0]!r})' if nearest else \
         'not a keras-hub preset name'
@@ -120,7 +120,6 @@ def _download_preset(name: str, handle: str) -> str:
 
 def _preset_source(folder: str, label: str):
   """The model (a keras-hub task when the folder has one, else its backbone) and its head."""
-  import keras_hub  # pylint: disable=import-outside-toplevel
   with open(os.path.join(folder, 'config.json')) as f:
     class_name = json.load(f).get('class_name', '?')
   backbone_class = getattr(keras_hub.models, class_name, None)
@@ -143,7 +142,6 @@ def _preset_source(folder: str, label: str):
 
 
 def _is_image_backbone(backbone_class) -> bool:
-  import keras_hub  # pylint: disable=import-outside-toplevel
   image = ('FeaturePyramidBackbone', 'DeepLabV3Backbone', 'SegFormerBackbone')
   return any(issubclass(backbone_class, getattr(keras_hub.models, n)) for n in image)
 

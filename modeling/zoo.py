@@ -22,7 +22,7 @@ from modeling import blocks
 from modeling import registry
 from modeling import weights as weights_lib
 
-HEAD = 'segmentation_output'
+HEAD = weights_lib.HEAD
 FAMILIES = ('deeplabv3plus', 'segformer', 'unet')
 
 
