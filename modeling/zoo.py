@@ -23,7 +23,6 @@ from modeling import registry
 from modeling import weights as weights_lib
 
 HEAD = weights_lib.HEAD
-FAMILIES = ('deeplabv3plus', 'segformer', 'unet')
 
 
 def _pictures(model_config, image_size: int):
