@@ -19,6 +19,7 @@ from absl import flags
 
 from data import sources
 from inference import loading
+from inference import predictor
 from inference import score
 from training import loop
 
@@ -60,7 +61,7 @@ def main(argv):
     seconds = time.perf_counter() - start
     model, _ = loading.load_model(config, workdir)
     builder = sources.prepared_builder(config.data, workdir)
-    native = score.test_metrics(model, builder, config)
+    native = score.test_metrics(predictor.Predictor(model, config), builder, config)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

@@ -144,6 +144,20 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.predict = ml_collections.ConfigDict()
   config.predict.sizes = ()
   config.predict.flip = False
+  # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
+  # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
+  config.predict.artifact = ''
+
+  # --mode=export: the model as predict serves it (uint8 pictures in, class-id masks out),
+  # written to WORKDIR/export/<format>[-<quantize>]/ and checked against the model.
+  config.export = ml_collections.ConfigDict()
+  config.export.format = 'saved_model'  # saved_model | onnx | litert
+  config.export.quantize = 'none'  # none | float16 (litert) | int8 (litert, onnx)
+  config.export.calibration_pictures = 64  # int8: training pictures that set the ranges.
+  config.export.check_pictures = 16  # Validation pictures the export is checked on.
+  # The least agreement with the model's masks an export may have; 0: 0.99 (float formats),
+  # 0.95 (int8).
+  config.export.min_agreement = 0.0
 
   config.runtime = runtime = ml_collections.ConfigDict()
   runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker

@@ -1,47 +1,165 @@
-"""--mode=export: a SavedModel that serves predict's masks without this repository."""
+"""--mode=export: the model as predict serves it (uint8 pictures in, class-id masks out), as a
+SavedModel, ONNX or LiteRT file that a server or a phone runs without this repository, then
+checked against the model in that format's own runtime (inference/export_check.py)."""
 
+import json
 import os
+import tempfile
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
+import tf2onnx
 
-from errors import write_failed
+from data import decode
+from data import sources
+from errors import ConfigError, UserError, first_line, write_failed
+from inference import artifacts
+from inference import export_check
 from inference import loading
-from inference.predictor import Predictor, label_masks
+from inference.predictor import Predictor, all_layers, label_masks
 import tasks
+from training import atomic
 from training import workdir as workdir_lib
 
+# Each format and the quantizations it takes (int8: weights and activations, calibrated).
+FORMATS = {'saved_model': ('none',), 'onnx': ('none',), 'litert': ('none', 'float16', 'int8')}
+# Layers a converter is known to get wrong, by format: the export stops before converting.
+# tf2onnx 1.17 turns keras-hub's MiT attention into Reshapes that fail on onnxruntime, or (batch
+# fixed to 1) that run and answer wrongly (0.57 off in probability, measured here).
+UNSUPPORTED_LAYERS = {'onnx': ('SegFormerMultiheadAttention',)}
+# The least agreement with the Keras model's masks when export.min_agreement is 0.
+DEFAULT_MIN_AGREEMENT = {'none': 0.99, 'float16': 0.99, 'int8': 0.95}
 
-def run(config, workdir: str, output: str | None) -> str:
-  """A SavedModel that takes uint8 pictures of any size and returns label masks of that size
-  (classification: class probabilities).
 
-  Served by TF Serving or loaded with tf.saved_model.load, without this repository.
-  """
-  model, source = loading.load_model(config, workdir)
-  predictor = Predictor(model, config)
+def check_settings(export_config) -> None:
+  """One line for a format or quantization that does not exist, before the model is loaded."""
+  if export_config.format not in FORMATS:
+    raise ConfigError(f'export.format={export_config.format!r} is not one of '
+                      f'{", ".join(FORMATS)}.')
+  takes = FORMATS[export_config.format]
+  if export_config.quantize not in takes:
+    makes = [f for f, q in FORMATS.items() if export_config.quantize in q]
+    raise ConfigError(f'export.quantize={export_config.quantize!r}: export.format='
+                      f'{export_config.format} takes {", ".join(takes)}'
+                      + (f'; {export_config.quantize} is made by export.format={makes[0]}.'
+                         if makes else '.'))
+  for field in ('calibration_pictures', 'check_pictures'):
+    if export_config[field] < (1 if field == 'calibration_pictures' else 0):
+      raise ConfigError(f'export.{field}={export_config[field]} must be a positive count'
+                        + (' (0: no check).' if field == 'check_pictures' else '.'))
+  if not 0.0 <= export_config.min_agreement <= 1.0:
+    raise ConfigError(f'export.min_agreement={export_config.min_agreement} is a fraction of '
+                      'pixels: in [0, 1] (0: 0.99 for float formats, 0.95 for int8).')
 
+
+def serving_function(predictor: Predictor, segmentation: bool):
+  """uint8 [N, H, W, 3] pictures of any size -> class-id masks [N, H, W] and the averaged
+  probabilities at the model's side (classification: [N, classes]), as predict makes them."""
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(
         lambda size: tf.image.resize(tf.cast(pictures, tf.float32), (size, size)))
-    if not tasks.is_segmentation(config):
+    if not segmentation:
       return {'probabilities': probabilities}
-    return {'masks': label_masks(probabilities, (height, width))}
+    return {'masks': label_masks(probabilities, (height, width)), 'probabilities': probabilities}
+  return serve
 
+
+def check_convertible(model: keras.Model, kind: str) -> None:
+  """One line naming the layer a format cannot take, and the formats that take it."""
+  for layer in all_layers(model):
+    if type(layer).__name__ in UNSUPPORTED_LAYERS.get(kind, ()):
+      works = [f for f in FORMATS if type(layer).__name__ not in UNSUPPORTED_LAYERS.get(f, ())]
+      raise ConfigError(f'export.format={kind} cannot take layer {layer.name} '
+                        f'({type(layer).__name__}): its converter gets it wrong. Use '
+                        f'export.format={" or ".join(works)}.')
+
+
+def _write_saved_model(predictor: Predictor, serve, folder: str) -> str:
   archive = keras.export.ExportArchive()
   for sized_model in predictor.models.values():
     archive.track(sized_model)
-  archive.add_endpoint('serve', serve, input_signature=[
-      tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
-  out_dir = output or os.path.join(workdir, 'export')
+  archive.add_endpoint(artifacts.SIGNATURE, serve)
+  archive.write_out(folder, verbose=False)
+  return folder
+
+
+def _write_onnx(serve, path: str) -> str:
+  tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=17,
+                                output_path=path)
+  return path
+
+
+def _write_litert(saved_model: str, path: str, quantize: str, calibration) -> str:
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, [artifacts.SIGNATURE])
+  if quantize != 'none':
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+  if quantize == 'int8':
+    converter.representative_dataset = lambda: ({'pictures': p[None]} for p in calibration)
+  with open(path, 'wb') as f:
+    f.write(converter.convert())
+  return path
+
+
+def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
+  """The first export.calibration_pictures training pictures, uint8 at the model's side, read
+  before anything is converted (a source that cannot be read fails here, in one line)."""
+  builder = sources.prepared_builder(config.data, workdir)
+  side = (config.data.image_size,) * 2
+  examples = sources.read_encoded(builder, sources.resolve_splits(config.data).train)
+  return [tf.cast(tf.round(tf.image.resize(decode.decode_image(example['image']), side,
+                                           antialias=True)), tf.uint8).numpy()
+          for example in examples.take(config.export.calibration_pictures)]
+
+
+def write(config, predictor: Predictor, out_dir: str, calibration) -> str:
+  """The artefact of export.format in `out_dir`: the SavedModel itself, or its conversion."""
+  serve = serving_function(predictor, tasks.is_segmentation(config))
+  kind, quantize = config.export.format, config.export.quantize
+  if kind == 'saved_model':
+    return _write_saved_model(predictor, serve, out_dir)
+  if kind == 'onnx':
+    return _write_onnx(serve, os.path.join(out_dir, artifacts.ONNX_FILE))
+  with tempfile.TemporaryDirectory(dir=out_dir) as saved_model:
+    return _write_litert(_write_saved_model(predictor, serve, saved_model),
+                         os.path.join(out_dir, artifacts.LITERT_FILE), quantize, calibration)
+
+
+def run(config, workdir: str, output: str | None) -> str:
+  """The export in WORKDIR/export/<format>[-<quantize>]/ (or --output) with export.json, its
+  check against the model; a UserError (exit 5) when the check fails, naming the classes."""
+  check_settings(config.export)
+  kind, quantize = config.export.format, config.export.quantize
+  model, source = loading.load_model(config, workdir)
+  predictor = Predictor(model, config)
+  check_convertible(predictor.models[config.data.image_size], kind)
+  calibration = calibration_pictures(config, workdir) if quantize == 'int8' else None
+  name = kind if quantize == 'none' else f'{kind}-{quantize}'
+  out_dir = output or os.path.join(workdir, 'export', name)
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   try:
-    archive.write_out(out_dir, verbose=False)
+    path = write(config, predictor, out_dir, calibration)
   except (OSError, tf.errors.OpError) as e:
     raise write_failed(e, 'Free disk space or choose another --output.',
-                       f'the SavedModel to {out_dir}') from None
-  logging.info('Exported %s as a SavedModel (endpoint serve: uint8 pictures -> masks) to %s.',
-               source, out_dir)
+                       f'the {name} export to {out_dir}') from None
+  except Exception as e:  # pylint: disable=broad-except  Converters raise many kinds.
+    raise UserError(f'export.format={kind} cannot convert {source}: {first_line(e)}. '
+                    f'{export_check.OTHER_FORMATS}') from None
+  record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
+            'bytes': export_check.size_in_bytes(path), 'model': source,
+            'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
+            'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip}
+  minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
+  check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
+  record['check'] = check
+  atomic.write_text(os.path.join(out_dir, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
+  logging.info('Exported %s as %s to %s.\n%s', source, name, path, export_check.table(check))
+  print(export_check.table(check))
+  if check and not check['passed']:
+    raise export_check.Disagrees(check, name)
   return out_dir

@@ -99,6 +99,10 @@ class Picture(NamedTuple):
   name: str  # File name without its extension: what the picture's output files are named by.
   pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size.
   mask: np.ndarray | None  # Class ids (H, W), if known (the eval split, or Oxford's trimaps).
+  label: np.ndarray | None = None  # Classification, from the eval split: the class.
+
+  def truth(self, segmentation: bool) -> np.ndarray:
+    return self.mask if segmentation else self.label
 
 
 def trimap_beside(path: str) -> str | None:
@@ -138,16 +142,22 @@ def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
     trimaps = [trimap_beside(path) for path, _ in named]
     return [Picture(name, read_picture(path), _read_trimap(trimap) if trimap else None)
             for name, (path, _), trimap in zip(names, named, trimaps)]
+  return eval_pictures(config, workdir, max(config.summaries.num_images, 1))
+
+
+def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
+  """The first `count` pictures of the eval split with their masks and labels: the fixed
+  pictures that training shows, explain explains and export is checked on."""
   builder = sources.prepared_builder(config.data, workdir)
-  pictures = []
   lookup = sources.mask_lookup(config.data)
-  for index, example in enumerate(sources.first_eval_examples(
-      builder, config.data, max(config.summaries.num_images, 1))):
+  pictures = []
+  for index, example in enumerate(sources.first_eval_examples(builder, config.data, count)):
     name = example['file_name'].numpy().decode() if 'file_name' in example else str(index)
     mask = example.get(tasks.MASK_FEATURE)
+    label = None if tasks.is_segmentation(config) else example[config.data.label_feature].numpy()
     pictures.append(Picture(
         os.path.splitext(name.replace('/', '_'))[0], decode.decode_image(example['image']).numpy(),
-        None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0]))
+        None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0], label))
   return pictures
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from data import sources
 from errors import UserError
 from inference import loading
-from inference.predictor import Predictor
+from inference import predictor as predictor_lib
 from interpretability import colormaps
 import tasks
 from training import atomic
@@ -17,13 +17,12 @@ from training import workdir as workdir_lib
 
 
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
-  """Segmentation: a class-id mask PNG at each picture's own size, a coloured overlay beside
+  """With the workdir's model or an exported file (predict.artifact). Segmentation: a class-id mask PNG at each picture's own size, a coloured overlay beside
   it (the data's own class colours where it has them) and legend.csv. Classification:
   predictions.csv with one line per picture."""
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
-  model, source = loading.load_model(config, workdir)
-  predictor = Predictor(model, config)
+  predictor, source = predictor_lib.load(config, workdir)
   named = loading.picture_paths(images)
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
@@ -35,8 +34,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     chunk = named[start:start + batch_size]
     pictures = [loading.read_picture(path) for path, _ in chunk]
     if not tasks.is_segmentation(config):
-      probabilities = tasks.as_two_classes(
-          predictor.probabilities(lambda size: loading.model_input(pictures, size)))
+      probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
       for (path, _), probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')

@@ -6,19 +6,17 @@ import os
 import time
 
 from absl import logging
-import keras
 import numpy as np
 
 from data import decode
 from data import sources
-from inference import loading
-from inference.predictor import Predictor
+from inference import predictor as predictor_lib
 import tasks
 from training import atomic
 from training import metrics
 
 
-def test_metrics(model: keras.Model, builder, config) -> dict:
+def test_metrics(predictor, builder, config) -> dict:
   """The test split scored as predict answers: segmentation masks at each picture's own
   resolution (pixel accuracy, IoU), or classes (accuracy); over every picture and per breed
   (`per_group`: breeds, or sub-folders of a files source), worst first. Ignored pixels
@@ -27,7 +25,6 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original masks, as a user of the predicted masks would see them.
   """
-  predictor = Predictor(model, config)
   class_names = tuple(config.data.class_names)
   segmentation = tasks.is_segmentation(config)
   lookup = sources.mask_lookup(config.data) if segmentation else None
@@ -39,8 +36,8 @@ def test_metrics(model: keras.Model, builder, config) -> dict:
       predicted = predictor.masks([picture])[0]
     else:
       truth = example[config.data.label_feature].numpy()
-      predicted = metrics.predicted_classes(predictor.probabilities(
-          lambda size, p=picture: loading.model_input([p], size))).numpy()[0]
+      predicted = metrics.predicted_classes(
+          predictor.picture_probabilities([picture])).numpy()[0]
     group = _group(config.data, example)
     confusions[group] = confusions.get(group, 0) + metrics.label_confusion_matrix(
         truth, predicted, len(class_names)).numpy().astype(np.int64)  # IGNORE counts nowhere.
@@ -75,12 +72,11 @@ def _summary(confusion: np.ndarray, class_names: tuple, segmentation: bool) -> d
 def run(config, workdir: str) -> dict:
   """The workdir's model scored on the test split, with predict's answers (segmentation: at
   the pictures' own resolution); logged and written to DIR/score.json."""
-  model, source = loading.load_model(config, workdir)
+  predictor, source = predictor_lib.load(config, workdir)
   start = time.perf_counter()
-  results = test_metrics(model, sources.prepared_builder(config.data, workdir), config)
+  results = test_metrics(predictor, sources.prepared_builder(config.data, workdir), config)
   results = {'model': source, 'test_split': sources.resolve_splits(config.data).test,
-             'predict_sizes': list(config.predict.sizes) or [config.data.image_size],
-             'predict_flip': config.predict.flip, 'seconds': round(time.perf_counter() - start, 1),
+             'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip, 'seconds': round(time.perf_counter() - start, 1),
              **results}
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = 'mean_iou' if tasks.is_segmentation(config) else 'accuracy'

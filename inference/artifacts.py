@@ -1,0 +1,104 @@
+"""An exported file run in the runtime users deploy it with (TensorFlow for a SavedModel,
+onnxruntime for .onnx, the LiteRT interpreter for .tflite), answering as a Predictor answers:
+what --mode=export checks and what predict and score run with `predict.artifact`."""
+
+import json
+import os
+
+from ai_edge_litert.interpreter import Interpreter
+import numpy as np
+import onnxruntime
+import tensorflow as tf
+
+from errors import UserError, first_line
+
+ONNX_FILE = 'model.onnx'
+LITERT_FILE = 'model.tflite'
+RECORD = 'export.json'  # Beside every artefact: what it was exported from, and its check.
+SIGNATURE = 'serve'  # The endpoint every format keeps: uint8 `pictures` -> masks, probabilities.
+
+
+def _kind(path: str) -> tuple[str, str]:
+  """(format, file to open) of an exported folder or file, or one line saying what it takes."""
+  if os.path.isdir(path):
+    for name, kind in (('saved_model.pb', 'saved_model'), (ONNX_FILE, 'onnx'),
+                       (LITERT_FILE, 'litert')):
+      if os.path.isfile(os.path.join(path, name)):
+        return kind, path if kind == 'saved_model' else os.path.join(path, name)
+  elif os.path.isfile(path) and path.endswith(('.onnx', '.tflite')):
+    return ('onnx' if path.endswith('.onnx') else 'litert'), path
+  raise UserError(f'predict.artifact={path!r} is not an exported model: give the folder '
+                  '--mode=export wrote (WORKDIR/export/<format>), a .onnx or a .tflite file.')
+
+
+class Artifact:
+  """One exported model in its runtime. Pictures go in one at a time, as uint8 at their own
+  size (the artefact resizes them); masks come back at that size."""
+
+  def __init__(self, path: str):
+    self.format, self.file = _kind(path)
+    try:
+      self._run, self.output_shapes = _OPENERS[self.format](self.file)
+    except Exception as e:  # pylint: disable=broad-except  Each runtime raises its own kinds.
+      raise UserError(f'predict.artifact={path!r} cannot be opened by its runtime '
+                      f'({first_line(e)}); export it again with --mode=export.') from None
+    folder = self.file if os.path.isdir(self.file) else os.path.dirname(self.file)
+    record = os.path.join(folder, RECORD)
+    self.record = json.load(open(record)) if os.path.isfile(record) else {}
+    self.sizes = tuple(self.record.get('predict_sizes', ()))  # What it averages, baked in.
+    self.flip = self.record.get('predict_flip', False)
+
+  def outputs(self, pictures: np.ndarray) -> dict[str, np.ndarray]:
+    """The artefact's outputs for a uint8 [N, H, W, 3] batch of pictures of one size."""
+    return self._run(np.ascontiguousarray(pictures, np.uint8))
+
+  def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
+    """Label masks (uint8) at each picture's own size, one picture at a time."""
+    return [self.outputs(picture[None])['masks'][0] for picture in pictures]
+
+  def picture_probabilities(self, pictures: list[np.ndarray]) -> np.ndarray:
+    """Classification: [N, classes] probabilities of whole pictures."""
+    return np.concatenate([self.outputs(picture[None])['probabilities']
+                           for picture in pictures])
+
+  def check_fits(self, class_names, segmentation: bool) -> None:
+    """One line when the artefact is of another model than the config describes."""
+    field = 'predict.artifact'
+    if self.record.get('class_names', list(class_names)) != list(class_names):
+      raise UserError(f'{field}={self.file} was exported for classes {self.record["class_names"]}'
+                      f'; data.class_names is {list(class_names)}: use the config it was '
+                      'trained with, or export this run again.')
+    num_classes = self.output_shapes['probabilities'][-1]
+    if num_classes != len(class_names) and (num_classes, len(class_names)) != (1, 2):
+      raise UserError(f'{field}={self.file} predicts {num_classes} classes; '
+                      f'data.class_names has {len(class_names)}: use the config it was trained '
+                      'with, or export this run again.')
+    if segmentation != ('masks' in self.output_shapes):
+      raise UserError(f'{field}={self.file} is {"not " * segmentation}a segmentation model and '
+                      f'the config is {"not " * (not segmentation)}one: use the config it was '
+                      'trained with.')
+
+
+def _saved_model(path: str):
+  loaded = tf.saved_model.load(path)  # Held by the closure: its variables live as long.
+  outputs = getattr(loaded, SIGNATURE).concrete_functions[0].structured_outputs
+  shapes = {name: tensor.shape.as_list() for name, tensor in outputs.items()}
+  return (lambda pictures: {k: v.numpy() for k, v in getattr(loaded, SIGNATURE)(
+      tf.constant(pictures)).items()}), shapes
+
+
+def _onnx(path: str):
+  session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+  names = [output.name for output in session.get_outputs()]
+  shapes = {output.name: output.shape for output in session.get_outputs()}
+  return (lambda pictures: dict(zip(names, session.run(None, {'pictures': pictures})))), shapes
+
+
+def _litert(path: str):
+  runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
+  shapes = {name: detail['shape_signature'].tolist()
+            for name, detail in runner.get_output_details().items()}
+  return (lambda pictures: runner(pictures=pictures)), shapes
+
+
+_OPENERS = {'saved_model': _saved_model, 'onnx': _onnx, 'litert': _litert}
