@@ -4,6 +4,7 @@ the synthetic pets; a user's own files. Each prepares once and says how to get t
 it cannot."""
 
 import contextlib
+import difflib
 import hashlib
 import os
 import socket
@@ -18,7 +19,7 @@ from data import files_source
 from data import folder_checks
 from data import oxford_pets_folder
 from data import synthetic
-from errors import DataError, is_write_failure, write_failed
+from errors import DataError, first_line, is_write_failure, write_failed
 from tasks import MASK_FEATURE
 
 DATASET_NAME = 'oxford_iiit_pet'
@@ -76,8 +77,16 @@ def _other_tfds_builder(data_config) -> tfds.core.DatasetBuilder:
   name = data_config.tfds_name
   try:
     builder = tfds.builder(name, data_dir=data_config.data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    nearest = difflib.get_close_matches(name.split(':')[0].split('/')[0],
+                                        sorted(set(tfds.list_builders(
+                                            with_community_datasets=False))), n=3)
+    raise DataError(f'data.tfds_name={name!r}: TFDS {tfds.__version__} has no data set of that '
+                    'name' + (f' (the nearest: {", ".join(nearest)})' if nearest else '')
+                    + '. Names are those of tfds.list_builders(), with an optional :version; '
+                    'pictures and masks of your own take data.source=files.') from None
   except Exception as e:  # pylint: disable=broad-except  TFDS raises several kinds.
-    raise DataError(f'data.tfds_name={name!r}: TFDS has no such data set ({e}).') from None
+    raise DataError(f'data.tfds_name={name!r}: TFDS cannot build it ({first_line(e)}).') from None
   if not builder.is_prepared():
     if not data_config.download:
       raise DataError(f'data.tfds_name={name!r} is not prepared in {builder.data_dir_root} and '
@@ -159,8 +168,10 @@ def _checked_list_files(folder: str, data_dir: str, skip_bad_examples: bool) -> 
       raise DataError(f'annotations/{list_name} in data.folder={folder!r} names no example: '
                       f'the {split} split would be empty.')
     bad = folder_checks.bad_examples(folder, list_path)
-    list_files[split] = list_path
-    if not bad:
+    if not bad:  # A list with a BOM, CRLF or blank lines is read by TFDS from a clean copy.
+      with open(list_path, 'rb') as f:
+        clean = f.read() == ''.join(lines).encode()
+      list_files[split] = list_path if clean else _write_list(data_dir, list_name, lines)
       continue
     shown = '\n'.join(f'  {line.split()[0]}: {problem}' for line, problem in bad[:10])
     more = f'\n  ... and {len(bad) - 10} more' if len(bad) > 10 else ''

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from data import exif
 from data import masks
 
 
@@ -11,6 +12,22 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
+
+
+def decode_upright(encoded: bytes) -> np.ndarray:
+  """RGB uint8 of a picture file's bytes, turned upright as its EXIF orientation says (as
+  viewers and annotation tools show it)."""
+  return exif.upright(decode_image(encoded).numpy(), exif.orientation(encoded))
+
+
+def upright_bytes(encoded: bytes) -> bytes:
+  """The file's bytes when it is stored upright, else the upright picture as a JPEG (quality
+  95), so that everything reading the prepared set sees what the user saw."""
+  tag = exif.orientation(encoded)
+  if tag == 1:
+    return encoded
+  picture = exif.upright(decode_image(encoded).numpy(), tag)
+  return tf.io.encode_jpeg(picture, quality=95, chroma_downsampling=False).numpy()
 
 
 def decode_mask(encoded: tf.Tensor, lookup: np.ndarray | None = None) -> tf.Tensor:

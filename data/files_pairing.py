@@ -6,6 +6,7 @@ import hashlib
 import os
 from typing import NamedTuple
 
+from data import folder_checks
 from errors import DataError
 
 
@@ -55,12 +56,12 @@ def _strip(found: dict, suffix: str) -> dict:
 
 
 def read_list(path: str, field: str) -> list[str]:
-  """Stems of a list file (one a line, extensions and blank lines tolerated)."""
+  """Stems of a list file (one a line; extensions, blank lines, a BOM and CRLF tolerated)."""
   try:
-    with open(path) as f:
-      return [os.path.splitext(line.split()[0])[0] for line in f if line.strip()]
-  except OSError as e:
-    raise DataError(f'{field}={path!r} cannot be read ({e.strerror}): it must be a text file '
+    return [os.path.splitext(line.split()[0])[0] for line in folder_checks.read_list(path)]
+  except (OSError, UnicodeDecodeError) as e:
+    why = 'not UTF-8 text' if isinstance(e, UnicodeDecodeError) else e.strerror
+    raise DataError(f'{field}={path!r} cannot be read ({why}): it must be a text file '
                     'of picture stems, one a line.') from None
 
 

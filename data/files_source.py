@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data import data_report
+from data import decode
 from data import files_pairing
 from data import masks as masks_lib
 from errors import DataError, write_failed
@@ -59,8 +60,7 @@ def scan_example(example: files_pairing.Example,
   """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
   its class ids are all found here, once."""
   try:
-    picture = tf.io.decode_image(tf.io.read_file(example.image), channels=3,
-                                 expand_animations=False)
+    picture = decode.decode_upright(tf.io.read_file(example.image).numpy())
   except (tf.errors.OpError, OSError):
     return ScannedExample(example, ('unreadable', example.image), None, None, None)
   if not isinstance(example.target, str):
@@ -128,7 +128,7 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split):
     for item in self._scanned[split]:
       with open(item.example.image, 'rb') as f:
-        record = {'image': f.read(), 'file_name': item.example.name}
+        record = {'image': decode.upright_bytes(f.read()), 'file_name': item.example.name}
       if self._segmentation:
         record['segmentation_mask'] = item.mask_png
       else:

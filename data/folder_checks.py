@@ -13,9 +13,10 @@ from data import decode
 
 
 def read_list(list_path: str) -> list[str]:
-  """The non-empty lines of a split list file (`<name> <class> <species> <breed>`)."""
-  with open(list_path) as f:
-    return [line for line in f if line.strip()]
+  """The non-empty lines of a split list file (`<name> <class> <species> <breed>`), each ending
+  in one newline, as any editor may have saved it (a UTF-8 BOM, CRLF or CR line ends)."""
+  with open(list_path, encoding='utf-8-sig') as f:  # Universal newlines: CRLF and CR too.
+    return [line.strip() + '\n' for line in f if line.strip()]
 
 
 def example_problem(folder: str, name: str) -> str | None:

@@ -85,7 +85,7 @@ def picture_paths(spec: str) -> list[tuple[str, str]]:
 
 def read_picture(path: str) -> np.ndarray:
   try:
-    return decode.decode_image(tf.io.read_file(path)).numpy()
+    return decode.decode_upright(tf.io.read_file(path).numpy())
   except tf.errors.InvalidArgumentError as e:
     raise UserError(f'--images: {path!r} is not a picture TensorFlow can decode '
                     '(JPEG, PNG, GIF or BMP).') from e

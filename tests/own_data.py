@@ -157,3 +157,14 @@ class TinySegmentation(tfds.core.GeneratorBasedBuilder):
       classes[0] = 255
       yield index, {'picture': picture, 'label_mask': classes[..., None],
                     'file_name': f'{index}.png'}
+
+
+def with_orientation(jpeg: bytes, tag: int, byte_order: str = '>') -> bytes:
+  """JPEG bytes with an EXIF block whose orientation is `tag`, as a phone writes it
+  ('>': Motorola order, '<': Intel order)."""
+  mark = b'MM' if byte_order == '>' else b'II'
+  tiff = (mark + struct.pack(byte_order + 'HI', 42, 8) + struct.pack(byte_order + 'H', 1)
+          + struct.pack(byte_order + 'HHIHH', 0x0112, 3, 1, tag, 0)
+          + struct.pack(byte_order + 'I', 0))
+  app1 = b'Exif\x00\x00' + tiff
+  return jpeg[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + jpeg[2:]
