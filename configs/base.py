@@ -100,6 +100,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   train.global_batch_size = 64
   train.epochs = 50
   train.steps_per_epoch = config_dict.placeholder(int)  # None: one full pass of the split.
+  # The run's length in optimizer steps (None: train.epochs epochs), so a small set trains as
+  # long as a large one; evaluation and summaries still follow the epochs.
+  train.steps = config_dict.placeholder(int)
   train.steps_per_call = 1
   # >1: average the gradients of N batches per optimizer update (a global batch N times larger).
   train.gradient_accumulation_steps = 1
@@ -111,8 +114,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Models with an encoder: its updates are this times the learning rate's (e.g. 0.1 to
   # fine-tune a pretrained encoder gently); one optimizer.
   train.encoder_lr_multiplier = 1.0
-  # Segmentation: weight of a soft-Jaccard (IoU) term added to the pixel cross-entropy.
-  train.jaccard_loss_weight = 0.0
+  # The loss: terms joined by + (training/losses.py): cross_entropy, focal (pixel terms);
+  # dice, jaccard, tversky, lovasz (segmentation's region terms), e.g. 'cross_entropy+dice'.
+  train.loss = 'cross_entropy'
+  train.loss_weights = ()  # One per term, in order; empty: 1 each.
+  train.focal_gamma = 2.0  # focal: (1 - p)^gamma scales each pixel's term; 0 is cross-entropy.
+  train.tversky_alpha = 0.3  # tversky: weight of false positives (0.5 / 0.5 is Dice).
+  train.tversky_beta = 0.7  # tversky: weight of false negatives.
+  # Pixel terms over each picture's hardest fraction of pixels only (OHEM); 1: all.
+  train.top_k_percent_pixels = 1.0
+  train.label_smoothing = 0.0  # Pixel terms: targets (1 - s) one-hot + s / classes.
   # Classification: weight each training example by n / (classes x n of its class), as Keras'
   # class_weight='balanced' does, so a minority class is not the cheap one to get wrong.
   train.balance_classes = False
@@ -120,7 +131,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # balancing from the training masks' pixel counts) | a tuple, one weight per class.
   train.class_weights = config_dict.placeholder(object)
   train.class_weights = 'none'
-  train.schedule = 'constant'  # constant | cosine (decay to 0 over the run, after warm-up)
+  # constant | cosine (decay to 0 over the run, after warm-up) | poly ((1 - t)^0.9, warm-up)
+  train.schedule = 'constant'
   train.warmup_steps = 0
   train.checkpoint_every_steps = 100
   train.max_checkpoints_to_keep = 3
@@ -134,9 +146,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.every_epochs = 1  # 0: never in the loop (a --mode=continuous_eval sidecar does).
   # --mode=continuous_eval ends after this many seconds without a new checkpoint.
   config.eval.continuous_timeout_s = 600
-  # What best_model.keras is best at: loss (lowest) | mean_iou, pixel_accuracy (segmentation)
-  # or accuracy (classification) (highest).
+  # What best_model.keras is best at: loss (lowest) | mean_iou, mean_dice, mean_precision,
+  # mean_recall, pixel_accuracy (segmentation) or accuracy (classification) (highest).
   config.eval.best_metric = 'loss'
+  # Stop after this many evaluations in a row without a better eval.best_metric (0: never);
+  # the best model and the last checkpoint are kept.
+  config.eval.patience = 0
 
   # How --mode=predict, score and export turn a model into masks (training's evaluation is
   # always one pass at data.image_size): probabilities averaged over these input sides (empty:

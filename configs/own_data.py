@@ -30,7 +30,7 @@ def get_config():
   config.train.learning_rate = 2e-3
   config.train.schedule = 'cosine'
   config.train.warmup_steps = 50
-  config.train.jaccard_loss_weight = 1.0
+  config.train.loss = 'cross_entropy+jaccard'
   config.train.global_batch_size = 16
   config.eval.global_batch_size = 16
   config.train.epochs = 60

@@ -128,10 +128,13 @@ def _ignore_case():
 def test_predictions_on_ignored_pixels_change_neither_loss_nor_any_metric():
   labels, probabilities, changed = _ignore_case()
   for weights in (None, (1.0, 2.0, 5.0)):
-    for jaccard in (0.0, 1.0):
-      np.testing.assert_allclose(
-          losses.per_example_loss(labels, probabilities, jaccard, weights),
-          losses.per_example_loss(labels, changed, jaccard, weights), rtol=1e-6)
+    for term in losses.TERMS:
+      for top_k in (1.0, 0.3):
+        spec = losses.LossSpec(terms=((term, 1.0),), top_k_fraction=top_k)
+        np.testing.assert_allclose(
+            losses.per_example_loss(labels, probabilities, spec, weights),
+            losses.per_example_loss(labels, changed, spec, weights), rtol=1e-6,
+            err_msg=f'{term} top_k {top_k}')
   confusion = metrics.confusion_matrix(labels, probabilities, 3, tf.ones([2]))
   np.testing.assert_array_equal(confusion, metrics.confusion_matrix(labels, changed, 3,
                                                                     tf.ones([2])))

@@ -12,6 +12,7 @@ import tensorflow as tf
 from modeling import models
 from tests.conftest import model_config, small_config
 from training import checkpoints
+from training import losses
 from training import runtime
 from training import trainer as trainer_lib
 
@@ -28,10 +29,11 @@ def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
                              global_batch_size=global_batch, num_classes=3, **options)
 
 
-def _weights_after_one_update(strategy, accumulation: int, batches):
+def _weights_after_one_update(strategy, accumulation: int, batches,
+                              loss: losses.LossSpec = losses.LossSpec()):
   """The book model's weights after one SGD update from `batches` (each split over replicas)."""
   size = int(batches[0]['image'].shape[0])
-  trainer = _sgd_trainer(strategy, size, accumulation_steps=accumulation)
+  trainer = _sgd_trainer(strategy, size, accumulation_steps=accumulation, loss=loss)
   model = trainer.model
   per_replica = size // strategy.num_replicas_in_sync
   stream = None
@@ -46,22 +48,33 @@ def _weights_after_one_update(strategy, accumulation: int, batches):
   return [v.numpy() for v in model.trainable_variables]
 
 
-@pytest.mark.parametrize('replicas', [1, 2])
-def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas):
+# Every loss term at once, with OHEM and label smoothing: all computed per example.
+EVERY_TERM = losses.LossSpec(terms=(('focal', 1.0), ('dice', 0.5), ('tversky', 0.5),
+                                    ('lovasz', 0.5)), top_k_fraction=0.5, label_smoothing=0.1)
+
+
+@pytest.mark.parametrize('replicas, loss', [(1, losses.LossSpec()), (2, losses.LossSpec()),
+                                            (2, EVERY_TERM)])
+def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas, loss):
   strategy = (runtime.create_strategy(small_config().runtime) if replicas == 2
               else tf.distribute.OneDeviceStrategy('/cpu:0'))
   rng = np.random.default_rng(0)
   batch = {'image': tf.constant(rng.uniform(0, 255, (8, 32, 32, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, 3, (8, 32, 32, 1)), tf.uint8)}
-  whole = _weights_after_one_update(strategy, 1, [batch])
+  whole = _weights_after_one_update(strategy, 1, [batch], loss)
   halves = [{k: v[:4] for k, v in batch.items()}, {k: v[4:] for k, v in batch.items()}]
-  accumulated = _weights_after_one_update(strategy, 2, halves)
+  accumulated = _weights_after_one_update(strategy, 2, halves, loss)
+  if replicas == 2:  # And the same as one device.
+    one_device = _weights_after_one_update(tf.distribute.OneDeviceStrategy('/cpu:0'), 1,
+                                           [batch], loss)
+    for a, b in zip(whole, one_device):
+      np.testing.assert_allclose(a, b, atol=1e-6)
   keras.utils.set_random_seed(0)
   initial = models.build_model(small_config().model, 32, 3).trainable_variables
   for a, b in zip(whole, accumulated):
     np.testing.assert_allclose(a, b, atol=1e-6)
   assert max(np.abs(a - s.numpy()).max() for a, s in zip(whole, initial)) > 1e-4  # It moved.
-  only_first = _weights_after_one_update(strategy, 1, halves[:1])
+  only_first = _weights_after_one_update(strategy, 1, halves[:1], loss)
   assert max(np.abs(a - b).max() for a, b in zip(whole, only_first)) > 1e-5
 
 

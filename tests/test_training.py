@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tests.conftest import run_main, small_config
 from training import checkpoints
 from training import loop
+from training import trainer as trainer_lib
 
 pytestmark = pytest.mark.slow  # Every test here trains or runs main.py.
 
@@ -98,6 +99,47 @@ def test_rerun_resumes_from_the_saved_step(tmp_path, synthetic_folder):
   assert resumed_weights.keys() == straight_weights.keys() and resumed_weights
   for name, value in straight_weights.items():
     np.testing.assert_allclose(resumed_weights[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_in_steps_ends_mid_epoch_evaluated_and_saved(tmp_path, synthetic_folder):
+  """train.steps=8 with 3-step epochs: epochs end at 3 and 6, the run at 8, evaluated and
+  checkpointed there; a rerun has nothing to do."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__steps_per_epoch=3, train__steps=8, train__epochs=100,
+                        summaries__explain_every_epochs=0)
+  results = loop.train(config, str(tmp_path))
+  assert results['step'] == 8 and results['epoch'] == 3 and 'eval' in results
+  saved = sorted(os.path.basename(p) for p in glob.glob(f'{tmp_path}/checkpoints/ckpt-*.index'))
+  assert saved[-2:] == ['ckpt-6.index', 'ckpt-8.index']
+  assert len(_eval_scalars(str(tmp_path), 'loss')) == 3  # Epochs 1, 2 and the end.
+  assert loop.train(config, str(tmp_path)) == {'step': 8}
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best(tmp_path, synthetic_folder):
+  """A learning rate too small to move a float32 weight: every evaluation after the first
+  ties it, so with eval.patience=2 the run stops at epoch 3 of 20, the best model and that
+  step's checkpoint kept; a rerun (the counter is checkpointed) has nothing to do."""
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        train__optimizer='sgd', train__learning_rate=1e-12,
+                        train__steps_per_epoch=1, train__epochs=20, eval__patience=2,
+                        summaries__explain_every_epochs=0)
+  results = loop.train(config, str(tmp_path))
+  assert results['step'] == 3 and results['epoch'] == 3 and results['stop_early']
+  assert os.path.isfile(os.path.join(tmp_path, checkpoints.BEST_MODEL))
+  assert tf.train.latest_checkpoint(f'{tmp_path}/checkpoints').endswith('ckpt-3')
+  assert loop.train(config, str(tmp_path)) == {'step': 3}
+  config.eval.patience = 4  # More patience on a rerun: it continues from step 3.
+  assert loop.train(config, str(tmp_path))['step'] == 5
+
+
+def test_poly_schedule_warms_up_then_decays_with_power_0_9():
+  config = small_config(train__schedule='poly', train__learning_rate=0.1,
+                        train__warmup_steps=10)
+  schedule = trainer_lib.learning_rate(config.train, total_steps=110)
+  rates = {step: float(schedule(step)) for step in (0, 5, 10, 60, 110, 200)}
+  np.testing.assert_allclose([rates[0], rates[5], rates[10]], [0.0, 0.05, 0.1], atol=1e-7)
+  np.testing.assert_allclose(rates[60], 0.1 * 0.5 ** 0.9, rtol=1e-5)
+  assert rates[110] == 0.0 and rates[200] == 0.0
 
 
 def test_eval_mode_counts_every_example(tmp_path, synthetic_folder):

@@ -79,8 +79,10 @@ class BestModelExporter:
     value = results[self.best_metric]
     ranked = value if self.best_metric == 'loss' else -value
     if not math.isfinite(value) or ranked >= float(self.state.best_eval):
+      self.state.evals_since_best.assign_add(1)
       return
     self.state.best_eval.assign(ranked)
+    self.state.evals_since_best.assign(0)
     if self.writes:
       atomic.save_model(self.model, self.path)
       logging.info('New best validation %s %.4f: exported %s.', self.best_metric, value,
@@ -201,6 +203,11 @@ def best_model_exporter(job) -> BestModelExporter:
                            job.config.eval.best_metric, job.runtime.is_chief)
 
 
+def stops_early(state: checkpoints.TrainState, patience: int) -> bool:
+  """eval.patience evaluations in a row were no better than the best (0: never stop)."""
+  return bool(patience) and int(state.evals_since_best) >= patience
+
+
 def periodic_actions(job, evaluate: bool) -> list[Action]:
   """The training loop's periodic work, in the order it runs at a boundary, each action built
   from the parts of the job it needs."""
@@ -210,7 +217,7 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
   def evaluate_and_keep_best(step: int) -> dict:
     results = evaluate_once(step)
     export_best(results)
-    return {'eval': results}
+    return {'eval': results, 'stop_early': stops_early(job.state, config.eval.patience)}
 
   def save_checkpoint(step: int) -> None:
     del step  # The state holds it.
@@ -226,10 +233,10 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
              evaluate_and_keep_best, averaged=True),
       Action('explain', Schedule(epochs=explain_every, at_end=True) if explains else NEVER,
              lambda step: {'explain_seconds': explainer(step)}, averaged=True),
-      Action('checkpoint', Schedule(steps=config.train.checkpoint_every_steps, epochs=1),
-             save_checkpoint),
+      Action('checkpoint', Schedule(steps=config.train.checkpoint_every_steps, epochs=1,
+                                    at_end=True), save_checkpoint),
       # After the save: a failed event write loses no training.
-      Action('flush events', Schedule(epochs=1), lambda step: job.summaries.flush()),
+      Action('flush events', Schedule(epochs=1, at_end=True), lambda step: job.summaries.flush()),
   ]
 
 

@@ -108,6 +108,9 @@ def checkpoint_step(path: str) -> int:
   return int(digits) if digits.isdigit() else -1
 
 
+_COUNTER_KEY = 'evals_since_best/.ATTRIBUTES/VARIABLE_VALUE'
+
+
 class TrainState:
   """Model, optimizer, step and best evaluation so far, saved by a CheckpointManager.
 
@@ -122,9 +125,14 @@ class TrainState:
     # The best eval.best_metric so far, negated when higher is better: lower always wins.
     self.best_eval = tf.Variable(float('inf'), dtype=tf.float64, trainable=False,
                                  name='best_eval')
-    self.checkpoint = tf.train.Checkpoint(
-        model=tracked_model(model), optimizer=optimizer, step=self.step,
-        best_eval=self.best_eval, **({'ema': ema} if ema else {}))
+    # Evaluations since the best one (eval.patience). Saved with the rest, but restored apart
+    # (`_COUNTER_KEY`): checkpoints written before it existed still restore.
+    self.evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                        name='evals_since_best')
+    tracked = dict(model=tracked_model(model), optimizer=optimizer, step=self.step,
+                   best_eval=self.best_eval, **({'ema': ema} if ema else {}))
+    self._restored = tf.train.Checkpoint(**tracked)
+    self.checkpoint = tf.train.Checkpoint(**tracked, evals_since_best=self.evals_since_best)
     _set_aside_unreadable_state_file(directory)
     self.manager = tf.train.CheckpointManager(self.checkpoint, directory,
                                               max_to_keep=max_to_keep)
@@ -139,10 +147,13 @@ class TrainState:
     A checkpoint that fails to load (truncated, corrupt) is reported and the one before it
     is used; if none loads, the run stops rather than silently starting over.
     """
-    path = restore_newest_readable(self.checkpoint, self.manager.directory,
+    path = restore_newest_readable(self._restored, self.manager.directory,
                                    'Move the folder away to start from scratch.')
     if path is None:
       return 0
+    reader = tf.train.load_checkpoint(path)
+    self.evals_since_best.assign(
+        reader.get_tensor(_COUNTER_KEY) if reader.has_tensor(_COUNTER_KEY) else 0)
     logging.info('Resumed from %s at step %d.', path, int(self.step))
     return int(self.step)
 

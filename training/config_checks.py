@@ -13,6 +13,7 @@ from data import sources
 from errors import ConfigError
 from modeling import models
 import tasks
+from training import losses
 from training import metrics
 from training import runtime
 from training import trainer
@@ -91,8 +92,14 @@ def _check_ranges(config) -> None:
                 'data.synthetic.num_trainval',
                 'data.synthetic.num_test', 'data.synthetic.photo_size'):
     _positive(field_value(config, field), field)
-  if config.train.steps_per_epoch is not None:
-    _positive(config.train.steps_per_epoch, 'train.steps_per_epoch')
+  for field in ('train.steps_per_epoch', 'train.steps'):
+    if field_value(config, field) is not None:
+      _positive(field_value(config, field), field)
+  _require(config.eval.patience >= 0, 'eval.patience must be 0 (never stop early) or more '
+           'evaluations.')
+  _require(not config.eval.patience or config.eval.every_epochs,
+           f'eval.patience={config.eval.patience} counts evaluations in the training loop; '
+           'eval.every_epochs=0 makes none: set it to 1 or more, or eval.patience to 0.')
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
   _require(config.eval.every_epochs >= 0, 'eval.every_epochs must be 0 (never in the training '
            'loop: run --mode=continuous_eval beside it) or more.')
@@ -118,7 +125,6 @@ def _check_ranges(config) -> None:
            'train.global_clipnorm must be 0 (no clipping) or a positive norm.')
   _require(0.0 <= config.train.ema_decay < 1.0,
            'train.ema_decay must be in [0, 1): 0 turns the moving average off, 0.999 is usual.')
-  _require(config.train.jaccard_loss_weight >= 0, 'train.jaccard_loss_weight must be 0 or more.')
   _require(len(config.data.class_names) >= 2, 'data.class_names needs at least two classes.')
   _require(config.summaries.num_images >= 0, 'summaries.num_images must be 0 or more.')
   if config.train.loss_upper_bound is not None:
@@ -142,9 +148,7 @@ def _check_combinations(config) -> None:
   _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
            f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
            f'(decoupled decay); {config.train.optimizer} takes none.')
-  _require(config.train.jaccard_loss_weight == 0 or tasks.is_segmentation(config),
-           'train.jaccard_loss_weight is a segmentation loss term; set it to 0 for '
-           f'task={config.task}.')
+  losses.loss_spec(config.train, tasks.is_segmentation(config))
   _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
   models.check_model(config.model, config.data.image_size)
   for size in config.predict.sizes:

@@ -21,6 +21,7 @@ from training import atomic
 from training import checkpoints
 from training import actions as actions_lib
 from training import job as job_lib
+from training import metrics
 
 RECORD_FILE = 'continuous_eval.json'
 POLL_S = 2.0
@@ -79,9 +80,8 @@ def _evaluate(job, path: str, record: dict, evaluate, export_best) -> dict | Non
     export_best(results)
   job.summaries.flush()
   record['best_eval'] = float(job.state.best_eval)
-  logging.info('step %d: %s (%d examples)', step, ' '.join(
-      f'{k} {results[k]:.4f}' for k in ('loss', 'pixel_accuracy', 'mean_iou', 'accuracy')
-      if k in results), results['num_examples'])
+  logging.info('step %d: %s (%d examples)', step, metrics.line(results),
+               results['num_examples'])
   return {k: float(v) for k, v in results.items()}
 
 

@@ -17,6 +17,7 @@ from modeling import models
 import tasks
 from training import checkpoints
 from training import config_checks
+from training import losses
 from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
@@ -95,7 +96,7 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
       num_classes=num_classes,
       jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
-      jaccard_loss_weight=train.jaccard_loss_weight,
+      loss=losses.loss_spec(train, tasks.is_segmentation(config)),
       accumulation_steps=train.gradient_accumulation_steps,
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
       class_weights=_class_weights(config, data),
@@ -211,4 +212,4 @@ def _data(config, scratch: str) -> Data:
                     f'train.gradient_accumulation_steps={train.gradient_accumulation_steps}: '
                     'lower them or set train.steps_per_epoch.')
   return Data(builder, num_train, num_eval, examples_per_step, steps_per_epoch,
-              train.epochs * steps_per_epoch)
+              train.steps or train.epochs * steps_per_epoch)

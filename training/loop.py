@@ -32,8 +32,9 @@ class _Diverged(Exception):
 
 
 def train(config, workdir: str, evaluate: bool = True) -> dict:
-  """Trains to train.epochs (evaluating every eval.every_epochs when `evaluate`), resuming from
-  the workdir; returns the last epoch's results."""
+  """Trains for train.steps (or train.epochs), evaluating every eval.every_epochs when
+  `evaluate` and stopping early after eval.patience evaluations without a better one; resumes
+  from the workdir; returns the last epoch's results."""
   # Signals count from the start: one that arrives while the job is built stops it at the
   # first step boundary (setup takes SIGTERM back from TensorFlow's preemption notifier).
   with preemption.stop_on_signals() as stop:
@@ -54,16 +55,17 @@ def evaluate(config, workdir: str) -> dict:
     return results
   with job.trainer.ema_weights():
     results = _errors_explained(job, evaluate_and_flush)
-  logging.info('step %d: %s (%d examples)', step, _metrics_line('val', results),
+  logging.info('step %d: %s (%d examples)', step, metrics.line(results, 'val'),
                results['num_examples'])
   return {'step': step, 'eval': results}
 
 
 def _train_with_rollback(job: job_lib.Job, evaluate: bool, stop) -> dict:
   step = job.state.restore_latest()
-  if step >= job.data.total_steps:
-    logging.info('Training already finished: step %d of %d. Nothing to do; use a new workdir '
-                 'or raise train.epochs to train more.', step, job.data.total_steps)
+  if step >= job.data.total_steps or actions_lib.stops_early(job.state, job.config.eval.patience):
+    logging.info('Training already finished: step %d of %d%s. Nothing to do; use a new workdir '
+                 'or raise train.steps (train.epochs, eval.patience) to train more.', step,
+                 job.data.total_steps, ' (stopped early)' if step < job.data.total_steps else '')
     return {'step': step}
   if step == 0:
     job.state.save()  # A rollback target if the very first steps diverge.
@@ -98,7 +100,7 @@ def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
   epoch, results, pace = _EpochTotals(), {}, _Pace()
   while step < total:
     _freeze_encoder_while_due(job, step)
-    num_steps = _steps_to_next_boundary(step, per_epoch, cfg)
+    num_steps = _steps_to_next_boundary(step, per_epoch, total, cfg)
     profile(step)
     sums, waited, seconds = _run_steps(job, iterator, num_steps)
     _check_loss(sums, step + num_steps, cfg.loss_upper_bound)
@@ -108,13 +110,20 @@ def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
     pace.add(num_steps, seconds)
     _log_call(job, step, num_steps, sums, waited, seconds, pace)
     stopping = any_worker_stops(bool(stop))
-    train_results = _epoch_results(job, step, epoch.take()) if step % per_epoch == 0 else None
+    ends_epoch = step % per_epoch == 0 or step >= total  # A run in steps may end mid-epoch.
+    train_results = _epoch_results(job, step, epoch.take()) if ends_epoch else None
     done = actions_lib.run_due(actions, step, per_epoch, total, job.trainer.ema_weights,
                                forced=('checkpoint',) if stopping else ())
     if train_results is not None:
-      results = {'step': step, 'epoch': step // per_epoch, 'train': train_results, **done}
+      results = {'step': step, 'epoch': -(-step // per_epoch), 'train': train_results, **done}
       logging.info(_epoch_line(job, results, pace))
       epoch.restart()  # Evaluation and summaries are not the next epoch's training time.
+    if done.get('stop_early'):  # Evaluations fall where a checkpoint is saved too.
+      logging.info('Stopped early at step %d: eval.best_metric %s has not improved in the last '
+                   'eval.patience=%d evaluations. %s holds the best model; the last checkpoint '
+                   'is step %d.', step, job.config.eval.best_metric, job.config.eval.patience,
+                   checkpoints.BEST_MODEL, step)
+      break
     if stopping and step < total:
       job.summaries.flush()
       any_worker_stops(True)  # A barrier: every worker's save is done before any exits.
@@ -137,11 +146,14 @@ def _freeze_encoder_while_due(job: job_lib.Job, step: int) -> None:
                  'the encoder trains too')
 
 
-def _steps_to_next_boundary(step: int, steps_per_epoch: int, train_config) -> int:
-  """Steps of the next call: at most train.steps_per_call, ending at an epoch or checkpoint."""
+def _steps_to_next_boundary(step: int, steps_per_epoch: int, total_steps: int,
+                            train_config) -> int:
+  """Steps of the next call: at most train.steps_per_call, ending at an epoch, a checkpoint or
+  the run's last step."""
   epoch_end = (step // steps_per_epoch + 1) * steps_per_epoch
   every = train_config.checkpoint_every_steps
-  return min(train_config.steps_per_call, epoch_end - step, (step // every + 1) * every - step)
+  return min(train_config.steps_per_call, epoch_end - step, (step // every + 1) * every - step,
+             total_steps - step)
 
 
 def _run_steps(job: job_lib.Job, iterator, num_steps: int):
@@ -246,20 +258,16 @@ def _epoch_results(job: job_lib.Job, step: int, totals) -> dict:
 
 def _epoch_line(job: job_lib.Job, results: dict, pace: _Pace) -> str:
   train_results = results['train']
-  line = (f'epoch {results["epoch"]}/{job.config.train.epochs} step {results["step"]}: '
-          f'{_metrics_line("train", train_results)}, '
+  epochs = -(-job.data.total_steps // job.data.steps_per_epoch)
+  line = (f'epoch {results["epoch"]}/{epochs} step {results["step"]}: '
+          f'{metrics.line(train_results, "train")}, '
           f'{train_results["epoch_images_per_s"]:.1f} images/s, '
           f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
           f'elapsed {pace.elapsed()}')
   if 'eval' in results:
-    line += (f' | {_metrics_line("val", results["eval"])} '
+    line += (f' | {metrics.line(results["eval"], "val")} '
              f'({results["eval"]["num_examples"]:.0f} examples)')
   return line
-
-
-def _metrics_line(prefix: str, results: dict) -> str:
-  shown = [k for k in ('loss', 'pixel_accuracy', 'mean_iou', 'accuracy') if k in results]
-  return f'{prefix} ' + ' '.join(f'{k} {results[k]:.4f}' for k in shown)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

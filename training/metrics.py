@@ -43,24 +43,38 @@ def label_confusion_matrix(labels, predictions, num_classes: int, weights=None) 
 
 
 # What best_model.keras can be best at, per task: loss (lowest) or a summarize() key (highest).
-BEST_METRICS = {SEGMENTATION: ('loss', 'mean_iou', 'pixel_accuracy'),
+BEST_METRICS = {SEGMENTATION: ('loss', 'mean_iou', 'mean_dice', 'mean_precision',
+                               'mean_recall', 'pixel_accuracy'),
                 CLASSIFICATION: ('loss', 'accuracy')}
+# What the epoch line (and the sidecar's) shows of the summarize() keys, when present.
+LINE_KEYS = ('loss', 'pixel_accuracy', 'mean_iou', 'mean_dice', 'accuracy')
 
 
 def summarize(loss_sum: float, num_examples: float, confusion: np.ndarray,
               class_names: tuple, per_pixel: bool = True) -> dict:
-  """Loss, (pixel) accuracy, and for masks mean IoU and per-class IoU, from summed counts."""
+  """Loss, (pixel) accuracy, and for masks per class and as means over the classes present
+  IoU, Dice (F1), precision and recall, all from summed counts (rows: truth, columns: predicted).
+  A class neither present nor predicted scores 0 and is left out of the means."""
   confusion = np.asarray(confusion, np.float64)
   true_positive = np.diag(confusion)
-  union = confusion.sum(0) + confusion.sum(1) - true_positive
-  per_class = np.divide(true_positive, union, out=np.zeros_like(true_positive),
-                        where=union > 0)
-  present = union > 0
+  truth, predicted = confusion.sum(1), confusion.sum(0)
   accuracy = true_positive.sum() / max(confusion.sum(), 1.0)
   results = {'loss': loss_sum / max(num_examples, 1.0), 'num_examples': num_examples}
   if not per_pixel:
     return {**results, 'accuracy': accuracy}
-  results.update({'pixel_accuracy': accuracy,
-                  'mean_iou': per_class[present].mean() if present.any() else 0.0})
-  results.update({f'iou/{name}': per_class[c] for c, name in enumerate(class_names)})
+  results['pixel_accuracy'] = accuracy
+  present = truth + predicted > 0
+  for name, denominator, scale in (('iou', truth + predicted - true_positive, 1.0),
+                                   ('dice', truth + predicted, 2.0),
+                                   ('precision', predicted, 1.0), ('recall', truth, 1.0)):
+    per_class = np.divide(scale * true_positive, denominator,
+                          out=np.zeros_like(true_positive), where=denominator > 0)
+    results[f'mean_{name}'] = per_class[present].mean() if present.any() else 0.0
+    results.update({f'{name}/{c}': per_class[i] for i, c in enumerate(class_names)})
   return results
+
+
+def line(results: dict, prefix: str = '') -> str:
+  """`[prefix ]loss 0.1234 pixel_accuracy ...`: the headline metrics of one evaluation."""
+  return ' '.join(([prefix] if prefix else [])
+                  + [f'{k} {results[k]:.4f}' for k in LINE_KEYS if k in results])

@@ -78,7 +78,9 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'data.augment', 'train.global_batch_size',
                 'train.gradient_accumulation_steps', 'train.ema_decay', 'train.global_clipnorm',
                 'train.optimizer', 'train.learning_rate', 'train.weight_decay',
-                'train.jaccard_loss_weight', 'train.balance_classes', 'train.schedule',
+                'train.loss', 'train.loss_weights', 'train.focal_gamma', 'train.tversky_alpha',
+                'train.tversky_beta', 'train.top_k_percent_pixels', 'train.label_smoothing',
+                'train.balance_classes', 'train.schedule',
                 'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
 
