@@ -185,7 +185,7 @@ def run(config, workdir: str, output: str | None) -> str:
   check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
   record['check'] = check
   atomic.write_text(os.path.join(out_dir, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
-  logging.info('Exported %s as %s to %s.\n%s', source, name, path, export_check.table(check))
+  logging.info('Exported %s as %s to %s.', source, name, path)
   print(export_check.table(check))
   if check and not check['passed']:
     raise export_check.Disagrees(check, name)

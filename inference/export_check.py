@@ -84,7 +84,7 @@ def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
                                                per_pixel=segmentation)[headline]), 4)
             for who, confusion in scored.items()}
   mean_class = float(np.mean(list(per_class.values())))
-  return {'pictures': count, 'agreement': round(overall, 5),
+  return {'pictures': count, 'classes': list(class_names), 'agreement': round(overall, 5),
           'mean_class_agreement': round(mean_class, 5),
           'class_agreement': {name: round(v, 5) for name, v in per_class.items()},
           'metric': headline, 'model_score': scores['model'], 'export_score': scores['export'],
@@ -97,7 +97,9 @@ def table(check: dict) -> str:
     return 'Not checked (export.check_pictures=0).'
   rows = [f'Checked on {check["pictures"]} validation pictures against the model '
           f'(needed: {check["min_agreement"]}):', f'  {"class":<24} agreement']
-  rows += [f'  {name:<24} {value:.4f}' for name, value in check['class_agreement'].items()]
+  rows += [f'  {name:<24} ' + (f'{check["class_agreement"][name]:.4f}'
+                               if name in check['class_agreement'] else 'predicted by neither')
+           for name in check['classes']]
   rows += [f'  {"mean over classes":<24} {check["mean_class_agreement"]:.4f}',
            f'  {"all labels":<24} {check["agreement"]:.4f}',
            f'  {check["metric"]}: model {check["model_score"]:.4f}, export '
