@@ -15,7 +15,7 @@ import tf2onnx
 
 from data import decode
 from data import sources
-from errors import ConfigError, UserError, first_line, write_failed
+from errors import ConfigError, UserError, first_line, is_write_failure, write_failed
 from inference import artifacts
 from inference import export_check
 from inference import loading
@@ -164,17 +164,17 @@ def run(config, workdir: str, output: str | None) -> str:
   kind, quantize = config.export.format, config.export.quantize
   model, source = loading.load_model(config, workdir)
   predictor = Predictor(model, config)
-  check_convertible(predictor.models[config.data.image_size], kind)
+  check_convertible(next(iter(predictor.models.values())), kind)
   calibration = calibration_pictures(config, workdir) if quantize == 'int8' else None
   name = kind if quantize == 'none' else f'{kind}-{quantize}'
   out_dir = output or os.path.join(workdir, 'export', name)
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   try:
     path = write(config, predictor, out_dir, calibration)
-  except (OSError, tf.errors.OpError) as e:
-    raise write_failed(e, 'Free disk space or choose another --output.',
-                       f'the {name} export to {out_dir}') from None
   except Exception as e:  # pylint: disable=broad-except  Converters raise many kinds.
+    if is_write_failure(e):
+      raise write_failed(e, 'Free disk space or choose another --output.',
+                         f'the {name} export to {out_dir}') from None
     raise UserError(f'export.format={kind} cannot convert {source}: {first_line(e)}. '
                     f'{export_check.OTHER_FORMATS}') from None
   record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
