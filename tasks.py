@@ -15,6 +15,12 @@ def is_segmentation(config) -> bool:
   return config.task == SEGMENTATION
 
 
+def predicts_classes(units: int, num_classes: int) -> bool:
+  """A model with `units` outputs predicts `num_classes` classes: one unit each, or a single
+  sigmoid unit for two."""
+  return units == num_classes or (units, num_classes) == (1, 2)
+
+
 def as_two_classes(scores, logits: bool = False):
   """A single sigmoid unit's scores (..., 1) as two classes (..., 2): probabilities p become
   (1 - p, p), logits z become (-z, z); the scores of several classes are returned as they are."""

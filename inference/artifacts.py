@@ -11,6 +11,7 @@ import onnxruntime
 import tensorflow as tf
 
 from errors import UserError, first_line
+import tasks
 
 ONNX_FILE = 'model.onnx'
 LITERT_FILE = 'model.tflite'
@@ -69,7 +70,7 @@ class Artifact:
                       f'; data.class_names is {list(class_names)}: use the config it was '
                       'trained with, or export this run again.')
     num_classes = self.output_shapes['probabilities'][-1]
-    if num_classes != len(class_names) and (num_classes, len(class_names)) != (1, 2):
+    if not tasks.predicts_classes(num_classes, len(class_names)):
       raise UserError(f'{field}={self.file} predicts {num_classes} classes; '
                       f'data.class_names has {len(class_names)}: use the config it was trained '
                       'with, or export this run again.')

@@ -35,7 +35,7 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
       logging.warning('%s cannot be read (%s); using the newest readable checkpoint instead.',
                       best, first_line(e))
     else:
-      if model.output_shape[-1] == num_classes:
+      if tasks.predicts_classes(model.output_shape[-1], num_classes):
         return model, best
       logging.warning('%s predicts %d classes, data.class_names has %d; using the newest '
                       'readable checkpoint instead.', best, model.output_shape[-1], num_classes)

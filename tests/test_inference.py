@@ -221,3 +221,18 @@ def test_xception_explains_with_no_training_and_top_classes(tmp_path):
       str(tmp_path / 'run' / 'explain' / 'gradcam_top1_elephant.png'))).numpy()
   assert overlay.shape == (120, 160, 3)
   assert (tmp_path / 'run' / 'explain' / 'filters_block2_sepconv1.png').exists()
+
+def test_a_binary_classifiers_best_model_is_the_one_loaded(tmp_path):
+  """One sigmoid unit for two classes: the best model fits data.class_names (not set aside for
+  the newest checkpoint, which is not the best)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from configs import cls  # pylint: disable=import-outside-toplevel
+  from modeling import models  # pylint: disable=import-outside-toplevel
+  config = cls.get_config()
+  config.data.image_size = 36
+  model = models.build_model(config.model, 36, 2)
+  assert model.output_shape[-1] == 1
+  model.save(tmp_path / 'best_model.keras')
+  loaded, source = loading.load_model(config, str(tmp_path))
+  assert source == str(tmp_path / 'best_model.keras')
+  assert isinstance(loaded, keras.Model)
