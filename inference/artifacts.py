@@ -5,6 +5,7 @@ what --mode=export checks and what predict and score run with `predict.artifact`
 import json
 import os
 
+from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 import numpy as np
 import onnxruntime
@@ -44,8 +45,7 @@ class Artifact:
       raise UserError(f'predict.artifact={path!r} cannot be opened by its runtime '
                       f'({first_line(e)}); export it again with --mode=export.') from None
     folder = self.file if os.path.isdir(self.file) else os.path.dirname(self.file)
-    record = os.path.join(folder, RECORD)
-    self.record = json.load(open(record)) if os.path.isfile(record) else {}
+    self.record = _record(os.path.join(folder, RECORD))
     self.sizes = tuple(self.record.get('predict_sizes', ()))  # What it averages, baked in.
     self.flip = self.record.get('predict_flip', False)
 
@@ -78,6 +78,20 @@ class Artifact:
       raise UserError(f'{field}={self.file} is {"not " * segmentation}a segmentation model and '
                       f'the config is {"not " * (not segmentation)}one: use the config it was '
                       'trained with.')
+
+
+def _record(path: str) -> dict:
+  """export.json beside the file; {} when it was not copied along or cannot be read (the
+  file's own output shape is checked all the same)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return {}
+  except (OSError, ValueError) as e:
+    logging.warning('%s cannot be read (%s): the artefact is checked by its shapes alone.', path,
+                    first_line(e))
+    return {}
 
 
 def _saved_model(path: str):
