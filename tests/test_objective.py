@@ -223,3 +223,19 @@ def test_classifier_terms_equal_keras_losses():
       _loss(binary, sigmoid, 'cross_entropy'),
       keras.losses.binary_crossentropy(binary[:, None].astype(np.float32), sigmoid).numpy(),
       rtol=1e-5)
+
+
+def test_cross_entropy_still_pulls_a_saturated_wrong_softmax_back():
+  """A softmax that puts ~1e-22 on the true class: clipping the probability before the log
+  would leave no gradient and training stuck (a run at a high rate stalled so); the loss reads
+  the softmax's logits, so the gradient is the exact p - onehot."""
+  logits = tf.Variable(np.array([[[[0.0, 50.0, 0.0]]]], np.float32))
+  labels = tf.constant(np.zeros((1, 1, 1, 1), np.int64))
+  for terms in ('cross_entropy', 'cross_entropy+dice'):
+    with tf.GradientTape() as tape:
+      probabilities = keras.activations.softmax(logits)
+      loss = losses.per_example_loss(labels, probabilities,
+                                     losses.LossSpec(terms=tuple((t, 1.0) for t in
+                                                                 terms.split('+'))))
+    gradient = tape.gradient(loss, logits).numpy()[0, 0, 0]
+    assert gradient[0] < -0.99 and gradient[1] > 0.99, (terms, gradient)

@@ -13,6 +13,7 @@ Jaccard), lovasz (the Lovasz-softmax extension of the Jaccard loss, over the cla
 import difflib
 from typing import NamedTuple
 
+import keras
 import tensorflow as tf
 
 from errors import ConfigError
@@ -22,7 +23,6 @@ PIXEL_TERMS = ('cross_entropy', 'focal')
 REGION_TERMS = ('dice', 'jaccard', 'tversky', 'lovasz')
 TERMS = PIXEL_TERMS + REGION_TERMS
 _SMOOTH = 1.0  # Added to a region score's numerator and denominator: an absent class scores 1.
-_EPSILON = 1e-7  # Probabilities are clipped to [eps, 1 - eps] before a log, as Keras does.
 
 
 class LossSpec(NamedTuple):
@@ -102,14 +102,14 @@ def _smoothed(labels: tf.Tensor, num_classes: int, smoothing: float) -> tf.Tenso
 
 
 def _pixel_loss(name: str, labels, probabilities, spec: LossSpec) -> tf.Tensor:
-  """Per pixel: cross-entropy against the (smoothed) one-hot label, or the focal loss, which
-  scales each class's term by (1 - p)^gamma (gamma 0: cross-entropy)."""
+  """Per pixel: Keras' cross-entropy against the (smoothed) one-hot label, which reads the
+  softmax's logits when it can (a saturated softmax still has a gradient), or Keras' focal loss,
+  each class's term times (1 - p)^gamma (gamma 0: cross-entropy)."""
   target = _smoothed(labels, probabilities.shape[-1], spec.label_smoothing)
-  clipped = tf.clip_by_value(probabilities, _EPSILON, 1.0 - _EPSILON)
-  log_terms = -target * tf.math.log(clipped)
   if name == 'focal':
-    log_terms *= tf.pow(1.0 - clipped, spec.focal_gamma)
-  return tf.reduce_sum(log_terms, axis=-1)
+    return keras.losses.categorical_focal_crossentropy(target, probabilities, alpha=1.0,
+                                                       gamma=spec.focal_gamma)
+  return keras.losses.categorical_crossentropy(target, probabilities)
 
 
 def _mean_over_pixels(pixel_loss: tf.Tensor, valid: tf.Tensor, top_k_fraction: float):
@@ -167,8 +167,15 @@ def lovasz_softmax(truth: tf.Tensor, probabilities: tf.Tensor, class_weights) ->
 
 
 def _classification_loss(labels, probabilities, spec: LossSpec) -> tf.Tensor:
-  """Per example: softmax classes, or a single sigmoid unit as two classes."""
-  if probabilities.shape[-1] == 1:
-    probabilities = tf.concat([1.0 - probabilities, probabilities], axis=-1)
-  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-  return sum(w * _pixel_loss(n, labels, probabilities, spec) for n, w in spec.terms)
+  """Per example: softmax classes, or a single sigmoid unit with Keras' binary losses (which
+  read the sigmoid's logits when they can)."""
+  if probabilities.shape[-1] != 1:
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    return sum(w * _pixel_loss(n, labels, probabilities, spec) for n, w in spec.terms)
+  truth = tf.cast(tf.reshape(labels, [-1, 1]), tf.float32)
+  binary = {'cross_entropy': lambda: keras.losses.binary_crossentropy(
+                truth, probabilities, label_smoothing=spec.label_smoothing),
+            'focal': lambda: keras.losses.binary_focal_crossentropy(
+                truth, probabilities, gamma=spec.focal_gamma,
+                label_smoothing=spec.label_smoothing)}
+  return sum(w * binary[n]() for n, w in spec.terms)
