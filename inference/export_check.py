@@ -42,14 +42,13 @@ def size_in_bytes(path: str) -> int:
 
 def agreement(confusion: np.ndarray, class_names) -> tuple[float, dict]:
   """From a confusion matrix of the model's labels (rows) against the export's (columns): the
-  fraction of labels that agree, and per class the IoU of the two (classes neither predicted are
-  left out): a class the export lost scores 0 however few pixels it holds."""
-  confusion = np.asarray(confusion, np.float64)
-  same = np.diag(confusion)
-  union = confusion.sum(0) + confusion.sum(1) - same
-  per_class = {name: float(same[i] / union[i])
-               for i, name in enumerate(class_names) if union[i] > 0}
-  return float(same.sum() / max(confusion.sum(), 1.0)), per_class
+  fraction of labels that agree, and per class the IoU of the two (metrics.summarize's; classes
+  neither predicted are left out): a class the export lost scores 0 however few pixels it
+  holds."""
+  counted = np.asarray(confusion).sum(0) + np.asarray(confusion).sum(1) > 0
+  summary = metrics.summarize(0.0, 1.0, confusion, class_names)
+  return float(summary['pixel_accuracy']), {
+      name: float(summary[f'iou/{name}']) for name, kept in zip(class_names, counted) if kept}
 
 
 def check(artifact: Artifact, predictor: Predictor, config, workdir: str,

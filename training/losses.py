@@ -97,19 +97,17 @@ def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor, spec: LossSpec
   return total
 
 
-def _smoothed(labels: tf.Tensor, num_classes: int, smoothing: float) -> tf.Tensor:
-  return tf.one_hot(labels, num_classes) * (1.0 - smoothing) + smoothing / num_classes
-
-
 def _pixel_loss(name: str, labels, probabilities, spec: LossSpec) -> tf.Tensor:
   """Per pixel: Keras' cross-entropy against the (smoothed) one-hot label, which reads the
   softmax's logits when it can (a saturated softmax still has a gradient), or Keras' focal loss,
   each class's term times (1 - p)^gamma (gamma 0: cross-entropy)."""
-  target = _smoothed(labels, probabilities.shape[-1], spec.label_smoothing)
+  target = tf.one_hot(labels, probabilities.shape[-1])
   if name == 'focal':
-    return keras.losses.categorical_focal_crossentropy(target, probabilities, alpha=1.0,
-                                                       gamma=spec.focal_gamma)
-  return keras.losses.categorical_crossentropy(target, probabilities)
+    return keras.losses.categorical_focal_crossentropy(
+        target, probabilities, alpha=1.0, gamma=spec.focal_gamma,
+        label_smoothing=spec.label_smoothing)
+  return keras.losses.categorical_crossentropy(target, probabilities,
+                                               label_smoothing=spec.label_smoothing)
 
 
 def _mean_over_pixels(pixel_loss: tf.Tensor, valid: tf.Tensor, top_k_fraction: float):
