@@ -90,7 +90,7 @@ print(time.perf_counter() - wall, time.process_time() - cpu)
 def _first_touch(data_config, images: int) -> tuple:
   """Rates of writing `images` decoded pictures' bytes into memory a fresh process allocates:
   the memory cache's share of a first epoch that no pipeline change can remove."""
-  num_bytes = input_pipeline.decoded_bytes(data_config, images)
+  num_bytes = input_pipeline.cached_bytes(data_config, images)
   done = subprocess.run([sys.executable, '-c', _FIRST_TOUCH, str(num_bytes)], check=True,
                         capture_output=True, text=True)
   wall, cpu = map(float, done.stdout.split())

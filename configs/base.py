@@ -19,7 +19,14 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.download = True  # tfds source only: may TFDS fetch the dataset from the network?
   data.folder = config_dict.placeholder(str)  # The official extracted layout.
   data.skip_bad_examples = False  # folder: skip (and log) unusable examples instead of stopping.
+  # Every picture is resized to this side, or (height, width) (data.resize='square').
+  data.image_size = config_dict.placeholder(object)
   data.image_size = 200
+  # square: every picture resized to data.image_size (the book's); none: training on random
+  # crops of data.crop_size at the pictures' own resolution, evaluation sliding a window over
+  # whole pictures (predict.window, predict.stride) (BUILD.md "Large pictures").
+  data.resize = 'square'
+  data.crop_size = (512, 512)  # data.resize=none: (height, width) of every training crop.
   data.label_feature = 'segmentation_mask'  # classification: species (cat/dog) or label (breed)
   # One name per class, in class-id order. Trimap values 1, 2, 3 for Oxford; files
   # classification: empty takes the class sub-folders' names.
@@ -59,6 +66,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.augment.flip = True
   data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
   data.augment.max_aspect_ratio = 1.0  # >1: crops' height/width ratio in [1/r, r].
+  # data.resize=none: the picture is scaled by U(lo, hi) before its crop (MMSeg's 0.5-2.0).
+  data.augment.scale_range = (1.0, 1.0)
   data.augment.color_jitter = 0.0  # >0: brightness/contrast/saturation jitter of this size.
   data.augment.hue = 0.0  # >0: hue rotated by up to this share of the colour wheel (<=0.5).
   data.augment.grayscale = 0.0  # Probability of a grey picture.
@@ -154,11 +163,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.patience = 0
 
   # How --mode=predict, score and export turn a model into masks (training's evaluation is
-  # always one pass at data.image_size): probabilities averaged over these input sides (empty:
-  # data.image_size alone) and, with flip, over mirrored pictures too.
+  # one pass at data.image_size, or slides as predict.window and predict.stride say when
+  # training on crops).
   config.predict = ml_collections.ConfigDict()
+  # resize: each picture resized to the model's side(s) and the masks back; slide: a window
+  # slid over the picture at its own resolution, overlapping windows averaged (memory bounded
+  # by the window, not the picture). Empty: slide when training on crops, else resize.
+  config.predict.mode = ''
+  # resize: probabilities averaged over these input sides (empty: data.image_size alone).
   config.predict.sizes = ()
-  config.predict.flip = False
+  # slide: probabilities averaged over the picture scaled by each of these factors (empty: 1).
+  config.predict.scales = ()
+  config.predict.window = ()  # slide: (height, width); empty: the model's input size.
+  config.predict.stride = ()  # slide: (down, across); empty: two thirds of the window.
+  config.predict.windows_per_call = 8  # slide: windows the model answers at once.
+  config.predict.flip = False  # Also average over mirrored pictures.
   # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
   # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
   config.predict.artifact = ''

@@ -18,6 +18,7 @@ class Augmentation(NamedTuple):
   grayscale: float = 0.0  # Probability of a grey picture.
   blur: float = 0.0  # Probability of a Gaussian blur (sigma 0.5-2 px).
   noise: float = 0.0  # Largest standard deviation of Gaussian pixel noise, in [0, 1] units.
+  scale_range: tuple = (1.0, 1.0)  # Native-resolution crops' rescale: data/crops.py draws it.
 
 
 def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:

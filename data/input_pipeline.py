@@ -1,7 +1,8 @@
 """The tf.data pipeline: decode by content, resize, cache, shuffle, batch, augment, prefetch.
 
-Pure functions on tensors (`preprocess`; `augment` is in data/augment.py) plus the
-two dataset builders the trainer hands to `strategy.distribute_datasets_from_function`.
+Pure functions on tensors (`preprocess`; `augment` is in data/augment.py, native-resolution
+crops in data/crops.py) plus the two dataset builders the trainer hands to
+`strategy.distribute_datasets_from_function`.
 Pictures leave as uint8 batches: the host copies a quarter of float32's bytes to each device,
 and the training step casts them there.
 """
@@ -13,52 +14,83 @@ import math
 import tensorflow as tf
 
 from data import augment as augment_lib
+from data import crops
+from data import resize as resize_lib
 from data import sources
 from data.decode import decode_image, decode_mask
+from sizes import sides
 from tasks import MASK_FEATURE
 
 
-def preprocess(example: dict, image_size: int, label_feature: str = MASK_FEATURE,
+def preprocess(example: dict, image_size, label_feature: str = MASK_FEATURE,
                mask_lookup=None) -> dict:
-  """Decoded, square-resized image (bilinear) and its label.
+  """Decoded image resized to `image_size` (a side or (height, width); bilinear, antialiased)
+  and its label, or with `image_size` None the image at its own resolution.
 
   The label is the mask as class ids (values through `mask_lookup`, see decode_mask; resized
   with nearest neighbour: no invented labels) or, for classification, the integer feature
   `label_feature` (e.g. species).
   """
-  size = (image_size, image_size)
-  image = tf.image.resize(decode_image(example['image']), size, method='bilinear')
-  image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+  image = decode_image(example['image'])
+  if image_size is not None:
+    image = resize_lib.picture_to_uint8(resize_lib.resize_pictures(image[None], image_size)[0])
   if label_feature == MASK_FEATURE:
-    mask = tf.image.resize(decode_mask(example[MASK_FEATURE], mask_lookup), size,
-                           method='nearest')
+    mask = decode_mask(example[MASK_FEATURE], mask_lookup)
+    if image_size is not None:
+      mask = tf.image.resize(mask, sides(image_size), method='nearest')
     return {'image': image, 'label': tf.cast(mask, tf.uint8)}
   return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
 
 
+def on_crops(data_config) -> bool:
+  """Training on crops of the pictures at their own resolution (data.resize='none'): evaluation
+  then slides a window over each whole picture, one picture per replica at a time."""
+  return data_config.resize == 'none'
+
+
+def model_input_size(data_config) -> tuple[int, int]:
+  """(height, width) the model is built at: the crop when training on crops, else the size
+  every picture is resized to."""
+  return sides(tuple(data_config.crop_size) if on_crops(data_config) else data_config.image_size)
+
+
+def mask_lookup_of(data_config):
+  return sources.mask_lookup(data_config) if data_config.label_feature == MASK_FEATURE else None
+
+
 def preprocess_fn(data_config):
-  """`preprocess` as the data config asks: its image size, label and mask values."""
-  lookup = sources.mask_lookup(data_config) if data_config.label_feature == MASK_FEATURE \
-      else None
-  return lambda example: preprocess(example, data_config.image_size,
-                                    data_config.label_feature, lookup)
+  """`preprocess` as the data config asks: its image size (none when training on crops: the
+  pictures at their own resolution), label and mask values."""
+  size = None if on_crops(data_config) else data_config.image_size
+  lookup = mask_lookup_of(data_config)
+  return lambda example: preprocess(example, size, data_config.label_feature, lookup)
 
 
-def decoded_bytes(data_config, num_examples: int) -> int:
-  """What `num_examples` preprocessed examples take in a cache: uint8 RGB, plus the mask."""
+def crop_spec(data_config) -> crops.CropSpec:
+  return crops.CropSpec(sides(tuple(data_config.crop_size)),
+                        tuple(data_config.augment.scale_range))
+
+
+def cached_bytes(data_config, num_examples: int, encoded_bytes: int = 0) -> int:
+  """What `num_examples` examples take in a cache: preprocessed, uint8 RGB plus the mask; when
+  training on crops, the examples as stored (`encoded_bytes`: each epoch crops them anew)."""
+  if on_crops(data_config):
+    return encoded_bytes
+  height, width = sides(data_config.image_size)
   label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
-  return num_examples * data_config.image_size ** 2 * (3 + label_bytes)
+  return num_examples * height * width * (3 + label_bytes)
 
 
-def resolve_cache(data_config, num_examples: int) -> tuple[str, str]:
-  """(cache mode, why): `auto` is memory when the decoded split fits data.cache_budget_gb."""
+def resolve_cache(data_config, num_examples: int, encoded_bytes: int = 0) -> tuple[str, str]:
+  """(cache mode, why): `auto` is memory when the cached split fits data.cache_budget_gb."""
   if data_config.cache != 'auto':
     return data_config.cache, 'as configured'
-  needed = decoded_bytes(data_config, num_examples) / 2**30
+  needed = cached_bytes(data_config, num_examples, encoded_bytes) / 2**30
+  what = 'stored' if on_crops(data_config) else 'decoded'
   if needed <= data_config.cache_budget_gb:
-    return 'memory', (f'{num_examples} decoded examples take {needed:.3f} GiB, within '
+    return 'memory', (f'{num_examples} {what} examples take {needed:.3f} GiB, within '
                       f'data.cache_budget_gb={data_config.cache_budget_gb}')
-  return 'none', (f'{num_examples} decoded examples would take {needed:.3f} GiB, more than '
+  return 'none', (f'{num_examples} {what} examples would take {needed:.3f} GiB, more than '
                   f'data.cache_budget_gb={data_config.cache_budget_gb}; every epoch decodes')
 
 
@@ -79,9 +111,10 @@ def cache_key(data_config, builder, split: str, shard: int, num_shards: int) -> 
 
 def _apply_cache(ds: tf.data.Dataset, data_config, builder, split: str, name: str,
                  shard: int, num_shards: int) -> tf.data.Dataset:
-  """Caches decoded, resized examples in memory or in tf.data files named
-  `<cache>.<name>-<cache_key>`."""
-  cache, _ = resolve_cache(data_config, sources.num_examples(builder, split))
+  """Caches decoded, resized examples (on crops: the stored examples) in memory or in tf.data
+  files named `<cache>.<name>-<cache_key>`."""
+  cache, _ = resolve_cache(data_config, sources.num_examples(builder, split),
+                           sources.split_bytes(builder, split))
   if cache == 'none':
     return ds
   if cache == 'memory':
@@ -100,13 +133,23 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
   """Endless, seeded training batches of one replica, from its own slice of the split."""
   split = sources.resolve_splits(data_config).train
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
-  ds = ds.map(preprocess_fn(data_config), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config, builder, split, f'train-{replica}', replica, num_replicas)
-  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().batch(per_replica_batch, drop_remainder=True)
-  ds = ds.enumerate().skip(start_step)
   replica_seed = tf.random.experimental.stateless_fold_in(
       tf.constant([seed, 0], tf.int64), replica)
+  if not on_crops(data_config):
+    ds = ds.map(preprocess_fn(data_config), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _apply_cache(ds, data_config, builder, split, f'train-{replica}', replica, num_replicas)
+  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  ds = ds.repeat()
+  if on_crops(data_config):  # Each example's crop drawn from its place in the stream.
+    ds = ds.enumerate().skip(start_step * per_replica_batch)
+    crop_seed = tf.random.experimental.stateless_fold_in(replica_seed, 1)
+    spec, lookup = crop_spec(data_config), mask_lookup_of(data_config)
+    ds = ds.map(lambda index, example: crops.random_crop(
+        example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec,
+        data_config.label_feature, lookup), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate(start_step)
+  else:
+    ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate().skip(start_step)
   augmentation = augment_lib.Augmentation(**data_config.augment)
   ds = ds.map(lambda index, batch: augment_lib.augment(
       batch, tf.random.experimental.stateless_fold_in(replica_seed, index), augmentation),
@@ -149,10 +192,12 @@ def eval_dataset(builder, data_config, global_batch_size: int,
 
   The stream is padded with weight-0 examples to whole batches for every replica, and every
   pipeline yields the same number of batches: no replica ever gets an empty or ragged batch,
-  and the weights keep the padding out of every metric.
+  and the weights keep the padding out of every metric. Training on crops, every picture comes
+  at its own resolution, one per replica batch (the model slides over it in windows).
   """
-  per_replica_batch = (input_context.get_per_replica_batch_size(global_batch_size)
-                       if input_context else global_batch_size)
+  per_replica_batch = 1 if on_crops(data_config) else (
+      input_context.get_per_replica_batch_size(global_batch_size) if input_context
+      else global_batch_size)
   pipelines = input_context.num_input_pipelines if input_context else 1
   replicas_here = (input_context.num_replicas_in_sync // pipelines) if input_context else 1
   split = sources.resolve_splits(data_config).eval
@@ -162,14 +207,19 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   mine = sources.shard_split(split, shard, pipelines)
   ds = sources.read_encoded(builder, mine)
   prepare = preprocess_fn(data_config)
+  cache = lambda ds: _apply_cache(ds, data_config, builder, split, f'eval-{shard}', shard,
+                                  pipelines)
+  if on_crops(data_config):  # Whole pictures: the stored bytes are cached, not the pixels.
+    ds = cache(ds)
   ds = ds.map(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)},
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config, builder, split, f'eval-{shard}', shard, pipelines)
-  size = data_config.image_size
+  if not on_crops(data_config):
+    ds = cache(ds)
+  height, width = model_input_size(data_config)
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([size, size, 3], tf.uint8),
-      'label': (tf.zeros([size, size, 1], tf.uint8) if data_config.label_feature == MASK_FEATURE
-                else tf.constant(0, tf.int32)),
+      'image': tf.zeros([height, width, 3], tf.uint8),
+      'label': (tf.zeros([height, width, 1], tf.uint8)
+                if data_config.label_feature == MASK_FEATURE else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat(
           batches * per_replica_batch - sources.num_examples(builder, mine))
   # The padding follows the last example, so a file cache always sees its end and is kept.
@@ -181,9 +231,14 @@ def eval_dataset(builder, data_config, global_batch_size: int,
 def preview_batch(builder, data_config, count: int) -> dict:
   """The first `count` eval examples as one batch at the model's size, neither cached (one
   partial read: a cache would only be filled and dropped) nor padded: the fixed pictures that
-  every evaluation and explain pass shows."""
-  ds = sources.first_eval_examples(builder, data_config, count).map(
-      preprocess_fn(data_config))
+  every evaluation and explain pass shows. Training on crops, each is its central crop at its
+  own resolution, the scale the model learns at."""
+  if on_crops(data_config):
+    size, lookup = crop_spec(data_config).size, mask_lookup_of(data_config)
+    prepare = lambda example: crops.center_crop(example, size, data_config.label_feature, lookup)
+  else:
+    prepare = preprocess_fn(data_config)
+  ds = sources.first_eval_examples(builder, data_config, count).map(prepare)
   batch = next(iter(ds.batch(count)))
   return {**batch, 'image': tf.cast(batch['image'], tf.float32)}
 

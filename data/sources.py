@@ -217,6 +217,15 @@ def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return count
 
 
+def split_bytes(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """What `split` (a slice: its share) takes as stored; 0 where the builder does not say."""
+  try:
+    whole = builder.info.splits[split.split('[')[0]]
+    return int(whole.num_bytes * num_examples(builder, split) / max(whole.num_examples, 1))
+  except (KeyError, ValueError, DataError):
+    return 0
+
+
 def shard_split(split: str, shard: int, num_shards: int):
   """Slice `shard` of `num_shards` disjoint, near-equal slices of `split` (a TFDS split that
   `read_encoded` and `num_examples` take): together they hold every example once."""

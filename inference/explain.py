@@ -7,6 +7,7 @@ import os
 
 from absl import logging
 
+from data import input_pipeline
 from inference import loading
 from interpretability import explanation as explain_lib
 from interpretability import gradcam
@@ -34,7 +35,8 @@ def run(config, workdir: str, images: str | None) -> dict:
   model, source = loading.load_model(config, workdir)
   pictures = loading.named_pictures(config, workdir, images)
   segmentation = tasks.is_segmentation(config)
-  inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
+  inputs = loading.model_input([p.pixels for p in pictures],
+                               input_pipeline.model_input_size(config.data))
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
                                     tuple(config.data.class_names), segmentation,
                                     activation_pictures=len(pictures),

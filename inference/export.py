@@ -14,6 +14,8 @@ import tensorflow as tf
 import tf2onnx
 
 from data import decode
+from data import input_pipeline
+from data import resize as resize_lib
 from data import sources
 from errors import ConfigError, UserError, first_line, is_write_failure, write_failed
 from inference import artifacts
@@ -59,12 +61,12 @@ def check_settings(export_config) -> None:
 
 def serving_function(predictor: Predictor, segmentation: bool):
   """uint8 [N, H, W, 3] pictures of any size -> class-id masks [N, H, W] and the averaged
-  probabilities at the model's side (classification: [N, classes]), as predict makes them."""
+  probabilities at the model's side, or the picture's when it slides (classification:
+  [N, classes]), as predict makes them."""
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
-    probabilities = predictor.probabilities(
-        lambda size: tf.image.resize(tf.cast(pictures, tf.float32), (size, size)))
+    probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
     if not segmentation:
       return {'probabilities': probabilities}
     return {'masks': label_masks(probabilities, (height, width)), 'probabilities': probabilities}
@@ -136,10 +138,10 @@ def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
   """The first export.calibration_pictures training pictures, uint8 at the model's side, read
   before anything is converted (a source that cannot be read fails here, in one line)."""
   builder = sources.prepared_builder(config.data, workdir)
-  side = (config.data.image_size,) * 2
+  side = input_pipeline.model_input_size(config.data)
   examples = sources.read_encoded(builder, sources.resolve_splits(config.data).train)
-  return [tf.cast(tf.round(tf.image.resize(decode.decode_image(example['image']), side,
-                                           antialias=True)), tf.uint8).numpy()
+  return [resize_lib.picture_to_uint8(resize_lib.resize_pictures(
+      decode.decode_image(example['image'])[None], side))[0].numpy()
           for example in examples.take(config.export.calibration_pictures)]
 
 
@@ -180,7 +182,11 @@ def run(config, workdir: str, output: str | None) -> str:
   record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
             'bytes': export_check.size_in_bytes(path), 'model': source,
             'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
-            'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip}
+            'predict_mode': 'slide' if predictor.slides else 'resize',
+            'predict_sizes': [size if isinstance(size, int) else list(size)
+                              for size in predictor.sizes],
+            'predict_scales': list(predictor.scales) if predictor.slides else [],
+            'predict_flip': predictor.flip}
   minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
   check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
   record['check'] = check

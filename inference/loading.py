@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from data import decode
 from data import files_pairing
+from data import input_pipeline
+from data import resize as resize_lib
 from data import sources
 from errors import UserError, first_line, write_failed
 from modeling import models
@@ -40,7 +42,8 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
       logging.warning('%s predicts %d classes, data.class_names has %d; using the newest '
                       'readable checkpoint instead.', best, model.output_shape[-1], num_classes)
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
-  model = models.build_model(config.model, config.data.image_size, num_classes)
+  model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
+                             num_classes)
   latest = checkpoints.restore_newest_readable(
       tf.train.Checkpoint(model=checkpoints.tracked_model(model)), checkpoint_dir,
       'They are damaged, or of another network: rerun with the config the run was trained '
@@ -91,8 +94,10 @@ def read_picture(path: str) -> np.ndarray:
                     '(JPEG, PNG, GIF or BMP).') from e
 
 
-def model_input(pictures: list[np.ndarray], image_size: int) -> np.ndarray:
-  return np.stack([tf.image.resize(p, (image_size, image_size)).numpy() for p in pictures])
+def model_input(pictures: list[np.ndarray], image_size) -> np.ndarray:
+  """float32 [N, H, W, 3]: pictures of any sizes resized to `image_size` (antialiased)."""
+  return np.stack([resize_lib.resize_pictures(p[None], image_size)[0].numpy()
+                   for p in pictures])
 
 
 class Picture(NamedTuple):

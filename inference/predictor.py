@@ -4,61 +4,109 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data import input_pipeline
+from data import resize as resize_lib
 from inference.artifacts import Artifact
-from inference.loading import load_model, model_input
+from inference.loading import load_model
 from modeling import models
+from modeling import sliding
+from sizes import sides
 import tasks
 
 
 class Predictor:
-  """Class probabilities averaged over test-time input sides and mirror images.
+  """Class probabilities averaged over test-time views: input sides or scales, and mirror
+  images.
 
-  A model trained on random crops has seen objects larger than a whole picture shows them;
-  larger input sides give it that scale back, and a mirrored copy is a second opinion (both
-  as configured in `predict.sizes` and `predict.flip`). The model is rebuilt at each extra
-  side with the same weights; segmentation probabilities come back at the largest side. All in
-  float32, whatever the training precision.
+  predict.mode='resize': each picture resized to each side of `predict.sizes` (the model
+  rebuilt at each extra side with the same weights); probabilities come back at the largest.
+  predict.mode='slide': a window slid over the picture at its own resolution, scaled by each
+  of `predict.scales`; probabilities come back at the picture's size. A mirrored copy is a
+  second opinion (`predict.flip`). All in float32, whatever the training precision.
   """
 
   def __init__(self, model: keras.Model, config):
     model = in_float32(model, config)
-    self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
     self.flip = config.predict.flip
     self.segmentation = tasks.is_segmentation(config)
-    self.models = {}
-    for size in self.sizes:
-      self.models[size] = model if size == model.input_shape[1] else rebuilt(model, config, size)
+    self.slides = predict_mode(config) == 'slide'
+    self.windows_per_call = config.predict.windows_per_call
+    self.num_classes = model.output_shape[-1]
+    if self.slides:
+      self.window, self.stride = sliding.window_and_stride(
+          config.predict.window, config.predict.stride,
+          input_pipeline.model_input_size(config.data))
+      self.scales = tuple(config.predict.scales) or (1.0,)
+      self.sizes = (self.window,)
+    else:  # As configured: sides, or (height, width) pairs.
+      self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
+    self.models = {sides(size): model if sides(size) == tuple(model.input_shape[1:3])
+                   else rebuilt(model, config, sides(size)) for size in self.sizes}
 
-  def probabilities(self, pictures_at) -> tf.Tensor:
-    """`pictures_at(side)`: the float32 [N, side, side, 3] batch; returns averaged probabilities
-    (segmentation: [N, S, S, classes] at the largest side S)."""
-    out_size = (max(self.sizes),) * 2
+  def probabilities(self, pictures: tf.Tensor, exportable: bool = False) -> tf.Tensor:
+    """Averaged probabilities of a batch of float32 [N, H, W, 3] pictures: segmentation
+    [N, S, S', classes] at the largest side (resize) or [N, H, W, classes] (slide);
+    classification [N, classes]. `exportable`: resized as every converter takes it."""
     views = []
-    for size, model in self.models.items():
-      pictures = pictures_at(size)
-      for mirrored in ((False, True) if self.flip else (False,)):
-        seen = tf.image.flip_left_right(pictures) if mirrored else pictures
-        probabilities = tf.cast(model(seen, training=False), tf.float32)
-        if self.segmentation:
-          if mirrored:
-            probabilities = tf.image.flip_left_right(probabilities)
-          if size != out_size[0]:
-            probabilities = tf.image.resize(probabilities, out_size)
-        views.append(probabilities)
+    for mirrored in ((False, True) if self.flip else (False,)):
+      seen = tf.image.flip_left_right(pictures) if mirrored else pictures
+      for probabilities in (self._slid(seen, exportable) if self.slides
+                            else self._resized(seen, exportable)):
+        views.append(tf.image.flip_left_right(probabilities)
+                     if mirrored and self.segmentation else probabilities)
     return tf.add_n(views) / len(views)
 
-  def picture_probabilities(self, pictures: list[np.ndarray]) -> tf.Tensor:
-    """Probabilities of uint8 pictures at their own sizes, each resized to each side."""
-    return self.probabilities(lambda size: model_input(pictures, size))
+  def _resized(self, pictures, exportable: bool):
+    out_size = max(self.models)
+    for size, model in self.models.items():
+      probabilities = tf.cast(model(resize_lib.resize_pictures(pictures, size, exportable),
+                                    training=False), tf.float32)
+      yield (tf.image.resize(probabilities, out_size)
+             if self.segmentation and size != out_size else probabilities)
+
+  def _slid(self, pictures, exportable: bool):
+    model = self.models[self.window]
+    height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
+    for scale in self.scales:
+      size = tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32)
+      scaled = pictures if scale == 1.0 else resize_lib.resize_pictures(
+          pictures, (size[0], size[1]), exportable)
+      probabilities = sliding.slide(
+          lambda windows: model(windows, training=False), scaled, self.window, self.stride,
+          self.num_classes, 0 if exportable else self.windows_per_call)
+      yield probabilities if scale == 1.0 else tf.image.resize(probabilities, (height, width))
+
+  def picture_probabilities(self, pictures: list[np.ndarray]):
+    """Probabilities of uint8 pictures at their own sizes: [N, ...] as `probabilities` gives
+    them (resize), or a list of each picture's [1, H, W, classes] (slide)."""
+    answers = self._answers(pictures)
+    return answers if self.slides else tf.concat(answers, 0)
+
+  def _answers(self, pictures: list[np.ndarray]) -> list[tf.Tensor]:
+    """Each picture's probabilities, [1, ...]; pictures of one size in one batch."""
+    by_shape = {}
+    for index, picture in enumerate(pictures):
+      by_shape.setdefault(picture.shape, []).append(index)
+    answers = [None] * len(pictures)
+    for indices in by_shape.values():
+      batch = self.probabilities(tf.constant(np.stack([pictures[i] for i in indices]),
+                                             tf.float32))
+      for row, index in enumerate(indices):
+        answers[index] = batch[row:row + 1]
+    return answers
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Label masks (uint8 0..classes-1) at each picture's own size."""
-    probabilities = self.picture_probabilities(pictures)
-    return [label_masks(probabilities[i:i + 1], picture.shape[:2])[0].numpy()
-            for i, picture in enumerate(pictures)]
+    return [label_masks(probabilities, picture.shape[:2])[0].numpy() for probabilities, picture
+            in zip(self._answers(pictures), pictures)]
 
 
-def rebuilt(model: keras.Model, config, size: int) -> keras.Model:
+def predict_mode(config) -> str:
+  """predict.mode, its empty default resolved: slide when training on crops, else resize."""
+  return config.predict.mode or ('slide' if input_pipeline.on_crops(config.data) else 'resize')
+
+
+def rebuilt(model: keras.Model, config, size) -> keras.Model:
   """`model`'s network rebuilt at input side `size`, in float32, with its weights (model.weights
   is not read: nothing is downloaded)."""
   model_config = config.model.copy_and_resolve_references()

@@ -16,6 +16,7 @@ import keras
 import keras_hub
 
 from errors import ConfigError
+from sizes import sides
 
 # keras-hub's converters normalise every ImageNet-trained picture this way (timm's
 # pretrained_cfg and SegFormer's IMAGENET_DEFAULT_MEAN/STD): x / 255, minus mean, over std.
@@ -92,9 +93,10 @@ def spec(name: str) -> Backbone:
 
 
 def build(name: str, image_size: int) -> keras.Model:
-  """The named encoder with random weights, for `image_size` square pictures."""
+  """The named encoder with random weights, for pictures of `image_size` (a side or (height,
+  width))."""
   entry = spec(name)
-  shape = (image_size, image_size, 3) if entry.fixed_shape else (None, None, 3)
+  shape = (*sides(image_size), 3) if entry.fixed_shape else (None, None, 3)
   return getattr(keras_hub.models, entry.keras_hub_class)(image_shape=shape, **entry.arguments)
 
 

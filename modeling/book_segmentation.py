@@ -8,12 +8,13 @@ import keras
 from keras import layers
 
 from modeling import registry
+from sizes import sides
 
 
 @registry.register('book_segmentation', size_multiple=8)
 def book_segmentation(image_size: int, num_classes: int, model_config) -> keras.Model:
   del model_config  # The book's model has no options.
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
   for i, (filters, strides) in enumerate([(64, 2), (64, 1), (128, 2), (128, 1), (256, 2),
                                           (256, 1)]):

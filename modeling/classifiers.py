@@ -5,6 +5,7 @@ from keras import layers
 
 from modeling import blocks
 from modeling import registry
+from sizes import sides
 
 
 def classification_head(x, num_classes: int):
@@ -19,7 +20,7 @@ def classification_head(x, num_classes: int):
 def residual_convnet(image_size: int, num_classes: int, model_config) -> keras.Model:
   """Book listing 9-3: 297,697 parameters at 32x32 with a sigmoid head."""
   del model_config
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
   x = blocks.residual_block(x, 32, pooling=True, name='block1')
   x = blocks.residual_block(x, 64, pooling=True, name='block2')
@@ -35,7 +36,7 @@ def mini_xception(image_size: int, num_classes: int, model_config) -> keras.Mode
   `model.bn_momentum` (the book: Keras' default 0.99) can be lowered for short runs.
   """
   momentum = model_config.bn_momentum
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.RandomFlip('horizontal', name='augment_flip')(inputs)
   x = layers.RandomRotation(0.1, name='augment_rotation')(x)
   x = layers.RandomZoom(0.2, name='augment_zoom')(x)

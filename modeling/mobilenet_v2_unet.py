@@ -15,6 +15,7 @@ from keras import layers
 from modeling import blocks
 from modeling import pretrained
 from modeling import registry
+from sizes import sides
 
 SKIPS = ('block_1_expand_relu', 'block_3_expand_relu', 'block_6_expand_relu',
          'block_13_expand_relu', 'block_16_project')  # 1/2 ... 1/32 of the side.
@@ -35,7 +36,7 @@ def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.
   weights = registry.application_weights('mobilenet_v2_unet', model_config.weights)
   momentum = model_config.bn_momentum
   sync_bn = model_config.sync_batch_norm
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
   encoder = pretrained.application(
       keras.applications.MobileNetV2, weights, 'model.weights', KERAS_FILE,

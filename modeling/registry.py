@@ -7,6 +7,7 @@ import keras
 
 from errors import ConfigError
 from modeling import weights as weights_lib
+from sizes import describe, sides
 
 _MODELS: dict[str, Callable[..., keras.Model]] = {}
 _SIZE_MULTIPLES: dict[str, int] = {}
@@ -63,11 +64,12 @@ def check_model(model_config, image_size: int, field: str = 'data.image_size') -
                       'keras-hub preset name or folder (BUILD.md "Model zoo"), a file, a run, '
                       "or 'random'.")
   multiple = _SIZE_MULTIPLES[name]
-  if image_size % multiple:
-    lower = image_size // multiple * multiple
-    raise ConfigError(f'model.name={name} takes {field} that is a multiple of '
-                      f'{multiple} (its total stride): {image_size} is not; use '
-                      f'{lower or multiple} or {lower + multiple}.')
+  for side in sides(image_size):
+    if side % multiple:
+      lower = side // multiple * multiple
+      raise ConfigError(f'model.name={name} takes {field} whose sides are multiples of '
+                        f'{multiple} (its total stride): {describe(image_size)} is not; use '
+                        f'{lower or multiple} or {lower + multiple} for {side}.')
 
 
 def names() -> list[str]:

@@ -14,6 +14,7 @@ from keras import layers
 from errors import ConfigError
 from modeling import pretrained
 from modeling import registry
+from sizes import sides
 
 IMAGENET_CLASSES = 1000
 KERAS_FILE = 'xception_weights_tf_dim_ordering_tf_kernels.h5'
@@ -25,7 +26,7 @@ def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
   if weights == 'imagenet' and num_classes != IMAGENET_CLASSES:
     raise ConfigError(f'model.weights=imagenet has {IMAGENET_CLASSES} classes; '
                       f'data.class_names has {num_classes}.')
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
   base = pretrained.application(keras.applications.Xception, weights, 'model.weights',
                                 KERAS_FILE, include_top=True, input_tensor=x,

@@ -12,6 +12,7 @@ from keras import layers
 
 from modeling import blocks
 from modeling import registry
+from sizes import sides
 
 
 def _encoder_stage(x, filters: int, momentum: float, sync_bn: bool, name: str):
@@ -48,7 +49,7 @@ def xception_unet(image_size: int, num_classes: int, model_config) -> keras.Mode
   momentum = model_config.bn_momentum
   upsampling = model_config.upsampling
   sync_bn = model_config.sync_batch_norm
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
   x = blocks.conv_bn_act(x, widths[0], 3, strides=2, bn_momentum=momentum, sync_bn=sync_bn,
                          name='stem')

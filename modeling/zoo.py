@@ -21,6 +21,7 @@ from modeling import backbones
 from modeling import blocks
 from modeling import registry
 from modeling import weights as weights_lib
+from sizes import describe, sides
 
 HEAD = weights_lib.HEAD
 
@@ -29,7 +30,7 @@ def _pictures(model_config, image_size: int):
   """The input and its preprocessing layer (the backbone's own scale and offset)."""
   scale, offset, _ = backbones.preprocessing(
       model_config.backbone, weights_lib.local_preset_folder(model_config.weights))
-  inputs = keras.Input(shape=(image_size, image_size, 3), name='image')
+  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   return inputs, layers.Rescaling(scale, offset=offset, name='preprocess')(inputs)
 
 
@@ -50,9 +51,9 @@ def check(model_config, image_size: int, field: str) -> None:
   """One line for a family and backbone that cannot go together, or a side too small."""
   name, backbone = model_config.name, model_config.backbone
   entry = backbones.spec(backbone)
-  if image_size < entry.min_size:
+  if min(sides(image_size)) < entry.min_size:
     raise ConfigError(f'model.backbone={backbone} takes {field} of at least {entry.min_size} '
-                      f'(keras-hub\'s MiT does not build below it): {image_size} is '
+                      f'(keras-hub\'s MiT does not build below it): {describe(image_size)} is '
                       f'too small; use {entry.min_size}.')
   if name == 'segformer' and entry.keras_hub_class != 'MiTBackbone':
     raise ConfigError(f'model.name=segformer takes an MiT encoder (model.backbone=mit_b0 ... '
@@ -107,7 +108,7 @@ def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Mode
       image_encoder=backbones.build(model_config.backbone, image_size),
       spatial_pyramid_pooling_key='P5', low_level_feature_key='P2', upsampling_size=8,
       dilation_rates=[6, 12, 18], projection_filters=48,
-      image_shape=(image_size, image_size, 3), name='deeplab')
+      image_shape=(*sides(image_size), 3), name='deeplab')
   logits = layers.Conv2D(num_classes, 1, use_bias=False, name=HEAD)(body(x))
   return _probabilities(inputs, logits, 'deeplabv3plus', model_config)
 
@@ -122,7 +123,7 @@ def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
                                             name='segformer')
   x = layers.Dropout(0.1, name='head_dropout')(body(x))
   x = layers.Conv2D(num_classes, 1, name=HEAD)(x)
-  logits = layers.Resizing(image_size, image_size, interpolation='bilinear', name='logits')(x)
+  logits = layers.Resizing(*sides(image_size), interpolation='bilinear', name='logits')(x)
   return _probabilities(inputs, logits, 'segformer', model_config)
 
 
@@ -138,7 +139,7 @@ def unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   x = by_side.pop(side)
   widths = tuple(model_config.decoder_widths)
   stage = 0
-  while side < image_size:
+  while side < sides(image_size)[0]:
     side *= 2
     x = layers.UpSampling2D(2, interpolation='bilinear', name=f'decoder{stage + 1}_upsample')(x)
     if side in by_side:

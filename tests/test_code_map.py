@@ -8,7 +8,7 @@ import re
 
 from tests.conftest import REPO
 
-PACKAGES = ('main', 'configs', 'errors', 'tasks', 'data', 'modeling', 'interpretability',
+PACKAGES = ('main', 'configs', 'errors', 'tasks', 'sizes', 'data', 'modeling', 'interpretability',
             'training', 'inference', 'launch', 'benchmarks', 'tests')
 
 

@@ -62,6 +62,7 @@ def check_config(config) -> None:
   _check_names(config)
   _check_ranges(config)
   _check_combinations(config)
+  _check_sizes(config)
   _check_own_data(config)
   _check_paths(config)
 
@@ -84,7 +85,7 @@ def _check_ranges(config) -> None:
   """Numbers inside the range that means something."""
   _require(config.runtime.collective_timeout_s >= 0,
            'runtime.collective_timeout_s must be 0 (no timeout) or more seconds.')
-  for field in ('data.image_size', 'data.shuffle_buffer', 'train.global_batch_size',
+  for field in ('data.shuffle_buffer', 'train.global_batch_size',
                 'train.epochs', 'train.steps_per_call', 'train.learning_rate',
                 'train.gradient_accumulation_steps',
                 'train.checkpoint_every_steps', 'train.max_checkpoints_to_keep',
@@ -150,15 +151,70 @@ def _check_combinations(config) -> None:
            f'(decoupled decay); {config.train.optimizer} takes none.')
   losses.loss_spec(config.train, tasks.is_segmentation(config))
   _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
-  models.check_model(config.model, config.data.image_size)
-  for size in config.predict.sizes:
-    _positive(size, 'every predict.sizes entry')
-    models.check_model(config.model, size, field='every predict.sizes entry')
   learns_masks = config.data.label_feature == tasks.MASK_FEATURE
   _require(learns_masks == tasks.is_segmentation(config),
            f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
            'segmentation learns segmentation_mask, classification an integer feature such as '
            'species or label.')
+
+
+def _size(value, field: str, empty_ok: bool = False) -> None:
+  """A side or (height, width), each a positive whole number of pixels."""
+  if empty_ok and value in ((), [], None):
+    return
+  pair = (value, value) if isinstance(value, int) else tuple(value) \
+      if isinstance(value, (tuple, list)) else ()
+  _require(len(pair) == 2 and all(isinstance(v, int) and v > 0 for v in pair),
+           f'{field}={value!r} must be a side or (height, width) in whole pixels, e.g. 512 or '
+           '(512, 1024).')
+
+
+def _check_sizes(config) -> None:
+  """Picture sizes, crops and windows: each one the model takes, each mode's own fields."""
+  data, predict, segmentation = config.data, config.predict, tasks.is_segmentation(config)
+  _choice(data.resize, 'data.resize', ('square', 'none'))
+  _choice(predict.mode, 'predict.mode', ('', 'resize', 'slide'))
+  _size(data.image_size, 'data.image_size')
+  low, high = (tuple(data.augment.scale_range) + (0, 0))[:2]
+  _require(len(data.augment.scale_range) == 2 and 0 < low <= high,
+           f'data.augment.scale_range={tuple(data.augment.scale_range)} must be (lo, hi) with '
+           '0 < lo <= hi, e.g. (0.5, 2.0); (1.0, 1.0) does not scale.')
+  on_crops = input_pipeline.on_crops(data)
+  _require(on_crops or (low, high) == (1.0, 1.0),
+           f'data.augment.scale_range={(low, high)} scales pictures before their crop: it needs '
+           "data.resize='none' (crops at the pictures' own resolution); squashed pictures are "
+           'cropped with data.augment.min_crop_fraction.')
+  if on_crops:
+    _require(segmentation, "data.resize='none' trains segmentation on crops; a classifier "
+             "sees whole pictures: use data.resize='square'.")
+    _size(tuple(data.crop_size), 'data.crop_size')
+    models.check_model(config.model, tuple(data.crop_size), field='data.crop_size')
+  else:
+    models.check_model(config.model, data.image_size)
+  slides = (predict.mode or ('slide' if on_crops else 'resize')) == 'slide'
+  _require(not slides or segmentation, 'predict.mode=slide answers every pixel of a picture; '
+           "a classifier answers whole pictures: use predict.mode='resize'.")
+  _require(not (slides and predict.sizes), f'predict.sizes={tuple(predict.sizes)} are the '
+           'sides predict.mode=resize resizes to; a slid window sees the picture at its own '
+           'resolution: set predict.scales (e.g. (0.75, 1.0, 1.25)) instead.')
+  _require(slides or not predict.scales, f'predict.scales={tuple(predict.scales)} scale the '
+           'picture a window slides over: they need predict.mode=slide (resize: predict.sizes).')
+  for scale in predict.scales:
+    _positive(scale, 'every predict.scales entry')
+  for size in predict.sizes:
+    _size(size, 'every predict.sizes entry')
+    models.check_model(config.model, size, field='every predict.sizes entry')
+  _size(tuple(predict.window), 'predict.window', empty_ok=True)
+  _size(tuple(predict.stride), 'predict.stride', empty_ok=True)
+  if slides and predict.window:
+    models.check_model(config.model, tuple(predict.window), field='predict.window')
+  if slides and predict.stride:
+    window = tuple(predict.window) or input_pipeline.model_input_size(data)
+    _require(all(s <= w for s, w in zip(predict.stride, window)),
+             f'predict.stride={tuple(predict.stride)} is larger than the window {window}: '
+             'pixels between windows would get no answer; use a stride of at most the window.')
+  _require(predict.windows_per_call >= 0, 'predict.windows_per_call must be 0 (every window '
+           'at once) or more.')
 
 
 def _check_paths(config) -> None:

@@ -14,6 +14,7 @@ from data import sources
 from errors import DataError
 from interpretability import colormaps
 from modeling import models
+from modeling import sliding
 import tasks
 from training import checkpoints
 from training import config_checks
@@ -83,7 +84,8 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
   num_classes = len(config.data.class_names)
   with run.strategy.scope():
-    model = models.build_model(config.model, config.data.image_size, num_classes, run.precision)
+    model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
+                               num_classes, run.precision)
     if fresh:
       models.load_initial_weights(model, config.model)
     encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
@@ -100,7 +102,7 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
       accumulation_steps=train.gradient_accumulation_steps,
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
       class_weights=_class_weights(config, data),
-      pixel_class_weights=_pixel_class_weights(config, data))
+      pixel_class_weights=_pixel_class_weights(config, data), slide=_eval_slide(config))
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
@@ -118,6 +120,15 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
              summaries_lib.Summaries(workdir, run.is_chief,
                                      runs=('eval',) if sidecar else ('train', 'eval')),
              eval_data, preview, class_colors)
+
+
+def _eval_slide(config) -> trainer_lib.Slide | None:
+  """Training on crops, evaluation slides over each whole picture at its own resolution."""
+  if not input_pipeline.on_crops(config.data):
+    return None
+  window, stride = sliding.window_and_stride(config.predict.window, config.predict.stride,
+                                             input_pipeline.model_input_size(config.data))
+  return trainer_lib.Slide(window, stride, config.predict.windows_per_call)
 
 
 def _class_weights(config, data: Data) -> tuple | None:
@@ -202,7 +213,8 @@ def _data(config, scratch: str) -> Data:
   logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
                config.data.source, num_train, train_split, num_eval, eval_split)
   logging.info('data.cache=%s: %s (%s).', config.data.cache,
-               *input_pipeline.resolve_cache(config.data, num_train))
+               *input_pipeline.resolve_cache(config.data, num_train,
+                                             sources.split_bytes(builder, train_split)))
   train = config.train
   examples_per_step = train.global_batch_size * train.gradient_accumulation_steps
   steps_per_epoch = train.steps_per_epoch or num_train // examples_per_step

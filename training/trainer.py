@@ -12,6 +12,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from modeling import sliding
 from training import losses
 from training import metrics
 
@@ -112,6 +113,13 @@ def model_pictures(batch: dict) -> tf.Tensor:
   return tf.cast(batch['image'], tf.float32)
 
 
+class Slide(NamedTuple):
+  """How evaluation slides a window over whole pictures (modeling/sliding.py)."""
+  window: tuple  # (height, width)
+  stride: tuple  # (down, across)
+  windows_per_call: int
+
+
 class StepSums(NamedTuple):
   """What one train_steps call returns, summed over its steps and reduced over replicas."""
   loss_sum: tf.Tensor
@@ -138,7 +146,7 @@ class Trainer:
                loss: losses.LossSpec = losses.LossSpec(),
                accumulation_steps: int = 1, global_clipnorm: float = 0.0,
                ema_decay: float = 0.0, class_weights: tuple | None = None,
-               pixel_class_weights: tuple | None = None):
+               pixel_class_weights: tuple | None = None, slide: 'Slide | None' = None):
     self.strategy = strategy
     self.accumulation_steps = accumulation_steps  # Batches per optimizer update.
     self.global_clipnorm = global_clipnorm  # 0: no clipping.
@@ -161,6 +169,7 @@ class Trainer:
     self.optimizer = optimizer
     self.global_batch_size = global_batch_size
     self.num_classes = num_classes
+    self.slide = slide  # Evaluation on whole pictures, window by window (None: one pass).
     if not optimizer.built:  # Slots must exist before the step function is traced.
       with strategy.scope():
         optimizer.build(self.variables)
@@ -294,7 +303,10 @@ class Trainer:
     return totals[:3] + [waited, totals[3]]
 
   def _eval_replica_step(self, batch):
-    probabilities = self.model(model_pictures(batch), training=False)
+    answer = lambda pictures: self.model(pictures, training=False)
+    probabilities = answer(model_pictures(batch)) if self.slide is None else sliding.slide(
+        answer, model_pictures(batch), self.slide.window, self.slide.stride, self.num_classes,
+        self.slide.windows_per_call)
     return self._sums(batch, probabilities, losses.per_example_loss(
         batch['label'], probabilities, self.loss))
 

@@ -1,0 +1,241 @@
+"""Large pictures: native-resolution crops after a random rescale stay aligned with their masks,
+their padding counts nowhere, a window slid over a picture answers as the whole picture does,
+and downscaling averages instead of sampling."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import crops
+from data import resize as resize_lib
+from errors import ConfigError
+from modeling import sliding
+from tasks import IGNORE, MASK_FEATURE
+from tests.conftest import small_config
+from training import config_checks
+from training import losses
+from training import metrics
+
+BLOCK = 8  # The test pictures are blocks of BLOCK x BLOCK pixels, one class each.
+
+
+def _blocks_example(height: int, width: int, seed: int = 0, as_png: bool = False) -> tuple:
+  """(an encoded example of a non-square picture whose every BLOCK x BLOCK block has one class
+  and that class's own colour channel at 200, its class-id mask): alignment is checkable by
+  value, and no blend of two classes passes for a third."""
+  rng = np.random.default_rng(seed)
+  classes = rng.integers(0, 3, (height // BLOCK, width // BLOCK)).astype(np.uint8)
+  mask = np.kron(classes, np.ones((BLOCK, BLOCK), np.uint8))
+  picture = (np.eye(3)[mask] * 200).astype(np.uint8)
+  encode = tf.io.encode_png if as_png else (
+      lambda p: tf.io.encode_jpeg(p, quality=100, chroma_downsampling=False))
+  return {'image': encode(picture), MASK_FEATURE: tf.io.encode_png(mask[..., None])}, mask
+
+
+def _flat_class(image: np.ndarray, tolerance: int) -> tuple:
+  """(each pixel's class by its brightest channel, where the pixel is one class's flat colour
+  rather than a blend at a border)."""
+  pixels = image.astype(float)
+  flat = (pixels.max(-1) >= 200 - tolerance) & (np.sort(pixels, -1)[..., 1] <= tolerance)
+  return pixels.argmax(-1), flat
+
+
+@pytest.mark.parametrize('as_png', [False, True])
+def test_crops_and_masks_stay_aligned_through_scale_and_crop_on_non_square_pictures(as_png):
+  example, mask = _blocks_example(96, 160, as_png=as_png)
+  spec = crops.CropSpec((48, 64), (0.5, 2.0))
+  scales_seen = set()
+  for draw in range(24):
+    out = crops.random_crop(example, tf.constant([draw, 7], tf.int64), spec, MASK_FEATURE)
+    image, label = out['image'].numpy(), out['label'].numpy()[..., 0]
+    assert image.shape == (48, 64, 3) and label.shape == (48, 64)
+    valid = label != IGNORE
+    assert valid.any()
+    window, scaled = crops.crop_window(tf.constant([96, 160]), tf.constant([draw, 7], tf.int64),
+                                       spec)
+    scales_seen.add(round(float(scaled[0]) / float(window[2]), 1))
+    # Padding sits at the bottom and right only, black, and the mask's valid part is a box of
+    # the scaled window's size.
+    rows, cols = np.where(valid)
+    assert (rows.max() + 1, cols.max() + 1) == tuple(scaled.numpy())
+    assert valid[:rows.max() + 1, :cols.max() + 1].all()
+    assert (image[~valid] == 0).all()
+    # Pixel for pixel: where the picture is one block's flat colour (not a blend at a border),
+    # its class is the mask's. JPEG's block edges ring, so its test allows 8 grey levels.
+    found, flat = _flat_class(image, 1 if as_png else 8)
+    flat &= valid
+    assert flat.sum() > 0.3 * valid.sum()
+    np.testing.assert_array_equal(found[flat], label[flat])
+    # And the mask is the source mask's window, rescaled by nearest neighbour.
+    y, x, h, w = window.numpy()
+    expected = tf.image.resize(mask[y:y + h, x:x + w, None], scaled, 'nearest').numpy()[..., 0]
+    np.testing.assert_array_equal(label[:expected.shape[0], :expected.shape[1]], expected)
+  assert min(scales_seen) < 0.8 and max(scales_seen) > 1.2  # The rescale is drawn, both ways.
+
+
+def test_a_crop_at_scale_one_is_the_pictures_own_pixels():
+  example, mask = _blocks_example(80, 120, seed=3, as_png=True)
+  picture = tf.io.decode_png(example['image']).numpy()
+  out = crops.random_crop(example, tf.constant([5, 5], tf.int64), crops.CropSpec((40, 56)),
+                          MASK_FEATURE)
+  window, _ = crops.crop_window(tf.constant([80, 120]), tf.constant([5, 5], tf.int64),
+                                crops.CropSpec((40, 56)))
+  y, x, h, w = window.numpy()
+  assert (h, w) == (40, 56)
+  np.testing.assert_array_equal(out['image'].numpy(), picture[y:y + h, x:x + w])
+  np.testing.assert_array_equal(out['label'].numpy()[..., 0], mask[y:y + h, x:x + w])
+
+
+def test_padding_counts_in_no_loss_term_and_no_metric():
+  """A picture smaller than its crop: every loss term and the confusion matrix are the same
+  on the padded crop, whatever the model answers on the padding, as on the picture alone."""
+  example, mask = _blocks_example(24, 40, seed=2, as_png=True)
+  out = crops.random_crop(example, tf.constant([1, 2], tf.int64), crops.CropSpec((32, 48)),
+                          MASK_FEATURE)
+  padded = out['label'].numpy()[None].astype(np.int64)
+  assert (padded[0, 24:] == IGNORE).all() and (padded[0, :, 40:] == IGNORE).all()
+  np.testing.assert_array_equal(padded[0, :24, :40, 0], mask)
+  rng = np.random.default_rng(0)
+  probabilities = tf.nn.softmax(rng.normal(size=(1, 32, 48, 3)).astype(np.float32) * 3).numpy()
+  inside = probabilities[:, :24, :40]
+  for term in losses.TERMS:
+    spec = losses.LossSpec(terms=((term, 1.0),))
+    whole = losses.per_example_loss(tf.constant(padded), tf.constant(probabilities), spec)
+    alone = losses.per_example_loss(tf.constant(padded[:, :24, :40]), tf.constant(inside), spec)
+    np.testing.assert_allclose(whole.numpy(), alone.numpy(), rtol=1e-5, err_msg=term)
+  np.testing.assert_array_equal(
+      metrics.confusion_matrix(tf.constant(padded), tf.constant(probabilities), 3).numpy(),
+      metrics.confusion_matrix(tf.constant(padded[:, :24, :40]), tf.constant(inside), 3).numpy())
+
+
+def _pointwise_model(classes: int = 3) -> keras.Model:
+  """A fully convolutional model whose every pixel's answer is its own (1x1 convolutions)."""
+  inputs = keras.Input((None, None, 3))
+  x = keras.layers.Conv2D(8, 1, activation='relu')(inputs)
+  return keras.Model(inputs, keras.layers.Softmax()(keras.layers.Conv2D(classes, 1)(x)))
+
+
+@pytest.mark.parametrize('windows_per_call', [0, 1, 5])
+def test_a_slid_prediction_equals_the_whole_picture_prediction(windows_per_call):
+  model = _pointwise_model()
+  pictures = tf.random.uniform([2, 70, 101, 3], 0, 255, seed=1)
+  slid = sliding.slide(lambda w: model(w), pictures, (32, 48), (20, 30), 3, windows_per_call)
+  np.testing.assert_allclose(slid.numpy(), model(pictures).numpy(), atol=1e-6)
+  small = tf.random.uniform([1, 20, 30, 3], 0, 255, seed=2)  # Smaller than one window.
+  np.testing.assert_allclose(sliding.slide(lambda w: model(w), small, (32, 48), (16, 24), 3)
+                             .numpy(), model(small).numpy(), atol=1e-6)
+
+
+def test_windows_cover_every_pixel_and_overlaps_are_averaged():
+  corners = sliding.window_corners(tf.constant(100), 32, 20).numpy()
+  assert list(corners) == [0, 20, 40, 60, 68]  # The last flush with the end.
+  coverage = sliding.coverage(tf.constant(100), tf.constant(corners), 32).numpy()
+  assert coverage.min() >= 1 and coverage[25] == 2 and coverage[0] == 1
+  # A model that answers each window with its own constant: the average of those covering.
+  seen = []
+  def answer(windows):
+    seen.append(int(windows.shape[0]))
+    ids = tf.cast(tf.range(tf.shape(windows)[0]), tf.float32)[:, None, None, None]
+    return tf.concat([tf.zeros_like(windows[..., :1]) + ids, tf.ones_like(windows[..., :1])], -1)
+  out = sliding.slide(answer, tf.zeros([1, 100, 32, 3]), (32, 32), (20, 20), 2).numpy()
+  np.testing.assert_allclose(out[0, 25, 0, 0], (0 + 1) / 2)  # Windows 0 and 1 cover row 25.
+  np.testing.assert_allclose(out[0, 99, 0, 0], 4.0)  # Only the last window covers row 99.
+  np.testing.assert_allclose(out[..., 1], 1.0)
+
+
+def test_downscaling_averages_and_the_exportable_resize_is_the_same_filter():
+  stripes = np.zeros((1, 400, 400, 3), np.float32)
+  stripes[:, :, ::4] = 255.0  # 1-pixel lines every 4 pixels: their mean is 63.75.
+  averaged = resize_lib.resize_pictures(stripes, 40).numpy()
+  np.testing.assert_allclose(averaged, 63.75, atol=8)  # A triangle's weights, near the mean.
+  sampled = tf.image.resize(stripes, (40, 40)).numpy()  # Sampled: lines lost or halved.
+  assert sampled.min() == 0 and sampled.max() == 127.5
+  rng = np.random.default_rng(0)
+  picture = rng.uniform(0, 255, (2, 97, 131, 3)).astype(np.float32)
+  for size in (40, (50, 31), (97, 131), (200, 150)):
+    np.testing.assert_allclose(resize_lib.resize_pictures(picture, size, exportable=True),
+                               resize_lib.resize_pictures(picture, size), atol=0.01)
+
+
+def _check(**overrides):
+  config_checks.check_config(small_config(**overrides))
+
+
+def test_large_picture_settings_that_cannot_work_get_one_line_naming_the_fix():
+  _check(data__resize='none', data__crop_size=(32, 48), data__augment__scale_range=(0.5, 2.0),
+         data__image_size=(32, 48), predict__window=(32, 32), predict__stride=(16, 16))
+  cases = {
+      ('data__resize', 'crop'): "data.resize='crop' is not one of square, none",
+      ('data__crop_size', (30, 48)): 'data.crop_size whose sides are multiples of 8',
+      ('predict__window', (36, 32)): 'predict.window whose sides are multiples of 8',
+      ('predict__stride', (48, 16)): 'is larger than the window',
+      ('data__augment__scale_range', (2.0, 0.5)): 'must be (lo, hi) with 0 < lo <= hi',
+      ('predict__sizes', (32,)): 'set predict.scales',
+  }
+  for (field, value), message in cases.items():
+    with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+      _check(**{'data__resize': 'none', 'data__crop_size': (32, 48), field: value})
+  with pytest.raises(ConfigError, match='needs data.resize=.none.'):
+    _check(data__augment__scale_range=(0.5, 2.0))
+  with pytest.raises(ConfigError, match='predict.scales.*need predict.mode=slide'):
+    _check(predict__scales=(1.0, 1.5))
+  with pytest.raises(ConfigError, match=r'data.image_size=\(32, -8\) must be a side'):
+    _check(data__image_size=(32, -8))
+  with pytest.raises(ConfigError, match='a classifier answers whole pictures'):
+    _check(task='classification', data__label_feature='species', predict__mode='slide',
+           model__name='mini_xception')
+
+
+@pytest.fixture(scope='module')
+def crop_run(tmp_path_factory, synthetic_folder):
+  """2 epochs on non-square crops of the synthetic pictures at their own resolution (64 px),
+  rescaled by 0.75-1.5, evaluated by sliding 32x48 windows over the whole validation pictures:
+  (workdir, config, results)."""
+  from training import loop  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path_factory.mktemp('crops'))
+  config = small_config(data__source='folder', data__folder=synthetic_folder,
+                        data__resize='none', data__crop_size=(32, 48),
+                        data__augment__scale_range=(0.75, 1.5), train__optimizer='adam',
+                        train__epochs=2, data__deterministic=True, predict__stride=(16, 24),
+                        summaries__explain_every_epochs=2, summaries__explain__num_filters=4)
+  return workdir, config, loop.train(config, workdir)
+
+
+def test_training_on_crops_evaluates_every_whole_picture_once_as_predict_answers(crop_run):
+  """The loop's evaluation (one picture per replica, slid) counts each validation picture
+  once, at its own resolution, and its metrics are those of --mode=score's masks on the same
+  pictures (the Predictor slides the same windows)."""
+  from data import sources  # pylint: disable=import-outside-toplevel
+  from inference import predictor as predictor_lib  # pylint: disable=import-outside-toplevel
+  from inference import score  # pylint: disable=import-outside-toplevel
+  workdir, config, results = crop_run
+  builder = sources.prepared_builder(config.data, workdir)
+  eval_split = sources.resolve_splits(config.data).eval
+  assert results['eval']['num_examples'] == sources.num_examples(builder, eval_split)
+  config = config.copy_and_resolve_references()
+  config.data.test_split = eval_split
+  predictor, _ = predictor_lib.load(config, workdir)
+  assert predictor.slides and predictor.window == (32, 48) and predictor.stride == (16, 24)
+  scored = score.test_metrics(predictor, builder, config)
+  assert scored['num_pictures'] == results['eval']['num_examples']
+  for key in ('pixel_accuracy', 'mean_iou', 'iou/pet', 'iou/background', 'iou/outline'):
+    assert abs(scored[key] - results['eval'][key]) < 2e-3, (key, scored, results['eval'])
+
+
+def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_path):
+  """The slide (windows gathered, answered at once, scattered back and averaged) is inside
+  the exported file, which answers pictures of any size as the Predictor does."""
+  from inference import export  # pylint: disable=import-outside-toplevel
+  workdir, config, _ = crop_run
+  for fmt in ('saved_model', 'litert', 'onnx'):
+    config = config.copy_and_resolve_references()
+    config.export.format = fmt
+    folder = export.run(config, workdir, str(tmp_path / fmt))
+    with open(os.path.join(folder, 'export.json')) as f:
+      record = json.load(f)
+    assert record['predict_mode'] == 'slide' and record['check']['passed'], (fmt, record)
+    assert record['check']['agreement'] >= 0.999, (fmt, record['check'])
