@@ -67,9 +67,11 @@ def check_model(model_config, image_size: int, field: str = 'data.image_size') -
   for side in sides(image_size):
     if side % multiple:
       lower = side // multiple * multiple
-      raise ConfigError(f'model.name={name} takes {field} whose sides are multiples of '
-                        f'{multiple} (its total stride): {describe(image_size)} is not; use '
-                        f'{lower or multiple} or {lower + multiple} for {side}.')
+      square = isinstance(image_size, int)
+      raise ConfigError(f'model.name={name} takes {field} that is a multiple of {multiple} '
+                        f'(its total stride): {describe(image_size)} is not; use '
+                        f'{lower or multiple} or {lower + multiple}'
+                        + ('.' if square else f' for its side {side}.'))
 
 
 def names() -> list[str]:

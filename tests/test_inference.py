@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data import resize as resize_lib
 from interpretability import gradcam
 from inference import explain as explain_mode
 from inference import export
@@ -90,7 +91,8 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
   picture = loading.read_picture(pictures[0])
   served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
   model, _ = loading.load_model(config, workdir)
-  probabilities = model(tf.image.resize(picture[None].astype(np.float32), (32, 32)))
+  # Inside the file: the antialiased downscale every converter takes (data/resize.py).
+  probabilities = model(resize_lib.resize_pictures(picture[None], 32, exportable=True))
   expected = np.argmax(tf.image.resize(probabilities, picture.shape[:2]), -1)[0]
   assert served.shape == picture.shape[:2]
   np.testing.assert_array_equal(served, expected)
@@ -109,12 +111,11 @@ def test_flip_averaging_makes_predictions_mirror_symmetric(trained_run):
   model, _ = loading.load_model(config, workdir)
   averaging = predictor.Predictor(model, config)
   picture = np.random.default_rng(4).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
-  resize = lambda pictures: (lambda size: tf.image.resize(pictures, (size, size)))
-  straight = averaging.probabilities(resize(picture)).numpy()
-  mirrored = averaging.probabilities(resize(picture[:, :, ::-1])).numpy()
+  straight = averaging.probabilities(picture).numpy()
+  mirrored = averaging.probabilities(np.ascontiguousarray(picture[:, :, ::-1])).numpy()
   assert straight.shape == (1, 40, 40, 3)
   np.testing.assert_allclose(mirrored[:, :, ::-1], straight, atol=1e-5)
-  single = predictor.Predictor(model, trained_run[2]).probabilities(resize(picture))
+  single = predictor.Predictor(model, trained_run[2]).probabilities(picture)
   assert np.abs(tf.image.resize(single, (40, 40)).numpy() - straight).max() > 1e-3
 
 @pytest.mark.slow

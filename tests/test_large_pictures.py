@@ -170,8 +170,9 @@ def test_large_picture_settings_that_cannot_work_get_one_line_naming_the_fix():
          data__image_size=(32, 48), predict__window=(32, 32), predict__stride=(16, 16))
   cases = {
       ('data__resize', 'crop'): "data.resize='crop' is not one of square, none",
-      ('data__crop_size', (30, 48)): 'data.crop_size whose sides are multiples of 8',
-      ('predict__window', (36, 32)): 'predict.window whose sides are multiples of 8',
+      ('data__crop_size', (30, 48)): 'data.crop_size that is a multiple of 8 (its total '
+                                     'stride): 30x48 is not; use 24 or 32 for its side 30.',
+      ('predict__window', (36, 32)): 'predict.window that is a multiple of 8',
       ('predict__stride', (48, 16)): 'is larger than the window',
       ('data__augment__scale_range', (2.0, 0.5)): 'must be (lo, hi) with 0 < lo <= hi',
       ('predict__sizes', (32,)): 'set predict.scales',
