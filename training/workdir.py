@@ -71,7 +71,8 @@ def lock(workdir: str, name: str = LOCK_FILE, what: str = 'another run') -> None
 
 # Fields that define what a run trains (and what its best model is best at); the others
 # (epochs, runtime, the rest of eval, summaries, predict, paths) may change on resume.
-RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.class_names',
+RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data.resize',
+                'data.crop_size', 'data.class_names',
                 'data.tfds_name', 'data.label_map', 'data.mask_colors', 'data.ignore_index',
                 'train.class_weights',
                 'data.validation_fraction', 'data.train_split', 'data.eval_split',
