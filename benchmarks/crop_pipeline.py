@@ -7,15 +7,19 @@ It writes (once, into --data_dir) a files-source set of large photos (JPEG quali
 grey class-id PNG masks, prepares it, then times, over the same pictures:
   decode_limit       tf.io.decode_jpeg of every whole picture, bytes already in memory: what
                      a picture costs before anything is done with it;
-  crop_whole_decode  each picture decoded whole, then cropped and rescaled as training does:
-                     the crop pipeline without decode_and_crop_jpeg, bytes in memory;
-  crop_limit         data/crops.random_crop (the picture's window decoded, its mask decoded
-                     whole), bytes in memory: what one training crop costs;
+  example_limit      the whole picture and its whole mask PNG decoded: what an example costs
+                     before anything is done with it (evaluation's limit);
+  crop_whole_decode  each picture decoded whole, then cropped and rescaled as training does,
+                     no mask: the picture's part of a crop without decode_and_crop_jpeg;
+  crop_picture       the same with data/crops.decode_window (only the window decoded);
+  crop_limit         data/crops.random_crop: the picture's window and its mask (a PNG decodes
+                     whole), bytes in memory: what one training example costs;
   train_first_epoch  the framework's training pipeline with data.resize=none (reading the
                      prepared records, cropping, batching, augmenting);
   train_cached       its second epoch: the stored bytes come from memory, every crop is new;
   eval               the evaluation pipeline (whole pictures, decoded, one per batch).
-Ratios are to decode_limit of the same round, by images per CPU-second (per core used).
+Ratios are to decode_limit and example_limit of the same round, by images per CPU-second (per
+core used).
 """
 
 import json
@@ -88,12 +92,21 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
     image = tf.image.resize(part[None], scaled, antialias=True)[0]
     return crops.pad_to(tf.cast(image, tf.uint8), spec.size, 0)
 
+  def window_only(seed, example):
+    pixels, _, scaled = crops.decode_window(example['image'], seed, spec)
+    image = tf.image.resize(pixels[None], scaled, antialias=True)[0]
+    return crops.pad_to(tf.cast(image, tf.uint8), spec.size, 0)
+
   rates = {
       'decode_limit': _rates(in_memory.map(
           lambda ex: tf.io.decode_jpeg(ex['image'], channels=3),
           num_parallel_calls=parallel), images),
+      'example_limit': _rates(in_memory.map(
+          lambda ex: (tf.io.decode_jpeg(ex['image'], channels=3),
+                      tf.io.decode_png(ex[MASK_FEATURE])), num_parallel_calls=parallel), images),
       'crop_whole_decode': _rates(seeded.map(whole_then_crop, num_parallel_calls=parallel),
                                   images),
+      'crop_picture': _rates(seeded.map(window_only, num_parallel_calls=parallel), images),
       'crop_limit': _rates(seeded.map(
           lambda seed, ex: crops.random_crop(ex, seed, spec, MASK_FEATURE),
           num_parallel_calls=parallel), images),
@@ -135,16 +148,19 @@ def main(argv):
       print(json.dumps({'case': case, 'round': repeat + 1, 'picture': f'{FLAGS.width}x'
                         f'{FLAGS.height}', 'crop': FLAGS.crop, 'images': images,
                         'images_per_cpu_second': round(rate, 2),
-                        'cpu_ratio_to_decode_limit': round(rate / rates['decode_limit'], 3)}),
+                        'cpu_ratio_to_decode_limit': round(rate / rates['decode_limit'], 3),
+                        'cpu_ratio_to_example_limit': round(rate / rates['example_limit'], 3)}),
             flush=True)
   for case in rounds[0]:
-    ratios = [r[case] / r['decode_limit'] for r in rounds]
+    ratios = {limit: [r[case] / r[limit] for r in rounds]
+              for limit in ('decode_limit', 'example_limit')}
     print(json.dumps({'case': case, 'round': 'median', 'picture': f'{FLAGS.width}x{FLAGS.height}',
                       'crop': FLAGS.crop,
                       'images_per_cpu_second': round(statistics.median(r[case] for r in rounds), 2),
-                      'cpu_ratio_to_decode_limit': round(statistics.median(ratios), 3),
-                      'cpu_ratio_range': [round(min(ratios), 3), round(max(ratios), 3)]}),
-          flush=True)
+                      **{f'cpu_ratio_to_{limit}': round(statistics.median(values), 3)
+                         for limit, values in ratios.items()},
+                      **{f'cpu_ratio_to_{limit}_range': [round(min(v), 3), round(max(v), 3)]
+                         for limit, v in ratios.items()}}), flush=True)
 
 
 if __name__ == '__main__':

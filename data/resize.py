@@ -19,18 +19,21 @@ def resize_pictures(pictures: tf.Tensor, size, exportable: bool = False) -> tf.T
   shape = tf.shape(pictures)
   rows = triangle_weights(shape[1], height)  # [height, H]
   cols = triangle_weights(shape[2], width)  # [width, W]
-  pictures = tf.einsum('oh,nhwc->nowc', rows, pictures)
-  return tf.einsum('pw,nowc->nopc', cols, pictures)
+  # Rank-4 products (ONNX MatMul, not a Gemm whose operands int8 calibration would fix).
+  channels_first = tf.transpose(pictures, [0, 3, 1, 2])  # [N, C, H, W]
+  resized = tf.linalg.matmul(tf.linalg.matmul(rows[None, None], channels_first),
+                             cols[None, None], transpose_b=True)  # [N, C, height, width]
+  return tf.transpose(resized, [0, 2, 3, 1])
 
 
-def triangle_weights(size_in: tf.Tensor, size_out: int) -> tf.Tensor:
+def triangle_weights(size_in: tf.Tensor, size_out) -> tf.Tensor:
   """float32 [size_out, size_in]: each output pixel's weights over the input's pixels, a
   triangle around its centre as wide as the scale (at least one pixel: plain bilinear when
   enlarging), normalised over the pixels inside the picture, as tf.image.resize(antialias=True)
   weighs them."""
-  size_in = tf.cast(size_in, tf.float32)
-  scale = size_in / float(size_out)
-  centres = (tf.range(float(size_out)) + 0.5) * scale - 0.5
+  size_in, size_out = tf.cast(size_in, tf.float32), tf.cast(size_out, tf.float32)
+  scale = size_in / size_out
+  centres = (tf.range(size_out) + 0.5) * scale - 0.5
   distance = tf.abs(tf.range(size_in)[None, :] - centres[:, None])
   weights = tf.maximum(0.0, 1.0 - distance / tf.maximum(scale, 1.0))
   return weights / tf.reduce_sum(weights, axis=1, keepdims=True)

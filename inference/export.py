@@ -9,13 +9,12 @@ import tempfile
 from absl import logging
 import keras
 import numpy as np
+import onnx
 from onnxruntime import quantization
 import tensorflow as tf
 import tf2onnx
 
 from data import decode
-from data import input_pipeline
-from data import resize as resize_lib
 from data import sources
 from errors import ConfigError, UserError, first_line, is_write_failure, write_failed
 from inference import artifacts
@@ -109,16 +108,37 @@ class _Calibration(quantization.CalibrationDataReader):
 
 
 def _quantize_onnx(path: str, calibration: list[np.ndarray]) -> str:
-  """onnxruntime's static quantization of the file in place: int8 weights, uint8 activations
-  (QDQ), their ranges calibrated on `calibration`."""
+  """onnxruntime's static quantization of the file in place: int8 weights (a scale per output
+  channel), uint8 activations (QDQ), their ranges calibrated on `calibration`. The antialiased
+  resize stays in float."""
   with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as folder:
     prepared = os.path.join(folder, 'prepared.onnx')
     quantization.shape_inference.quant_pre_process(path, prepared, skip_symbolic_shape=True)
     quantization.quantize_static(prepared, path, _Calibration(calibration),
                                  quant_format=quantization.QuantFormat.QDQ,
                                  activation_type=quantization.QuantType.QUInt8,
-                                 weight_type=quantization.QuantType.QInt8)
+                                 weight_type=quantization.QuantType.QInt8,
+                                 per_channel=True, nodes_to_exclude=resize_nodes(prepared))
   return path
+
+
+def resize_nodes(path: str) -> list[str]:
+  """The ONNX file's matrix products of two computed inputs (the antialiased resize's, whose
+  weights follow the picture's size) and every node they are computed from. Left in float:
+  quantized, the size arithmetic (Range, Div) was folded into constants of the calibration
+  pictures' size, and onnxruntime failed on any other size."""
+  graph = onnx.load(path).graph
+  constants = {tensor.name for tensor in graph.initializer} | {
+      node.output[0] for node in graph.node if node.op_type == 'Constant'}
+  producer = {output: node for node in graph.node for output in node.output}
+  found, waiting = {}, [node for node in graph.node if node.op_type in ('MatMul', 'Gemm')
+                        and not any(name in constants for name in node.input[:2])]
+  while waiting:
+    node = waiting.pop()
+    if node.name not in found:
+      found[node.name] = node
+      waiting.extend(producer[name] for name in node.input if name in producer)
+  return list(found)
 
 
 def _write_litert(saved_model: str, path: str, quantize: str, calibration) -> str:
@@ -135,13 +155,12 @@ def _write_litert(saved_model: str, path: str, quantize: str, calibration) -> st
 
 
 def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
-  """The first export.calibration_pictures training pictures, uint8 at the model's side, read
-  before anything is converted (a source that cannot be read fails here, in one line)."""
+  """The first export.calibration_pictures training pictures, uint8 at their own size (what the
+  file will be given: its resize is calibrated too), read before anything is converted (a
+  source that cannot be read fails here, in one line)."""
   builder = sources.prepared_builder(config.data, workdir)
-  side = input_pipeline.model_input_size(config.data)
   examples = sources.read_encoded(builder, sources.resolve_splits(config.data).train)
-  return [resize_lib.picture_to_uint8(resize_lib.resize_pictures(
-      decode.decode_image(example['image'])[None], side))[0].numpy()
+  return [decode.decode_image(example['image']).numpy()
           for example in examples.take(config.export.calibration_pictures)]
 
 

@@ -9,6 +9,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
+from data import resize as resize_lib
 from errors import ConfigError, DataError, UserError
 from inference import artifacts
 from inference import export
@@ -42,8 +43,12 @@ def test_every_format_and_quantization_answers_as_the_model(trained_run, tmp_pat
   workdir, _, config = trained_run
   records = {}
   for fmt, quantize in [(f, q) for f, qs in export.FORMATS.items() for q in qs]:
+    # This 32-px model's outline is 1-2 px wide, where int8 loses first: its class agreement
+    # measured 0.83-0.85 for ONNX and LiteRT alike, with the file's resize as it is and with
+    # a plain bilinear one, so int8's gate here is 0.9 (the gate itself: the planted
+    # disagreement below).
     _, records[fmt, quantize] = _export(config, workdir, tmp_path / f'{fmt}-{quantize}', fmt,
-                                        quantize)
+                                        quantize, min_agreement=0.9 if quantize == 'int8' else 0)
   assert set(records) == {('saved_model', 'none'), ('onnx', 'none'), ('onnx', 'int8'),
                           ('litert', 'none'), ('litert', 'float16'), ('litert', 'int8')}
   float_score = records['saved_model', 'none']['check']['model_score']
@@ -53,7 +58,7 @@ def test_every_format_and_quantization_answers_as_the_model(trained_run, tmp_pat
     assert check['passed'] and check['pictures'] == 16, (fmt, quantize, check)
     assert set(check['class_agreement']) == {'pet', 'background', 'outline'}
     if quantize == 'int8':
-      assert check['agreement'] >= 0.95, check
+      assert check['agreement'] >= 0.98 and check['class_agreement']['outline'] >= 0.8, check
       assert check['export_score'] >= 0.97 * float_score, check
     else:
       assert check['agreement'] >= 0.999, (fmt, quantize, check)
@@ -73,7 +78,8 @@ def test_onnx_file_alone_gives_the_models_masks_at_the_pictures_size(trained_run
   picture = loading.read_picture(_test_pictures(config)[0])
   masks, probabilities = session.run(['masks', 'probabilities'], {'pictures': picture[None]})
   model, _ = loading.load_model(config, workdir)
-  expected = model(tf.image.resize(picture[None].astype(np.float32), (32, 32))).numpy()
+  # The file's antialiased downscale is data/resize.py's exportable one.
+  expected = model(resize_lib.resize_pictures(picture[None], 32, exportable=True)).numpy()
   np.testing.assert_allclose(probabilities, expected, atol=1e-5)
   assert masks.shape == (1, *picture.shape[:2]) and masks.dtype == np.uint8
   np.testing.assert_array_equal(

@@ -242,8 +242,11 @@ def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_
   for fmt in ('saved_model', 'litert', 'onnx'):
     config = config.copy_and_resolve_references()
     config.export.format = fmt
+    if fmt == 'saved_model':  # Scales and mirror images compose with the slide, in the file too.
+      config.predict.scales, config.predict.flip = (0.75, 1.0), True
     folder = export.run(config, workdir, str(tmp_path / fmt))
     with open(os.path.join(folder, 'export.json')) as f:
       record = json.load(f)
     assert record['predict_mode'] == 'slide' and record['check']['passed'], (fmt, record)
+    assert record['predict_scales'] == list(config.predict.scales or (1.0,))
     assert record['check']['agreement'] >= 0.999, (fmt, record['check'])
