@@ -55,6 +55,11 @@ def check(model_config, image_size: int, field: str) -> None:
     raise ConfigError(f'model.backbone={backbone} takes {field} of at least {entry.min_size} '
                       f'(keras-hub\'s MiT does not build below it): {describe(image_size)} is '
                       f'too small; use {entry.min_size}.')
+  height, width = sides(image_size)
+  if entry.keras_hub_class == 'MiTBackbone' and height != width:
+    raise ConfigError(f'model.backbone={backbone} takes square {field} (keras-hub\'s MiT '
+                      f'attention fails on others): {describe(image_size)} is not; use '
+                      f'({min(height, width)}, {min(height, width)}) or another backbone.')
   if name == 'segformer' and entry.keras_hub_class != 'MiTBackbone':
     raise ConfigError(f'model.name=segformer takes an MiT encoder (model.backbone=mit_b0 ... '
                       f'mit_b5), not {backbone!r}; for {backbone!r} use model.name=unet or '

@@ -186,6 +186,9 @@ def test_large_picture_settings_that_cannot_work_get_one_line_naming_the_fix():
     _check(predict__scales=(1.0, 1.5))
   with pytest.raises(ConfigError, match=r'data.image_size=\(32, -8\) must be a side'):
     _check(data__image_size=(32, -8))
+  with pytest.raises(ConfigError, match=r'model.backbone=mit_b0 takes square data.crop_size'):
+    _check(data__resize='none', data__crop_size=(64, 96), model__name='segformer',
+           model__backbone='mit_b0')
   with pytest.raises(ConfigError, match='a classifier answers whole pictures'):
     _check(task='classification', data__label_feature='species', predict__mode='slide',
            model__name='mini_xception')
