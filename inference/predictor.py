@@ -12,6 +12,7 @@ from modeling import models
 from modeling import sliding
 from sizes import sides
 import tasks
+from training import config_checks
 
 
 class Predictor:
@@ -29,7 +30,7 @@ class Predictor:
     model = in_float32(model, config)
     self.flip = config.predict.flip
     self.segmentation = tasks.is_segmentation(config)
-    self.slides = predict_mode(config) == 'slide'
+    self.slides = config_checks.predict_mode(config) == 'slide'
     self.windows_per_call = config.predict.windows_per_call
     self.num_classes = model.output_shape[-1]
     if self.slides:
@@ -99,11 +100,6 @@ class Predictor:
     """Label masks (uint8 0..classes-1) at each picture's own size."""
     return [label_masks(probabilities, picture.shape[:2])[0].numpy() for probabilities, picture
             in zip(self._answers(pictures), pictures)]
-
-
-def predict_mode(config) -> str:
-  """predict.mode, its empty default resolved: slide when training on crops, else resize."""
-  return config.predict.mode or ('slide' if input_pipeline.on_crops(config.data) else 'resize')
 
 
 def rebuilt(model: keras.Model, config, size) -> keras.Model:

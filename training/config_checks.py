@@ -169,6 +169,11 @@ def _size(value, field: str, empty_ok: bool = False) -> None:
            '(512, 1024).')
 
 
+def predict_mode(config) -> str:
+  """predict.mode, its empty default resolved: slide when training on crops, else resize."""
+  return config.predict.mode or ('slide' if input_pipeline.on_crops(config.data) else 'resize')
+
+
 def _check_sizes(config) -> None:
   """Picture sizes, crops and windows: each one the model takes, each mode's own fields."""
   data, predict, segmentation = config.data, config.predict, tasks.is_segmentation(config)
@@ -191,7 +196,7 @@ def _check_sizes(config) -> None:
     models.check_model(config.model, tuple(data.crop_size), field='data.crop_size')
   else:
     models.check_model(config.model, data.image_size)
-  slides = (predict.mode or ('slide' if on_crops else 'resize')) == 'slide'
+  slides = predict_mode(config) == 'slide'
   _require(not slides or segmentation, 'predict.mode=slide answers every pixel of a picture; '
            "a classifier answers whole pictures: use predict.mode='resize'.")
   _require(not (slides and predict.sizes), f'predict.sizes={tuple(predict.sizes)} are the '
