@@ -88,8 +88,7 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
   def whole_then_crop(seed, example):
     picture = tf.io.decode_jpeg(example['image'], channels=3)
     window, scaled = crops.crop_window(tf.shape(picture)[:2], seed, spec)
-    part = picture[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
-    image = tf.image.resize(part[None], scaled, antialias=True)[0]
+    image = tf.image.resize(crops.in_window(picture, window)[None], scaled, antialias=True)[0]
     return crops.pad_to(tf.cast(image, tf.uint8), spec.size, 0)
 
   def window_only(seed, example):

@@ -43,8 +43,7 @@ def decode_window(encoded: tf.Tensor, seed: tf.Tensor, spec: CropSpec):
   def from_other():
     picture = decode_image(encoded)
     window, scaled = crop_window(tf.shape(picture)[:2], seed, spec)
-    return picture[window[0]:window[0] + window[2], window[1]:window[1] + window[3]], window, \
-        scaled
+    return in_window(picture, window), window, scaled
   pixels, window, scaled = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other)
   pixels.set_shape([None, None, 3])
   return pixels, window, scaled
@@ -70,8 +69,8 @@ def center_crop(example: dict, size: tuple, label_feature: str, mask_lookup=None
   extent = tf.minimum(shape, tf.constant(size, tf.int32))
   corner = (shape - extent) // 2
   window = tf.concat([corner, extent], 0)
-  image = picture[corner[0]:corner[0] + extent[0], corner[1]:corner[1] + extent[1]]
-  return _padded(image, example, window, extent, size, label_feature, mask_lookup)
+  return _padded(in_window(picture, window), example, window, extent, size, label_feature,
+                 mask_lookup)
 
 
 def _padded(image, example, window, scaled, size, label_feature, mask_lookup) -> dict:
@@ -81,9 +80,13 @@ def _padded(image, example, window, scaled, size, label_feature, mask_lookup) ->
   if label_feature != MASK_FEATURE:
     return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
   mask = decode_mask(example[MASK_FEATURE], mask_lookup)
-  mask = mask[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
-  mask = tf.image.resize(mask, scaled, method='nearest')
+  mask = tf.image.resize(in_window(mask, window), scaled, method='nearest')
   return {'image': image, 'label': pad_to(tf.cast(mask, tf.uint8), size, IGNORE)}
+
+
+def in_window(pixels: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+  """The [h, w, C] part of `pixels` inside `window` ([y, x, height, width])."""
+  return pixels[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
 
 
 def pad_to(pictures: tf.Tensor, size: tuple, value: int) -> tf.Tensor:
