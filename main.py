@@ -11,15 +11,14 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from data import check_data
-from data import sources
 from errors import ConfigError, Preempted, UserError
 from inference import explain
 from inference import export
 from inference import predict
 from inference import score
-from training import config_checks
 from training import continuous_eval
 from training import loop
+from training import settle
 
 FLAGS = flags.FLAGS
 # --mode: what to do with the workdir (FLAGS carries --images and --output).
@@ -61,7 +60,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   config_file = _config_file(argv)
   try:
     if config_file:
-      config_checks.check_config_file(config_file)
+      settle.check_config_file(config_file)
   except ConfigError as e:
     print(f'Error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -85,8 +84,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   tf.get_logger().setLevel('WARNING')  # TF's per-trace INFO lines drown the training log.
   try:
-    sources.with_class_names(FLAGS.config)
-    config_checks.check_config(FLAGS.config)
+    settle.settle_config(FLAGS.config)
     MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
   except UserError as e:
     logging.error('%s', e)

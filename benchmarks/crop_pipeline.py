@@ -107,7 +107,7 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
                                   images),
       'crop_picture': _rates(seeded.map(window_only, num_parallel_calls=parallel), images),
       'crop_limit': _rates(seeded.map(
-          lambda seed, ex: crops.random_crop(ex, seed, spec, MASK_FEATURE),
+          lambda seed, ex: crops.random_crop(ex, seed, spec),
           num_parallel_calls=parallel), images),
   }
   steps = images // FLAGS.batch

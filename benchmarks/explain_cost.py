@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from interpretability import explanation as explain_lib
 from modeling import models
+import tasks
 from training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
@@ -38,7 +39,7 @@ def main(argv):
   images = rng.uniform(0, 255, (config.summaries.num_images, size, size, 3)).astype(np.float32)
   start = time.perf_counter()
   explanation = explain_lib.explain(model, images, config.summaries.explain,
-                                tuple(config.data.class_names), config.task == 'segmentation')
+                                tuple(config.data.class_names), tasks.of(config))
   explain_seconds = time.perf_counter() - start
 
   strategy = tf.distribute.get_strategy()

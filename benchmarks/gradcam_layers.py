@@ -22,6 +22,7 @@ from inference import loading
 from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
+import tasks
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The trained run\'s config.')
@@ -35,22 +36,22 @@ def main(argv):
   del argv
   config = FLAGS.config
   config.summaries.num_images = FLAGS.num_images
-  segmentation = config.task == 'segmentation'
+  task = tasks.of(config)
   model, _ = loading.load_model(config, FLAGS.workdir)
   pictures = loading.named_pictures(config, FLAGS.workdir, None)
   inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
-  default = gradcam.default_layer(model, segmentation)
+  default = gradcam.default_layer(model, task)
   shortcuts = gradcam.shortcut_projections(model)
   layers = FLAGS.layers or [l.name for l in model.layers[1:] if len(l.output.shape) == 4
                             and not isinstance(l, keras.layers.Rescaling)]
   for layer in layers:
     start = time.perf_counter()
     maps = explain_lib.class_maps(model, inputs, layer, tuple(config.data.class_names),
-                              segmentation, config.summaries.explain.top_classes,
+                              task, config.summaries.explain.top_classes,
                               config.eval.global_batch_size)
     explanation = explain_lib.Explanation({}, {}, layer, maps, {})
     scores = explain_lib.score(explanation, [explain_lib.mask_regions(p.mask, explanation,
-                                                                segmentation) for p in pictures])
+                                                                task) for p in pictures])
     summary = pointing.summarize(scores)
     print(json.dumps({
         'layer': layer, 'side': model.get_layer(layer).output.shape[1],

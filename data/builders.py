@@ -20,7 +20,6 @@ from data import folder_checks
 from data import oxford_pets_folder
 from data import synthetic
 from errors import DataError, first_line, is_write_failure, write_failed
-from tasks import MASK_FEATURE
 
 DATASET_NAME = 'oxford_iiit_pet'
 ARCHIVES = ('images.tar.gz', 'annotations.tar.gz')
@@ -272,5 +271,4 @@ def files_data_dir(data_config, workdir: str) -> str:
 def files_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
   return files_source.prepared_builder(
       data_config, files_data_dir(data_config, workdir),
-      data_config.label_feature == MASK_FEATURE,
       lambda builder: _prepare(builder, tfds.download.DownloadConfig(try_download_gcs=False)))

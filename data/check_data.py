@@ -10,22 +10,22 @@ from data import data_report
 from data import files_source
 from data import masks
 from data import sources
-from tasks import MASK_FEATURE
+import tasks
 
 
 def prepared_report(builder, data_config) -> data_report.DataReport:
   """Counts of a prepared source's splits: examples, class pixels (or pictures), ignored
   pixels, and mask values that map to no class."""
-  segmentation = data_config.label_feature == MASK_FEATURE
+  per_pixel = tasks.of_data(data_config).per_pixel
   report = data_report.DataReport(tuple(data_config.class_names))
-  lookup = sources.mask_lookup(data_config) if segmentation else None
+  lookup = sources.mask_lookup(data_config) if per_pixel else None
   ignore = data_config.ignore_index
   for name, split in zip(('train', 'validation', 'test'), sources.resolve_splits(data_config)):
     if split in report.splits or not sources.has_split(data_config, name):
       continue
     found = report.split(split)
     found.examples = sources.num_examples(builder, split)
-    if not segmentation:
+    if not per_pixel:
       labels = np.fromiter(sources.read_encoded(builder, split).map(
           lambda example: example[data_config.label_feature]).as_numpy_iterator(), np.int64)
       found.class_pixels = np.bincount(labels, minlength=len(report.class_names)).astype(
@@ -50,7 +50,7 @@ def run(config, workdir: str) -> int:
   """Prints the table; returns the exit status: 2 when there is a problem, else 0."""
   data_config = config.data
   if data_config.source == 'files':
-    _, report = files_source.check(data_config, data_config.label_feature == MASK_FEATURE)
+    _, report = files_source.check(data_config)
   else:
     report = prepared_report(sources.prepared_builder(data_config, workdir), data_config)
   print(f'data.source={data_config.source}: {len(report.class_names)} classes '

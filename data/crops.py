@@ -49,8 +49,7 @@ def decode_window(encoded: tf.Tensor, seed: tf.Tensor, spec: CropSpec):
   return pixels, window, scaled
 
 
-def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, label_feature: str,
-                mask_lookup=None) -> dict:
+def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, mask_lookup=None) -> dict:
   """One training example as a crop of spec.size: a window of the picture scaled by a random
   factor (antialiased when it shrinks; its mask by nearest neighbour, the same geometry), padded
   at the bottom and right where it is smaller than the crop: the picture with black, the mask
@@ -58,10 +57,10 @@ def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, label_feature: s
   pixels, window, scaled = decode_window(example['image'], seed, spec)
   image = resize_lib.resize_pictures(pixels[None], (scaled[0], scaled[1]))[0]
   return _padded(resize_lib.picture_to_uint8(image), example, window, scaled, spec.size,
-                 label_feature, mask_lookup)
+                 mask_lookup)
 
 
-def center_crop(example: dict, size: tuple, label_feature: str, mask_lookup=None) -> dict:
+def center_crop(example: dict, size: tuple, mask_lookup=None) -> dict:
   """The picture's central window of `size` at its own resolution, padded as random_crop pads:
   the fixed previews of a run that trains on crops."""
   picture = decode_image(example['image'])
@@ -69,16 +68,14 @@ def center_crop(example: dict, size: tuple, label_feature: str, mask_lookup=None
   extent = tf.minimum(shape, tf.constant(size, tf.int32))
   corner = (shape - extent) // 2
   window = tf.concat([corner, extent], 0)
-  return _padded(in_window(picture, window), example, window, extent, size, label_feature,
-                 mask_lookup)
+  return _padded(in_window(picture, window), example, window, extent, size, mask_lookup)
 
 
-def _padded(image, example, window, scaled, size, label_feature, mask_lookup) -> dict:
+def _padded(image, example, window, scaled, size, mask_lookup) -> dict:
   """The example of a crop: `image` padded to `size`, and its label: the mask's same `window`,
-  resized to `scaled` by nearest neighbour and padded with the ignore label."""
+  resized to `scaled` by nearest neighbour and padded with the ignore label (crops are of
+  segmentation sets: the config checks refuse them for a classifier)."""
   image = pad_to(image, size, 0)
-  if label_feature != MASK_FEATURE:
-    return {'image': image, 'label': tf.cast(example[label_feature], tf.int32)}
   mask = decode_mask(example[MASK_FEATURE], mask_lookup)
   mask = tf.image.resize(in_window(mask, window), scaled, method='nearest')
   return {'image': image, 'label': pad_to(tf.cast(mask, tf.uint8), size, IGNORE)}

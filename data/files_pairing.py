@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from data import folder_checks
 from errors import DataError
+import tasks
 
 
 PICTURE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -119,7 +120,7 @@ def is_held_out(stem: str, fraction: float) -> bool:
   return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 2**32 < fraction
 
 
-def split_examples(data_config, segmentation: bool, problems: dict) -> dict:
+def split_examples(data_config, problems: dict) -> dict:
   """{split: [Example]} for the splits the config names; without validation folders,
   data.validation_fraction of train is held out (at least one example)."""
   files = data_config.files
@@ -127,7 +128,7 @@ def split_examples(data_config, segmentation: bool, problems: dict) -> dict:
   for split in SPLITS:
     if not files[f'{split}_images']:
       continue
-    if segmentation:
+    if tasks.of_data(data_config).per_pixel:
       splits[split] = pair_split(files, split, problems.setdefault(split, {}))
     else:
       splits[split] = classify_split(files[f'{split}_images'], tuple(data_config.class_names),

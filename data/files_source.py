@@ -25,6 +25,7 @@ from data import decode
 from data import files_pairing
 from data import masks as masks_lib
 from errors import DataError, write_failed
+import tasks
 
 REPORT_FILE = 'report.json'
 _VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
@@ -107,15 +108,15 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version(_VERSION)
 
-  def __init__(self, *, class_names: tuple, segmentation: bool, scanned: dict | None = None,
+  def __init__(self, *, class_names: tuple, task: tasks.Task, scanned: dict | None = None,
                **kwargs):
-    self._class_names, self._segmentation = tuple(class_names), segmentation
+    self._class_names, self._task = tuple(class_names), task
     self._scanned = scanned or {}
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    target = ({'segmentation_mask': tfds.features.Image(shape=(None, None, 1))}
-              if self._segmentation else
+    target = ({tasks.MASK_FEATURE: tfds.features.Image(shape=(None, None, 1))}
+              if self._task.per_pixel else
               {'label': tfds.features.ClassLabel(names=self._class_names)})
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
         'image': tfds.features.Image(), 'file_name': tfds.features.Text(), **target}))
@@ -129,30 +130,30 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
     for item in self._scanned[split]:
       with open(item.example.image, 'rb') as f:
         record = {'image': decode.upright_bytes(f.read()), 'file_name': item.example.name}
-      if self._segmentation:
-        record['segmentation_mask'] = item.mask_png
+      if self._task.per_pixel:
+        record[tasks.MASK_FEATURE] = item.mask_png
       else:
         record['label'] = item.example.target
       yield item.example.name, record
 
 
-def check(data_config, segmentation: bool, splits: dict | None = None,
+def check(data_config, splits: dict | None = None,
           problems: dict | None = None) -> tuple[dict, data_report.DataReport]:
   """Pairs and splits the configured folders (unless given) and scans every example:
   (scanned examples, report)."""
   if splits is None:
     problems = {}
-    splits = files_pairing.split_examples(data_config, segmentation, problems)
+    splits = files_pairing.split_examples(data_config, problems)
   encoding = masks_lib.encoding_from_config(data_config)
   return scan(splits, encoding, problems, tuple(data_config.class_names))
 
 
-def _keyed_builder(data_config, data_dir: str, segmentation: bool) -> tuple:
+def _keyed_builder(data_config, data_dir: str) -> tuple:
   """(the builder in the folder keyed by these files and this config, splits, problems)."""
   problems = {}
-  splits = files_pairing.split_examples(data_config, segmentation, problems)
+  splits = files_pairing.split_examples(data_config, problems)
   folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
-  return (FilesDataset(class_names=tuple(data_config.class_names), segmentation=segmentation,
+  return (FilesDataset(class_names=tuple(data_config.class_names), task=tasks.of_data(data_config),
                        data_dir=folder), splits, problems)
 
 
@@ -162,25 +163,25 @@ def is_prepared(builder) -> bool:
   return builder.is_prepared() and stored_report(builder) is not None
 
 
-def existing_builder(data_config, data_dir: str, segmentation: bool):
+def existing_builder(data_config, data_dir: str):
   """The prepared set for this config and these files if there is one, else None; prepares
   nothing (for readers such as predict that only want its report)."""
-  builder = _keyed_builder(data_config, data_dir, segmentation)[0]
+  builder = _keyed_builder(data_config, data_dir)[0]
   return builder if is_prepared(builder) else None
 
 
-def prepared_builder(data_config, data_dir: str, segmentation: bool, prepare
+def prepared_builder(data_config, data_dir: str, prepare
                      ) -> tfds.core.DatasetBuilder:
   """The prepared set for this config and these files, checked and prepared now if it is new.
   `prepare(builder)` runs TFDS's preparation (with the caller's write-failure handling)."""
-  builder, splits, problems = _keyed_builder(data_config, data_dir, segmentation)
+  builder, splits, problems = _keyed_builder(data_config, data_dir)
   if is_prepared(builder):
     return builder
   folder = builder.data_dir_root
-  kwargs = dict(class_names=tuple(data_config.class_names), segmentation=segmentation,
+  kwargs = dict(class_names=tuple(data_config.class_names), task=tasks.of_data(data_config),
                 data_dir=folder)
   start = time.perf_counter()
-  scanned, report = check(data_config, segmentation, splits, problems)
+  scanned, report = check(data_config, splits, problems)
   if report.has_problems():
     raise DataError('The data cannot be trained on as it is (nothing was prepared):\n'
                     + report.format(data_config.files.mask_suffix))

@@ -19,6 +19,7 @@ from data import resize as resize_lib
 from data import sources
 from data.decode import decode_image, decode_mask
 from sizes import sides
+import tasks
 from tasks import MASK_FEATURE
 
 
@@ -34,7 +35,7 @@ def preprocess(example: dict, image_size, label_feature: str = MASK_FEATURE,
   image = decode_image(example['image'])
   if image_size is not None:
     image = resize_lib.picture_to_uint8(resize_lib.resize_pictures(image[None], image_size)[0])
-  if label_feature == MASK_FEATURE:
+  if tasks.of_label(label_feature).per_pixel:
     mask = decode_mask(example[MASK_FEATURE], mask_lookup)
     if image_size is not None:
       mask = tf.image.resize(mask, sides(image_size), method='nearest')
@@ -55,7 +56,7 @@ def model_input_size(data_config) -> tuple[int, int]:
 
 
 def mask_lookup_of(data_config):
-  return sources.mask_lookup(data_config) if data_config.label_feature == MASK_FEATURE else None
+  return sources.mask_lookup(data_config) if tasks.of_data(data_config).per_pixel else None
 
 
 def preprocess_fn(data_config):
@@ -77,7 +78,7 @@ def cached_bytes(data_config, num_examples: int, encoded_bytes: int = 0) -> int:
   if on_crops(data_config):
     return encoded_bytes
   height, width = sides(data_config.image_size)
-  label_bytes = 1 if data_config.label_feature == MASK_FEATURE else 0
+  label_bytes = 1 if tasks.of_data(data_config).per_pixel else 0
   return num_examples * height * width * (3 + label_bytes)
 
 
@@ -145,8 +146,8 @@ def _replica_stream(builder, data_config, replica: int, num_replicas: int,
     crop_seed = tf.random.experimental.stateless_fold_in(replica_seed, 1)
     spec, lookup = crop_spec(data_config), mask_lookup_of(data_config)
     ds = ds.map(lambda index, example: crops.random_crop(
-        example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec,
-        data_config.label_feature, lookup), num_parallel_calls=tf.data.AUTOTUNE)
+        example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec, lookup),
+        num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate(start_step)
   else:
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate().skip(start_step)
@@ -219,7 +220,7 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([height, width, 3], tf.uint8),
       'label': (tf.zeros([height, width, 1], tf.uint8)
-                if data_config.label_feature == MASK_FEATURE else tf.constant(0, tf.int32)),
+                if tasks.of_data(data_config).per_pixel else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat(
           batches * per_replica_batch - sources.num_examples(builder, mine))
   # The padding follows the last example, so a file cache always sees its end and is kept.
@@ -235,7 +236,7 @@ def preview_batch(builder, data_config, count: int) -> dict:
   own resolution, the scale the model learns at."""
   if on_crops(data_config):
     size, lookup = crop_spec(data_config).size, mask_lookup_of(data_config)
-    prepare = lambda example: crops.center_crop(example, size, data_config.label_feature, lookup)
+    prepare = lambda example: crops.center_crop(example, size, lookup)
   else:
     prepare = preprocess_fn(data_config)
   ds = sources.first_eval_examples(builder, data_config, count).map(prepare)

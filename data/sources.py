@@ -22,6 +22,7 @@ from data.decode import decode_mask
 from data import masks
 from data import prepared_checks
 from errors import DataError
+import tasks
 from tasks import MASK_FEATURE
 
 
@@ -173,22 +174,21 @@ def own_class_colors(data_config, workdir: str, builder=None) -> list | None:
   if builder is None:
     try:
       builder = files_source.existing_builder(
-          data_config, builders.files_data_dir(data_config, workdir),
-          data_config.label_feature == MASK_FEATURE)
+          data_config, builders.files_data_dir(data_config, workdir))
     except DataError:  # The data's folders are not on this machine.
       return None
   report = files_source.stored_report(builder) if builder else None
   return report.class_colors if report else None
 
 
-def with_class_names(config) -> None:
-  """Fills an empty data.class_names of a files classification set with its class
+def class_names_of(data_config) -> tuple:
+  """data.class_names, or for a files classification set that names none its class
   sub-folders' names (Keras' image_dataset_from_directory order)."""
-  data = config.data
-  if data.source == 'files' and not data.class_names and data.files.train_images and \
-      data.label_feature != MASK_FEATURE:
-    data.class_names = tuple(files_pairing.class_folders(data.files.train_images,
-                                                        'data.files.train_images'))
+  files = data_config.files
+  if data_config.source == 'files' and not data_config.class_names and files.train_images \
+      and not tasks.of_data(data_config).per_pixel:
+    return tuple(files_pairing.class_folders(files.train_images, 'data.files.train_images'))
+  return tuple(data_config.class_names)
 
 
 def breed(file_name: str) -> str:

@@ -62,7 +62,7 @@ class Artifact:
     return np.concatenate([self.outputs(picture[None])['probabilities']
                            for picture in pictures])
 
-  def check_fits(self, class_names, segmentation: bool) -> None:
+  def check_fits(self, class_names, task: tasks.Task) -> None:
     """One line when the artefact is of another model than the config describes."""
     field = 'predict.artifact'
     if self.record.get('class_names', list(class_names)) != list(class_names):
@@ -74,10 +74,10 @@ class Artifact:
       raise UserError(f'{field}={self.file} predicts {num_classes} classes; '
                       f'data.class_names has {len(class_names)}: use the config it was trained '
                       'with, or export this run again.')
-    if segmentation != ('masks' in self.output_shapes):
-      raise UserError(f'{field}={self.file} is {"not " * segmentation}a segmentation model and '
-                      f'the config is {"not " * (not segmentation)}one: use the config it was '
-                      'trained with.')
+    if set(self.output_shapes) != set(task.outputs):
+      raise UserError(f'{field}={self.file} answers {", ".join(sorted(self.output_shapes))}; '
+                      f'task={task.name} answers {", ".join(sorted(task.outputs))}: use the '
+                      'config it was trained with.')
 
 
 def _record(path: str) -> dict:

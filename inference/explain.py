@@ -34,11 +34,11 @@ def run(config, workdir: str, images: str | None) -> dict:
   mask is known; the same pictures in TensorBoard (run folder explain/)."""
   model, source = loading.load_model(config, workdir)
   pictures = loading.named_pictures(config, workdir, images)
-  segmentation = tasks.is_segmentation(config)
+  task = tasks.of(config)
   inputs = loading.model_input([p.pixels for p in pictures],
                                input_pipeline.model_input_size(config.data))
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
-                                    tuple(config.data.class_names), segmentation,
+                                    tuple(config.data.class_names), task,
                                     activation_pictures=len(pictures),
                                     batch_size=config.eval.global_batch_size)
   out_dir = os.path.join(workdir, 'explain')
@@ -53,8 +53,7 @@ def run(config, workdir: str, images: str | None) -> dict:
       loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
                         gradcam.overlay(picture.pixels, heatmap))
   scores = explain_lib.score(explanation, [
-      None if p.mask is None else explain_lib.mask_regions(p.mask, explanation,
-                                                               segmentation)
+      None if p.mask is None else explain_lib.mask_regions(p.mask, explanation, task)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
   atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')

@@ -58,17 +58,18 @@ def check_settings(export_config) -> None:
                       'pixels: in [0, 1] (0: 0.99 for float formats, 0.95 for int8).')
 
 
-def serving_function(predictor: Predictor, segmentation: bool):
+def serving_function(predictor: Predictor, task: tasks.Task):
   """uint8 [N, H, W, 3] pictures of any size -> class-id masks [N, H, W] and the averaged
   probabilities at the model's side, or the picture's when it slides (classification:
-  [N, classes]), as predict makes them."""
+  [N, classes]), as predict makes them: the task's outputs."""
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
-    if not segmentation:
-      return {'probabilities': probabilities}
-    return {'masks': label_masks(probabilities, (height, width)), 'probabilities': probabilities}
+    outputs = {'probabilities': probabilities}
+    if 'masks' in task.outputs:
+      outputs['masks'] = label_masks(probabilities, (height, width))
+    return outputs
   return serve
 
 
@@ -166,7 +167,7 @@ def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
 
 def write(config, predictor: Predictor, out_dir: str, calibration) -> str:
   """The artefact of export.format in `out_dir`: the SavedModel itself, or its conversion."""
-  serve = serving_function(predictor, tasks.is_segmentation(config))
+  serve = serving_function(predictor, tasks.of(config))
   kind, quantize = config.export.format, config.export.quantize
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)

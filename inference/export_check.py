@@ -59,13 +59,12 @@ def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
   count = config.export.check_pictures
   if not count:
     return {}
-  class_names = tuple(config.data.class_names)
-  segmentation = tasks.is_segmentation(config)
+  class_names, task = tuple(config.data.class_names), tasks.of(config)
   num_classes = len(class_names)
   between = np.zeros((num_classes, num_classes))
   scored = {'model': 0.0, 'export': 0.0}
   for picture in loading.eval_pictures(config, workdir, count):
-    if segmentation:
+    if task.per_pixel:
       labels = {'model': predictor.masks([picture.pixels])[0],
                 'export': artifact.masks([picture.pixels])[0]}
     else:
@@ -76,11 +75,11 @@ def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
                                               num_classes).numpy()
     for who, label in labels.items():
       scored[who] = scored[who] + metrics.label_confusion_matrix(
-          picture.truth(segmentation), label, num_classes).numpy()
+          task.truth(picture.mask, picture.label), label, num_classes).numpy()
   overall, per_class = agreement(between, class_names)
-  headline = 'mean_iou' if segmentation else 'accuracy'
+  headline = task.headline
   scores = {who: round(float(metrics.summarize(0.0, 1.0, confusion, class_names,
-                                               per_pixel=segmentation)[headline]), 4)
+                                               per_pixel=task.per_pixel)[headline]), 4)
             for who, confusion in scored.items()}
   mean_class = float(np.mean(list(per_class.values())))
   return {'pictures': count, 'classes': list(class_names), 'agreement': round(overall, 5),

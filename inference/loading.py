@@ -20,14 +20,12 @@ from errors import UserError, first_line, write_failed
 from modeling import models
 import tasks
 from training import checkpoints
-from training import config_checks
 
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model if it loads and fits the config, else its newest readable
   checkpoint (said so), else (for a model that brings its own weights, `model.weights`) the
   model as configured; a UserError when there is none."""
-  config_checks.check_config(config)
   num_classes = len(config.data.class_names)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
@@ -106,9 +104,6 @@ class Picture(NamedTuple):
   mask: np.ndarray | None  # Class ids (H, W), if known (the eval split, or Oxford's trimaps).
   label: np.ndarray | None = None  # Classification, from the eval split: the class.
 
-  def truth(self, segmentation: bool) -> np.ndarray:
-    return self.mask if segmentation else self.label
-
 
 def trimap_beside(path: str) -> str | None:
   """The official layout's trimap of `.../images/NAME.jpg`: `.../annotations/trimaps/NAME.png`."""
@@ -159,7 +154,7 @@ def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
   for index, example in enumerate(sources.first_eval_examples(builder, config.data, count)):
     name = example['file_name'].numpy().decode() if 'file_name' in example else str(index)
     mask = example.get(tasks.MASK_FEATURE)
-    label = None if tasks.is_segmentation(config) else example[config.data.label_feature].numpy()
+    label = None if tasks.of(config).per_pixel else example[config.data.label_feature].numpy()
     pictures.append(Picture(
         os.path.splitext(name.replace('/', '_'))[0], decode.decode_image(example['image']).numpy(),
         None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0], label))

@@ -17,9 +17,9 @@ from training import workdir as workdir_lib
 
 
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
-  """With the workdir's model or an exported file (predict.artifact). Segmentation: a class-id mask PNG at each picture's own size, a coloured overlay beside
-  it (the data's own class colours where it has them) and legend.csv. Classification:
-  predictions.csv with one line per picture."""
+  """With the workdir's model or an exported file (predict.artifact). Masks: a class-id mask
+  PNG at each picture's own size, a coloured overlay beside it (the data's own class colours
+  where it has them) and legend.csv. Classes: predictions.csv with one line per picture."""
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   predictor, source = predictor_lib.load(config, workdir)
@@ -29,11 +29,11 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   written, rows = [], ['picture,class,probability\n']
   colors = colormaps.class_colors(len(config.data.class_names),
                                   sources.own_class_colors(config.data, workdir))
-  batch_size = config.eval.global_batch_size
+  batch_size, task = config.eval.global_batch_size, tasks.of(config)
   for start in range(0, len(named), batch_size):
     chunk = named[start:start + batch_size]
     pictures = [loading.read_picture(path) for path, _ in chunk]
-    if not tasks.is_segmentation(config):
+    if 'masks' not in task.outputs:
       probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
       for (path, _), probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
@@ -46,7 +46,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       loading.write_png(stem + '_overlay.png', colormaps.with_legend(
           colormaps.mask_overlay(picture, mask, colors=colors), config.data.class_names, colors))
       written.append(stem + '_mask.png')
-  if tasks.is_segmentation(config):  # The overlays' legend.
+  if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
     atomic.write_text(os.path.join(out_dir, 'legend.csv'), 'class,r,g,b\n' + legend)

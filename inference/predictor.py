@@ -29,7 +29,7 @@ class Predictor:
   def __init__(self, model: keras.Model, config):
     model = in_float32(model, config)
     self.flip = config.predict.flip
-    self.segmentation = tasks.is_segmentation(config)
+    self.per_pixel = tasks.of(config).per_pixel
     self.slides = config_checks.predict_mode(config) == 'slide'
     self.windows_per_call = config.predict.windows_per_call
     self.num_classes = model.output_shape[-1]
@@ -54,7 +54,7 @@ class Predictor:
       for probabilities in (self._slid(seen, exportable) if self.slides
                             else self._resized(seen, exportable)):
         views.append(tf.image.flip_left_right(probabilities)
-                     if mirrored and self.segmentation else probabilities)
+                     if mirrored and self.per_pixel else probabilities)
     return tf.add_n(views) / len(views)
 
   def _resized(self, pictures, exportable: bool):
@@ -63,7 +63,7 @@ class Predictor:
       probabilities = tf.cast(model(resize_lib.resize_pictures(pictures, size, exportable),
                                     training=False), tf.float32)
       yield (tf.image.resize(probabilities, out_size)
-             if self.segmentation and size != out_size else probabilities)
+             if self.per_pixel and size != out_size else probabilities)
 
   def _slid(self, pictures, exportable: bool):
     model = self.models[self.window]
@@ -138,7 +138,7 @@ def load(config, workdir: str) -> tuple[Predictor | Artifact, str]:
   (checked to be of the config's classes), else the workdir's model."""
   if config.predict.artifact:
     artifact = Artifact(config.predict.artifact)
-    artifact.check_fits(config.data.class_names, tasks.is_segmentation(config))
+    artifact.check_fits(config.data.class_names, tasks.of(config))
     return artifact, artifact.file
   model, source = load_model(config, workdir)
   return Predictor(model, config), source

@@ -25,13 +25,12 @@ def test_metrics(predictor, builder, config) -> dict:
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original masks, as a user of the predicted masks would see them.
   """
-  class_names = tuple(config.data.class_names)
-  segmentation = tasks.is_segmentation(config)
-  lookup = sources.mask_lookup(config.data) if segmentation else None
+  class_names, task = tuple(config.data.class_names), tasks.of(config)
+  lookup = sources.mask_lookup(config.data) if task.per_pixel else None
   confusions, counts = {}, {}
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
     picture = decode.decode_image(example['image']).numpy()
-    if segmentation:
+    if task.per_pixel:
       truth = decode.decode_mask(example[tasks.MASK_FEATURE], lookup).numpy()[..., 0]
       predicted = predictor.masks([picture])[0]
     else:
@@ -42,13 +41,11 @@ def test_metrics(predictor, builder, config) -> dict:
     confusions[group] = confusions.get(group, 0) + metrics.label_confusion_matrix(
         truth, predicted, len(class_names)).numpy().astype(np.int64)  # IGNORE counts nowhere.
     counts[group] = counts.get(group, 0) + 1
-  results = _summary(sum(confusions.values()), class_names, segmentation)
-  per_group = {group: {'num_pictures': counts[group],
-                       **_summary(confusion, class_names, segmentation)}
+  results = _summary(sum(confusions.values()), class_names, task)
+  per_group = {group: {'num_pictures': counts[group], **_summary(confusion, class_names, task)}
                for group, confusion in confusions.items()}
-  headline = 'mean_iou' if segmentation else 'accuracy'
   results['num_pictures'] = sum(counts.values())
-  results['per_group'] = dict(sorted(per_group.items(), key=lambda kv: kv[1][headline]))
+  results['per_group'] = dict(sorted(per_group.items(), key=lambda kv: kv[1][task.headline]))
   return results
 
 
@@ -63,8 +60,8 @@ def _group(data_config, example) -> str:
   return os.path.dirname(name) or 'all'
 
 
-def _summary(confusion: np.ndarray, class_names: tuple, segmentation: bool) -> dict:
-  results = metrics.summarize(0.0, 1.0, confusion, class_names, per_pixel=segmentation)
+def _summary(confusion: np.ndarray, class_names: tuple, task: tasks.Task) -> dict:
+  results = metrics.summarize(0.0, 1.0, confusion, class_names, per_pixel=task.per_pixel)
   del results['loss'], results['num_examples']
   return {k: round(float(v), 4) for k, v in results.items()}
 
@@ -76,10 +73,11 @@ def run(config, workdir: str) -> dict:
   start = time.perf_counter()
   results = test_metrics(predictor, sources.prepared_builder(config.data, workdir), config)
   results = {'model': source, 'test_split': sources.resolve_splits(config.data).test,
-             'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip, 'seconds': round(time.perf_counter() - start, 1),
+             'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip,
+             'seconds': round(time.perf_counter() - start, 1),
              **results}
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
-  headline = 'mean_iou' if tasks.is_segmentation(config) else 'accuracy'
+  headline = tasks.of(config).headline
   logging.info('Score on %s (%d pictures): %s %.4f; per group (breed or folder), worst first: %s',
                results['test_split'], results['num_pictures'], headline, results[headline],
                ', '.join(f'{g} {m[headline]:.4f}' for g, m in results['per_group'].items()))

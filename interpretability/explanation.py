@@ -14,6 +14,7 @@ from interpretability import activations
 from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
+import tasks
 from tasks import IGNORE
 
 
@@ -43,11 +44,11 @@ def _chunks(count: int, size: int):
 
 
 def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
-               segmentation: bool, top_classes: int = 0, batch_size: int = 8) -> list:
+               task: tasks.Task, top_classes: int = 0, batch_size: int = 8) -> list:
   """Grad-CAM of every class (segmentation, or a classifier with top_classes=0), else of each
   picture's `top_classes` highest-scoring classes; computed `batch_size` pictures at a time."""
   parts = _chunks(len(images), batch_size)
-  if segmentation:
+  if task.per_pixel:
     heatmaps = gradcam.concatenate(
         [gradcam.seg_gradcam(model, images[p], layer_name=layer) for p in parts])
     return [ClassMaps(name, gradcam.Heatmaps(heatmaps.maps[:, c], heatmaps.peaks[:, c]),
@@ -63,7 +64,7 @@ def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
 
 
 def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
-            segmentation: bool = True, activation_pictures: int = 1,
+            task: tasks.Task = tasks.SEGMENTATION, activation_pictures: int = 1,
             batch_size: int = 8) -> Explanation:
   """Activation grids of the first `activation_pictures` images, filter patterns, and Grad-CAM
   of every image on `explain_config.gradcam_layer` (empty: gradcam.default_layer)."""
@@ -90,8 +91,8 @@ def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
   seconds['filters'] = time.perf_counter() - start
 
   start = time.perf_counter()
-  layer = explain_config.gradcam_layer or gradcam.default_layer(model, segmentation)
-  maps = class_maps(model, images, layer, class_names, segmentation,
+  layer = explain_config.gradcam_layer or gradcam.default_layer(model, task)
+  maps = class_maps(model, images, layer, class_names, task,
                     explain_config.top_classes, batch_size)
   seconds['gradcam'] = time.perf_counter() - start
   return Explanation(activation_grids, filter_grids, layer, maps, seconds)
@@ -117,13 +118,13 @@ TRIMAP_BACKGROUND = 1  # Label of the background in a trimap mask (pet 0, backgr
 COUNTED = '__counted__'  # A regions entry: the pixels that count (not ignored).
 
 
-def mask_regions(mask: np.ndarray, explanation: Explanation, segmentation: bool) -> dict:
+def mask_regions(mask: np.ndarray, explanation: Explanation, task: tasks.Task) -> dict:
   """Ground truth per explained label from a label mask (H, W): a segmenter's class c is
   scored against mask == c, over the pixels that are not ignored; a classifier's classes
   against the pet (mask != background of a trimap), the object a cat-or-dog decision should
   rest on."""
   mask = np.asarray(mask)
-  if segmentation:
+  if task.per_pixel:
     return {COUNTED: mask != IGNORE,
             **{m.label: mask == m.classes[0] for m in explanation.class_maps}}
   return {m.label: mask != TRIMAP_BACKGROUND for m in explanation.class_maps}

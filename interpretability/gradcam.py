@@ -55,7 +55,7 @@ def shortcut_projections(model: keras.Model) -> set[str]:
   return found
 
 
-def default_layer(model: keras.Model, segmentation: bool) -> str:
+def default_layer(model: keras.Model, task: tasks.Task) -> str:
   """The layer Grad-CAM reads when the config names none.
 
   Classifier: the feature map the global pooling reads (the book's last conv block output).
@@ -66,7 +66,7 @@ def default_layer(model: keras.Model, segmentation: bool) -> str:
   (docs/results.md, "Which layer Grad-CAM reads", has the measurements).
   """
   layers = [l for l in model.layers[1:] if _side(l)]
-  if not segmentation:
+  if not task.per_pixel:
     return layers[-1].name
   head = {model.layers[-1]} | _class_score_layers(model)
   shortcuts = shortcut_projections(model)
@@ -124,7 +124,7 @@ def gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = Non
   The class is each image's top prediction unless `class_index` (one int, or one per image)
   is given; a single sigmoid unit counts as two classes with scores (-logit, +logit).
   """
-  grad_model = _grad_model(model, layer_name or default_layer(model, segmentation=False))
+  grad_model = _grad_model(model, layer_name or default_layer(model, tasks.CLASSIFICATION))
   images = tf.convert_to_tensor(np.asarray(images, np.float32))
   with tf.GradientTape() as tape:
     feature_maps, logits = grad_model(images, training=False)
@@ -151,7 +151,7 @@ def seg_gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None =
   `pixels`: 'predicted' (the pixels predicted as the class), 'all', or a mask (B, H, W) of
   0/1 selecting the pixels whose class logits are summed.
   """
-  grad_model = _grad_model(model, layer_name or default_layer(model, segmentation=True))
+  grad_model = _grad_model(model, layer_name or default_layer(model, tasks.SEGMENTATION))
   images = tf.convert_to_tensor(np.asarray(images, np.float32))
   with tf.GradientTape(persistent=True) as tape:
     feature_maps, logits = grad_model(images, training=False)

@@ -12,6 +12,7 @@ from configs import base
 from configs import seg
 from data import synthetic
 from training import runtime
+from training import settle as settled
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 runtime.configure_cpu_devices(2)
@@ -26,8 +27,9 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
   return config
 
 
-def small_config(workdir_data: str | None = None, **overrides):
-  """The book config shrunk to seconds: synthetic data, 32 px, batch 8, 2 logical CPUs."""
+def small_config(workdir_data: str | None = None, settle: bool = True, **overrides):
+  """The book config shrunk to seconds: synthetic data, 32 px, batch 8, 2 logical CPUs;
+  settled as main.py settles it (`settle=False`: as written, for tests of the checks)."""
   config = seg.get_config()
   config.data.source = 'synthetic'
   config.data.image_size = 32
@@ -47,7 +49,7 @@ def small_config(workdir_data: str | None = None, **overrides):
     for p in parents:
       node = node[p]
     node[leaf] = value
-  return config
+  return settled.settle_config(config) if settle else config
 
 
 @pytest.fixture(scope='session')

@@ -86,10 +86,9 @@ def test_nothing_before_the_cluster_is_joined_lets_tensorflow_see_the_gpus():
   and class-name steps before it must not initialise TensorFlow's devices."""
   script = ('import main\n'
             'from tensorflow.python.eager import context\n'
-            'from configs import seg\nfrom data import sources\n'
-            'from training import config_checks\n'
+            'from configs import seg\nfrom training import settle\n'
             'config = seg.get_config()\nconfig.runtime.strategy = "multi_worker"\n'
-            'sources.with_class_names(config)\nconfig_checks.check_config(config)\n'
+            'settle.settle_config(config)\n'
             'print("initialised", context.context()._physical_devices is not None)\n')
   done = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
                         text=True, timeout=300)

@@ -14,6 +14,7 @@ from configs import seg
 from errors import ConfigError
 from tests.conftest import REPO, run_main, small_config
 from training import config_checks
+from training import settle
 from training import workdir as workdir_lib
 
 
@@ -55,7 +56,7 @@ def test_every_committed_config_passes_its_checks(name, tmp_path):
     config.data.class_names = config.data.class_names or ('cats', 'dogs')
   else:
     config.data.source = 'synthetic'
-  config_checks.check_config(config)
+  settle.settle_config(config)
 
 
 def test_unknown_key_is_rejected():
@@ -84,7 +85,8 @@ def test_wrong_type_is_rejected():
     ('data__augment__grayscale', 1.5, 'data.augment.grayscale is a probability'),
     ('data__augment__max_aspect_ratio', 0.5, 'max_aspect_ratio must be 1 (square crops) or more'),
     ('model__freeze_encoder_epochs', 3, 'model.name=book_segmentation has no pretrained encoder'),
-    ('train__balance_classes', True, 'a segmentation task has no class per example'),
+    ('train__balance_classes', True,
+     'task=segmentation weighs its classes with train.class_weights'),
     ('predict__sizes', (32, 36), 'takes every predict.sizes entry that is a multiple of 8 (its '
      'total stride): 36 is not; use 32 or 40'),
 ])
@@ -144,7 +146,7 @@ def test_a_field_base_does_not_define_is_named_with_the_nearest(field, value, ne
   message = f'config field {field} is not defined in configs/base.py'
   message += f'; did you mean {nearest}?' if nearest else '.'
   with pytest.raises(ConfigError, match=re.escape(message)):
-    config_checks.check_config(config)
+    settle.settle_config(config)
 
 
 def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off():

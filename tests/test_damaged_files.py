@@ -215,10 +215,9 @@ def test_a_damaged_report_of_a_prepared_files_set_is_written_again(tmp_path):
   folder = str(tmp_path / 'data')
   own_data.write_set(folder, 'binary', count=6)
   config = small_config(data__source='files', data__label_map='0:0,255:1',
-                        data__class_names=('background', 'object'))
-  for split in ('train', 'test'):
-    config.data.files[f'{split}_images'] = os.path.join(folder, split, 'images')
-    config.data.files[f'{split}_masks'] = os.path.join(folder, split, 'masks')
+                        data__class_names=('background', 'object'), **{
+                            f'data__files__{split}_{kind}': os.path.join(folder, split, kind)
+                            for split in ('train', 'test') for kind in ('images', 'masks')})
   first = sources.prepared_builder(config.data, str(tmp_path / 'w'))
   report = os.path.join(first.data_dir_root, files_source.REPORT_FILE)
   records = _train_records(first)

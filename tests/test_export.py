@@ -20,6 +20,7 @@ from inference import score
 from inference import predictor as predictor_lib
 from inference.predictor import Predictor
 from modeling import models
+import tasks
 from tests.conftest import run_main, small_config
 from tests.test_models import zoo_model_config
 
@@ -176,15 +177,16 @@ def test_an_artefact_of_other_classes_is_refused(trained_run, tmp_path):
   workdir, _, config = trained_run
   folder, _ = _export(config, workdir, tmp_path, 'saved_model', check_pictures=0)
   artifact = artifacts.Artifact(folder)
-  artifact.check_fits(('pet', 'background', 'outline'), segmentation=True)
+  artifact.check_fits(('pet', 'background', 'outline'), tasks.SEGMENTATION)
   with pytest.raises(UserError, match=r"exported for classes \['pet', 'background', "
                      r"'outline'\]; data.class_names is \['cat', 'dog', 'bird'\]"):
-    artifact.check_fits(('cat', 'dog', 'bird'), segmentation=True)
+    artifact.check_fits(('cat', 'dog', 'bird'), tasks.SEGMENTATION)
   os.remove(os.path.join(folder, artifacts.RECORD))  # A file copied without its record.
   with pytest.raises(UserError, match='predicts 3 classes; data.class_names has 2'):
-    artifacts.Artifact(folder).check_fits(('cat', 'dog'), segmentation=True)
-  with pytest.raises(UserError, match='is a segmentation model and the config is not one'):
-    artifacts.Artifact(folder).check_fits(('a', 'b', 'c'), segmentation=False)
+    artifacts.Artifact(folder).check_fits(('cat', 'dog'), tasks.SEGMENTATION)
+  with pytest.raises(UserError, match='answers masks, probabilities; task=classification '
+                     'answers probabilities: use the config'):
+    artifacts.Artifact(folder).check_fits(('a', 'b', 'c'), tasks.CLASSIFICATION)
 
 
 def test_a_mixed_precision_model_predicts_and_exports_in_float32():
@@ -202,14 +204,14 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
   attention, which tf2onnx gets wrong, is refused for ONNX in one line."""
   config = small_config()
   config.model = zoo_model_config(name)
-  segmentation = name not in ('mini_xception', 'residual_convnet', 'xception')
+  task = tasks.CLASSIFICATION if name in ('mini_xception', 'residual_convnet', 'xception') \
+      else tasks.SEGMENTATION
   size = {'xception': 71, 'segformer': 64}.get(name, 32)
   model = models.build_model(config.model, size, 3)
   config.data.image_size = size
-  if not segmentation:
-    config.task, config.data.label_feature = 'classification', 'species'
+  config.task = task.name
   predictor = Predictor(model, config)
-  serve = export.serving_function(predictor, segmentation)
+  serve = export.serving_function(predictor, task)
   picture = np.random.default_rng(1).integers(0, 256, (45, 60, 3), dtype=np.uint8)
   expected = serve(tf.constant(picture[None]))['probabilities'].numpy()
   for fmt in ('onnx', 'litert'):
@@ -225,4 +227,4 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
     path = export.write(config, predictor, str(tmp_path / fmt), calibration=None)
     outputs = artifacts.Artifact(path).outputs(picture[None])
     np.testing.assert_allclose(outputs['probabilities'], expected, atol=1e-4)
-    assert ('masks' in outputs) == segmentation
+    assert set(outputs) == set(task.outputs)

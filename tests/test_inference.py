@@ -16,6 +16,7 @@ from inference import loading
 from inference import predict
 from inference import predictor
 from inference import score
+import tasks
 from tests.conftest import run_main, small_config
 from tests.test_models import xception_test_config
 from tests.test_training import _event_tags
@@ -160,7 +161,7 @@ def test_trained_unet_explains_every_class_and_points_at_the_pet(trained_unet):
   config.summaries.num_images = 13  # Every eval picture, scored at its own size.
   report = explain_mode.run(config, workdir, None)
   assert report['layer'] == gradcam.default_layer(loading.load_model(config, workdir)[0],
-                                                  segmentation=True)
+                                                  tasks.SEGMENTATION)
   assert report['num_scored'] == 13
   for name in ('pet', 'background', 'outline'):
     assert report['summary'][name]['non_blank'] == 1.0, report['summary']

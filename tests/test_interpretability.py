@@ -14,6 +14,7 @@ from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
 from modeling import models
+import tasks
 from tests import test_models
 from tests.conftest import model_config, small_config
 
@@ -44,7 +45,7 @@ def test_gradcam_classification_localises_the_evidence():
   image = _two_region_image()
   (heat_a, _), classes = gradcam.gradcam(model, image, class_index=0)
   (heat_b, _), _ = gradcam.gradcam(model, image, class_index=1)
-  assert gradcam.default_layer(model, segmentation=False) == 'features'
+  assert gradcam.default_layer(model, tasks.CLASSIFICATION) == 'features'
   assert classes.tolist() == [0]
   ya, xa = _peak(heat_a[0])
   yb, xb = _peak(heat_b[0])
@@ -151,7 +152,7 @@ def test_every_registered_segmenter_has_its_layer_checked():
 @pytest.mark.parametrize('name, backbone, expected, side', ZOO_BODIES)
 def test_zoo_bodies_are_read_not_their_class_scores(name, backbone, expected, side):
   model = models.build_model(model_config(name, backbone=backbone), 64, 3)
-  layer = gradcam.default_layer(model, segmentation=True)
+  layer = gradcam.default_layer(model, tasks.SEGMENTATION)
   assert layer == expected
   feature_map, _ = gradcam._grad_model(model, layer)(np.zeros((1, 64, 64, 3), np.float32))  # pylint: disable=protected-access
   assert feature_map.shape[1] == side and feature_map.shape[-1] > 3
@@ -160,7 +161,7 @@ def test_zoo_bodies_are_read_not_their_class_scores(name, backbone, expected, si
 def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(name, size,
                                                                                  expected):
   model = models.build_model(test_models.zoo_model_config(name), size, 3)
-  layer = model.get_layer(gradcam.default_layer(model, segmentation=True))
+  layer = model.get_layer(gradcam.default_layer(model, tasks.SEGMENTATION))
   assert layer.name == expected
   assert layer.name not in gradcam.shortcut_projections(model)
   assert layer.output.shape[1] == size // 2
@@ -169,7 +170,7 @@ def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(
 
 def test_default_classifier_layer_is_what_the_pooling_reads():
   model = models.build_model(model_config('mini_xception'), 64, 2)
-  layer = gradcam.default_layer(model, segmentation=False)
+  layer = gradcam.default_layer(model, tasks.CLASSIFICATION)
   pooling = model.get_layer('pool')
   assert pooling.input is model.get_layer(layer).output
   assert layer not in gradcam.shortcut_projections(model)
@@ -204,10 +205,11 @@ def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
   pictures = loading.named_pictures(config, workdir, None)
   inputs = loading.model_input([p.pixels for p in pictures], 64)
   lifts = {}
-  for layer in (gradcam.default_layer(model, True), 'encoder3_project'):
-    maps = explain_lib.class_maps(model, inputs, layer, ('pet', 'background', 'outline'), True)
+  for layer in (gradcam.default_layer(model, tasks.SEGMENTATION), 'encoder3_project'):
+    maps = explain_lib.class_maps(model, inputs, layer, ('pet', 'background', 'outline'),
+                                      tasks.SEGMENTATION)
     scored = explain_lib.Explanation({}, {}, layer, maps, {})
     lifts[layer] = pointing.summarize(explain_lib.score(scored, [
-        explain_lib.mask_regions(p.mask, scored, True) for p in pictures]))['pet']
+        explain_lib.mask_regions(p.mask, scored, tasks.SEGMENTATION) for p in pictures]))['pet']
   default, projection = lifts.values()
   assert default['energy_lift'] > projection['energy_lift'], lifts

@@ -50,7 +50,7 @@ def test_crops_and_masks_stay_aligned_through_scale_and_crop_on_non_square_pictu
   spec = crops.CropSpec((48, 64), (0.5, 2.0))
   scales_seen = set()
   for draw in range(24):
-    out = crops.random_crop(example, tf.constant([draw, 7], tf.int64), spec, MASK_FEATURE)
+    out = crops.random_crop(example, tf.constant([draw, 7], tf.int64), spec)
     image, label = out['image'].numpy(), out['label'].numpy()[..., 0]
     assert image.shape == (48, 64, 3) and label.shape == (48, 64)
     valid = label != IGNORE
@@ -80,8 +80,7 @@ def test_crops_and_masks_stay_aligned_through_scale_and_crop_on_non_square_pictu
 def test_a_crop_at_scale_one_is_the_pictures_own_pixels():
   example, mask = _blocks_example(80, 120, seed=3, as_png=True)
   picture = tf.io.decode_png(example['image']).numpy()
-  out = crops.random_crop(example, tf.constant([5, 5], tf.int64), crops.CropSpec((40, 56)),
-                          MASK_FEATURE)
+  out = crops.random_crop(example, tf.constant([5, 5], tf.int64), crops.CropSpec((40, 56)))
   window, _ = crops.crop_window(tf.constant([80, 120]), tf.constant([5, 5], tf.int64),
                                 crops.CropSpec((40, 56)))
   y, x, h, w = window.numpy()
@@ -94,8 +93,7 @@ def test_padding_counts_in_no_loss_term_and_no_metric():
   """A picture smaller than its crop: every loss term and the confusion matrix are the same
   on the padded crop, whatever the model answers on the padding, as on the picture alone."""
   example, mask = _blocks_example(24, 40, seed=2, as_png=True)
-  out = crops.random_crop(example, tf.constant([1, 2], tf.int64), crops.CropSpec((32, 48)),
-                          MASK_FEATURE)
+  out = crops.random_crop(example, tf.constant([1, 2], tf.int64), crops.CropSpec((32, 48)))
   padded = out['label'].numpy()[None].astype(np.int64)
   assert (padded[0, 24:] == IGNORE).all() and (padded[0, :, 40:] == IGNORE).all()
   np.testing.assert_array_equal(padded[0, :24, :40, 0], mask)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import tasks
 from tests.conftest import small_config
 from training import losses
 from training import trainer as trainer_lib
@@ -205,8 +206,9 @@ def test_loss_config_errors_name_the_fix():
     with np.testing.assert_raises_regex(ConfigError, phrase.replace('(', r'\(').replace(
         ')', r'\)').replace('[', r'\[').replace('+', r'\+')):
       losses.loss_spec(small_config(**fields).train)
-  with np.testing.assert_raises_regex(ConfigError, 'dice is a segmentation term'):
-    losses.loss_spec(small_config(train__loss='dice').train, segmentation=False)
+  with np.testing.assert_raises_regex(ConfigError, 'dice is a per-pixel term; '
+                                      'task=classification'):
+    losses.loss_spec(small_config(train__loss='dice').train, tasks.CLASSIFICATION)
 
 
 def test_classifier_terms_equal_keras_losses():

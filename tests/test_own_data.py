@@ -16,6 +16,7 @@ from data import files_source
 from data import masks
 from data import sources
 from errors import DataError
+import tasks
 from tests import own_data
 from tests.conftest import run_main, small_config
 from training import losses
@@ -34,14 +35,12 @@ SUFFIX = dict(mask_suffix='_label')  # The 'ids' set: a.jpg pairs with a_label.p
 
 def files_config(folder: str, encoding: str, **overrides):
   fields = {f'data__{field}': value for field, value in ENCODINGS[encoding].items()}
-  config = small_config(data__source='files', **{**fields, **overrides})
-  files = config.data.files
   for split in ('train', 'test'):
-    files[f'{split}_images'] = os.path.join(folder, split, 'images')
-    files[f'{split}_masks'] = os.path.join(folder, split, 'masks')
+    fields[f'data__files__{split}_images'] = os.path.join(folder, split, 'images')
+    fields[f'data__files__{split}_masks'] = os.path.join(folder, split, 'masks')
   if encoding == 'ids':
-    files.mask_suffix = SUFFIX['mask_suffix']
-  return config
+    fields['data__files__mask_suffix'] = SUFFIX['mask_suffix']
+  return small_config(data__source='files', **{**fields, **overrides})
 
 
 @pytest.fixture(scope='module')
@@ -173,7 +172,7 @@ def _planted(tmp_path) -> tuple:
 def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path):
   folder, planted = _planted(tmp_path)
   config = files_config(folder, 'binary', data__label_map='')  # 255 maps to no class.
-  _, report = files_source.check(config.data, segmentation=True)
+  _, report = files_source.check(config.data)
   text = report.format()
   for name, phrase in planted.items():
     line = next((l for l in text.splitlines() if name in l), '')
@@ -181,7 +180,7 @@ def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_pa
   with pytest.raises(DataError, match='nothing was prepared'):
     sources.prepared_builder(config.data, str(tmp_path / 'w'))
   assert not os.path.exists(tmp_path / 'w' / 'prepared_data') or not any(
-      files_source.FilesDataset(class_names=('a', 'b'), segmentation=True,
+      files_source.FilesDataset(class_names=('a', 'b'), task=tasks.SEGMENTATION,
                                 data_dir=str(tmp_path / 'w' / 'prepared_data' / d)).is_prepared()
       for d in os.listdir(tmp_path / 'w' / 'prepared_data'))
   args = ['--config=configs/own_binary.py', f'--workdir={tmp_path}/w2',
@@ -200,7 +199,7 @@ def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
   folder, _ = own_sets['ids']
   config = files_config(folder, 'ids', data__class_names=('background', 'disc', 'square',
                                                           'triangle'))
-  _, report = files_source.check(config.data, segmentation=True)
+  _, report = files_source.check(config.data)
   assert report.splits['train'].problems == {'missing_class': ['triangle']}
   assert 'triangle' in report.format()
 
@@ -252,10 +251,9 @@ def test_classification_from_class_folders(tmp_path):
   own_data.write_classification_tree(str(tmp_path / 'test'), count=6, seed=1)
   config = small_config(task='classification', data__source='files', data__label_feature='label',
                         data__class_names=(), model__name='mini_xception', train__epochs=2,
-                        summaries__explain_every_epochs=0)
-  config.data.files.train_images = str(tmp_path / 'train')
-  config.data.files.test_images = str(tmp_path / 'test')
-  sources.with_class_names(config)
+                        summaries__explain_every_epochs=0,
+                        data__files__train_images=str(tmp_path / 'train'),
+                        data__files__test_images=str(tmp_path / 'test'))
   assert tuple(config.data.class_names) == ('discs', 'squares')
   workdir = str(tmp_path / 'run')
   results = loop.train(config, workdir)

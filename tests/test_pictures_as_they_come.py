@@ -67,7 +67,7 @@ def test_a_phone_photo_pairs_and_aligns_with_its_upright_mask(tmp_path):
   folder = str(tmp_path / 'phone')
   truth = _sideways_set(folder)
   config = files_config(folder, 'ids')
-  _, report = files_source.check(config.data, segmentation=True)
+  _, report = files_source.check(config.data)
   assert not report.has_problems(), report.format()
   builder = sources.prepared_builder(config.data, str(tmp_path))
   seen = 0

@@ -15,6 +15,7 @@ from errors import ConfigError, DataError, UserError
 from inference import predict
 from tests.conftest import run_main, small_config
 from training import config_checks
+from training import settle
 from training import workdir as workdir_lib
 
 CONFIG_FILES = [
@@ -32,7 +33,7 @@ def test_config_file_problems_name_the_file_and_line(tmp_path, name, text, phras
   if text is not None:
     path.write_text(text)
   with pytest.raises(ConfigError, match=re.escape(f'--config={path}') + '.*' + re.escape(phrase)):
-    config_checks.check_config_file(str(path))
+    settle.check_config_file(str(path))
 
 
 @pytest.mark.slow
@@ -98,7 +99,7 @@ def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, s
 
 def test_data_dir_that_is_a_file_is_a_config_error(tmp_path):
   (tmp_path / 'afile').write_text('x')
-  config = small_config(data__data_dir=str(tmp_path / 'afile'))
+  config = small_config(data__data_dir=str(tmp_path / 'afile'), settle=False)
   with pytest.raises(ConfigError, match="data.data_dir='.*afile' is a file: it must name a "
                                         'folder'):
     config_checks.check_config(config)

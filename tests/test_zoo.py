@@ -247,7 +247,7 @@ def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
     model = models.build_model(cfg, 32, 3)
     encoder = models.encoder_layers('unet', model)
     train = small_config(train__optimizer='sgd', train__learning_rate=0.1,
-                         train__encoder_lr_multiplier=multiplier).train
+                         train__encoder_lr_multiplier=multiplier, settle=False).train
     optimizer = trainer_lib.make_optimizer(
         train, 'float32', encoder_variables=[v for l in encoder for v in l.trainable_variables])
     trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, optimizer,

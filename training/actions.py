@@ -16,6 +16,7 @@ import tensorflow as tf
 from interpretability import colormaps
 from interpretability import explanation as explain_lib
 from interpretability import pointing
+import tasks
 from training import atomic
 from training import checkpoints
 from training import metrics
@@ -29,21 +30,22 @@ class Evaluator:
   eval_data: object  # The distributed eval dataset.
   summaries: summaries_lib.Summaries
   class_names: tuple
-  segmentation: bool
+  task: tasks.Task
   preview: dict | None  # The fixed validation batch whose masks are drawn.
   class_colors: object
 
   def __call__(self, step: int) -> dict:
     start = time.perf_counter()
     loss_sum, count, confusion = self.trainer.evaluate(self.eval_data)
-    results = metrics.summarize(loss_sum, count, confusion, self.class_names, self.segmentation)
+    results = metrics.summarize(loss_sum, count, confusion, self.class_names,
+                                self.task.per_pixel)
     results['seconds'] = time.perf_counter() - start
     self.summaries.scalars('eval', step, results)
     self.summaries.images('eval', step, 'confusion_matrix',
                           colormaps.confusion_image(confusion, self.class_names)[None])
     self.summaries.text('eval', step, 'confusion_table',
                         confusion_table(confusion, self.class_names))
-    if self.preview is not None and self.segmentation:
+    if self.preview is not None and self.task.per_pixel:
       images = self.preview['image'].numpy()
       predicted = np.argmax(self.trainer.model(self.preview['image'], training=False), axis=-1)
       for name, masks in (('ground_truth', self.preview['label'].numpy()),
@@ -97,7 +99,7 @@ class Explainer:
   preview: dict
   explain_config: object  # summaries.explain
   class_names: tuple
-  segmentation: bool
+  task: tasks.Task
   batch_size: int
   summaries: summaries_lib.Summaries
 
@@ -106,11 +108,11 @@ class Explainer:
     start = time.perf_counter()
     images = self.preview['image'].numpy()
     explanation = explain_lib.explain(self.model, images, self.explain_config,
-                                      self.class_names, self.segmentation,
+                                      self.class_names, self.task,
                                       batch_size=self.batch_size)
     lifts = None
-    if self.segmentation:
-      regions = [explain_lib.mask_regions(mask[..., 0], explanation, True)
+    if self.task.per_pixel:
+      regions = [explain_lib.mask_regions(mask[..., 0], explanation, self.task)
                  for mask in self.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
     summaries_lib.write_explanation(self.summaries, 'eval', step, images, explanation, lifts)
@@ -193,7 +195,7 @@ class Action:
 def evaluator(job) -> Evaluator:
   """The job's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""
   return Evaluator(job.trainer, job.eval_data, job.summaries,
-                   tuple(job.config.data.class_names), job.segmentation, job.preview,
+                   tuple(job.config.data.class_names), job.task, job.preview,
                    job.class_colors)
 
 
@@ -226,7 +228,7 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
   explain_every = config.summaries.explain_every_epochs
   explains = job.runtime.is_chief and job.preview is not None and explain_every
   explainer = Explainer(job.model, job.preview, config.summaries.explain,
-                        tuple(config.data.class_names), job.segmentation,
+                        tuple(config.data.class_names), job.task,
                         config.eval.global_batch_size, job.summaries)
   return [
       Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,

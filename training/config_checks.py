@@ -1,12 +1,7 @@
 """Config values checked before any data is read, each error naming the field and the fix."""
 
-import difflib
 import os
-import traceback
 
-import ml_collections
-
-from configs import base
 from data import input_pipeline
 from data import masks
 from data import sources
@@ -14,7 +9,6 @@ from errors import ConfigError
 from modeling import models
 import tasks
 from training import losses
-from training import metrics
 from training import runtime
 from training import trainer
 
@@ -32,33 +26,14 @@ def _positive(value, field: str) -> None:
   _require(value is not None and value > 0, f'{field}={value!r} must be a positive number.')
 
 
-def _field_names(config, prefix: str = '') -> list[str]:
-  """Every dotted field of `config`, each section before its fields."""
-  names = []
-  for key, value in config.items():
-    names.append(prefix + key)
-    if isinstance(value, ml_collections.ConfigDict):
-      names.extend(_field_names(value, f'{prefix}{key}.'))
-  return names
-
-
-def check_known_fields(config) -> None:
-  """Every field is one configs/base.py defines, wherever it was set: a config file that
-  misspells `train.learning_rate` would otherwise train with the default and no word."""
-  known = _field_names(base.get_base_config())
-  for field in _field_names(config):  # A section comes before its fields.
-    if field in known:
-      continue
-    nearest = difflib.get_close_matches(field, list(known), n=1, cutoff=0.6)
-    raise ConfigError(
-        f'config field {field} is not defined in configs/base.py'
-        + (f'; did you mean {nearest[0]}?' if nearest else '.')
-        + ' Fix the config file (or add the field to configs/base.py if your code reads it).')
+def check_task(config) -> None:
+  _choice(config.task, 'task', tuple(tasks.TASKS))
 
 
 def check_config(config) -> None:
-  """Static checks, before any data is read: known fields, names, ranges and combinations."""
-  check_known_fields(config)
+  """Static checks of a config whose fields are known and whose derived fields are filled
+  (training/settle.py), before any data is read: names, ranges and combinations."""
+  check_task(config)
   _check_names(config)
   _check_ranges(config)
   _check_combinations(config)
@@ -69,7 +44,6 @@ def check_config(config) -> None:
 
 def _check_names(config) -> None:
   """Every field that picks from a table names an entry of it."""
-  _choice(config.task, 'task', tasks.TASKS)
   _choice(config.data.source, 'data.source', tuple(sources.SOURCES))
   _choice(config.train.optimizer, 'train.optimizer', tuple(trainer.OPTIMIZERS))
   _choice(config.train.schedule, 'train.schedule', trainer.SCHEDULES)
@@ -137,9 +111,11 @@ def _check_ranges(config) -> None:
 
 def _check_combinations(config) -> None:
   """Fields that must agree with each other, and the model with its input sizes."""
-  _require(not config.train.balance_classes or not tasks.is_segmentation(config),
-           'train.balance_classes weights classification examples by class; a segmentation '
-           'task has no class per example: set it to False.')
+  task = tasks.of(config)
+  _require(not config.train.balance_classes
+           or task.class_weights_field == 'train.balance_classes',
+           f'train.balance_classes weights examples by their class; task={task.name} weighs '
+           f'its classes with {task.class_weights_field}: set it to False.')
   _require(not config.model.freeze_encoder_epochs or models.has_encoder(config.model.name),
            f'model.freeze_encoder_epochs={config.model.freeze_encoder_epochs}: model.name='
            f'{config.model.name} has no pretrained encoder to freeze; set it to 0.')
@@ -149,13 +125,8 @@ def _check_combinations(config) -> None:
   _require(config.train.weight_decay == 0 or config.train.optimizer == 'adamw',
            f'train.weight_decay={config.train.weight_decay} needs train.optimizer=adamw '
            f'(decoupled decay); {config.train.optimizer} takes none.')
-  losses.loss_spec(config.train, tasks.is_segmentation(config))
-  _choice(config.eval.best_metric, 'eval.best_metric', metrics.BEST_METRICS[config.task])
-  learns_masks = config.data.label_feature == tasks.MASK_FEATURE
-  _require(learns_masks == tasks.is_segmentation(config),
-           f'task={config.task} does not fit data.label_feature={config.data.label_feature}: '
-           'segmentation learns segmentation_mask, classification an integer feature such as '
-           'species or label.')
+  losses.loss_spec(config.train, task)
+  _choice(config.eval.best_metric, 'eval.best_metric', task.best_metrics)
 
 
 def _size(value, field: str, empty_ok: bool = False) -> None:
@@ -176,7 +147,7 @@ def predict_mode(config) -> str:
 
 def _check_sizes(config) -> None:
   """Picture sizes, crops and windows: each one the model takes, each mode's own fields."""
-  data, predict, segmentation = config.data, config.predict, tasks.is_segmentation(config)
+  data, predict, per_pixel = config.data, config.predict, tasks.of(config).per_pixel
   _choice(data.resize, 'data.resize', ('square', 'none'))
   _choice(predict.mode, 'predict.mode', ('', 'resize', 'slide'))
   _size(data.image_size, 'data.image_size')
@@ -190,14 +161,14 @@ def _check_sizes(config) -> None:
            "data.resize='none' (crops at the pictures' own resolution); squashed pictures are "
            'cropped with data.augment.min_crop_fraction.')
   if on_crops:
-    _require(segmentation, "data.resize='none' trains segmentation on crops; a classifier "
+    _require(per_pixel, "data.resize='none' trains segmentation on crops; a classifier "
              "sees whole pictures: use data.resize='square'.")
     _size(tuple(data.crop_size), 'data.crop_size')
     models.check_model(config.model, tuple(data.crop_size), field='data.crop_size')
   else:
     models.check_model(config.model, data.image_size)
   slides = predict_mode(config) == 'slide'
-  _require(not slides or segmentation, 'predict.mode=slide answers every pixel of a picture; '
+  _require(not slides or per_pixel, 'predict.mode=slide answers every pixel of a picture; '
            "a classifier answers whole pictures: use predict.mode='resize'.")
   _require(not (slides and predict.sizes), f'predict.sizes={tuple(predict.sizes)} are the '
            'sides predict.mode=resize resizes to; a slid window sees the picture at its own '
@@ -228,7 +199,6 @@ def _check_paths(config) -> None:
     path = field_value(config, field)
     _require(not path or not os.path.exists(path) or os.path.isdir(path),
              f'{field}={path!r} is a file: it must name a folder.')
-  _check_own_data(config)
   if config.data.source == 'folder':
     _require(bool(config.data.folder), 'data.source=folder needs --config.data.folder=DIR '
              '(the official extracted layout: images/ and annotations/).')
@@ -240,11 +210,11 @@ def _check_paths(config) -> None:
 
 def _check_own_data(config) -> None:
   """Class names, mask encodings, class weights and the files source's folders."""
-  data, segmentation = config.data, tasks.is_segmentation(config)
+  data, task = config.data, tasks.of(config)
   num_classes = len(data.class_names)
   _require(len(set(data.class_names)) == num_classes,
            f'data.class_names={tuple(data.class_names)} names a class twice.')
-  _require(not segmentation or num_classes <= masks.MAX_CLASSES,
+  _require(not task.per_pixel or num_classes <= masks.MAX_CLASSES,
            f'data.class_names has {num_classes} classes; masks hold at most '
            f'{masks.MAX_CLASSES} (255 marks ignored pixels).')
   label_map = masks.parse_label_map(data.label_map, num_classes)
@@ -271,15 +241,16 @@ def _check_own_data(config) -> None:
         isinstance(w, (int, float)) and w >= 0 for w in weights),
              f"train.class_weights={weights!r}: use 'none', 'auto' or one weight (0 or more) "
              f'per class ({num_classes}).')
-  _require(weights == 'none' or segmentation, 'train.class_weights weights mask pixels; for '
-           'classification use train.balance_classes.')
+  _require(weights == 'none' or task.class_weights_field == 'train.class_weights',
+           f'train.class_weights weights mask pixels; task={task.name} weighs its classes with '
+           f'{task.class_weights_field}.')
   if data.source != 'files':
     return
   files = data.files
   _require(bool(files.train_images), 'data.source=files needs data.files.train_images (and, '
            'for segmentation, data.files.train_masks): see BUILD.md "Your own data".')
   for split in ('train', 'validation', 'test'):
-    _require(not segmentation or bool(files[f'{split}_images']) == bool(files[f'{split}_masks']),
+    _require(not task.per_pixel or bool(files[f'{split}_images']) == bool(files[f'{split}_masks']),
              f'data.files.{split}_images and data.files.{split}_masks go together: set both '
              'or neither.')
     for field in (f'{split}_images', f'{split}_masks'):
@@ -293,32 +264,6 @@ def _check_own_data(config) -> None:
   _require(bool(files.validation_images or data.validation_fraction or files.test_images),
            'data.source=files has nothing to evaluate on: set data.validation_fraction > 0, '
            'or data.files.validation_images / test_images.')
-
-
-def check_config_file(path: str) -> None:
-  """A --config file that exists, imports, and has get_config(); else one line naming the file,
-  the line and the problem (before ml_collections would answer with a traceback)."""
-  if not os.path.isfile(path):
-    raise ConfigError(f'--config={path}: no such file. Name a config file such as '
-                      'configs/seg.py.')
-  try:
-    with open(path, encoding='utf-8') as f:
-      source = f.read()
-  except (OSError, UnicodeDecodeError) as e:
-    raise ConfigError(f'--config={path} cannot be read: {e}.') from None
-  namespace = {'__file__': path, '__name__': 'segstream_config_check'}
-  try:
-    exec(compile(source, path, 'exec'), namespace)  # pylint: disable=exec-used
-  except SyntaxError as e:
-    raise ConfigError(f'--config={path}, line {e.lineno}: syntax error ({e.msg}).') from None
-  except Exception as e:  # pylint: disable=broad-except  Whatever the file raises on import.
-    line = next((frame.lineno for frame in reversed(traceback.extract_tb(e.__traceback__))
-                 if os.path.abspath(frame.filename) == os.path.abspath(path)), '?')
-    raise ConfigError(f'--config={path}, line {line}: importing it failed with '
-                      f'{type(e).__name__}: {e}.') from None
-  if not callable(namespace.get('get_config')):
-    raise ConfigError(f'--config={path} has no get_config() function: a config file defines '
-                      'get_config() returning an ml_collections.ConfigDict (see configs/seg.py).')
 
 
 def field_value(tree, dotted: str):

@@ -53,7 +53,7 @@ class Data:
 class Job:
   config: object
   workdir: str
-  segmentation: bool
+  task: tasks.Task
   runtime: Runtime
   data: Data
   model: keras.Model
@@ -73,7 +73,6 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   not the training's, writes no config.json and only the eval run's events."""
   runtime.join_cluster(config.runtime)
   runtime.configure_cpu_devices(config.runtime.cpu_devices)
-  config_checks.check_config(config)
   run = _runtime(config, workdir, sidecar)
   # A new run starts from model.weights; a resumed one (or a sidecar) from its checkpoints.
   fresh = not sidecar and not checkpoints.has_checkpoint(
@@ -98,7 +97,7 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
       num_classes=num_classes,
       jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
-      loss=losses.loss_spec(train, tasks.is_segmentation(config)),
+      loss=losses.loss_spec(train, tasks.of(config)),
       accumulation_steps=train.gradient_accumulation_steps,
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
       class_weights=_class_weights(config, data),
@@ -115,7 +114,7 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
              if config.summaries.num_images else None)
   class_colors = colormaps.class_colors(
       num_classes, sources.own_class_colors(config.data, run.scratch, data.builder))
-  return Job(config, workdir, tasks.is_segmentation(config), run, data, model, encoder_layers,
+  return Job(config, workdir, tasks.of(config), run, data, model, encoder_layers,
              optimizer, state, trainer,
              summaries_lib.Summaries(workdir, run.is_chief,
                                      runs=('eval',) if sidecar else ('train', 'eval')),
@@ -154,7 +153,7 @@ def _pixel_class_weights(config, data: Data) -> tuple | None:
   """train.class_weights for a segmenter: None ('none'), median frequency balancing of the
   training masks' pixel counts ('auto'), or the configured tuple (all logged)."""
   setting = config.train.class_weights
-  if not tasks.is_segmentation(config) or setting == 'none':
+  if setting == 'none':
     return None
   if setting == 'auto':
     split = sources.resolve_splits(config.data).train

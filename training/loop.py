@@ -249,7 +249,7 @@ def _epoch_results(job: job_lib.Job, step: int, totals) -> dict:
   """The epoch's training metrics and pace, also written as `epoch/*` scalars."""
   (loss_sum, count, confusion, _), waited, seconds = totals
   results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
-                              job.segmentation)
+                              job.task.per_pixel)
   results['epoch_images_per_s'] = count / seconds
   results['input_wait_fraction'] = min(waited / seconds, 1.0)
   job.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in results.items()})

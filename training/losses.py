@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from errors import ConfigError
-from tasks import IGNORE
+from tasks import IGNORE, SEGMENTATION, Task
 
 PIXEL_TERMS = ('cross_entropy', 'focal')
 REGION_TERMS = ('dice', 'jaccard', 'tversky', 'lovasz')
@@ -35,7 +35,7 @@ class LossSpec(NamedTuple):
   label_smoothing: float = 0.0
 
 
-def loss_spec(train_config, segmentation: bool = True) -> LossSpec:
+def loss_spec(train_config, task: Task = SEGMENTATION) -> LossSpec:
   """The parsed `train.loss` fields, or a ConfigError naming the field and its fix."""
   names = [name.strip() for name in train_config.loss.split('+')]
   for name in names:
@@ -44,8 +44,8 @@ def loss_spec(train_config, segmentation: bool = True) -> LossSpec:
       raise ConfigError(f'train.loss={train_config.loss!r}: {name!r} is not a loss term'
                         + (f'; did you mean {nearest[0]!r}?' if nearest else '')
                         + f' Terms: {", ".join(TERMS)}, joined by +.')
-    if name in REGION_TERMS and not segmentation:
-      raise ConfigError(f'train.loss: {name} is a segmentation term; a classifier takes '
+    if name in REGION_TERMS and not task.per_pixel:
+      raise ConfigError(f'train.loss: {name} is a per-pixel term; task={task.name} takes '
                         f'{" or ".join(PIXEL_TERMS)}.')
   if len(set(names)) != len(names):
     raise ConfigError(f'train.loss={train_config.loss!r} names a term twice; weigh it with '

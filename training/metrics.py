@@ -8,7 +8,7 @@ MeanIoU does; keeping the sums explicit makes cross-replica and cross-worker red
 import numpy as np
 import tensorflow as tf
 
-from tasks import CLASSIFICATION, IGNORE, SEGMENTATION, as_two_classes
+from tasks import IGNORE, as_two_classes
 
 
 def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:
@@ -42,10 +42,6 @@ def label_confusion_matrix(labels, predictions, num_classes: int, weights=None) 
                                   dtype=tf.float32)
 
 
-# What best_model.keras can be best at, per task: loss (lowest) or a summarize() key (highest).
-BEST_METRICS = {SEGMENTATION: ('loss', 'mean_iou', 'mean_dice', 'mean_precision',
-                               'mean_recall', 'pixel_accuracy'),
-                CLASSIFICATION: ('loss', 'accuracy')}
 # What the epoch line (and the sidecar's) shows of the summarize() keys, when present.
 LINE_KEYS = ('loss', 'pixel_accuracy', 'mean_iou', 'mean_dice', 'accuracy')
 
