@@ -8,8 +8,20 @@ def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = 'segmentation'
   config.seed = 1337
+  config.data = _data()
+  config.model = _model()
+  config.train = _train()
+  config.eval = _eval()
+  config.predict = _predict()
+  config.export = _export()
+  config.runtime = _runtime()
+  config.summaries = _summaries()
+  return config
 
-  config.data = data = ml_collections.ConfigDict()
+
+def _data() -> ml_collections.ConfigDict:
+  """Where the pictures come from, how labels are read, and the input pipeline."""
+  data = ml_collections.ConfigDict()
   data.source = 'tfds'  # tfds | folder | synthetic | files (your own pictures and masks)
   data.tfds_name = 'oxford_iiit_pet'  # tfds: any data set with a picture and a mask feature.
   data.image_key = 'image'  # tfds: the picture feature of data.tfds_name.
@@ -27,7 +39,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # whole pictures (predict.window, predict.stride) (BUILD.md "Large pictures").
   data.resize = 'square'
   data.crop_size = (512, 512)  # data.resize=none: (height, width) of every training crop.
-  data.label_feature = 'segmentation_mask'  # classification: species (cat/dog) or label (breed)
+  # The label a model learns: the task's own for segmentation (segmentation_mask, also when
+  # empty); classification names an integer feature: species (cat/dog) or label (breed).
+  data.label_feature = 'segmentation_mask'
   # One name per class, in class-id order. Trimap values 1, 2, 3 for Oxford; files
   # classification: empty takes the class sub-folders' names.
   data.class_names = ('pet', 'background', 'outline')
@@ -36,14 +50,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.label_map = ''
   data.mask_colors = ()  # Colour masks: one (r, g, b) per class, in class order.
   data.ignore_index = config_dict.placeholder(int)  # A mask value counted nowhere (VOC: 255).
-  # data.source=files: folders per split; masks pair with pictures by stem + mask_suffix.
-  data.files = files = ml_collections.ConfigDict()
-  for split in ('train', 'validation', 'test'):
-    files[f'{split}_images'] = config_dict.placeholder(str)
-    files[f'{split}_masks'] = config_dict.placeholder(str)
-    files[f'{split}_list'] = config_dict.placeholder(str)  # Stems to take, one a line.
-  files.mask_suffix = ''  # e.g. '_mask': a.jpg pairs with a_mask.png.
-  files.image_suffix = ''  # e.g. '_leftImg8bit': stripped from picture stems before pairing.
+  data.files = _files()
   # folder and synthetic: this share of every breed of trainval.txt is held out as the
   # `validation` split, which evaluation, best_model.keras and any tuning read; test.txt is
   # read by --mode=score alone. files without validation folders: this share of train, chosen
@@ -61,51 +68,82 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.cache = 'auto'
   data.cache_budget_gb = 4.0
   data.autotune_ram_budget_gb = 0.0  # Cap on tf.data autotuning's buffers; 0: TF's default.
-  data.augment = ml_collections.ConfigDict()
-  # See data.augment.Augmentation; image and mask get the same flip and crop.
-  data.augment.flip = True
-  data.augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
-  data.augment.max_aspect_ratio = 1.0  # >1: crops' height/width ratio in [1/r, r].
-  # data.resize=none: the picture is scaled by U(lo, hi) before its crop (MMSeg's 0.5-2.0).
-  data.augment.scale_range = (1.0, 1.0)
-  data.augment.color_jitter = 0.0  # >0: brightness/contrast/saturation jitter of this size.
-  data.augment.hue = 0.0  # >0: hue rotated by up to this share of the colour wheel (<=0.5).
-  data.augment.grayscale = 0.0  # Probability of a grey picture.
-  data.augment.blur = 0.0  # Probability of a Gaussian blur.
-  data.augment.noise = 0.0  # >0: pixel noise of up to this standard deviation (0-1 units).
+  data.augment = _augment()
   # tf.data service: decode and augment on separate CPU workers (python -m data.service).
   data.service_address = ''  # e.g. grpc://dispatcher:5050; empty: in-process input pipeline.
   data.service_mode = 'parallel_epochs'  # parallel_epochs | dynamic_sharding
-  data.synthetic = ml_collections.ConfigDict()
-  data.synthetic.dir = config_dict.placeholder(str)  # None: <workdir>/synthetic_pets.
-  data.synthetic.num_trainval = 192
-  data.synthetic.num_test = 48
-  data.synthetic.photo_size = 96
+  data.synthetic = _synthetic()
+  return data
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'book_segmentation'
+
+def _files() -> ml_collections.ConfigDict:
+  """data.source=files: folders per split; masks pair with pictures by stem + mask_suffix."""
+  files = ml_collections.ConfigDict()
+  for split in ('train', 'validation', 'test'):
+    files[f'{split}_images'] = config_dict.placeholder(str)
+    files[f'{split}_masks'] = config_dict.placeholder(str)
+    files[f'{split}_list'] = config_dict.placeholder(str)  # Stems to take, one a line.
+  files.mask_suffix = ''  # e.g. '_mask': a.jpg pairs with a_mask.png.
+  files.image_suffix = ''  # e.g. '_leftImg8bit': stripped from picture stems before pairing.
+  return files
+
+
+def _augment() -> ml_collections.ConfigDict:
+  """See data.augment.Augmentation; image and mask get the same flip and crop."""
+  augment = ml_collections.ConfigDict()
+  augment.flip = True
+  augment.min_crop_fraction = 1.0  # <1: random crops of at least this side fraction.
+  augment.max_aspect_ratio = 1.0  # >1: crops' height/width ratio in [1/r, r].
+  # data.resize=none: the picture is scaled by U(lo, hi) before its crop (MMSeg's 0.5-2.0).
+  augment.scale_range = (1.0, 1.0)
+  augment.color_jitter = 0.0  # >0: brightness/contrast/saturation jitter of this size.
+  augment.hue = 0.0  # >0: hue rotated by up to this share of the colour wheel (<=0.5).
+  augment.grayscale = 0.0  # Probability of a grey picture.
+  augment.blur = 0.0  # Probability of a Gaussian blur.
+  augment.noise = 0.0  # >0: pixel noise of up to this standard deviation (0-1 units).
+  return augment
+
+
+def _synthetic() -> ml_collections.ConfigDict:
+  """data.source=synthetic: the generated stand-in set."""
+  synthetic = ml_collections.ConfigDict()
+  synthetic.dir = config_dict.placeholder(str)  # None: <workdir>/synthetic_pets.
+  synthetic.num_trainval = 192
+  synthetic.num_test = 48
+  synthetic.photo_size = 96
+  return synthetic
+
+
+def _model() -> ml_collections.ConfigDict:
+  """Which network, from which weights; each model reads only its own fields."""
+  model = ml_collections.ConfigDict()
+  model.name = 'book_segmentation'
   # Where the starting weights come from, for every model (modeling/weights.py): random |
   # imagenet (xception, mobilenet_v2_unet) | a keras-hub preset name or folder | a .keras or
   # .weights.h5 file | the workdir of an earlier run (its best model). Matched by layer name
   # and shape: a head of another class count starts new.
-  config.model.weights = 'random'
+  model.weights = 'random'
   # deeplabv3plus, segformer, unet: the keras-hub encoder (modeling/backbones.py).
-  config.model.backbone = 'resnet50'
+  model.backbone = 'resnet50'
   # Batch norm statistics over the global batch (every replica and worker), not per replica.
-  config.model.sync_batch_norm = False
+  model.sync_batch_norm = False
   # Models with an encoder (mobilenet_v2_unet and the zoo): train only the decoder for this
   # many epochs (the encoder's batch norm in inference mode), then everything.
-  config.model.freeze_encoder_epochs = 0
+  model.freeze_encoder_epochs = 0
   # Every model's own fields, each read by the models that name it (modeling/); a config file
   # sets the ones its model reads.
-  config.model.bn_momentum = 0.9  # Batch norm of every trained model (the book: Keras' 0.99).
-  config.model.widths = (32, 64, 128, 256)  # xception_unet: channels per encoder level.
-  config.model.upsampling = 'bilinear'  # xception_unet: bilinear | transpose
-  config.model.alpha = 1.0  # mobilenet_v2_unet: MobileNetV2's width multiplier.
+  model.bn_momentum = 0.9  # Batch norm of every trained model (the book: Keras' 0.99).
+  model.widths = (32, 64, 128, 256)  # xception_unet: channels per encoder level.
+  model.upsampling = 'bilinear'  # xception_unet: bilinear | transpose
+  model.alpha = 1.0  # mobilenet_v2_unet: MobileNetV2's width multiplier.
   # mobilenet_v2_unet, unet: channels per decoder level, deepest first (unet repeats the last).
-  config.model.decoder_widths = (512, 256, 128, 64)
+  model.decoder_widths = (512, 256, 128, 64)
+  return model
 
-  config.train = train = ml_collections.ConfigDict()
+
+def _train() -> ml_collections.ConfigDict:
+  """The optimizer, schedule, loss, and the run's length and recovery."""
+  train = ml_collections.ConfigDict()
   train.global_batch_size = 64
   train.epochs = 50
   train.steps_per_epoch = config_dict.placeholder(int)  # None: one full pass of the split.
@@ -149,64 +187,88 @@ def get_base_config() -> ml_collections.ConfigDict:
   # A non-finite loss (or one above this bound) rolls back to the last checkpoint.
   train.loss_upper_bound = config_dict.placeholder(float)
   train.recovery_max_trials = 3
+  return train
 
-  config.eval = ml_collections.ConfigDict()
-  config.eval.global_batch_size = 64
-  config.eval.every_epochs = 1  # 0: never in the loop (a --mode=continuous_eval sidecar does).
+
+def _eval() -> ml_collections.ConfigDict:
+  """Evaluation in the training loop and the continuous sidecar."""
+  eval_config = ml_collections.ConfigDict()
+  eval_config.global_batch_size = 64
+  eval_config.every_epochs = 1  # 0: never in the loop (a --mode=continuous_eval sidecar does).
   # --mode=continuous_eval ends after this many seconds without a new checkpoint.
-  config.eval.continuous_timeout_s = 600
+  eval_config.continuous_timeout_s = 600
   # What best_model.keras is best at: loss (lowest) | mean_iou, mean_dice, mean_precision,
   # mean_recall, pixel_accuracy (segmentation) or accuracy (classification) (highest).
-  config.eval.best_metric = 'loss'
+  eval_config.best_metric = 'loss'
   # Stop after this many evaluations in a row without a better eval.best_metric (0: never);
   # the best model and the last checkpoint are kept.
-  config.eval.patience = 0
+  eval_config.patience = 0
+  return eval_config
 
-  # How --mode=predict, score and export turn a model into masks (training's evaluation is
-  # one pass at data.image_size, or slides as predict.window and predict.stride say when
-  # training on crops).
-  config.predict = ml_collections.ConfigDict()
+
+def _predict() -> ml_collections.ConfigDict:
+  """How --mode=predict, score and export turn a model into masks (training's evaluation is
+  one pass at data.image_size, or slides as predict.window and predict.stride say when
+  training on crops)."""
+  predict = ml_collections.ConfigDict()
   # resize: each picture resized to the model's side(s) and the masks back; slide: a window
   # slid over the picture at its own resolution, overlapping windows averaged (memory bounded
   # by the window, not the picture). Empty: slide when training on crops, else resize.
-  config.predict.mode = ''
+  predict.mode = ''
   # resize: probabilities averaged over these input sides (empty: data.image_size alone).
-  config.predict.sizes = ()
+  predict.sizes = ()
   # slide: probabilities averaged over the picture scaled by each of these factors (empty: 1).
-  config.predict.scales = ()
-  config.predict.window = ()  # slide: (height, width); empty: the model's input size.
-  config.predict.stride = ()  # slide: (down, across); empty: two thirds of the window.
-  config.predict.windows_per_call = 8  # slide: windows the model answers at once.
-  config.predict.flip = False  # Also average over mirrored pictures.
+  predict.scales = ()
+  predict.window = ()  # slide: (height, width); empty: the model's input size.
+  predict.stride = ()  # slide: (down, across); empty: two thirds of the window.
+  predict.windows_per_call = 8  # slide: windows the model answers at once.
+  predict.flip = False  # Also average over mirrored pictures.
   # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
   # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
-  config.predict.artifact = ''
+  predict.artifact = ''
+  return predict
 
-  # --mode=export: the model as predict serves it (uint8 pictures in, class-id masks out),
-  # written to WORKDIR/export/<format>[-<quantize>]/ and checked against the model.
-  config.export = ml_collections.ConfigDict()
-  config.export.format = 'saved_model'  # saved_model | onnx | litert
-  config.export.quantize = 'none'  # none | float16 (litert) | int8 (litert, onnx)
-  config.export.calibration_pictures = 64  # int8: training pictures that set the ranges.
-  config.export.check_pictures = 16  # Validation pictures the export is checked on.
+
+def _export() -> ml_collections.ConfigDict:
+  """--mode=export: the model as predict serves it (uint8 pictures in, class-id masks out),
+  written to WORKDIR/export/<format>[-<quantize>]/ and checked against the model."""
+  export = ml_collections.ConfigDict()
+  export.format = 'saved_model'  # saved_model | onnx | litert
+  export.quantize = 'none'  # none | float16 (litert) | int8 (litert, onnx)
+  export.calibration_pictures = 64  # int8: training pictures that set the ranges.
+  export.check_pictures = 16  # Validation pictures the export is checked on.
   # The least agreement with the model's masks an export may have; 0: 0.99 (float formats),
   # 0.95 (int8).
-  config.export.min_agreement = 0.0
+  export.min_agreement = 0.0
+  return export
 
-  config.runtime = runtime = ml_collections.ConfigDict()
+
+def _runtime() -> ml_collections.ConfigDict:
+  """Devices, strategy and precision."""
+  runtime = ml_collections.ConfigDict()
   runtime.strategy = 'mirrored'  # mirrored | one_device | multi_worker
   runtime.precision = 'auto'  # auto | float32 | mixed_float16 | mixed_bfloat16
   runtime.jit_compile = 'auto'  # auto (on with GPUs) | on | off: XLA for forward + backward.
   runtime.cpu_devices = 0  # >0: split the host CPU into this many logical devices.
   runtime.collective = 'auto'  # multi_worker all-reduce: auto (NCCL on GPUs, ring) | ring | nccl
   runtime.collective_timeout_s = 300  # A lost worker fails the others after this (0: never).
+  return runtime
 
-  config.summaries = ml_collections.ConfigDict()
-  config.summaries.num_images = 4  # Fixed validation images shown with their masks.
-  config.summaries.profile_steps = ()  # (first, last): a profiler trace of those steps.
+
+def _summaries() -> ml_collections.ConfigDict:
+  """What TensorBoard shows besides the losses and metrics."""
+  summaries = ml_collections.ConfigDict()
+  summaries.num_images = 4  # Fixed validation images shown with their masks.
+  summaries.profile_steps = ()  # (first, last): a profiler trace of those steps.
   # Activations, filter patterns and Grad-CAM on those images every N epochs (0: never).
-  config.summaries.explain_every_epochs = 5
-  config.summaries.explain = explain = ml_collections.ConfigDict()
+  summaries.explain_every_epochs = 5
+  summaries.explain = _explain()
+  return summaries
+
+
+def _explain() -> ml_collections.ConfigDict:
+  """Activations, filter patterns and Grad-CAM (TensorBoard and --mode=explain)."""
+  explain = ml_collections.ConfigDict()
   explain.activation_layers = ()  # Layer names; empty: num_activation_layers spread by depth.
   explain.num_activation_layers = 4
   explain.filter_layers = ()  # Layer names; empty: num_filter_layers spread by depth.
@@ -217,4 +279,4 @@ def get_base_config() -> ml_collections.ConfigDict:
   explain.gradcam_layer = ''
   explain.top_classes = 0  # Classifiers: Grad-CAM of each picture's N best classes; 0: all.
   explain.class_index = ''  # 'imagenet': name class numbers by Keras' ImageNet class index.
-  return config
+  return explain
