@@ -76,10 +76,11 @@ def streaming(config, builder, start):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from data import input_pipeline  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
+  from training import optimizers  # pylint: disable=import-outside-toplevel
   from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   strategy = tf.distribute.get_strategy()
   model = models.build_model(config.model, FLAGS.image_size, 3)
-  trainer = trainer_lib.Trainer(strategy, model, trainer_lib.make_optimizer(config.train,
+  trainer = trainer_lib.Trainer(strategy, model, optimizers.make_optimizer(config.train,
                                                                             'float32'),
                                 global_batch_size=FLAGS.batch, num_classes=3)
   if FLAGS.approach == 'model_only':

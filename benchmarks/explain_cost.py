@@ -21,6 +21,7 @@ import tensorflow as tf
 from interpretability import explanation as explain_lib
 from modeling import models
 import tasks
+from training import optimizers
 from training import trainer as trainer_lib
 
 FLAGS = flags.FLAGS
@@ -43,7 +44,7 @@ def main(argv):
   explain_seconds = time.perf_counter() - start
 
   strategy = tf.distribute.get_strategy()
-  optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+  optimizer = optimizers.make_optimizer(config.train, 'float32')
   trainer = trainer_lib.Trainer(strategy, model, optimizer,
                                 global_batch_size=FLAGS.batch, num_classes=classes)
   batch = {'image': tf.constant(rng.uniform(0, 255, (FLAGS.batch, size, size, 3)), tf.float32),

@@ -33,7 +33,8 @@ def measure(devices: int) -> dict:
   from configs import seg  # pylint: disable=import-outside-toplevel
   from data import input_pipeline, sources  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
-  from training import runtime, trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from training import optimizers, runtime  # pylint: disable=import-outside-toplevel
+  from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   runtime.configure_cpu_devices(devices)
   config = seg.get_config()
   config.data.source = 'synthetic'
@@ -49,7 +50,7 @@ def measure(devices: int) -> dict:
 
   with strategy.scope():
     model = models.build_model(config.model, FLAGS.image_size, 3, FLAGS.precision)
-    optimizer = trainer_lib.make_optimizer(config.train, FLAGS.precision)
+    optimizer = optimizers.make_optimizer(config.train, FLAGS.precision)
   trainer = trainer_lib.Trainer(strategy, model, optimizer,
                                 global_batch_size=FLAGS.batch, num_classes=3)
   iterator = iter(strategy.distribute_datasets_from_function(make))
@@ -61,7 +62,7 @@ def measure(devices: int) -> dict:
 
   with strategy.scope():
     fit_model = models.build_model(config.model, FLAGS.image_size, 3, FLAGS.precision)
-    fit_model.compile(optimizer=trainer_lib.make_optimizer(config.train, FLAGS.precision),
+    fit_model.compile(optimizer=optimizers.make_optimizer(config.train, FLAGS.precision),
                       loss=keras.losses.SparseCategoricalCrossentropy(),
                       steps_per_execution=per_call)
   fit_data = make(None).map(lambda b: (b['image'], b['label']))

@@ -48,6 +48,7 @@ def measure(family: str, backbone: str) -> dict:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from configs import base  # pylint: disable=import-outside-toplevel
   from modeling import backbones, models  # pylint: disable=import-outside-toplevel
+  from training import optimizers  # pylint: disable=import-outside-toplevel
   from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
   config = base.get_base_config()
   config.model.name, config.model.backbone = family, backbone
@@ -61,7 +62,7 @@ def measure(family: str, backbone: str) -> dict:
   del big
   model = models.build_model(config.model, FLAGS.train_size, 3)
   strategy = tf.distribute.get_strategy()
-  trainer = trainer_lib.Trainer(strategy, model, trainer_lib.make_optimizer(config.train,
+  trainer = trainer_lib.Trainer(strategy, model, optimizers.make_optimizer(config.train,
                                                                             'float32'),
                                 global_batch_size=FLAGS.batch, num_classes=3)
   size = FLAGS.train_size

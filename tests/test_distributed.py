@@ -12,6 +12,7 @@ from tests.conftest import model_config, small_config
 from training import losses
 from training import metrics
 from training import runtime
+from training import optimizers
 from training import trainer as trainer_lib
 
 
@@ -23,7 +24,7 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
   builder = sources.prepared_builder(config.data, str(tmp_path))
   with strategy.scope():
     model = models.build_model(config.model, config.data.image_size, 3, precision)
-    optimizer = trainer_lib.make_optimizer(config.train, precision)
+    optimizer = optimizers.make_optimizer(config.train, precision)
     optimizer.build(model.trainable_variables)
   trainer = trainer_lib.Trainer(strategy, model, optimizer,
                                 global_batch_size=config.train.global_batch_size, num_classes=3)
@@ -81,7 +82,7 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
   model = models.build_model(config.model, 32, 3)
   for target, value in zip(model.trainable_variables, initial):
     target.assign(value)
-  optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+  optimizer = optimizers.make_optimizer(config.train, 'float32')
   one = trainer_lib.Trainer(single, model, optimizer, global_batch_size=8, num_classes=3)
   one.train_steps(iter(single.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(batch))), tf.constant(1))
@@ -147,7 +148,7 @@ def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
   split over the strategy's replicas, from the weights `initial`."""
   with strategy.scope():
     model = models.build_model(_unet_config(sync), 32, 3)
-    optimizer = trainer_lib.make_optimizer(small_config(train__optimizer='sgd').train, 'float32')
+    optimizer = optimizers.make_optimizer(small_config(train__optimizer='sgd').train, 'float32')
     optimizer.build(model.trainable_variables)
   for target, value in zip(model.variables, initial):
     target.assign(value)

@@ -23,6 +23,7 @@ from tests.conftest import model_config, small_config
 from training import checkpoints
 from training import runtime
 from training import loop
+from training import optimizers
 from training import trainer as trainer_lib
 
 # (name, two input sizes, classes) for every registered model.
@@ -99,7 +100,7 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
   size = sizes[0]
   with strategy.scope():
     model = models.build_model(zoo_model_config(name), size, classes, 'mixed_float16')
-    optimizer = trainer_lib.make_optimizer(small_config().train, 'mixed_float16')
+    optimizer = optimizers.make_optimizer(small_config().train, 'mixed_float16')
     optimizer.build(model.trainable_variables)
   label = (tf.zeros([4, size, size, 1], tf.uint8) if classes == 3
            else tf.constant([0, 1, 0, 1], tf.int32))

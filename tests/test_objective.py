@@ -8,7 +8,7 @@ import tensorflow as tf
 import tasks
 from tests.conftest import small_config
 from training import losses
-from training import trainer as trainer_lib
+from training import optimizers
 
 
 def _one_hot_prediction(mask: np.ndarray, confidence: float = 0.998) -> tf.Tensor:
@@ -51,7 +51,7 @@ def test_adamw_decays_kernels_but_not_batch_norm_or_biases():
   model = keras.Model(inputs, outputs)
   model.get_layer('conv').bias.assign(tf.ones([3]))
   before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-  optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+  optimizer = optimizers.make_optimizer(config.train, 'float32')
   optimizer.apply([tf.zeros_like(v) for v in model.trainable_variables],
                   model.trainable_variables)
   after = {v.path: v.numpy() for v in model.trainable_variables}

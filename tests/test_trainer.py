@@ -14,6 +14,7 @@ from tests.conftest import model_config, small_config
 from training import checkpoints
 from training import losses
 from training import runtime
+from training import optimizers
 from training import trainer as trainer_lib
 
 
@@ -23,7 +24,7 @@ def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
   keras.utils.set_random_seed(0)
   with strategy.scope():
     model = models.build_model(config.model, 32, 3)
-    optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+    optimizer = optimizers.make_optimizer(config.train, 'float32')
     optimizer.build(model.trainable_variables)
   return trainer_lib.Trainer(strategy, model, optimizer,
                              global_batch_size=global_batch, num_classes=3, **options)
@@ -181,7 +182,7 @@ def _trainer(jit_compile=False, optimizer='sgd'):
   model = models.build_model(config.model, 32, 3)
   model.set_weights([np.full_like(w, 0.01) * np.sign(np.sin(np.arange(w.size))).reshape(w.shape)
                      for w in model.get_weights()])
-  optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+  optimizer = optimizers.make_optimizer(config.train, 'float32')
   return trainer_lib.Trainer(strategy, model, optimizer,
                              global_batch_size=8, num_classes=3, jit_compile=jit_compile)
 
@@ -241,7 +242,7 @@ def test_input_wait_counts_only_time_the_step_waited_for_a_batch():
   strategy = runtime.create_strategy(config.runtime)
   with strategy.scope():
     model = models.build_model(config.model, 64, 3)
-    optimizer = trainer_lib.make_optimizer(config.train, 'float32')
+    optimizer = optimizers.make_optimizer(config.train, 'float32')
   trainer = trainer_lib.Trainer(strategy, model, optimizer, global_batch_size=8, num_classes=3)
   rng = np.random.default_rng(0)
   batch = {'image': tf.constant(rng.uniform(0, 255, (4, 64, 64, 3)), tf.float32),

@@ -13,7 +13,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tests.conftest import run_main, small_config
 from training import checkpoints
 from training import loop
-from training import trainer as trainer_lib
+from training import optimizers
 
 pytestmark = pytest.mark.slow  # Every test here trains or runs main.py.
 
@@ -135,7 +135,7 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best(tmp_path, synthe
 def test_poly_schedule_warms_up_then_decays_with_power_0_9():
   config = small_config(train__schedule='poly', train__learning_rate=0.1,
                         train__warmup_steps=10)
-  schedule = trainer_lib.learning_rate(config.train, total_steps=110)
+  schedule = optimizers.learning_rate(config.train, total_steps=110)
   rates = {step: float(schedule(step)) for step in (0, 5, 10, 60, 110, 200)}
   np.testing.assert_allclose([rates[0], rates[5], rates[10]], [0.0, 0.05, 0.1], atol=1e-7)
   np.testing.assert_allclose(rates[60], 0.1 * 0.5 ** 0.9, rtol=1e-5)

@@ -23,6 +23,7 @@ from modeling import weights as weights_lib
 from tests.conftest import model_config, run_main, small_config
 from training import checkpoints
 from training import loop
+from training import optimizers
 from training import trainer as trainer_lib
 
 # Each family on its smallest backbone, with the precision it is trained in below.
@@ -248,7 +249,7 @@ def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
     encoder = models.encoder_layers('unet', model)
     train = small_config(train__optimizer='sgd', train__learning_rate=0.1,
                          train__encoder_lr_multiplier=multiplier, settle=False).train
-    optimizer = trainer_lib.make_optimizer(
+    optimizer = optimizers.make_optimizer(
         train, 'float32', encoder_variables=[v for l in encoder for v in l.trainable_variables])
     trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, optimizer,
                                   global_batch_size=2, num_classes=3)

@@ -195,7 +195,7 @@ class Action:
 def evaluator(job) -> Evaluator:
   """The job's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""
   return Evaluator(job.trainer, job.eval_data, job.summaries,
-                   tuple(job.config.data.class_names), job.task, job.preview,
+                   job.config.data.class_names, job.task, job.preview,
                    job.class_colors)
 
 
@@ -228,7 +228,7 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
   explain_every = config.summaries.explain_every_epochs
   explains = job.runtime.is_chief and job.preview is not None and explain_every
   explainer = Explainer(job.model, job.preview, config.summaries.explain,
-                        tuple(config.data.class_names), job.task,
+                        config.data.class_names, job.task,
                         config.eval.global_batch_size, job.summaries)
   return [
       Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,

@@ -10,7 +10,7 @@ from modeling import models
 import tasks
 from training import losses
 from training import runtime
-from training import trainer
+from training import optimizers
 
 
 def _require(condition: bool, message: str) -> None:
@@ -45,8 +45,8 @@ def check_config(config) -> None:
 def _check_names(config) -> None:
   """Every field that picks from a table names an entry of it."""
   _choice(config.data.source, 'data.source', tuple(sources.SOURCES))
-  _choice(config.train.optimizer, 'train.optimizer', tuple(trainer.OPTIMIZERS))
-  _choice(config.train.schedule, 'train.schedule', trainer.SCHEDULES)
+  _choice(config.train.optimizer, 'train.optimizer', tuple(optimizers.OPTIMIZERS))
+  _choice(config.train.schedule, 'train.schedule', optimizers.SCHEDULES)
   _require(config.train.warmup_steps >= 0, 'train.warmup_steps must be 0 or more.')
   _choice(config.runtime.strategy, 'runtime.strategy', runtime.STRATEGIES)
   _choice(config.runtime.precision, 'runtime.precision', runtime.PRECISIONS)

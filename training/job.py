@@ -22,6 +22,7 @@ from training import losses
 from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
+from training import optimizers
 from training import trainer as trainer_lib
 from training import workdir as workdir_lib
 
@@ -88,7 +89,7 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
     if fresh:
       models.load_initial_weights(model, config.model)
     encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
-    optimizer = trainer_lib.make_optimizer(
+    optimizer = optimizers.make_optimizer(
         config.train, run.precision, data.total_steps,
         [v for layer in encoder_layers for v in layer.trainable_variables])
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')

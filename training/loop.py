@@ -2,8 +2,6 @@
 resumes from the workdir's newest checkpoint, rolls back when the loss diverges, and stops
 cleanly on SIGTERM/SIGINT; the periodic work is a list of actions (training/actions.py)."""
 
-import collections
-import datetime
 import math
 import os
 import re
@@ -22,6 +20,7 @@ from training import checkpoints
 from training import actions as actions_lib
 from training import metrics
 from training import preemption
+from training import progress
 from training import job as job_lib
 from training import summaries as summaries_lib
 from training import trainer as trainer_lib
@@ -97,18 +96,18 @@ def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
   profile = actions_lib.Profiler(os.path.join(job.workdir, 'train'),
                                  job.config.summaries.profile_steps, job.runtime.is_chief)
   any_worker_stops = actions_lib.StopVote(job.runtime.strategy, job.runtime.num_workers)
-  epoch, results, pace = _EpochTotals(), {}, _Pace()
+  epoch, results, pace = progress.EpochTotals(), {}, progress.Pace()
   while step < total:
     _freeze_encoder_while_due(job, step)
     num_steps = _steps_to_next_boundary(step, per_epoch, total, cfg)
     profile(step)
-    sums, waited, seconds = _run_steps(job, iterator, num_steps)
+    sums, seconds = _run_steps(job, iterator, num_steps)
     _check_loss(sums, step + num_steps, cfg.loss_upper_bound)
     step += num_steps
     job.state.step.assign(step)
-    epoch.add(sums, waited)
+    epoch.add(sums)
     pace.add(num_steps, seconds)
-    _log_call(job, step, num_steps, sums, waited, seconds, pace)
+    _log_call(job, step, num_steps, sums, seconds, pace)
     stopping = any_worker_stops(bool(stop))
     ends_epoch = step % per_epoch == 0 or step >= total  # A run in steps may end mid-epoch.
     train_results = _epoch_results(job, step, epoch.take()) if ends_epoch else None
@@ -116,7 +115,7 @@ def _train_from(job: job_lib.Job, actions: list, step: int, stop) -> dict:
                                forced=('checkpoint',) if stopping else ())
     if train_results is not None:
       results = {'step': step, 'epoch': -(-step // per_epoch), 'train': train_results, **done}
-      logging.info(_epoch_line(job, results, pace))
+      logging.info(progress.epoch_line(results, -(-total // per_epoch), pace.elapsed()))
       epoch.restart()  # Evaluation and summaries are not the next epoch's training time.
     if done.get('stop_early'):  # Evaluations fall where a checkpoint is saved too.
       logging.info('Stopped early at step %d: eval.best_metric %s has not improved in the last '
@@ -156,22 +155,15 @@ def _steps_to_next_boundary(step: int, steps_per_epoch: int, total_steps: int,
              total_steps - step)
 
 
-def _run_steps(job: job_lib.Job, iterator, num_steps: int):
-  """(sums [loss, examples, confusion, grad norms], seconds waited for input, seconds) of one
-  call."""
+def _run_steps(job: job_lib.Job, iterator, num_steps: int) -> tuple:
+  """(the call's named sums on the host, its seconds)."""
   start = time.perf_counter()
-  result = job.trainer.train_steps(iterator, tf.constant(num_steps))
-  sums = [result.loss_sum.numpy(), result.count.numpy(), result.confusion.numpy(),
-          result.grad_norm_sum.numpy()]
-  return sums, float(result.waited_s), time.perf_counter() - start
-
-
-def _mean_loss(sums) -> float:
-  return float(sums[0]) / max(float(sums[1]), 1.0)
+  sums = progress.host_sums(job.trainer.train_steps(iterator, tf.constant(num_steps)))
+  return sums, time.perf_counter() - start
 
 
 def _check_loss(sums, step: int, bound: float | None) -> None:
-  loss = _mean_loss(sums)
+  loss = progress.mean_loss(sums)
   if not math.isfinite(loss):
     raise _Diverged(f'the training loss is {loss} at step {step}')
   if bound is not None and loss > bound:
@@ -179,65 +171,10 @@ def _check_loss(sums, step: int, bound: float | None) -> None:
                     f'train.loss_upper_bound={bound}')
 
 
-class _EpochTotals:
-  """Sums of the calls since the epoch began, with the input wait and the wall time."""
-
-  def __init__(self):
-    self.restart()
-
-  def restart(self) -> None:
-    self.sums, self.waited, self.start = [0.0, 0.0, 0.0, 0.0], 0.0, time.perf_counter()
-
-  def add(self, sums, waited: float) -> None:
-    self.sums = [a + b for a, b in zip(self.sums, sums)]
-    self.waited += waited
-
-  def take(self) -> tuple:
-    """(sums, waited, training seconds) of the epoch."""
-    return self.sums, self.waited, time.perf_counter() - self.start
-
-
-class _Pace:
-  """Time since the loop (re)started, and the time left at the rate of the recent calls (the
-  first call, which traces the step function, only until there is another)."""
-
-  def __init__(self, window: int = 20):
-    self.start = time.perf_counter()
-    self.recent = collections.deque(maxlen=window)
-    self.first = None
-
-  def add(self, num_steps: int, seconds: float) -> None:
-    if self.first is None:
-      self.first = (num_steps, seconds)
-    else:
-      self.recent.append((num_steps, seconds))
-
-  def elapsed(self) -> str:
-    return _clock(time.perf_counter() - self.start)
-
-  def eta(self, steps_left: int) -> str:
-    calls = self.recent or [self.first]
-    steps = sum(n for n, _ in calls)
-    return _clock(steps_left * sum(s for _, s in calls) / max(steps, 1))
-
-
-def _clock(seconds: float) -> str:
-  return str(datetime.timedelta(seconds=round(seconds)))
-
-
-def _log_call(job: job_lib.Job, step: int, num_steps: int, sums, waited: float,
-              seconds: float, pace: _Pace) -> None:
-  values = {
-      'loss': _mean_loss(sums),
-      'learning_rate': float(keras.ops.convert_to_numpy(job.optimizer.learning_rate)),
-      'images_per_s': num_steps * job.data.examples_per_step / seconds,
-      'step_time_s': seconds / num_steps,
-      'input_wait_fraction': min(waited / seconds, 1.0),
-  }
-  if job.config.train.global_clipnorm:
-    values['grad_norm'] = float(sums[3]) / num_steps  # Before clipping.
-  if isinstance(job.optimizer, keras.optimizers.LossScaleOptimizer):
-    values['loss_scale'] = float(keras.ops.convert_to_numpy(job.optimizer.dynamic_scale))
+def _log_call(job: job_lib.Job, step: int, num_steps: int, sums, seconds: float,
+              pace: progress.Pace) -> None:
+  values = progress.call_scalars(sums, num_steps, seconds, job.data.examples_per_step,
+                                 job.optimizer, bool(job.config.train.global_clipnorm))
   job.summaries.scalars('train', step, values)
   if step % job.config.train.log_every_steps < num_steps:
     logging.info('step %d/%d: train loss %.4f, %.1f images/s, ETA %s', step,
@@ -247,27 +184,9 @@ def _log_call(job: job_lib.Job, step: int, num_steps: int, sums, waited: float,
 
 def _epoch_results(job: job_lib.Job, step: int, totals) -> dict:
   """The epoch's training metrics and pace, also written as `epoch/*` scalars."""
-  (loss_sum, count, confusion, _), waited, seconds = totals
-  results = metrics.summarize(loss_sum, count, confusion, tuple(job.config.data.class_names),
-                              job.task.per_pixel)
-  results['epoch_images_per_s'] = count / seconds
-  results['input_wait_fraction'] = min(waited / seconds, 1.0)
+  results = progress.epoch_results(*totals, job.config.data.class_names, job.task.per_pixel)
   job.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in results.items()})
   return results
-
-
-def _epoch_line(job: job_lib.Job, results: dict, pace: _Pace) -> str:
-  train_results = results['train']
-  epochs = -(-job.data.total_steps // job.data.steps_per_epoch)
-  line = (f'epoch {results["epoch"]}/{epochs} step {results["step"]}: '
-          f'{metrics.line(train_results, "train")}, '
-          f'{train_results["epoch_images_per_s"]:.1f} images/s, '
-          f'input wait {100 * train_results["input_wait_fraction"]:.1f}%, '
-          f'elapsed {pace.elapsed()}')
-  if 'eval' in results:
-    line += (f' | {metrics.line(results["eval"], "val")} '
-             f'({results["eval"]["num_examples"]:.0f} examples)')
-  return line
 
 
 def weights_fingerprint(model: keras.Model) -> str:
