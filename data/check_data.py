@@ -17,7 +17,7 @@ def prepared_report(builder, data_config) -> data_report.DataReport:
   """Counts of a prepared source's splits: examples, class pixels (or pictures), ignored
   pixels, and mask values that map to no class."""
   per_pixel = tasks.of_data(data_config).per_pixel
-  report = data_report.DataReport(tuple(data_config.class_names))
+  report = data_report.DataReport(data_config.class_names)
   lookup = sources.mask_lookup(data_config) if per_pixel else None
   ignore = data_config.ignore_index
   for name, split in zip(('train', 'validation', 'test'), sources.resolve_splits(data_config)):

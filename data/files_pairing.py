@@ -131,7 +131,7 @@ def split_examples(data_config, problems: dict) -> dict:
     if tasks.of_data(data_config).per_pixel:
       splits[split] = pair_split(files, split, problems.setdefault(split, {}))
     else:
-      splits[split] = classify_split(files[f'{split}_images'], tuple(data_config.class_names),
+      splits[split] = classify_split(files[f'{split}_images'], data_config.class_names,
                                      f'data.files.{split}_images',
                                      problems.setdefault(split, {}))
   if 'validation' not in splits and data_config.validation_fraction and splits['train']:

@@ -145,7 +145,7 @@ def check(data_config, splits: dict | None = None,
     problems = {}
     splits = files_pairing.split_examples(data_config, problems)
   encoding = masks_lib.encoding_from_config(data_config)
-  return scan(splits, encoding, problems, tuple(data_config.class_names))
+  return scan(splits, encoding, problems, data_config.class_names)
 
 
 def _keyed_builder(data_config, data_dir: str) -> tuple:
@@ -153,7 +153,7 @@ def _keyed_builder(data_config, data_dir: str) -> tuple:
   problems = {}
   splits = files_pairing.split_examples(data_config, problems)
   folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
-  return (FilesDataset(class_names=tuple(data_config.class_names), task=tasks.of_data(data_config),
+  return (FilesDataset(class_names=data_config.class_names, task=tasks.of_data(data_config),
                        data_dir=folder), splits, problems)
 
 
@@ -178,7 +178,7 @@ def prepared_builder(data_config, data_dir: str, prepare
   if is_prepared(builder):
     return builder
   folder = builder.data_dir_root
-  kwargs = dict(class_names=tuple(data_config.class_names), task=tasks.of_data(data_config),
+  kwargs = dict(class_names=data_config.class_names, task=tasks.of_data(data_config),
                 data_dir=folder)
   start = time.perf_counter()
   scanned, report = check(data_config, splits, problems)

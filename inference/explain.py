@@ -38,7 +38,7 @@ def run(config, workdir: str, images: str | None) -> dict:
   inputs = loading.model_input([p.pixels for p in pictures],
                                input_pipeline.model_input_size(config.data))
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
-                                    tuple(config.data.class_names), task,
+                                    config.data.class_names, task,
                                     activation_pictures=len(pictures),
                                     batch_size=config.eval.global_batch_size)
   out_dir = os.path.join(workdir, 'explain')

@@ -59,7 +59,7 @@ def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
   count = config.export.check_pictures
   if not count:
     return {}
-  class_names, task = tuple(config.data.class_names), tasks.of(config)
+  class_names, task = config.data.class_names, tasks.of(config)
   num_classes = len(class_names)
   between = np.zeros((num_classes, num_classes))
   scored = {'model': 0.0, 'export': 0.0}

@@ -49,7 +49,7 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
       partial=True) if os.path.isdir(checkpoint_dir) else None
   if latest:
     if config.train.ema_decay:  # What evaluation and best_model.keras use: the average.
-      tf.train.Checkpoint(ema=list(model.trainable_variables)).restore(latest).expect_partial()
+      checkpoints.restore_moving_average(model, latest)
     return model, latest
   if config.model.name == 'xception':  # The one model that brings weights (model.weights).
     return model, f'{config.model.name} with model.weights={config.model.weights}'

@@ -25,7 +25,7 @@ def test_metrics(predictor, builder, config) -> dict:
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original masks, as a user of the predicted masks would see them.
   """
-  class_names, task = tuple(config.data.class_names), tasks.of(config)
+  class_names, task = config.data.class_names, tasks.of(config)
   lookup = sources.mask_lookup(config.data) if task.per_pixel else None
   confusions, counts = {}, {}
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):

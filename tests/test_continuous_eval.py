@@ -46,7 +46,7 @@ def test_a_sidecar_evaluates_each_checkpoint_once_like_mode_eval(tmp_path):
   assert training.returncode == 0, train_log[-3000:]
   assert sidecar.returncode == 0, sidecar_log[-3000:]
   assert 'val loss' not in train_log  # The training never paused to evaluate.
-  evaluated = [int(s) for s in re.findall(r'\] step (\d+): loss ', sidecar_log)]
+  evaluated = [int(s) for s in re.findall(r'\] step (\d+): val loss ', sidecar_log)]
   assert sorted(evaluated) == [0, 10, 20, 30] and len(set(evaluated)) == 4, sidecar_log[-3000:]
   assert 'Evaluated the final checkpoint (step 30): done.' in sidecar_log
   with open(os.path.join(workdir, 'continuous_eval.json')) as f:

@@ -210,16 +210,34 @@ def stops_early(state: checkpoints.TrainState, patience: int) -> bool:
   return bool(patience) and int(state.evals_since_best) >= patience
 
 
+def evaluate_and_keep_best(job, keep_best: bool = True):
+  """The one evaluation path (the loop's action, --mode=eval, the sidecar): step -> {'eval':
+  results, 'stop_early': ...}, the eval run written and (`keep_best`) the best model kept."""
+  evaluate_once, export_best = evaluator(job), best_model_exporter(job)
+
+  def run(step: int) -> dict:
+    results = evaluate_once(step)
+    if keep_best:
+      export_best(results)
+    return {'eval': results, 'stop_early': stops_early(job.state, job.config.eval.patience)}
+  return run
+
+
+def evaluate_now(job, step: int, keep_best: bool) -> dict:
+  """Outside the loop: that path with the moving average in the model, the events flushed
+  after; the results logged."""
+  with job.trainer.ema_weights():
+    results = evaluate_and_keep_best(job, keep_best)(step)['eval']
+  job.summaries.flush()
+  logging.info('step %d: %s (%d examples)', step, metrics.line(results, 'val'),
+               results['num_examples'])
+  return results
+
+
 def periodic_actions(job, evaluate: bool) -> list[Action]:
   """The training loop's periodic work, in the order it runs at a boundary, each action built
   from the parts of the job it needs."""
   config, every = job.config, job.config.eval.every_epochs
-  evaluate_once, export_best = evaluator(job), best_model_exporter(job)
-
-  def evaluate_and_keep_best(step: int) -> dict:
-    results = evaluate_once(step)
-    export_best(results)
-    return {'eval': results, 'stop_early': stops_early(job.state, config.eval.patience)}
 
   def save_checkpoint(step: int) -> None:
     del step  # The state holds it.
@@ -232,7 +250,7 @@ def periodic_actions(job, evaluate: bool) -> list[Action]:
                         config.eval.global_batch_size, job.summaries)
   return [
       Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,
-             evaluate_and_keep_best, averaged=True),
+             evaluate_and_keep_best(job), averaged=True),
       Action('explain', Schedule(epochs=explain_every, at_end=True) if explains else NEVER,
              lambda step: {'explain_seconds': explainer(step)}, averaged=True),
       Action('checkpoint', Schedule(steps=config.train.checkpoint_every_steps, epochs=1,

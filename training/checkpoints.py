@@ -109,6 +109,15 @@ def checkpoint_step(path: str) -> int:
 
 
 _COUNTER_KEY = 'evals_since_best/.ATTRIBUTES/VARIABLE_VALUE'
+# The moving average of the trainable weights (train.ema_decay), saved beside them in their
+# order: what evaluation, best_model.keras and a model loaded from a checkpoint use.
+_AVERAGE_KEY = 'ema'
+
+
+def restore_moving_average(model: keras.Model, path: str) -> None:
+  """The model's trainable weights set to the moving average the checkpoint at `path` holds."""
+  tf.train.Checkpoint(**{_AVERAGE_KEY: list(model.trainable_variables)}).restore(
+      path).expect_partial()
 
 
 class TrainState:
@@ -130,7 +139,7 @@ class TrainState:
     self.evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False,
                                         name='evals_since_best')
     tracked = dict(model=tracked_model(model), optimizer=optimizer, step=self.step,
-                   best_eval=self.best_eval, **({'ema': ema} if ema else {}))
+                   best_eval=self.best_eval, **({_AVERAGE_KEY: ema} if ema else {}))
     self._restored = tf.train.Checkpoint(**tracked)
     self.checkpoint = tf.train.Checkpoint(**tracked, evals_since_best=self.evals_since_best)
     _set_aside_unreadable_state_file(directory)

@@ -21,7 +21,6 @@ from training import atomic
 from training import checkpoints
 from training import actions as actions_lib
 from training import job as job_lib
-from training import metrics
 
 RECORD_FILE = 'continuous_eval.json'
 POLL_S = 2.0
@@ -40,7 +39,6 @@ def run(config, workdir: str) -> dict:
                     '--workdir) first or with it.')
   job = job_lib.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
   record = _load_record(workdir)
-  evaluate, export_best = actions_lib.evaluator(job), actions_lib.best_model_exporter(job)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
 
   def pending() -> dict:
@@ -49,7 +47,7 @@ def run(config, workdir: str) -> dict:
 
   while True:
     for step, path in sorted(pending().items()):
-      results = _evaluate(job, path, record, evaluate, export_best)
+      results = _evaluate(job, path, record)
       if results is None:
         skipped.add(step)
         continue
@@ -64,7 +62,7 @@ def run(config, workdir: str) -> dict:
       return record
 
 
-def _evaluate(job, path: str, record: dict, evaluate, export_best) -> dict | None:
+def _evaluate(job, path: str, record: dict) -> dict | None:
   """Results of the checkpoint at `path` (its moving average when training keeps one); None
   when it vanished or cannot be read (logged)."""
   try:
@@ -75,13 +73,8 @@ def _evaluate(job, path: str, record: dict, evaluate, export_best) -> dict | Non
     return None
   step = int(job.state.step)
   job.state.best_eval.assign(record['best_eval'])  # The sidecar's best, not the training's.
-  with job.trainer.ema_weights():
-    results = evaluate(step)
-    export_best(results)
-  job.summaries.flush()
+  results = actions_lib.evaluate_now(job, step, keep_best=True)
   record['best_eval'] = float(job.state.best_eval)
-  logging.info('step %d: %s (%d examples)', step, metrics.line(results),
-               results['num_examples'])
   return {k: float(v) for k, v in results.items()}
 
 

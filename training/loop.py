@@ -18,7 +18,6 @@ from errors import Preempted, TrainingDiverged, UserError, WorkerLost
 from errors import is_write_failure, write_failed
 from training import checkpoints
 from training import actions as actions_lib
-from training import metrics
 from training import preemption
 from training import progress
 from training import job as job_lib
@@ -48,14 +47,7 @@ def evaluate(config, workdir: str) -> dict:
   if not job.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
-  def evaluate_and_flush():
-    results = actions_lib.evaluator(job)(step)
-    job.summaries.flush()
-    return results
-  with job.trainer.ema_weights():
-    results = _errors_explained(job, evaluate_and_flush)
-  logging.info('step %d: %s (%d examples)', step, metrics.line(results, 'val'),
-               results['num_examples'])
+  results = _errors_explained(job, lambda: actions_lib.evaluate_now(job, step, keep_best=False))
   return {'step': step, 'eval': results}
 
 
