@@ -95,3 +95,20 @@ def run_main(*args, timeout=300):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.run([sys.executable, os.path.join(REPO, 'main.py'), *args], cwd=REPO,
                         capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# Module or session fixtures too cheap to be worth keeping their tests on one worker.
+_CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
+
+
+def pytest_collection_modifyitems(items):
+  """Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup) every test that shares a costly
+  module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
+  worker that built it: a fixture is built once per worker process."""
+  for item in items:
+    definitions = item._fixtureinfo.name2fixturedefs  # pylint: disable=protected-access
+    shared = [name for name in item.fixturenames
+              if name in definitions and name not in _CHEAP_SHARED
+              and definitions[name][-1].scope in ('module', 'session')]
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(shared[0]))

@@ -311,23 +311,3 @@ def test_an_unreachable_preset_name_exits_2_with_one_line_in_seconds(tmp_path):
   errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
   assert len(errors) == 1 and 'kagglehub.model_download' in errors[0], result.stderr[-2000:]
   assert not os.path.exists(tmp_path / 'synthetic_pets')  # Failed before reading any data.
-
-
-@pytest.mark.slow
-def test_two_workers_train_a_unet_to_the_weights_of_one_process_with_two_devices(tmp_path):
-  """With synchronized batch norm (the keras-hub encoder's too): without it each worker keeps
-  its own replicas' moving statistics, and the fingerprints of all weights differ."""
-  from tests import test_multiworker  # pylint: disable=import-outside-toplevel
-  args = [a for a in test_multiworker.ARGS if 'image_size' not in a] + [
-      '--config.data.image_size=64', '--config.model.name=unet',
-      '--config.model.backbone=resnet18', '--config.model.decoder_widths=(16,)',
-      '--config.model.sync_batch_norm=True', '--config.train.epochs=1']
-  workers = test_multiworker._launch(str(tmp_path / 'mw'), args=args)  # pylint: disable=protected-access
-  assert workers.returncode == 0, workers.stdout[-3000:]
-  prints = test_multiworker._fingerprints(workers.stdout)  # pylint: disable=protected-access
-  assert set(prints) == {'worker 0', 'worker 1'} and prints['worker 0'] == prints['worker 1']
-  local = run_main(*args, f'--workdir={tmp_path}/local', '--config.runtime.cpu_devices=2')
-  assert local.returncode == 0, local.stderr[-3000:]
-  (total, squares), = test_multiworker._fingerprints(local.stderr).values()  # pylint: disable=protected-access
-  assert total == pytest.approx(prints['worker 0'][0], rel=1e-4, abs=1e-3)
-  assert squares == pytest.approx(prints['worker 0'][1], rel=1e-4)
