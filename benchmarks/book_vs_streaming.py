@@ -77,10 +77,10 @@ def streaming(config, builder, start):
   from data import input_pipeline  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
   from training import optimizers  # pylint: disable=import-outside-toplevel
-  from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   strategy = tf.distribute.get_strategy()
   model = models.build_model(config.model, FLAGS.image_size, 3)
-  trainer = trainer_lib.Trainer(strategy, model, optimizers.make_optimizer(config.train,
+  trainer = steps_lib.Steps(strategy, model, optimizers.make_optimizer(config.train,
                                                                             'float32'),
                                 global_batch_size=FLAGS.batch, num_classes=3)
   if FLAGS.approach == 'model_only':
@@ -89,7 +89,7 @@ def streaming(config, builder, start):
         'image': tf.zeros([FLAGS.batch, side, side, 3]),
         'label': tf.zeros([FLAGS.batch, side, side, 1], tf.uint8)}).repeat()
   else:
-    dataset = trainer_lib.with_ready_times(
+    dataset = steps_lib.with_ready_times(
         input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0))
   iterator = iter(dataset)
   waited = trainer.train_steps(iterator, tf.constant(1)).waited_s.numpy()

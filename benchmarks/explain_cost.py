@@ -22,7 +22,7 @@ from interpretability import explanation as explain_lib
 from modeling import models
 import tasks
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/seg.py', 'Experiment config.')
@@ -45,7 +45,7 @@ def main(argv):
 
   strategy = tf.distribute.get_strategy()
   optimizer = optimizers.make_optimizer(config.train, 'float32')
-  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+  trainer = steps_lib.Steps(strategy, model, optimizer,
                                 global_batch_size=FLAGS.batch, num_classes=classes)
   batch = {'image': tf.constant(rng.uniform(0, 255, (FLAGS.batch, size, size, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, classes, (FLAGS.batch, size, size, 1)), tf.uint8)}

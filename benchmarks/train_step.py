@@ -34,7 +34,7 @@ def measure(devices: int) -> dict:
   from data import input_pipeline, sources  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
   from training import optimizers, runtime  # pylint: disable=import-outside-toplevel
-  from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   runtime.configure_cpu_devices(devices)
   config = seg.get_config()
   config.data.source = 'synthetic'
@@ -44,14 +44,14 @@ def measure(devices: int) -> dict:
   config.runtime.cpu_devices = devices
   strategy = runtime.create_strategy(config.runtime)
   builder = sources.prepared_builder(config.data, FLAGS.data_dir)
-  make = lambda ctx: trainer_lib.with_ready_times(
+  make = lambda ctx: steps_lib.with_ready_times(
       input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0, ctx))
   warmup, steps, per_call = 2 * FLAGS.steps_per_call, FLAGS.steps, FLAGS.steps_per_call
 
   with strategy.scope():
     model = models.build_model(config.model, FLAGS.image_size, 3, FLAGS.precision)
     optimizer = optimizers.make_optimizer(config.train, FLAGS.precision)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+  trainer = steps_lib.Steps(strategy, model, optimizer,
                                 global_batch_size=FLAGS.batch, num_classes=3)
   iterator = iter(strategy.distribute_datasets_from_function(make))
   trainer.train_steps(iterator, tf.constant(warmup))

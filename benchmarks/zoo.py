@@ -49,7 +49,7 @@ def measure(family: str, backbone: str) -> dict:
   from configs import base  # pylint: disable=import-outside-toplevel
   from modeling import backbones, models  # pylint: disable=import-outside-toplevel
   from training import optimizers  # pylint: disable=import-outside-toplevel
-  from training import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
+  from training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   config = base.get_base_config()
   config.model.name, config.model.backbone = family, backbone
   config.model.decoder_widths = (256, 128, 64, 32, 16)
@@ -62,7 +62,7 @@ def measure(family: str, backbone: str) -> dict:
   del big
   model = models.build_model(config.model, FLAGS.train_size, 3)
   strategy = tf.distribute.get_strategy()
-  trainer = trainer_lib.Trainer(strategy, model, optimizers.make_optimizer(config.train,
+  trainer = steps_lib.Steps(strategy, model, optimizers.make_optimizer(config.train,
                                                                             'float32'),
                                 global_batch_size=FLAGS.batch, num_classes=3)
   size = FLAGS.train_size

@@ -82,7 +82,7 @@ def test_slurm_formats_and_mismatches_are_clear():
 
 
 def test_nothing_before_the_cluster_is_joined_lets_tensorflow_see_the_gpus():
-  """join_cluster narrows CUDA_VISIBLE_DEVICES at the start of build_job: main.py's config
+  """join_cluster narrows CUDA_VISIBLE_DEVICES at the start of build_trainer: main.py's config
   and class-name steps before it must not initialise TensorFlow's devices."""
   script = ('import main\n'
             'from tensorflow.python.eager import context\n'

@@ -13,7 +13,7 @@ from training import losses
 from training import metrics
 from training import runtime
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
 
 
 def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
@@ -26,7 +26,7 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
     model = models.build_model(config.model, config.data.image_size, 3, precision)
     optimizer = optimizers.make_optimizer(config.train, precision)
     optimizer.build(model.trainable_variables)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+  trainer = steps_lib.Steps(strategy, model, optimizer,
                                 global_batch_size=config.train.global_batch_size, num_classes=3)
   return config, strategy, builder, trainer
 
@@ -83,7 +83,7 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
   for target, value in zip(model.trainable_variables, initial):
     target.assign(value)
   optimizer = optimizers.make_optimizer(config.train, 'float32')
-  one = trainer_lib.Trainer(single, model, optimizer, global_batch_size=8, num_classes=3)
+  one = steps_lib.Steps(single, model, optimizer, global_batch_size=8, num_classes=3)
   one.train_steps(iter(single.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(batch))), tf.constant(1))
   moved = 0.0
@@ -152,7 +152,7 @@ def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
     optimizer.build(model.trainable_variables)
   for target, value in zip(model.variables, initial):
     target.assign(value)
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, global_batch_size=2, num_classes=3)
+  trainer = steps_lib.Steps(strategy, model, optimizer, global_batch_size=2, num_classes=3)
   per_replica = 2 // strategy.num_replicas_in_sync
   parts = [{k: v[i * per_replica:(i + 1) * per_replica] for k, v in batch.items()}
            for i in range(strategy.num_replicas_in_sync)]

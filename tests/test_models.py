@@ -24,7 +24,7 @@ from training import checkpoints
 from training import runtime
 from training import loop
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
 
 # (name, two input sizes, classes) for every registered model.
 MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
@@ -112,7 +112,7 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
            else tf.constant([0, 1, 0, 1], tf.int32))
   data = tf.data.Dataset.from_tensors({'image': tf.random.uniform([4, size, size, 3], 0, 255),
                                        'label': label}).repeat()
-  trainer = trainer_lib.Trainer(strategy, model, optimizer,
+  trainer = steps_lib.Steps(strategy, model, optimizer,
                                 global_batch_size=8, num_classes=classes)
   before = [v.numpy() for v in model.trainable_variables]
   # Six steps: float16's dynamic loss scale skips the steps whose gradients overflow, halving

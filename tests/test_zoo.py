@@ -24,7 +24,7 @@ from tests.conftest import model_config, run_main, small_config
 from training import checkpoints
 from training import loop
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
 
 # Each family on its smallest backbone, with the precision it is trained in below.
 # Gradient accumulation is the same code for every model: one family runs it.
@@ -251,7 +251,7 @@ def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
                          train__encoder_lr_multiplier=multiplier, settle=False).train
     optimizer = optimizers.make_optimizer(
         train, 'float32', encoder_variables=[v for l in encoder for v in l.trainable_variables])
-    trainer = trainer_lib.Trainer(tf.distribute.get_strategy(), model, optimizer,
+    trainer = steps_lib.Steps(tf.distribute.get_strategy(), model, optimizer,
                                   global_batch_size=2, num_classes=3)
     before = {v.path: v.numpy() for v in model.trainable_variables}
     trainer.train_steps(iter(tf.data.Dataset.from_tensors(

@@ -1,8 +1,8 @@
 """The loop's periodic work as a list of actions, each with one schedule rule (every N steps,
 every N epochs, at the last step), run in list order at each step boundary that is due:
 evaluate and keep the best model, explain, save a checkpoint, flush the events. Adding one is
-one class and one line in `periodic_actions`. Also: the profiler and the stop vote, which the
-loop calls at every boundary."""
+one class and one line in `periodic_actions`. The one evaluation path the loop, --mode=eval
+and the sidecar share lives here too."""
 
 import dataclasses
 import math
@@ -11,7 +11,6 @@ import time
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
 from interpretability import colormaps
 from interpretability import explanation as explain_lib
@@ -26,7 +25,7 @@ from training import summaries as summaries_lib
 @dataclasses.dataclass
 class Evaluator:
   """One exact pass over the eval split, written to the eval run with the preview's masks."""
-  trainer: object  # trainer.Trainer: its model and eval step.
+  steps: object  # steps.Steps: the model and its eval step.
   eval_data: object  # The distributed eval dataset.
   summaries: summaries_lib.Summaries
   class_names: tuple
@@ -36,7 +35,7 @@ class Evaluator:
 
   def __call__(self, step: int) -> dict:
     start = time.perf_counter()
-    loss_sum, count, confusion = self.trainer.evaluate(self.eval_data)
+    loss_sum, count, confusion = self.steps.evaluate(self.eval_data)
     results = metrics.summarize(loss_sum, count, confusion, self.class_names,
                                 self.task.per_pixel)
     results['seconds'] = time.perf_counter() - start
@@ -47,7 +46,7 @@ class Evaluator:
                         confusion_table(confusion, self.class_names))
     if self.preview is not None and self.task.per_pixel:
       images = self.preview['image'].numpy()
-      predicted = np.argmax(self.trainer.model(self.preview['image'], training=False), axis=-1)
+      predicted = np.argmax(self.steps.model(self.preview['image'], training=False), axis=-1)
       for name, masks in (('ground_truth', self.preview['label'].numpy()),
                           ('prediction', predicted)):
         self.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
@@ -125,45 +124,6 @@ class Explainer:
     return seconds
 
 
-class Profiler:
-  """A TensorBoard profiler trace of summaries.profile_steps=(first, last) on the chief."""
-
-  def __init__(self, trace_dir: str, profile_steps: tuple, enabled: bool):
-    self.trace_dir = trace_dir
-    self.steps = tuple(profile_steps) if enabled and len(profile_steps) == 2 else ()
-    self.active = False
-
-  def __call__(self, step: int) -> None:
-    if not self.steps:
-      return
-    if self.steps[0] <= step < self.steps[1] and not self.active:
-      tf.profiler.experimental.start(self.trace_dir)
-      self.active = True
-    elif step >= self.steps[1] and self.active:
-      tf.profiler.experimental.stop()
-      self.active = False
-      logging.info('Profiler trace of steps %d-%d written to %s (TensorBoard: Profile).',
-                   self.steps[0], step, self.trace_dir)
-
-
-class StopVote:
-  """True when a stop signal arrived on any worker, so that all workers stop at one step."""
-
-  def __init__(self, strategy: tf.distribute.Strategy, num_workers: int):
-    self.strategy = strategy
-    self.num_workers = num_workers
-
-  def __call__(self, flag: bool) -> bool:
-    if self.num_workers == 1:
-      return flag
-    return float(self._count_votes(tf.constant(1.0 if flag else 0.0))) > 0
-
-  @tf.function
-  def _count_votes(self, vote):
-    votes = self.strategy.run(lambda: tf.identity(vote))
-    return self.strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
-
-
 @dataclasses.dataclass(frozen=True)
 class Schedule:
   """When an action is due: every `steps` steps, every `epochs` epochs, and/or at the last
@@ -192,17 +152,24 @@ class Action:
   averaged: bool = False
 
 
-def evaluator(job) -> Evaluator:
-  """The job's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""
-  return Evaluator(job.trainer, job.eval_data, job.summaries,
-                   job.config.data.class_names, job.task, job.preview,
-                   job.class_colors)
+@dataclasses.dataclass(frozen=True)
+class KeepBest:
+  """Which model is the best (eval.best_metric) and how long to wait for a better one
+  (eval.patience evaluations; 0: never stop early)."""
+  metric: str
+  patience: int
 
 
-def best_model_exporter(job) -> BestModelExporter:
-  return BestModelExporter(job.state, job.model,
-                           os.path.join(job.workdir, checkpoints.BEST_MODEL),
-                           job.config.eval.best_metric, job.runtime.is_chief)
+def evaluator(trainer) -> Evaluator:
+  """The trainer's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""
+  return Evaluator(trainer.steps, trainer.eval_data, trainer.summaries, trainer.class_names,
+                   trainer.task, trainer.preview.batch, trainer.preview.class_colors)
+
+
+def best_model_exporter(trainer, metric: str) -> BestModelExporter:
+  return BestModelExporter(trainer.state, trainer.model,
+                           os.path.join(trainer.workdir, checkpoints.BEST_MODEL), metric,
+                           trainer.runtime.is_chief)
 
 
 def stops_early(state: checkpoints.TrainState, patience: int) -> bool:
@@ -210,53 +177,62 @@ def stops_early(state: checkpoints.TrainState, patience: int) -> bool:
   return bool(patience) and int(state.evals_since_best) >= patience
 
 
-def evaluate_and_keep_best(job, keep_best: bool = True):
+def evaluate_and_keep_best(trainer, best: KeepBest, keep_best: bool = True):
   """The one evaluation path (the loop's action, --mode=eval, the sidecar): step -> {'eval':
   results, 'stop_early': ...}, the eval run written and (`keep_best`) the best model kept."""
-  evaluate_once, export_best = evaluator(job), best_model_exporter(job)
+  evaluate_once, export_best = evaluator(trainer), best_model_exporter(trainer, best.metric)
 
   def run(step: int) -> dict:
     results = evaluate_once(step)
     if keep_best:
       export_best(results)
-    return {'eval': results, 'stop_early': stops_early(job.state, job.config.eval.patience)}
+    return {'eval': results, 'stop_early': stops_early(trainer.state, best.patience)}
   return run
 
 
-def evaluate_now(job, step: int, keep_best: bool) -> dict:
+def evaluate_now(trainer, step: int, best: KeepBest, keep_best: bool) -> dict:
   """Outside the loop: that path with the moving average in the model, the events flushed
   after; the results logged."""
-  with job.trainer.ema_weights():
-    results = evaluate_and_keep_best(job, keep_best)(step)['eval']
-  job.summaries.flush()
+  with trainer.steps.ema_weights():
+    results = evaluate_and_keep_best(trainer, best, keep_best)(step)['eval']
+  trainer.summaries.flush()
   logging.info('step %d: %s (%d examples)', step, metrics.line(results, 'val'),
                results['num_examples'])
   return results
 
 
-def periodic_actions(job, evaluate: bool) -> list[Action]:
-  """The training loop's periodic work, in the order it runs at a boundary, each action built
-  from the parts of the job it needs."""
-  config, every = job.config, job.config.eval.every_epochs
+@dataclasses.dataclass(frozen=True)
+class Every:
+  """How often the periodic work runs (0: never): eval.every_epochs,
+  summaries.explain_every_epochs, train.checkpoint_every_steps."""
+  evaluate_epochs: int
+  explain_epochs: int
+  checkpoint_steps: int
 
+
+def periodic_actions(trainer, every: Every, best: KeepBest, explain_config,
+                     explain_batch_size: int) -> list[Action]:
+  """The training loop's periodic work, in the order it runs at a boundary, each action built
+  from the parts of the trainer it needs."""
   def save_checkpoint(step: int) -> None:
     del step  # The state holds it.
-    job.state.save()
+    trainer.state.save()
 
-  explain_every = config.summaries.explain_every_epochs
-  explains = job.runtime.is_chief and job.preview is not None and explain_every
-  explainer = Explainer(job.model, job.preview, config.summaries.explain,
-                        config.data.class_names, job.task,
-                        config.eval.global_batch_size, job.summaries)
+  preview = trainer.preview.batch
+  explains = trainer.runtime.is_chief and preview is not None and every.explain_epochs
+  explainer = Explainer(trainer.model, preview, explain_config, trainer.class_names,
+                        trainer.task, explain_batch_size, trainer.summaries)
   return [
-      Action('evaluate', Schedule(epochs=every, at_end=True) if evaluate and every else NEVER,
-             evaluate_and_keep_best(job), averaged=True),
-      Action('explain', Schedule(epochs=explain_every, at_end=True) if explains else NEVER,
-             lambda step: {'explain_seconds': explainer(step)}, averaged=True),
-      Action('checkpoint', Schedule(steps=config.train.checkpoint_every_steps, epochs=1,
-                                    at_end=True), save_checkpoint),
+      Action('evaluate', Schedule(epochs=every.evaluate_epochs, at_end=True)
+             if every.evaluate_epochs else NEVER,
+             evaluate_and_keep_best(trainer, best), averaged=True),
+      Action('explain', Schedule(epochs=every.explain_epochs, at_end=True) if explains
+             else NEVER, lambda step: {'explain_seconds': explainer(step)}, averaged=True),
+      Action('checkpoint', Schedule(steps=every.checkpoint_steps, epochs=1, at_end=True),
+             save_checkpoint),
       # After the save: a failed event write loses no training.
-      Action('flush events', Schedule(epochs=1, at_end=True), lambda step: job.summaries.flush()),
+      Action('flush events', Schedule(epochs=1, at_end=True),
+             lambda step: trainer.summaries.flush()),
   ]
 
 

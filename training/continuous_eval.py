@@ -20,7 +20,7 @@ from errors import UserError, first_line
 from training import atomic
 from training import checkpoints
 from training import actions as actions_lib
-from training import job as job_lib
+from training import build
 
 RECORD_FILE = 'continuous_eval.json'
 POLL_S = 2.0
@@ -37,7 +37,9 @@ def run(config, workdir: str) -> dict:
     raise UserError(f'--mode=continuous_eval: no checkpoint appeared in {checkpoint_dir} '
                     f'within eval.continuous_timeout_s={timeout_s} s. Start the training (same '
                     '--workdir) first or with it.')
-  job = job_lib.build_job(config, workdir, sidecar=True)  # After the training prepared the data.
+  # After the training prepared the data.
+  trainer = build.build_trainer(config, workdir, sidecar=True)
+  best = actions_lib.KeepBest(config.eval.best_metric, config.eval.patience)
   record = _load_record(workdir)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
 
@@ -47,14 +49,14 @@ def run(config, workdir: str) -> dict:
 
   while True:
     for step, path in sorted(pending().items()):
-      results = _evaluate(job, path, record)
+      results = _evaluate(trainer, best, path, record)
       if results is None:
         skipped.add(step)
         continue
       record['steps'][str(step)] = results
       atomic.write_text(os.path.join(workdir, RECORD_FILE),
                         json.dumps(record, indent=2, sort_keys=True) + '\n')
-      if step >= job.data.total_steps:
+      if step >= trainer.data.total_steps:
         logging.info('Evaluated the final checkpoint (step %d): done.', step)
         return record
     if not _wait(pending, timeout_s):
@@ -62,19 +64,19 @@ def run(config, workdir: str) -> dict:
       return record
 
 
-def _evaluate(job, path: str, record: dict) -> dict | None:
+def _evaluate(trainer, best: actions_lib.KeepBest, path: str, record: dict) -> dict | None:
   """Results of the checkpoint at `path` (its moving average when training keeps one); None
   when it vanished or cannot be read (logged)."""
   try:
-    job.state.checkpoint.restore(path).assert_existing_objects_matched()
+    trainer.state.checkpoint.restore(path).assert_existing_objects_matched()
   except (tf.errors.OpError, ValueError, AssertionError) as e:
     logging.warning('Skipped %s: it cannot be read (%s); the training may have removed it '
                     '(train.max_checkpoints_to_keep).', path, first_line(e))
     return None
-  step = int(job.state.step)
-  job.state.best_eval.assign(record['best_eval'])  # The sidecar's best, not the training's.
-  results = actions_lib.evaluate_now(job, step, keep_best=True)
-  record['best_eval'] = float(job.state.best_eval)
+  step = int(trainer.state.step)
+  trainer.state.best_eval.assign(record['best_eval'])  # The sidecar's best, not the training's.
+  results = actions_lib.evaluate_now(trainer, step, best, keep_best=True)
+  record['best_eval'] = float(trainer.state.best_eval)
   return {k: float(v) for k, v in results.items()}
 
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from training import metrics
-from training.trainer import StepSums
+from training.steps import StepSums
 
 
 def host_sums(sums: StepSums) -> StepSums:

@@ -1,7 +1,7 @@
-"""Everything a run builds once, in phases: config checks -> runtime -> data -> model and
-state -> writers. Each phase takes only what the earlier ones produced."""
+"""A run's Trainer, built once in phases: runtime -> data -> model and state -> streams and
+writers. Each phase takes only what the earlier ones produced; the config is read here and
+goes no further than the data layer."""
 
-import dataclasses
 import os
 
 from absl import logging
@@ -23,53 +23,16 @@ from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
+from training.trainer import Data, Preview, Runtime, Trainer
 from training import workdir as workdir_lib
 
 
 SIDECAR_LOCK = '.continuous_eval.lock'
 
 
-@dataclasses.dataclass
-class Runtime:
-  strategy: tf.distribute.Strategy
-  precision: str
-  is_chief: bool
-  task: str  # 'local', or 'worker 1' style inside a cluster.
-  num_workers: int
-  scratch: str  # Files only this task writes: other workers keep theirs apart from the chief's.
-
-
-@dataclasses.dataclass
-class Data:
-  builder: object  # A prepared tfds.core.DatasetBuilder.
-  num_train: int
-  num_eval: int
-  examples_per_step: int  # train.global_batch_size x train.gradient_accumulation_steps.
-  steps_per_epoch: int
-  total_steps: int
-
-
-@dataclasses.dataclass
-class Job:
-  config: object
-  workdir: str
-  task: tasks.Task
-  runtime: Runtime
-  data: Data
-  model: keras.Model
-  encoder_layers: list  # What model.freeze_encoder_epochs freezes.
-  optimizer: keras.optimizers.Optimizer
-  state: checkpoints.TrainState
-  trainer: trainer_lib.Trainer
-  summaries: summaries_lib.Summaries
-  eval_data: object  # The distributed eval dataset.
-  preview: dict | None  # The fixed validation batch shown at every evaluation.
-  class_colors: object  # [classes, 3] uint8: how masks are drawn (the data's own colours).
-
-
-def build_job(config, workdir: str, sidecar: bool = False) -> Job:
-  """Checks the config, then builds the runtime, data, model, state and writers of a run.
+def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
+  """The runtime, data, model, state, streams and writers of a run.
   A `sidecar` (--mode=continuous_eval) evaluates beside a training: it takes its own lock,
   not the training's, writes no config.json and only the eval run's events."""
   runtime.join_cluster(config.runtime)
@@ -81,8 +44,38 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
   if fresh:
     models.check_initial_weights(config.model)  # In seconds, before any data is read.
   data = _data(config, run.scratch)
+  model, encoder_layers, optimizer, steps = _model_and_steps(config, run, data, fresh)
+  state = checkpoints.TrainState(
+      model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
+      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
+      os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR), ema=steps.ema)
+  eval_data = run.strategy.distribute_datasets_from_function(
+      lambda ctx: input_pipeline.eval_dataset(data.builder, config.data,
+                                              config.eval.global_batch_size, ctx))
+  preview = (input_pipeline.preview_batch(data.builder, config.data,
+                                         config.summaries.num_images)
+             if config.summaries.num_images else None)
+  class_colors = colormaps.class_colors(
+      len(config.data.class_names), sources.own_class_colors(config.data, run.scratch,
+                                                             data.builder))
+  train = config.train
+
+  def train_stream(step: int, ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+    return input_pipeline.train_dataset(data.builder, config.data, train.global_batch_size,
+                                        config.seed, step * train.gradient_accumulation_steps,
+                                        ctx)
+  return Trainer(workdir, run, data, tasks.of(config), config.data.class_names, model,
+                 encoder_layers, optimizer, steps, state,
+                 summaries_lib.Summaries(workdir, run.is_chief,
+                                         runs=('eval',) if sidecar else ('train', 'eval')),
+                 train_stream, eval_data, Preview(preview, class_colors))
+
+
+def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:
+  """(model, its encoder layers, optimizer, step functions), built in the strategy's scope
+  from the same seed on every worker."""
   keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
-  num_classes = len(config.data.class_names)
+  num_classes, train = len(config.data.class_names), config.train
   with run.strategy.scope():
     model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
                                num_classes, run.precision)
@@ -90,11 +83,10 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
       models.load_initial_weights(model, config.model)
     encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
     optimizer = optimizers.make_optimizer(
-        config.train, run.precision, data.total_steps,
+        train, run.precision, data.total_steps,
         [v for layer in encoder_layers for v in layer.trainable_variables])
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
-  train = config.train
-  trainer = trainer_lib.Trainer(  # Builds the optimizer's slots in the strategy's scope.
+  steps = steps_lib.Steps(  # Builds the optimizer's slots in the strategy's scope.
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
       num_classes=num_classes,
       jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
@@ -103,32 +95,16 @@ def build_job(config, workdir: str, sidecar: bool = False) -> Job:
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
       class_weights=_class_weights(config, data),
       pixel_class_weights=_pixel_class_weights(config, data), slide=_eval_slide(config))
-  state = checkpoints.TrainState(
-      model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
-      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
-      os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR), ema=trainer.ema)
-  eval_data = run.strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.eval_dataset(data.builder, config.data,
-                                              config.eval.global_batch_size, ctx))
-  preview = (input_pipeline.preview_batch(data.builder, config.data,
-                                         config.summaries.num_images)
-             if config.summaries.num_images else None)
-  class_colors = colormaps.class_colors(
-      num_classes, sources.own_class_colors(config.data, run.scratch, data.builder))
-  return Job(config, workdir, tasks.of(config), run, data, model, encoder_layers,
-             optimizer, state, trainer,
-             summaries_lib.Summaries(workdir, run.is_chief,
-                                     runs=('eval',) if sidecar else ('train', 'eval')),
-             eval_data, preview, class_colors)
+  return model, encoder_layers, optimizer, steps
 
 
-def _eval_slide(config) -> trainer_lib.Slide | None:
+def _eval_slide(config) -> steps_lib.Slide | None:
   """Training on crops, evaluation slides over each whole picture at its own resolution."""
   if not input_pipeline.on_crops(config.data):
     return None
   window, stride = sliding.window_and_stride(config.predict.window, config.predict.stride,
                                              input_pipeline.model_input_size(config.data))
-  return trainer_lib.Slide(window, stride, config.predict.windows_per_call)
+  return steps_lib.Slide(window, stride, config.predict.windows_per_call)
 
 
 def _class_weights(config, data: Data) -> tuple | None:

@@ -1,4 +1,4 @@
-"""The step functions (training/trainer.py): accumulation, the moving average, clipping, class
+"""The step functions (training/steps.py): accumulation, the moving average, clipping, class
 weights, XLA, several steps a call and the input-wait measurement change what they should and
 nothing else."""
 
@@ -15,10 +15,10 @@ from training import checkpoints
 from training import losses
 from training import runtime
 from training import optimizers
-from training import trainer as trainer_lib
+from training import steps as steps_lib
 
 
-def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
+def _sgd_trainer(strategy, global_batch: int, **options) -> steps_lib.Steps:
   """The book model at 32 px (seeded weights) with SGD at 0.1, and Trainer `options`."""
   config = small_config(train__optimizer='sgd', train__learning_rate=0.1)
   keras.utils.set_random_seed(0)
@@ -26,7 +26,7 @@ def _sgd_trainer(strategy, global_batch: int, **options) -> trainer_lib.Trainer:
     model = models.build_model(config.model, 32, 3)
     optimizer = optimizers.make_optimizer(config.train, 'float32')
     optimizer.build(model.trainable_variables)
-  return trainer_lib.Trainer(strategy, model, optimizer,
+  return steps_lib.Steps(strategy, model, optimizer,
                              global_batch_size=global_batch, num_classes=3, **options)
 
 
@@ -119,9 +119,9 @@ def test_ema_follows_the_weights_as_computed_by_hand():
 def test_ema_decay_warms_up_to_the_configured_decay():
   """A short run averages its recent weights: 0.999 acts as about 0.99 after 900 updates and
   reaches 0.999 only after 8,991."""
-  decays = [float(trainer_lib.ema_decay_at(0.999, n)) for n in (0, 10, 900, 9000, 10**6)]
+  decays = [float(steps_lib.ema_decay_at(0.999, n)) for n in (0, 10, 900, 9000, 10**6)]
   np.testing.assert_allclose(decays, [0.1, 11 / 20, 901 / 910, 0.999, 0.999], rtol=1e-6)
-  assert float(trainer_lib.ema_decay_at(0.5, 100)) == 0.5
+  assert float(steps_lib.ema_decay_at(0.5, 100)) == 0.5
 
 
 def test_global_clipnorm_bounds_the_update_and_reports_the_norm_before():
@@ -162,7 +162,7 @@ def test_class_weights_scale_each_examples_share_of_the_update():
       model = models.build_model(model_config('residual_convnet'), 32, 2)
       optimizer = keras.optimizers.SGD(learning_rate=0.1)
       optimizer.build(model.trainable_variables)
-    trainer = trainer_lib.Trainer(strategy, model, optimizer,
+    trainer = steps_lib.Steps(strategy, model, optimizer,
                                   global_batch_size=4, num_classes=2, class_weights=class_weights)
     start = [v.numpy() for v in model.trainable_variables]
     trainer.train_steps(iter(strategy.experimental_distribute_dataset(
@@ -183,7 +183,7 @@ def _trainer(jit_compile=False, optimizer='sgd'):
   model.set_weights([np.full_like(w, 0.01) * np.sign(np.sin(np.arange(w.size))).reshape(w.shape)
                      for w in model.get_weights()])
   optimizer = optimizers.make_optimizer(config.train, 'float32')
-  return trainer_lib.Trainer(strategy, model, optimizer,
+  return steps_lib.Steps(strategy, model, optimizer,
                              global_batch_size=8, num_classes=3, jit_compile=jit_compile)
 
 
@@ -243,7 +243,7 @@ def test_input_wait_counts_only_time_the_step_waited_for_a_batch():
   with strategy.scope():
     model = models.build_model(config.model, 64, 3)
     optimizer = optimizers.make_optimizer(config.train, 'float32')
-  trainer = trainer_lib.Trainer(strategy, model, optimizer, global_batch_size=8, num_classes=3)
+  trainer = steps_lib.Steps(strategy, model, optimizer, global_batch_size=8, num_classes=3)
   rng = np.random.default_rng(0)
   batch = {'image': tf.constant(rng.uniform(0, 255, (4, 64, 64, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, 3, (4, 64, 64, 1)), tf.uint8)}
@@ -252,6 +252,6 @@ def test_input_wait_counts_only_time_the_step_waited_for_a_batch():
   def late(b):
     return tf.py_function(lambda: time.sleep(0.25) or 0, [], tf.int32), b
   slow = ready.map(lambda b: late(b)[1])
-  assert max(_wait_fractions(trainer, trainer_lib.with_ready_times(ready))) < 0.05
-  assert min(_wait_fractions(trainer, trainer_lib.with_ready_times(slow))) > 0.5
+  assert max(_wait_fractions(trainer, steps_lib.with_ready_times(ready))) < 0.05
+  assert min(_wait_fractions(trainer, steps_lib.with_ready_times(slow))) > 0.5
   assert max(_wait_fractions(trainer, slow, calls=1)) == 0.0  # No ready times: no wait counted.
