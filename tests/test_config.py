@@ -12,7 +12,7 @@ import pytest
 
 from configs import seg
 from errors import ConfigError
-from tests.conftest import REPO, run_main, small_config
+from tests.conftest import REPO, main_in_process, small_config
 from training import config_checks
 from training import settle
 from training import workdir as workdir_lib
@@ -102,30 +102,30 @@ def test_batch_must_divide_across_replicas():
   config_checks.check_batch_divides(8, 2, 'train.global_batch_size')
 
 
-@pytest.mark.slow
-def test_command_line_errors_stop_before_anything_runs(tmp_path):
-  unknown = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/w',
-                     '--config.trian.epochs=1')
-  assert unknown.returncode == 2
-  assert "unknown config field 'trian'" in unknown.stderr
-  assert 'Did you mean "train"' in unknown.stderr
-  assert 'Traceback' not in unknown.stderr
-  odd_batch = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/w2',
-                       '--config.data.source=synthetic', '--config.runtime.cpu_devices=2',
-                       '--config.train.global_batch_size=7')
-  assert odd_batch.returncode == 2
-  assert 'train.global_batch_size=7 does not divide across 2 replicas' in odd_batch.stderr
-  assert 'Traceback' not in odd_batch.stderr
+def test_command_line_errors_stop_before_anything_runs(tmp_path, capsys):
+  status, stderr = main_in_process(capsys, '--config=configs/seg.py', f'--workdir={tmp_path}/w',
+                                   '--config.trian.epochs=1')
+  assert status == 2
+  assert "unknown config field 'trian'" in stderr
+  assert 'Did you mean "train"' in stderr
+  assert 'Traceback' not in stderr
+  status, stderr = main_in_process(capsys, '--config=configs/seg.py', f'--workdir={tmp_path}/w2',
+                                   '--config.data.source=synthetic',
+                                   '--config.runtime.cpu_devices=2',
+                                   '--config.train.global_batch_size=7')
+  assert status == 2
+  assert 'train.global_batch_size=7 does not divide across 2 replicas' in stderr
+  assert 'Traceback' not in stderr
   assert not (tmp_path / 'w2' / 'synthetic_pets').exists()  # Failed before reading data.
   config_file = tmp_path / 'misspelt.py'
   config_file.write_text('from configs import seg\n\ndef get_config():\n'
                          '  config = seg.get_config()\n  config.data.source = "synthetic"\n'
                          '  config.train.learning_rat = 0.1\n  return config\n')
-  misspelt = run_main(f'--config={config_file}', f'--workdir={tmp_path}/w3')
-  assert misspelt.returncode == 2
+  status, stderr = main_in_process(capsys, f'--config={config_file}', f'--workdir={tmp_path}/w3')
+  assert status == 2
   assert ('config field train.learning_rat is not defined in configs/base.py; did you mean '
-          'train.learning_rate?') in misspelt.stderr
-  assert 'Traceback' not in misspelt.stderr
+          'train.learning_rate?') in stderr
+  assert 'Traceback' not in stderr
   assert not (tmp_path / 'w3').exists()
 
 

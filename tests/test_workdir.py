@@ -13,7 +13,7 @@ from data import builders
 from data import sources
 from errors import ConfigError, DataError, UserError
 from inference import predict
-from tests.conftest import run_main, small_config
+from tests.conftest import main_in_process, run_main, small_config
 from training import config_checks
 from training import settle
 from training import workdir as workdir_lib
@@ -36,14 +36,13 @@ def test_config_file_problems_name_the_file_and_line(tmp_path, name, text, phras
     settle.check_config_file(str(path))
 
 
-@pytest.mark.slow
-def test_config_file_error_through_main_is_one_line(tmp_path):
+def test_config_file_error_through_main_is_one_line(tmp_path, capsys):
   path = tmp_path / 'syntax.py'
   path.write_text('def get_config(:\n')
-  result = run_main(f'--config={path}', f'--workdir={tmp_path / "w"}')
-  assert result.returncode == 2
-  assert f'Error: --config={path}, line 1: syntax error' in result.stderr
-  assert 'Traceback' not in result.stderr and not (tmp_path / 'w').exists()
+  status, stderr = main_in_process(capsys, f'--config={path}', f'--workdir={tmp_path / "w"}')
+  assert status == 2
+  assert f'Error: --config={path}, line 1: syntax error' in stderr
+  assert 'Traceback' not in stderr and not (tmp_path / 'w').exists()
 
 
 def test_workdir_that_is_a_file_or_under_one(tmp_path):
