@@ -81,8 +81,8 @@ def streaming(config, builder, start):
   strategy = tf.distribute.get_strategy()
   model = models.build_model(config.model, FLAGS.image_size, 3)
   trainer = steps_lib.Steps(strategy, model, optimizers.make_optimizer(config.train,
-                                                                            'float32'),
-                                global_batch_size=FLAGS.batch, num_classes=3)
+                                                                        'float32'),
+                            global_batch_size=FLAGS.batch, num_classes=3)
   if FLAGS.approach == 'model_only':
     side = FLAGS.image_size
     dataset = tf.data.Dataset.from_tensors({

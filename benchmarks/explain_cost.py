@@ -46,7 +46,7 @@ def main(argv):
   strategy = tf.distribute.get_strategy()
   optimizer = optimizers.make_optimizer(config.train, 'float32')
   trainer = steps_lib.Steps(strategy, model, optimizer,
-                                global_batch_size=FLAGS.batch, num_classes=classes)
+                            global_batch_size=FLAGS.batch, num_classes=classes)
   batch = {'image': tf.constant(rng.uniform(0, 255, (FLAGS.batch, size, size, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, classes, (FLAGS.batch, size, size, 1)), tf.uint8)}
   data = iter(tf.data.Dataset.from_tensors(batch).repeat())

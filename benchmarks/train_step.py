@@ -52,7 +52,7 @@ def measure(devices: int) -> dict:
     model = models.build_model(config.model, FLAGS.image_size, 3, FLAGS.precision)
     optimizer = optimizers.make_optimizer(config.train, FLAGS.precision)
   trainer = steps_lib.Steps(strategy, model, optimizer,
-                                global_batch_size=FLAGS.batch, num_classes=3)
+                            global_batch_size=FLAGS.batch, num_classes=3)
   iterator = iter(strategy.distribute_datasets_from_function(make))
   trainer.train_steps(iterator, tf.constant(warmup))
   start, waited = time.perf_counter(), 0.0

@@ -63,8 +63,8 @@ def measure(family: str, backbone: str) -> dict:
   model = models.build_model(config.model, FLAGS.train_size, 3)
   strategy = tf.distribute.get_strategy()
   trainer = steps_lib.Steps(strategy, model, optimizers.make_optimizer(config.train,
-                                                                            'float32'),
-                                global_batch_size=FLAGS.batch, num_classes=3)
+                                                                        'float32'),
+                            global_batch_size=FLAGS.batch, num_classes=3)
   size = FLAGS.train_size
   batch = {'image': tf.random.uniform([FLAGS.batch, size, size, 3], 0, 255, seed=0),
            'label': tf.random.uniform([FLAGS.batch, size, size, 1], 0, 3, tf.int32, seed=1)}

@@ -27,7 +27,7 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
     optimizer = optimizers.make_optimizer(config.train, precision)
     optimizer.build(model.trainable_variables)
   trainer = steps_lib.Steps(strategy, model, optimizer,
-                                global_batch_size=config.train.global_batch_size, num_classes=3)
+                            global_batch_size=config.train.global_batch_size, num_classes=3)
   return config, strategy, builder, trainer
 
 

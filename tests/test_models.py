@@ -113,7 +113,7 @@ def test_models_build_run_in_both_precisions_and_train_on_two_replicas(name, siz
   data = tf.data.Dataset.from_tensors({'image': tf.random.uniform([4, size, size, 3], 0, 255),
                                        'label': label}).repeat()
   trainer = steps_lib.Steps(strategy, model, optimizer,
-                                global_batch_size=8, num_classes=classes)
+                            global_batch_size=8, num_classes=classes)
   before = [v.numpy() for v in model.trainable_variables]
   # Six steps: float16's dynamic loss scale skips the steps whose gradients overflow, halving
   # the scale each time (DeepLabV3+ overflows at the initial 2^15 two to four times).

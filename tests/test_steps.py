@@ -27,7 +27,7 @@ def _sgd_trainer(strategy, global_batch: int, **options) -> steps_lib.Steps:
     optimizer = optimizers.make_optimizer(config.train, 'float32')
     optimizer.build(model.trainable_variables)
   return steps_lib.Steps(strategy, model, optimizer,
-                             global_batch_size=global_batch, num_classes=3, **options)
+                         global_batch_size=global_batch, num_classes=3, **options)
 
 
 def _weights_after_one_update(strategy, accumulation: int, batches,
@@ -163,7 +163,7 @@ def test_class_weights_scale_each_examples_share_of_the_update():
       optimizer = keras.optimizers.SGD(learning_rate=0.1)
       optimizer.build(model.trainable_variables)
     trainer = steps_lib.Steps(strategy, model, optimizer,
-                                  global_batch_size=4, num_classes=2, class_weights=class_weights)
+                              global_batch_size=4, num_classes=2, class_weights=class_weights)
     start = [v.numpy() for v in model.trainable_variables]
     trainer.train_steps(iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors(batch).repeat().unbatch().batch(4))), tf.constant(1))
@@ -184,7 +184,7 @@ def _trainer(jit_compile=False, optimizer='sgd'):
                      for w in model.get_weights()])
   optimizer = optimizers.make_optimizer(config.train, 'float32')
   return steps_lib.Steps(strategy, model, optimizer,
-                             global_batch_size=8, num_classes=3, jit_compile=jit_compile)
+                         global_batch_size=8, num_classes=3, jit_compile=jit_compile)
 
 
 def _batches(count=3):

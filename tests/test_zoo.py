@@ -252,7 +252,7 @@ def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
     optimizer = optimizers.make_optimizer(
         train, 'float32', encoder_variables=[v for l in encoder for v in l.trainable_variables])
     trainer = steps_lib.Steps(tf.distribute.get_strategy(), model, optimizer,
-                                  global_batch_size=2, num_classes=3)
+                              global_batch_size=2, num_classes=3)
     before = {v.path: v.numpy() for v in model.trainable_variables}
     trainer.train_steps(iter(tf.data.Dataset.from_tensors(
         {'image': pictures, 'label': labels}).repeat()), tf.constant(1))
