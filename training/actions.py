@@ -159,6 +159,11 @@ class KeepBest:
   metric: str
   patience: int
 
+  @classmethod
+  def of(cls, eval_config) -> 'KeepBest':
+    """From the config's eval section: the one place these two fields are read."""
+    return cls(eval_config.best_metric, eval_config.patience)
+
 
 def evaluator(trainer) -> Evaluator:
   """The trainer's Evaluator: the wiring, one place (the loop, --mode=eval and the sidecar)."""

@@ -39,7 +39,7 @@ def run(config, workdir: str) -> dict:
                     '--workdir) first or with it.')
   # After the training prepared the data.
   trainer = build.build_trainer(config, workdir, sidecar=True)
-  best = actions_lib.KeepBest(config.eval.best_metric, config.eval.patience)
+  best = actions_lib.KeepBest.of(config.eval)
   record = _load_record(workdir)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
 

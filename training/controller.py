@@ -44,7 +44,7 @@ def build_controller(config, trainer: Trainer, evaluate: bool) -> 'Controller':
   every = actions_lib.Every(config.eval.every_epochs if evaluate else 0,
                             config.summaries.explain_every_epochs,
                             config.train.checkpoint_every_steps)
-  best = actions_lib.KeepBest(config.eval.best_metric, config.eval.patience)
+  best = actions_lib.KeepBest.of(config.eval)
   train = config.train
   timing = Timing(trainer.data.steps_per_epoch, trainer.data.total_steps, train.steps_per_call,
                   train.log_every_steps, config.model.freeze_encoder_epochs,

@@ -36,7 +36,7 @@ def evaluate(config, workdir: str) -> dict:
   if not trainer.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
-  best = actions_lib.KeepBest(config.eval.best_metric, config.eval.patience)
+  best = actions_lib.KeepBest.of(config.eval)
   results = _errors_explained(trainer, config.data, lambda: actions_lib.evaluate_now(
       trainer, step, best, keep_best=False))
   return {'step': step, 'eval': results}
