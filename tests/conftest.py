@@ -120,6 +120,7 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
 _CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
 
 
+@pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
   """Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup) every test that shares a costly
   module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
