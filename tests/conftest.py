@@ -130,5 +130,8 @@ def pytest_collection_modifyitems(items):
     shared = [name for name in item.fixturenames
               if name in definitions and name not in _CHEAP_SHARED
               and definitions[name][-1].scope in ('module', 'session')]
-    if shared:
-      item.add_marker(pytest.mark.xdist_group(shared[0]))
+    if shared:  # A parametrized fixture is one per parameter: each its own group (no ']':
+      # xdist reads the group after the last '@' only when no ']' follows it).
+      params = getattr(item, 'callspec', None) and item.callspec.params
+      param = f'-{params[shared[0]]}' if params and shared[0] in params else ''
+      item.add_marker(pytest.mark.xdist_group(shared[0] + param))

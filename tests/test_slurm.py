@@ -73,7 +73,7 @@ def test_two_tasks_train_as_one_cluster_with_launch_locals_weights(slurm, tmp_pa
 
 def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
   workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
-  job_id, _ = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=150')
+  job_id, _ = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=60')
   deadline = time.time() + 300
   while not (os.path.exists(log) and 'ckpt-10' in open(log).read()):
     assert time.time() < deadline, 'no checkpoint within 300 s'
@@ -85,13 +85,13 @@ def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
   text = open(log).read()  # Both attempts: the job log is appended to.
   assert job['JobState'] == 'COMPLETED' and job['ExitCode'] == '0:0', (
       text[-3000:] + slurm.controller_log())
-  saved = re.findall(r'Stopped: SIGTERM received: saved \S+/ckpt-(\d+) at step (\d+) of 150',
+  saved = re.findall(r'Stopped: SIGTERM received: saved \S+/ckpt-(\d+) at step (\d+) of 60',
                      text)
   assert len(saved) == 2 and len(set(saved)) == 1  # Both workers, the same step.
   step = saved[0][1]
   assert f'requeueing job {job_id}' in text
   assert len(re.findall(rf'Resumed from \S+/ckpt-{step} at step {step}\.', text)) == 2
-  assert len(re.findall(r'epoch 1/1 step 150', text)) == 2
+  assert len(re.findall(r'epoch 1/1 step 60', text)) == 2
   assert len(set(_fingerprints(text.split('(restart 1)')[1]).values())) == 1
 
 

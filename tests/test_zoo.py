@@ -5,6 +5,7 @@ controls, and the one-line errors."""
 
 import os
 import time
+from typing import NamedTuple
 
 import keras
 import keras_hub
@@ -26,11 +27,11 @@ from training import loop
 from training import optimizers
 from training import steps as steps_lib
 
-# Each family on its smallest backbone, with the precision it is trained in below.
-# Gradient accumulation is the same code for every model: one family runs it.
-FAMILIES = [('unet', 'resnet18', 'mixed_float16', 2),
-            ('deeplabv3plus', 'resnet18', 'mixed_bfloat16', 1),
-            ('segformer', 'mit_b0', 'mixed_float16', 1)]
+# Each family on its smallest backbone, with the precision it trains in and its gradient
+# accumulation (the same code for every model: one family runs it).
+FAMILIES = {'unet': ('resnet18', 'mixed_float16', 2),
+            'deeplabv3plus': ('resnet18', 'mixed_bfloat16', 1),
+            'segformer': ('mit_b0', 'mixed_float16', 1)}
 
 
 def _zoo_config(folder, name, backbone, **overrides):
@@ -57,23 +58,57 @@ def test_every_backbone_builds_offline_with_random_weights_and_a_pyramid_to_1_32
     assert sides[-1] <= size // 2, name
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('name, backbone, precision, accumulation', FAMILIES)
-def test_family_trains_on_two_replicas_resumes_predicts_exports_and_explains(
-    tmp_path, synthetic_folder, name, backbone, precision, accumulation):
-  """Two epochs of two steps, the second resumed from the first's checkpoint, with EMA,
-  accumulation and clipping; then predict, the SavedModel export (its masks equal predict's)
-  and explain, all from the workdir."""
+class FamilyRun(NamedTuple):
+  workdir: str
+  config: object
+  first: dict  # loop.train's results after epoch 1 (encoder frozen) and after epoch 2.
+  second: dict
+  initial: dict  # {variable key: value} at the start, after epoch 1 and after epoch 2.
+  after_one: dict
+  after_two: dict
+  encoder_keys: set  # The keys of the keras-hub encoder's variables.
+
+
+@pytest.fixture(scope='module', params=list(FAMILIES))
+def family_run(request, tmp_path_factory, synthetic_folder):
+  """A family trained on 2 replicas in its precision: two epochs of two steps with EMA,
+  clipping and the encoder frozen in the first, the second resumed from the first's
+  checkpoint."""
+  name = request.param
+  backbone, precision, accumulation = FAMILIES[name]
   config = _zoo_config(synthetic_folder, name, backbone, runtime__precision=precision,
                        train__steps_per_epoch=2, train__ema_decay=0.5,
                        train__gradient_accumulation_steps=accumulation,
-                       train__global_clipnorm=1.0,
+                       train__global_clipnorm=1.0, model__freeze_encoder_epochs=1,
                        summaries__explain_every_epochs=0)
-  workdir = str(tmp_path / 'run')
+  workdir = str(tmp_path_factory.mktemp(name))
+  keras.utils.set_random_seed(config.seed)
+  model = models.build_model(config.model, 64, 3, precision)
+  encoder = {id(v) for layer in models.encoder_layers(name, model) for v in layer.weights}
+  encoder_keys = {k for k, v in weights_lib.variable_keys(model).items() if id(v) in encoder}
+
+  def trained():
+    model = models.build_model(config.model, 64, 3, precision)
+    tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
+        tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))).expect_partial()
+    return _variables_by_key(model)
+
+  initial = _variables_by_key(model)
   first = loop.train(config, workdir)
-  assert first['step'] == 2 and np.isfinite(first['eval']['loss'])
+  after_one = trained()
   config.train.epochs = 2
   second = loop.train(config, workdir)
+  return FamilyRun(workdir, config, first, second, initial, after_one, trained(), encoder_keys)
+
+
+@pytest.mark.slow
+def test_family_trains_on_two_replicas_resumes_predicts_exports_and_explains(
+    tmp_path, synthetic_folder, family_run):
+  """Then predict, the SavedModel export (its masks equal predict's) and explain, all from
+  the workdir."""
+  workdir, config = family_run.workdir, family_run.config
+  assert family_run.first['step'] == 2 and np.isfinite(family_run.first['eval']['loss'])
+  second = family_run.second
   assert second['step'] == 4 and second['epoch'] == 2  # Resumed: two more steps, not four.
   assert second['eval']['num_examples'] == 8
   pictures = sorted(os.path.join(synthetic_folder, 'images', f) for f in
@@ -91,25 +126,33 @@ def test_family_trains_on_two_replicas_resumes_predicts_exports_and_explains(
   assert os.listdir(os.path.join(workdir, 'explain'))
 
 
-@pytest.fixture(scope='module')
-def unet_run(tmp_path_factory, synthetic_folder):
-  """A unet (resnet18) run of 2 steps with evaluation: (workdir, config)."""
-  workdir = str(tmp_path_factory.mktemp('unet_run'))
-  config = _zoo_config(synthetic_folder, 'unet', 'resnet18', train__steps_per_epoch=2,
-                       summaries__explain_every_epochs=0, runtime__cpu_devices=0)
-  loop.train(config, workdir)
-  return workdir, config
+@pytest.mark.slow
+def test_a_frozen_encoder_keeps_its_weights_and_statistics_for_an_epoch_then_trains(
+    family_run):
+  """model.freeze_encoder_epochs=1: epoch 1 moves the decoder alone, the encoder's batch-norm
+  statistics stay too; epoch 2 moves the encoder."""
+  run = family_run
+  encoder, rest = run.encoder_keys, set(run.initial) - run.encoder_keys
+  assert len(encoder) > 20 and rest
+  for key in encoder:
+    np.testing.assert_array_equal(run.after_one[key], run.initial[key], err_msg=key)
+  assert any(not np.array_equal(run.after_one[k], run.initial[k]) for k in rest)
+  moved = {k for k in encoder if not np.array_equal(run.after_two[k], run.after_one[k])}
+  assert len(moved) > len(encoder) // 2, sorted(encoder - moved)
+  statistics = {k for k in encoder if 'moving_' in k}
+  assert statistics & moved or not statistics
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('family_run', ['unet'], indirect=True)
 def test_a_runs_best_model_starts_a_new_run_as_it_ended_and_another_class_count_gets_a_new_head(
-    unet_run):
-  workdir, config = unet_run
+    family_run):
+  workdir, config = family_run.workdir, family_run.config
   best = keras.models.load_model(os.path.join(workdir, 'best_model.keras'))
   pictures = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
   same = config.model.copy_and_resolve_references()
   same.weights = workdir
-  model = models.build_model(same, 64, 3)
+  model = models.build_model(same, 64, 3, config.runtime.precision)
   models.load_initial_weights(model, same)
   np.testing.assert_allclose(model(pictures).numpy(), best(pictures).numpy(), atol=1e-6)
   two_classes = models.build_model(same, 64, 2)
@@ -123,9 +166,10 @@ def test_a_runs_best_model_starts_a_new_run_as_it_ended_and_another_class_count_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('family_run', ['unet'], indirect=True)
 def test_a_weights_file_of_the_same_model_loads_and_a_head_of_other_classes_stays_new(
-    unet_run, tmp_path):
-  workdir, config = unet_run
+    family_run, tmp_path):
+  workdir, config = family_run.workdir, family_run.config
   best = keras.models.load_model(os.path.join(workdir, 'best_model.keras'))
   path = str(tmp_path / 'unet.weights.h5')
   best.save_weights(path)
@@ -265,36 +309,6 @@ def test_encoder_lr_multiplier_scales_the_encoders_sgd_step_and_nothing_else():
   for path, (update, is_encoder) in full.items():
     np.testing.assert_allclose(half[path][0], update * (0.5 if is_encoder else 1.0),
                                rtol=1e-4, atol=1e-7, err_msg=path)
-
-
-@pytest.mark.slow
-def test_frozen_zoo_encoder_keeps_its_weights_and_statistics_then_trains(tmp_path,
-                                                                          synthetic_folder):
-  config = _zoo_config(synthetic_folder, 'unet', 'resnet18', train__steps_per_epoch=2,
-                       model__freeze_encoder_epochs=1, summaries__explain_every_epochs=0,
-                       eval__every_epochs=0)
-  workdir = str(tmp_path / 'run')
-  keras.utils.set_random_seed(config.seed)
-  initial = _variables_by_key(models.build_model(config.model, 64, 3))
-  loop.train(config, workdir, evaluate=False)
-
-  def trained():
-    model = models.build_model(config.model, 64, 3)
-    tf.train.Checkpoint(model=checkpoints.tracked_model(model)).restore(
-        tf.train.latest_checkpoint(os.path.join(workdir, 'checkpoints'))).expect_partial()
-    return _variables_by_key(model)
-
-  after_one = trained()
-  encoder = [k for k in initial if k.startswith(('conv1_', 'stack'))]
-  assert len(encoder) > 50 and all(np.array_equal(after_one[k], initial[k]) for k in encoder)
-  assert not np.array_equal(after_one['decoder1a_conv/kernel'],
-                            initial['decoder1a_conv/kernel'])
-  config.train.epochs = 2
-  loop.train(config, workdir, evaluate=False)
-  after_two = trained()
-  assert not np.array_equal(after_two['conv1_conv/kernel'], initial['conv1_conv/kernel'])
-  assert not np.array_equal(after_two['conv1_bn/moving_mean'],
-                            initial['conv1_bn/moving_mean'])
 
 
 @pytest.mark.slow
