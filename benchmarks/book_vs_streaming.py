@@ -90,7 +90,8 @@ def streaming(config, builder, start):
         'label': tf.zeros([FLAGS.batch, side, side, 1], tf.uint8)}).repeat()
   else:
     dataset = steps_lib.with_ready_times(
-        input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0))
+        input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), FLAGS.batch, 0,
+                                     0))
   iterator = iter(dataset)
   waited = trainer.train_steps(iterator, tf.constant(1)).waited_s.numpy()
   first = time.perf_counter()

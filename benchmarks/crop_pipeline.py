@@ -79,7 +79,7 @@ def _rates(ds, images: int) -> float:
 
 
 def _round(builder, data_config, encoded: dict, images: int) -> dict:
-  spec = input_pipeline.crop_spec(data_config)
+  spec = input_pipeline.pipeline(data_config).crop
   in_memory = tf.data.Dataset.from_tensor_slices(encoded)
   seeded = in_memory.enumerate().map(
       lambda i, ex: (tf.stack([i, tf.constant(0, tf.int64)]), ex))
@@ -111,14 +111,15 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
           num_parallel_calls=parallel), images),
   }
   steps = images // FLAGS.batch
-  iterator = iter(input_pipeline.train_dataset(builder, data_config, FLAGS.batch, seed=0,
+  pipeline = input_pipeline.pipeline(data_config)
+  iterator = iter(input_pipeline.train_dataset(builder, pipeline, FLAGS.batch, seed=0,
                                                start_step=0))
   for case in ('train_first_epoch', 'train_cached'):
     start = time.process_time()
     for _ in range(steps):
       next(iterator)
     rates[case] = steps * FLAGS.batch / (time.process_time() - start)
-  rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
+  rates['eval'] = _rates(input_pipeline.eval_dataset(builder, pipeline, FLAGS.batch), images)
   return rates
 
 

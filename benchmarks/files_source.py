@@ -39,7 +39,7 @@ def _rates(dataset: tf.data.Dataset) -> tuple:
 def _pipeline(builder, data_config) -> tf.data.Dataset:
   split = sources.resolve_splits(data_config).train
   return sources.read_encoded(builder, split).map(
-      input_pipeline.preprocess_fn(data_config),
+      input_pipeline.preprocess_fn(input_pipeline.pipeline(data_config)),
       num_parallel_calls=tf.data.AUTOTUNE).batch(FLAGS.batch)
 
 

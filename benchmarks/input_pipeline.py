@@ -90,7 +90,7 @@ print(time.perf_counter() - wall, time.process_time() - cpu)
 def _first_touch(data_config, images: int) -> tuple:
   """Rates of writing `images` decoded pictures' bytes into memory a fresh process allocates:
   the memory cache's share of a first epoch that no pipeline change can remove."""
-  num_bytes = input_pipeline.cached_bytes(data_config, images)
+  num_bytes = input_pipeline.cached_bytes(input_pipeline.pipeline(data_config), images)
   done = subprocess.run([sys.executable, '-c', _FIRST_TOUCH, str(num_bytes)], check=True,
                         capture_output=True, text=True)
   wall, cpu = map(float, done.stdout.split())
@@ -99,7 +99,8 @@ def _first_touch(data_config, images: int) -> tuple:
 
 def _train_epochs(builder, data_config, images: int) -> tuple[tuple, tuple]:
   """Rates of a fresh training pipeline's first (decoding) and second (cached) epoch."""
-  iterator = iter(input_pipeline.train_dataset(builder, data_config, FLAGS.batch, seed=0,
+  pipeline = input_pipeline.pipeline(data_config)
+  iterator = iter(input_pipeline.train_dataset(builder, pipeline, FLAGS.batch, seed=0,
                                                start_step=0))
   epochs = []
   for _ in range(2):
@@ -113,8 +114,9 @@ def _train_epochs(builder, data_config, images: int) -> tuple[tuple, tuple]:
 def _two_replicas_cached(builder, data_config, images: int) -> tuple:
   """Rates of a cached epoch of 2 replicas' streams handed to their devices."""
   strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  pipeline = input_pipeline.pipeline(data_config)
   iterator = iter(strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.train_dataset(builder, data_config, FLAGS.batch, 0, 0, ctx)))
+      lambda ctx: input_pipeline.train_dataset(builder, pipeline, FLAGS.batch, 0, 0, ctx)))
   steps = images // FLAGS.batch
   for _ in range(steps + 1):  # The first epoch fills both replicas' caches.
     next(iterator)
@@ -147,7 +149,8 @@ def _round(builder, data_config, encoded: dict, images: int, cores: int) -> dict
   rates['train_first_epoch'], rates['train_cached'] = _train_epochs(builder, data_config,
                                                                     images)
   rates['train_cached_2_replicas'] = _two_replicas_cached(builder, data_config, images)
-  rates['eval'] = _rates(input_pipeline.eval_dataset(builder, data_config, FLAGS.batch), images)
+  rates['eval'] = _rates(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(data_config),
+                                                     FLAGS.batch), images)
   rates['memory_first_touch'] = _first_touch(data_config, images)
   return rates
 

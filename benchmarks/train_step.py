@@ -45,7 +45,8 @@ def measure(devices: int) -> dict:
   strategy = runtime.create_strategy(config.runtime)
   builder = sources.prepared_builder(config.data, FLAGS.data_dir)
   make = lambda ctx: steps_lib.with_ready_times(
-      input_pipeline.train_dataset(builder, config.data, FLAGS.batch, 0, 0, ctx))
+      input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), FLAGS.batch, 0, 0,
+                                   ctx))
   warmup, steps, per_call = 2 * FLAGS.steps_per_call, FLAGS.steps, FLAGS.steps_per_call
 
   with strategy.scope():

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 
 class Augmentation(NamedTuple):
-  """What training changes in a picture (data.augment): geometry for image and mask alike,
-  colour and texture for the image alone. The defaults change nothing."""
+  """What training changes in a picture (data.augment, but for scale_range: the crops'
+  rescale, data/crops.py's CropSpec): geometry for image and mask alike, colour and texture for
+  the image alone. The defaults change nothing."""
   flip: bool = False
   min_crop_fraction: float = 1.0  # <1: crops of at least this share of each side.
   max_aspect_ratio: float = 1.0  # >1: crops' height/width ratio drawn in [1/r, r] (log-uniform).
@@ -18,7 +19,6 @@ class Augmentation(NamedTuple):
   grayscale: float = 0.0  # Probability of a grey picture.
   blur: float = 0.0  # Probability of a Gaussian blur (sigma 0.5-2 px).
   noise: float = 0.0  # Largest standard deviation of Gaussian pixel noise, in [0, 1] units.
-  scale_range: tuple = (1.0, 1.0)  # Native-resolution crops' rescale: data/crops.py draws it.
 
 
 def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:

@@ -2,7 +2,8 @@
 
 Pure functions on tensors (`preprocess`; `augment` is in data/augment.py, native-resolution
 crops in data/crops.py) plus the two dataset builders the trainer hands to
-`strategy.distribute_datasets_from_function`.
+`strategy.distribute_datasets_from_function`. The streams read a `Pipeline`, what they need of
+the data section resolved once by `pipeline`, not the section itself.
 Pictures leave as uint8 batches: the host copies a quarter of float32's bytes to each device,
 and the training step casts them there.
 """
@@ -10,7 +11,9 @@ and the training step casts them there.
 import hashlib
 import json
 import math
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from data import augment as augment_lib
@@ -55,72 +58,105 @@ def model_input_size(data_config) -> tuple[int, int]:
   return sides(tuple(data_config.crop_size) if on_crops(data_config) else data_config.image_size)
 
 
-def mask_lookup_of(data_config):
-  return sources.mask_lookup(data_config) if tasks.of_data(data_config).per_pixel else None
-
-
-def preprocess_fn(data_config):
-  """`preprocess` as the data config asks: its image size (none when training on crops: the
-  pictures at their own resolution), label and mask values."""
-  size = None if on_crops(data_config) else data_config.image_size
-  lookup = mask_lookup_of(data_config)
-  return lambda example: preprocess(example, size, data_config.label_feature, lookup)
-
-
-def crop_spec(data_config) -> crops.CropSpec:
-  return crops.CropSpec(sides(tuple(data_config.crop_size)),
-                        tuple(data_config.augment.scale_range))
-
-
-def cached_bytes(data_config, num_examples: int, encoded_bytes: int = 0) -> int:
-  """What `num_examples` examples take in a cache: preprocessed, uint8 RGB plus the mask; when
-  training on crops, the examples as stored (`encoded_bytes`: each epoch crops them anew)."""
-  if on_crops(data_config):
-    return encoded_bytes
-  height, width = sides(data_config.image_size)
-  label_bytes = 1 if tasks.of_data(data_config).per_pixel else 0
-  return num_examples * height * width * (3 + label_bytes)
-
-
-def resolve_cache(data_config, num_examples: int, encoded_bytes: int = 0) -> tuple[str, str]:
-  """(cache mode, why): `auto` is memory when the cached split fits data.cache_budget_gb."""
-  if data_config.cache != 'auto':
-    return data_config.cache, 'as configured'
-  needed = cached_bytes(data_config, num_examples, encoded_bytes) / 2**30
-  what = 'stored' if on_crops(data_config) else 'decoded'
-  if needed <= data_config.cache_budget_gb:
-    return 'memory', (f'{num_examples} {what} examples take {needed:.3f} GiB, within '
-                      f'data.cache_budget_gb={data_config.cache_budget_gb}')
-  return 'none', (f'{num_examples} {what} examples would take {needed:.3f} GiB, more than '
-                  f'data.cache_budget_gb={data_config.cache_budget_gb}; every epoch decodes')
-
-
 # Data fields that act after the cache: a change to them reuses the cached examples.
 AFTER_CACHE_FIELDS = ('augment', 'autotune_ram_budget_gb', 'cache', 'cache_budget_gb',
                       'deterministic', 'service_address', 'service_mode', 'shuffle_buffer')
 
 
-def cache_key(data_config, builder, split: str, shard: int, num_shards: int) -> str:
+class Pipeline(NamedTuple):
+  """What the streams read of the data section (data.*), resolved once by `pipeline`."""
+  splits: sources.Splits
+  label_feature: str
+  image_size: tuple | None  # (height, width) every picture is resized to; None on crops.
+  model_size: tuple  # (height, width) of the model's input: the crop, or image_size.
+  crop: crops.CropSpec | None  # Training on crops at the pictures' own resolution.
+  mask_lookup: np.ndarray | None  # Stored mask value -> class id (sources.mask_lookup).
+  augmentation: augment_lib.Augmentation
+  shuffle_buffer: int
+  cache: str  # data.cache: 'auto', 'memory', 'none' or a file prefix.
+  cache_budget_gb: float
+  cache_fields: str  # The data fields before the cache, as JSON: part of a cache file's key.
+  deterministic: bool
+  ram_budget_gb: float  # data.autotune_ram_budget_gb (0: tf.data's own).
+  service_address: str
+  service_mode: str
+
+  @property
+  def per_pixel(self) -> bool:
+    return tasks.of_label(self.label_feature).per_pixel
+
+
+def pipeline(data_config) -> Pipeline:
+  """The settled data section as the streams read it."""
+  per_pixel = tasks.of_data(data_config).per_pixel
+  augment = data_config.augment
+  crop = (crops.CropSpec(sides(tuple(data_config.crop_size)), tuple(augment.scale_range))
+          if on_crops(data_config) else None)
+  before_cache = {k: v for k, v in data_config.to_dict().items() if k not in AFTER_CACHE_FIELDS}
+  return Pipeline(
+      splits=sources.resolve_splits(data_config), label_feature=data_config.label_feature,
+      image_size=None if crop else sides(data_config.image_size),
+      model_size=model_input_size(data_config), crop=crop,
+      mask_lookup=sources.mask_lookup(data_config) if per_pixel else None,
+      augmentation=augment_lib.Augmentation(
+          **{field: augment[field] for field in augment_lib.Augmentation._fields}),
+      shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache,
+      cache_budget_gb=data_config.cache_budget_gb,
+      cache_fields=json.dumps(before_cache, sort_keys=True, default=str),
+      deterministic=data_config.deterministic,
+      ram_budget_gb=data_config.autotune_ram_budget_gb,
+      service_address=data_config.service_address, service_mode=data_config.service_mode)
+
+
+def preprocess_fn(spec: Pipeline):
+  """`preprocess` as the pipeline asks: its image size (none when training on crops: the
+  pictures at their own resolution), label and mask values."""
+  return lambda example: preprocess(example, spec.image_size, spec.label_feature,
+                                    spec.mask_lookup)
+
+
+def cached_bytes(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> int:
+  """What `num_examples` examples take in a cache: preprocessed, uint8 RGB plus the mask; when
+  training on crops, the examples as stored (`encoded_bytes`: each epoch crops them anew)."""
+  if spec.crop:
+    return encoded_bytes
+  height, width = spec.image_size
+  return num_examples * height * width * (3 + (1 if spec.per_pixel else 0))
+
+
+def resolve_cache(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> tuple[str, str]:
+  """(cache mode, why): `auto` is memory when the cached split fits data.cache_budget_gb."""
+  if spec.cache != 'auto':
+    return spec.cache, 'as configured'
+  needed = cached_bytes(spec, num_examples, encoded_bytes) / 2**30
+  what = 'stored' if spec.crop else 'decoded'
+  if needed <= spec.cache_budget_gb:
+    return 'memory', (f'{num_examples} {what} examples take {needed:.3f} GiB, within '
+                      f'data.cache_budget_gb={spec.cache_budget_gb}')
+  return 'none', (f'{num_examples} {what} examples would take {needed:.3f} GiB, more than '
+                  f'data.cache_budget_gb={spec.cache_budget_gb}; every epoch decodes')
+
+
+def cache_key(spec: Pipeline, builder, split: str, shard: int, num_shards: int) -> str:
   """What decides a cache file's examples (the prepared set, the slice read, every data field
   before the cache), hashed: a data.cache prefix shared by runs of another size, source or
   number of replicas gives each its own files instead of another run's examples."""
-  fields = {k: v for k, v in data_config.to_dict().items() if k not in AFTER_CACHE_FIELDS}
-  text = json.dumps([builder.data_dir, split, shard, num_shards, fields], sort_keys=True,
-                    default=str)
+  text = json.dumps([builder.data_dir, split, shard, num_shards, json.loads(spec.cache_fields)],
+                    sort_keys=True, default=str)
   return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _apply_cache(ds: tf.data.Dataset, data_config, builder, split: str, name: str,
+def _apply_cache(ds: tf.data.Dataset, spec: Pipeline, builder, split: str, name: str,
                  shard: int, num_shards: int) -> tf.data.Dataset:
   """Caches decoded, resized examples (on crops: the stored examples) in memory or in tf.data
   files named `<cache>.<name>-<cache_key>`."""
-  cache, _ = resolve_cache(data_config, sources.num_examples(builder, split),
+  cache, _ = resolve_cache(spec, sources.num_examples(builder, split),
                            sources.split_bytes(builder, split))
   if cache == 'none':
     return ds
   if cache == 'memory':
     return ds.cache()
-  return ds.cache(f'{cache}.{name}-{cache_key(data_config, builder, split, shard, num_shards)}')
+  return ds.cache(f'{cache}.{name}-{cache_key(spec, builder, split, shard, num_shards)}')
 
 
 SERVICE_MODES = {
@@ -129,40 +165,38 @@ SERVICE_MODES = {
 }
 
 
-def _replica_stream(builder, data_config, replica: int, num_replicas: int,
+def _replica_stream(builder, spec: Pipeline, replica: int, num_replicas: int,
                     per_replica_batch: int, seed: int, start_step: int) -> tf.data.Dataset:
   """Endless, seeded training batches of one replica, from its own slice of the split."""
-  split = sources.resolve_splits(data_config).train
+  split = spec.splits.train
   ds = sources.read_encoded(builder, split, shard=replica, num_shards=num_replicas)
   replica_seed = tf.random.experimental.stateless_fold_in(
       tf.constant([seed, 0], tf.int64), replica)
-  if not on_crops(data_config):
-    ds = ds.map(preprocess_fn(data_config), num_parallel_calls=tf.data.AUTOTUNE)
-  ds = _apply_cache(ds, data_config, builder, split, f'train-{replica}', replica, num_replicas)
-  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  if not spec.crop:
+    ds = ds.map(preprocess_fn(spec), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = _apply_cache(ds, spec, builder, split, f'train-{replica}', replica, num_replicas)
+  ds = ds.shuffle(spec.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat()
-  if on_crops(data_config):  # Each example's crop drawn from its place in the stream.
+  if spec.crop:  # Each example's crop drawn from its place in the stream.
     ds = ds.enumerate().skip(start_step * per_replica_batch)
     crop_seed = tf.random.experimental.stateless_fold_in(replica_seed, 1)
-    spec, lookup = crop_spec(data_config), mask_lookup_of(data_config)
     ds = ds.map(lambda index, example: crops.random_crop(
-        example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec, lookup),
-        num_parallel_calls=tf.data.AUTOTUNE)
+        example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec.crop,
+        spec.mask_lookup), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate(start_step)
   else:
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate().skip(start_step)
-  augmentation = augment_lib.Augmentation(**data_config.augment)
   ds = ds.map(lambda index, batch: augment_lib.augment(
-      batch, tf.random.experimental.stateless_fold_in(replica_seed, index), augmentation),
+      batch, tf.random.experimental.stateless_fold_in(replica_seed, index), spec.augmentation),
       num_parallel_calls=tf.data.AUTOTUNE)
-  if data_config.service_address:  # uint8 batches over the wire, a quarter of float32's bytes.
+  if spec.service_address:  # uint8 batches over the wire, a quarter of float32's bytes.
     ds = ds.apply(tf.data.experimental.service.distribute(
-        processing_mode=SERVICE_MODES[data_config.service_mode],
-        service=data_config.service_address, job_name=f'segstream-train-{replica}'))
+        processing_mode=SERVICE_MODES[spec.service_mode],
+        service=spec.service_address, job_name=f'segstream-train-{replica}'))
   return ds
 
 
-def train_dataset(builder, data_config, global_batch_size: int, seed: int,
+def train_dataset(builder, spec: Pipeline, global_batch_size: int, seed: int,
                   start_step: int, input_context: tf.distribute.InputContext | None = None
                   ) -> tf.data.Dataset:
   """This pipeline's endless, seeded per-replica training batches, from `start_step` on.
@@ -179,15 +213,15 @@ def train_dataset(builder, data_config, global_batch_size: int, seed: int,
   replicas_here = num_replicas // pipelines
   first = (input_context.input_pipeline_id if input_context else 0) * replicas_here
   per_replica_batch = global_batch_size // num_replicas
-  streams = [_replica_stream(builder, data_config, first + k, num_replicas, per_replica_batch,
-                             seed, start_step) for k in range(replicas_here)]
+  streams = [_replica_stream(builder, spec, first + k, num_replicas, per_replica_batch, seed,
+                             start_step) for k in range(replicas_here)]
   ds = streams[0] if len(streams) == 1 else tf.data.Dataset.choose_from_datasets(
       streams, tf.data.Dataset.range(len(streams)).repeat())
-  ds = ds.with_options(_options(data_config.deterministic, data_config.autotune_ram_budget_gb))
+  ds = ds.with_options(_options(spec.deterministic, spec.ram_budget_gb))
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(builder, data_config, global_batch_size: int,
+def eval_dataset(builder, spec: Pipeline, global_batch_size: int,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
   """Every example of this pipeline's slice of the eval split once, each with `weight` 1.
 
@@ -196,50 +230,48 @@ def eval_dataset(builder, data_config, global_batch_size: int,
   and the weights keep the padding out of every metric. Training on crops, every picture comes
   at its own resolution, one per replica batch (the model slides over it in windows).
   """
-  per_replica_batch = 1 if on_crops(data_config) else (
+  per_replica_batch = 1 if spec.crop else (
       input_context.get_per_replica_batch_size(global_batch_size) if input_context
       else global_batch_size)
   pipelines = input_context.num_input_pipelines if input_context else 1
   replicas_here = (input_context.num_replicas_in_sync // pipelines) if input_context else 1
-  split = sources.resolve_splits(data_config).eval
+  split = spec.splits.eval
   most_per_pipeline = math.ceil(sources.num_examples(builder, split) / pipelines)
   batches = math.ceil(most_per_pipeline / (per_replica_batch * replicas_here)) * replicas_here
   shard = input_context.input_pipeline_id if input_context else 0
   mine = sources.shard_split(split, shard, pipelines)
   ds = sources.read_encoded(builder, mine)
-  prepare = preprocess_fn(data_config)
-  cache = lambda ds: _apply_cache(ds, data_config, builder, split, f'eval-{shard}', shard,
-                                  pipelines)
-  if on_crops(data_config):  # Whole pictures: the stored bytes are cached, not the pixels.
+  prepare = preprocess_fn(spec)
+  cache = lambda ds: _apply_cache(ds, spec, builder, split, f'eval-{shard}', shard, pipelines)
+  if spec.crop:  # Whole pictures: the stored bytes are cached, not the pixels.
     ds = cache(ds)
   ds = ds.map(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)},
               num_parallel_calls=tf.data.AUTOTUNE)
-  if not on_crops(data_config):
+  if not spec.crop:
     ds = cache(ds)
-  height, width = model_input_size(data_config)
+  height, width = spec.model_size
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([height, width, 3], tf.uint8),
       'label': (tf.zeros([height, width, 1], tf.uint8)
-                if tasks.of_data(data_config).per_pixel else tf.constant(0, tf.int32)),
+                if spec.per_pixel else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat(
           batches * per_replica_batch - sources.num_examples(builder, mine))
   # The padding follows the last example, so a file cache always sees its end and is kept.
   ds = ds.concatenate(padding).batch(per_replica_batch, drop_remainder=True)
-  return ds.with_options(_options(True, data_config.autotune_ram_budget_gb)).prefetch(
+  return ds.with_options(_options(True, spec.ram_budget_gb)).prefetch(
       tf.data.AUTOTUNE)
 
 
-def preview_batch(builder, data_config, count: int) -> dict:
+def preview_batch(builder, spec: Pipeline, count: int) -> dict:
   """The first `count` eval examples as one batch at the model's size, neither cached (one
   partial read: a cache would only be filled and dropped) nor padded: the fixed pictures that
   every evaluation and explain pass shows. Training on crops, each is its central crop at its
   own resolution, the scale the model learns at."""
-  if on_crops(data_config):
-    size, lookup = crop_spec(data_config).size, mask_lookup_of(data_config)
-    prepare = lambda example: crops.center_crop(example, size, lookup)
+  if spec.crop:
+    prepare = lambda example: crops.center_crop(example, spec.crop.size, spec.mask_lookup)
   else:
-    prepare = preprocess_fn(data_config)
-  ds = sources.first_eval_examples(builder, data_config, count).map(prepare)
+    prepare = preprocess_fn(spec)
+  ds = sources.first_examples(builder, spec.splits.eval, count).map(prepare)
   batch = next(iter(ds.batch(count)))
   return {**batch, 'image': tf.cast(batch['image'], tf.float32)}
 

@@ -125,11 +125,10 @@ def resolve_splits(data_config) -> Splits:
                 data_config.test_split or defaults.test)
 
 
-def first_eval_examples(builder: tfds.core.DatasetBuilder, data_config, count: int
-                        ) -> tf.data.Dataset:
-  """The first `count` examples of the eval split, still encoded: the fixed validation
-  pictures that training shows and `--mode=explain` explains by default."""
-  return read_encoded(builder, resolve_splits(data_config).eval).take(count)
+def first_examples(builder: tfds.core.DatasetBuilder, split: str, count: int) -> tf.data.Dataset:
+  """The first `count` examples of `split`, still encoded: of the eval split, the fixed
+  validation pictures that training shows and `--mode=explain` explains by default."""
+  return read_encoded(builder, split).take(count)
 
 
 def mask_value_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:

@@ -151,7 +151,8 @@ def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
   builder = sources.prepared_builder(config.data, workdir)
   lookup = sources.mask_lookup(config.data)
   pictures = []
-  for index, example in enumerate(sources.first_eval_examples(builder, config.data, count)):
+  for index, example in enumerate(sources.first_examples(
+      builder, sources.resolve_splits(config.data).eval, count)):
     name = example['file_name'].numpy().decode() if 'file_name' in example else str(index)
     mask = example.get(tasks.MASK_FEATURE)
     label = None if tasks.of(config).per_pixel else example[config.data.label_feature].numpy()

@@ -135,7 +135,8 @@ def test_augmented_batches_keep_their_static_shapes(synthetic_folder, tmp_path):
   config.data.augment.update(STRONG_GEOMETRY._replace(
       color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5, noise=0.1)._asdict())
   builder = sources.prepared_builder(config.data, str(tmp_path))
-  spec = input_pipeline.train_dataset(builder, config.data, 8, seed=0, start_step=0).element_spec
+  spec = input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8, seed=0,
+                                      start_step=0).element_spec
   assert spec['image'].shape == (8, 32, 32, 3) and spec['label'].shape == (8, 32, 32, 1)
   assert spec['image'].dtype == tf.uint8  # A quarter of float32's bytes to each device.
 
@@ -243,7 +244,8 @@ def test_real_sample_folder(tmp_path):
   assert sources.num_examples(builder, 'train') == 255
   assert sources.num_examples(builder, 'validation') == 45  # 15 of each of the 3 breeds.
   assert sources.num_examples(builder, 'test') == 102
-  ds = input_pipeline.eval_dataset(builder, config.data, global_batch_size=15)
+  ds = input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data),
+                                   global_batch_size=15)
   batches = list(ds)
   assert len(batches) == 3 and all(b['image'].shape == (15, 32, 32, 3) for b in batches)
   batch = batches[0]

@@ -34,8 +34,9 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
 def test_two_replicas_split_the_global_batch(synthetic_folder, tmp_path):
   config, strategy, builder, _ = _setup(synthetic_folder, tmp_path)
   assert strategy.num_replicas_in_sync == 2
+  pipeline = input_pipeline.pipeline(config.data)
   dist = strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.train_dataset(builder, config.data, 8, seed=1, start_step=0,
+      lambda ctx: input_pipeline.train_dataset(builder, pipeline, 8, seed=1, start_step=0,
                                                input_context=ctx))
   batch = next(iter(dist))
   shapes = [t.shape for t in strategy.experimental_local_results(batch['image'])]
@@ -46,13 +47,14 @@ def test_two_replicas_split_the_global_batch(synthetic_folder, tmp_path):
 def test_every_validation_example_counted_once(synthetic_folder, tmp_path, global_batch):
   """13 examples on 2 replicas: partial last batches, a replica with nothing left, no drops."""
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path)
+  pipeline = input_pipeline.pipeline(config.data)
   dist = strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.eval_dataset(builder, config.data, global_batch, ctx))
+      lambda ctx: input_pipeline.eval_dataset(builder, pipeline, global_batch, ctx))
   loss_sum, count, confusion = trainer.evaluate(dist)
   assert count == 13
   assert confusion.sum() == 13 * 32 * 32
   # The same sums from one plain pass over the split, without the strategy.
-  everything = next(iter(input_pipeline.eval_dataset(builder, config.data, 13)))
+  everything = next(iter(input_pipeline.eval_dataset(builder, pipeline, 13)))
   assert everything['weight'].numpy().tolist() == [1.0] * 13
   probabilities = trainer.model(everything['image'], training=False)
   expected_loss = float(tf.reduce_sum(losses.per_example_loss(everything['label'],
@@ -67,8 +69,8 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path,
                                               train__optimizer='sgd', train__learning_rate=0.1)
   initial = [v.numpy() for v in trainer.model.trainable_variables]
-  batch = next(iter(input_pipeline.train_dataset(builder, config.data, 8, seed=3,
-                                                 start_step=0)))
+  batch = next(iter(input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8,
+                                                 seed=3, start_step=0)))
   halves = [{k: v[i * 4:(i + 1) * 4] for k, v in batch.items()} for i in range(2)]
   dist = strategy.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(halves[0]).concatenate(
@@ -113,11 +115,12 @@ def test_replica_batches_do_not_depend_on_how_replicas_spread_over_workers(synth
                                                                              tmp_path):
   config, _, builder, _ = _setup(synthetic_folder, tmp_path, data__deterministic=True)
   one_worker = input_pipeline.train_dataset(
-      builder, config.data, 8, seed=5, start_step=2,
+      builder, input_pipeline.pipeline(config.data), 8, seed=5, start_step=2,
       input_context=tf.distribute.InputContext(1, 0, 2))
   first_rounds = [b['image'].numpy() for b in one_worker.take(4)]
   for worker in range(2):
-    own = input_pipeline.train_dataset(builder, config.data, 8, seed=5, start_step=2,
+    own = input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8, seed=5,
+                                       start_step=2,
                                        input_context=tf.distribute.InputContext(2, worker, 2))
     for round_index, got in enumerate(b['image'].numpy() for b in own.take(2)):
       np.testing.assert_array_equal(got, first_rounds[2 * round_index + worker])

@@ -199,7 +199,7 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
   model = keras.models.load_model(os.path.join(tmp_path, checkpoints.BEST_MODEL))
   builder = sources.prepared_builder(config.data, str(tmp_path))
   confusion = 0.0
-  for batch in input_pipeline.eval_dataset(builder, config.data, 8):
+  for batch in input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data), 8):
     confusion += metrics.confusion_matrix(batch['label'], model(batch['image']), 3,
                                           batch['weight']).numpy()
   best = metrics.summarize(0.0, 1.0, confusion, ('pet', 'background', 'outline'))

@@ -50,9 +50,9 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
       os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR), ema=steps.ema)
   eval_data = run.strategy.distribute_datasets_from_function(
-      lambda ctx: input_pipeline.eval_dataset(data.builder, config.data,
+      lambda ctx: input_pipeline.eval_dataset(data.builder, data.pipeline,
                                               config.eval.global_batch_size, ctx))
-  preview = (input_pipeline.preview_batch(data.builder, config.data,
+  preview = (input_pipeline.preview_batch(data.builder, data.pipeline,
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
   class_colors = colormaps.class_colors(
@@ -61,7 +61,7 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
   train = config.train
 
   def train_stream(step: int, ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-    return input_pipeline.train_dataset(data.builder, config.data, train.global_batch_size,
+    return input_pipeline.train_dataset(data.builder, data.pipeline, train.global_batch_size,
                                         config.seed, step * train.gradient_accumulation_steps,
                                         ctx)
   return Trainer(workdir, run, data, tasks.of(config), config.data.class_names, model,
@@ -183,13 +183,14 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
 def _data(config, scratch: str) -> Data:
   """The prepared source, its split sizes and the run's length in steps."""
   builder = sources.prepared_builder(config.data, scratch)
-  train_split, eval_split, _ = sources.resolve_splits(config.data)
+  pipeline = input_pipeline.pipeline(config.data)
+  train_split, eval_split, _ = pipeline.splits
   num_train = sources.num_examples(builder, train_split)
   num_eval = sources.num_examples(builder, eval_split)
   logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
                config.data.source, num_train, train_split, num_eval, eval_split)
   logging.info('data.cache=%s: %s (%s).', config.data.cache,
-               *input_pipeline.resolve_cache(config.data, num_train,
+               *input_pipeline.resolve_cache(pipeline, num_train,
                                              sources.split_bytes(builder, train_split)))
   train = config.train
   examples_per_step = train.global_batch_size * train.gradient_accumulation_steps
@@ -199,5 +200,5 @@ def _data(config, scratch: str) -> Data:
                     f'train.global_batch_size={train.global_batch_size} x '
                     f'train.gradient_accumulation_steps={train.gradient_accumulation_steps}: '
                     'lower them or set train.steps_per_epoch.')
-  return Data(builder, num_train, num_eval, examples_per_step, steps_per_epoch,
+  return Data(builder, pipeline, num_train, num_eval, examples_per_step, steps_per_epoch,
               train.steps or train.epochs * steps_per_epoch)

@@ -9,6 +9,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from data import input_pipeline
 import tasks
 from training import checkpoints
 from training import steps as steps_lib
@@ -28,6 +29,7 @@ class Runtime:
 @dataclasses.dataclass(frozen=True)
 class Data:
   builder: object  # A prepared tfds.core.DatasetBuilder.
+  pipeline: input_pipeline.Pipeline  # What the streams read of data.*.
   num_train: int
   num_eval: int
   examples_per_step: int  # train.global_batch_size x train.gradient_accumulation_steps.
