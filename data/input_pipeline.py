@@ -75,7 +75,7 @@ class Pipeline(NamedTuple):
   shuffle_buffer: int
   cache: str  # data.cache: 'auto', 'memory', 'none' or a file prefix.
   cache_budget_gb: float
-  cache_fields: str  # The data fields before the cache, as JSON: part of a cache file's key.
+  cache_fields: dict  # The data fields before the cache: part of a cache file's key.
   deterministic: bool
   ram_budget_gb: float  # data.autotune_ram_budget_gb (0: tf.data's own).
   service_address: str
@@ -92,7 +92,6 @@ def pipeline(data_config) -> Pipeline:
   augment = data_config.augment
   crop = (crops.CropSpec(sides(tuple(data_config.crop_size)), tuple(augment.scale_range))
           if on_crops(data_config) else None)
-  before_cache = {k: v for k, v in data_config.to_dict().items() if k not in AFTER_CACHE_FIELDS}
   return Pipeline(
       splits=sources.resolve_splits(data_config), label_feature=data_config.label_feature,
       image_size=None if crop else sides(data_config.image_size),
@@ -102,7 +101,8 @@ def pipeline(data_config) -> Pipeline:
           **{field: augment[field] for field in augment_lib.Augmentation._fields}),
       shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache,
       cache_budget_gb=data_config.cache_budget_gb,
-      cache_fields=json.dumps(before_cache, sort_keys=True, default=str),
+      cache_fields={k: v for k, v in data_config.to_dict().items()
+                    if k not in AFTER_CACHE_FIELDS},
       deterministic=data_config.deterministic,
       ram_budget_gb=data_config.autotune_ram_budget_gb,
       service_address=data_config.service_address, service_mode=data_config.service_mode)
@@ -141,7 +141,7 @@ def cache_key(spec: Pipeline, builder, split: str, shard: int, num_shards: int) 
   """What decides a cache file's examples (the prepared set, the slice read, every data field
   before the cache), hashed: a data.cache prefix shared by runs of another size, source or
   number of replicas gives each its own files instead of another run's examples."""
-  text = json.dumps([builder.data_dir, split, shard, num_shards, json.loads(spec.cache_fields)],
+  text = json.dumps([builder.data_dir, split, shard, num_shards, spec.cache_fields],
                     sort_keys=True, default=str)
   return hashlib.sha1(text.encode()).hexdigest()[:12]
 
