@@ -102,7 +102,7 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
   training: (exit status, what it printed to stderr). Seconds cheaper than `run_main`, which
   starts TensorFlow again; the flags are unparsed after, as before the call."""
   import main  # pylint: disable=import-outside-toplevel
-  level, argv = tf.get_logger().level, sys.argv
+  level, argv, defined = tf.get_logger().level, sys.argv, set(main.FLAGS)
   sys.argv = ['main.py', *args]  # config_flags finds the --config.<field> overrides there.
   try:
     main.main(main.parse_flags(sys.argv))
@@ -111,6 +111,8 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
     status = e.code
   finally:
     main.FLAGS.unparse_flags()
+    for name in set(main.FLAGS) - defined:  # The overrides config_flags defined: the next
+      delattr(main.FLAGS, name)  # parse defines them again.
     tf.get_logger().setLevel(level)
     sys.argv = argv
   return status, capsys.readouterr().err

@@ -21,7 +21,7 @@ from inference import predictor as predictor_lib
 from inference.predictor import Predictor
 from modeling import models
 import tasks
-from tests.conftest import run_main, small_config
+from tests.conftest import main_in_process, run_main, small_config
 from tests.test_models import zoo_model_config
 
 
@@ -128,7 +128,7 @@ def test_a_planted_disagreement_fails_the_export_naming_the_class(trained_run, t
 
 @pytest.mark.slow
 def test_export_from_the_command_line_prints_the_check_and_refuses_bad_settings(trained_run,
-                                                                                  tmp_path):
+                                                                                  capsys):
   workdir, _, config = trained_run
   common = ['--config=configs/seg.py', f'--workdir={workdir}', '--mode=export',
             '--config.data.source=folder', f'--config.data.folder={config.data.folder}',
@@ -137,9 +137,9 @@ def test_export_from_the_command_line_prints_the_check_and_refuses_bad_settings(
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'Checked on 4 validation pictures' in done.stdout and 'passed' in done.stdout
   assert os.path.isfile(os.path.join(workdir, 'export', 'litert-float16', 'model.tflite'))
-  refused = run_main(*common, '--config.export.format=coreml')
-  assert refused.returncode == 2
-  assert refused.stderr.strip().splitlines()[-1] == (
+  status, stderr = main_in_process(capsys, *common, '--config.export.format=coreml')
+  assert status == 2
+  assert stderr.strip().splitlines()[-1] == (
       "Error: export.format='coreml' is not one of saved_model, onnx, litert.")
 
 

@@ -17,13 +17,14 @@ from inference import predict
 from inference import predictor
 from inference import score
 import tasks
-from tests.conftest import run_main, small_config
+from tests.conftest import main_in_process, small_config
 from tests.test_models import xception_test_config
 from tests.test_training import _event_tags
 
 
 @pytest.mark.slow
-def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_run, tmp_path):
+def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_run, tmp_path,
+                                                                        capsys):
   workdir, results, config = trained_run
   assert results['explain_seconds'] > 0
   tags = _event_tags(os.path.join(workdir, 'eval'))
@@ -31,16 +32,18 @@ def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_
     assert any(t.startswith(prefix) and kind == 'images' for t, kind in tags.items()), prefix
   assert {'gradcam/pet', 'gradcam/background', 'gradcam/outline'} <= set(tags)
 
-  explained = run_main('--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
-                       '--config.data.source=synthetic', '--config.data.image_size=32',
-                       '--config.summaries.explain.num_filters=8', f'--images={tmp_path}')
-  assert explained.returncode == 2 and 'matches no picture' in explained.stderr
+  status, stderr = main_in_process(
+      capsys, '--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
+      '--config.data.source=synthetic', '--config.data.image_size=32',
+      '--config.summaries.explain.num_filters=8', f'--images={tmp_path}')
+  assert status == 2 and 'matches no picture' in stderr
   pictures = sorted(glob.glob(os.path.join(config.data.folder, 'images', '*.jpg')))[:2]
   assert pictures
-  explained = run_main('--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
-                       '--config.data.image_size=32', '--config.summaries.explain.num_filters=8',
-                       f'--images={",".join(pictures)}')
-  assert explained.returncode == 0, explained.stderr[-2000:]
+  status, stderr = main_in_process(
+      capsys, '--config=configs/seg.py', f'--workdir={workdir}', '--mode=explain',
+      '--config.data.image_size=32', '--config.summaries.explain.num_filters=8',
+      f'--images={",".join(pictures)}')
+  assert status == 0, stderr[-2000:]
   pngs = glob.glob(os.path.join(workdir, 'explain', '*.png'))
   kinds = {os.path.basename(p).split('_')[0] for p in pngs}
   assert kinds == {'activations', 'filters', 'gradcam'}

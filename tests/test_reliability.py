@@ -1,5 +1,6 @@
 """Faults and bad inputs: each loses at most a checkpoint interval and explains itself."""
 
+import logging
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import tensorflow as tf
 from data import builders
 from data import sources
 from errors import ConfigError, DataError, TrainingDiverged, UserError
-from tests.conftest import REPO, small_config
+from tests.conftest import REPO, main_in_process, small_config
 from training import checkpoints
 from training import loop
 
@@ -53,31 +54,32 @@ def _checkpoint_steps(workdir: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
+def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path, capsys, caplog):
   """Also: a second run on the workdir stops at once, touching nothing, while the first goes
-  on; the lock dies with the first, so the rerun after kill -9 takes it."""
+  on; the lock dies with the first, so the rerun after kill -9 takes it. The second run and
+  the reruns go through main.py's `main` in this process: the lock is the other process's."""
   workdir = str(tmp_path / 'run')
   process, log = _start(workdir), []
   _wait_for_checkpoint(process, 10, log)
   start = time.time()
-  second = subprocess.run([sys.executable, 'main.py', *SMOKE_ARGS, f'--workdir={workdir}'],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert second.returncode == 2, second.stderr[-2000:]
-  assert f'--workdir={workdir} is in use by another run (pid {process.pid} on ' in second.stderr
-  assert 'Traceback' not in second.stderr and time.time() - start < 60
+  status, stderr = main_in_process(capsys, *SMOKE_ARGS, f'--workdir={workdir}')
+  assert status == 2, stderr[-2000:]
+  assert f'--workdir={workdir} is in use by another run (pid {process.pid} on ' in stderr
+  assert 'Traceback' not in stderr and time.time() - start < 60
   _wait_for_checkpoint(process, 15, log)  # The first run's own chain goes on.
   process.send_signal(signal.SIGKILL)
   process.wait(timeout=30)
   saved = _checkpoint_steps(workdir)[-1]
   assert saved >= 10
-  rerun = subprocess.run([sys.executable, 'main.py', *SMOKE_ARGS, f'--workdir={workdir}'],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert f'at step {saved}.' in rerun.stderr  # "Resumed from .../ckpt-N at step N."
+  with caplog.at_level(logging.INFO, logger='absl'):  # One block a run: main sets the level.
+    status, stderr = main_in_process(capsys, *SMOKE_ARGS, f'--workdir={workdir}')
+  assert status == 0, stderr[-2000:]
+  assert f'at step {saved}.' in caplog.text  # "Resumed from .../ckpt-N at step N."
   assert _checkpoint_steps(workdir)[-1] == 40
-  again = subprocess.run([sys.executable, 'main.py', *SMOKE_ARGS, f'--workdir={workdir}'],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert again.returncode == 0 and 'Training already finished: step 40 of 40' in again.stderr
+  caplog.clear()
+  with caplog.at_level(logging.INFO, logger='absl'):
+    status, _ = main_in_process(capsys, *SMOKE_ARGS, f'--workdir={workdir}')
+  assert status == 0 and 'Training already finished: step 40 of 40' in caplog.text
 
 
 @pytest.mark.slow

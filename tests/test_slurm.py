@@ -1,7 +1,8 @@
 """The shipped launch/slurm.sbatch on a real one-node Slurm: two tasks are two workers of one
-cluster with launch_local's weights, and a SIGTERM requeues the job, which resumes and ends 0.
+cluster with two local replicas' weights, and a SIGTERM requeues the job, which resumes and ends 0.
 No CUDA_VISIBLE_DEVICES is set and slurm.conf has no RequeueExit."""
 
+import logging
 import os
 import re
 import subprocess
@@ -11,7 +12,8 @@ import time
 import pytest
 
 from tests import slurm_local
-from tests.conftest import REPO
+from tests.conftest import REPO, small_config
+from training import loop
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(slurm_local.unavailable() is not None,
@@ -46,7 +48,8 @@ def _fingerprints(text: str) -> dict:
   return dict(re.findall(r'Final weights on (worker \d): fingerprint (\S+)', text))
 
 
-def test_two_tasks_train_as_one_cluster_with_launch_locals_weights(slurm, tmp_path):
+def test_two_tasks_train_as_one_cluster_with_two_local_replicas_weights(slurm, tmp_path,
+                                                                           caplog):
   workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
   job_id, status = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=20', wait=True)
   text = open(log).read()
@@ -62,13 +65,18 @@ def test_two_tasks_train_as_one_cluster_with_launch_locals_weights(slurm, tmp_pa
   for run in ('train', 'eval'):
     assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
   assert slurm.job(job_id)['JobState'] == 'COMPLETED'
-  local = subprocess.run(
-      [sys.executable, '-m', 'launch.launch_local', '--workers=2', '--',
-       '--config=configs/seg.py', f'--workdir={tmp_path / "local"}', *ARGS,
-       '--config.train.steps_per_epoch=20'], cwd=REPO, capture_output=True, text=True,
-      timeout=300)
-  assert local.returncode == 0, local.stdout[-3000:]
-  assert _fingerprints(local.stdout) == fingerprints
+  # The same run as 2 replicas in this process (test_multiworker shows launch_local's two
+  # workers end so too): a cluster of two tasks trains as one.
+  config = small_config(str(tmp_path / 'data'), data__synthetic__num_test=8,
+                        data__synthetic__photo_size=48, train__checkpoint_every_steps=5,
+                        train__steps_per_epoch=20, summaries__explain_every_epochs=0,
+                        data__deterministic=True)
+  with caplog.at_level(logging.INFO, logger='absl'):
+    loop.train(config, str(tmp_path / 'local'))
+  (total, squares), = re.findall(r'Final weights on local: fingerprint (\S+)/(\S+)', caplog.text)
+  for worker in fingerprints.values():
+    assert [float(x) for x in worker.split('/')] == pytest.approx(
+        [float(total), float(squares)], rel=1e-4, abs=1e-3)
 
 
 def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):

@@ -1,6 +1,7 @@
 """End to end: a short run learns, writes TensorBoard events and files, and resumes."""
 
 import glob
+import logging
 import os
 import re
 import socket
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import run_main, small_config
+from tests.conftest import main_in_process, small_config
 from training import checkpoints
 from training import loop
 from training import optimizers
@@ -161,23 +162,23 @@ def _download_server_resolves() -> bool:
 
 
 @pytest.mark.skipif(_download_server_resolves(), reason='needs a machine without internet')
-def test_default_command_offline_prints_the_three_ways(tmp_path):
-  result = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/run',
-                    f'--config.data.data_dir={tmp_path}/empty_tfds')
-  assert result.returncode == 2
+def test_default_command_offline_prints_the_three_ways(tmp_path, capsys):
+  status, stderr = main_in_process(capsys, '--config=configs/seg.py', f'--workdir={tmp_path}/run',
+                                   f'--config.data.data_dir={tmp_path}/empty_tfds')
+  assert status == 2
   for phrase in ('No copy of the Oxford-IIIT Pet dataset could be found',
                  '--config.data.data_dir=DIR', '--config.data.manual_dir=DIR',
                  '--config.data.source=folder', '--config.data.source=synthetic'):
-    assert phrase in result.stderr
-  assert 'Traceback' not in result.stderr
+    assert phrase in stderr
+  assert 'Traceback' not in stderr
 
 
-def test_download_disabled_prints_the_three_ways(tmp_path):
-  result = run_main('--config=configs/seg.py', f'--workdir={tmp_path}/run',
-                    f'--config.data.data_dir={tmp_path}/empty_tfds',
-                    '--config.data.download=False')
-  assert result.returncode == 2
-  assert 'data.download=False' in result.stderr and 'Traceback' not in result.stderr
+def test_download_disabled_prints_the_three_ways(tmp_path, capsys):
+  status, stderr = main_in_process(capsys, '--config=configs/seg.py', f'--workdir={tmp_path}/run',
+                                   f'--config.data.data_dir={tmp_path}/empty_tfds',
+                                   '--config.data.download=False')
+  assert status == 2
+  assert 'data.download=False' in stderr and 'Traceback' not in stderr
 
 
 def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
@@ -206,7 +207,7 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
   np.testing.assert_allclose(best['mean_iou'], max(logged), atol=1e-4)
 
 
-def test_run_writes_hparams_and_logs_an_eta(trained_run, tmp_path):
+def test_run_writes_hparams_and_logs_an_eta(trained_run, tmp_path, capsys, caplog):
   workdir, _, config = trained_run
   sessions = []
   for path in glob.glob(os.path.join(workdir, 'eval', 'events.out.tfevents.*')):
@@ -221,12 +222,14 @@ def test_run_writes_hparams_and_logs_an_eta(trained_run, tmp_path):
   assert logged['train.global_batch_size'].number_value == config.train.global_batch_size
   assert logged['model.name'].string_value == config.model.name
   assert sessions[-1].group_name == os.path.basename(workdir)  # trial_id: the workdir's name.
-  result = run_main('--config=configs/seg.py', '--config.data.source=synthetic',
-                    '--config.data.image_size=32', '--config.train.global_batch_size=8',
-                    '--config.eval.global_batch_size=8', '--config.train.epochs=1',
-                    '--config.train.log_every_steps=5', '--config.summaries.explain_every_epochs=0',
-                    '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
-                    '--config.data.validation_fraction=0', f'--workdir={tmp_path}')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert re.search(r'step 5/6: train loss [0-9.]+, [0-9.]+ images/s, ETA 0:00:\d\d', result.stderr)
-  assert re.search(r'epoch 1/1 step 6: .*, elapsed 0:0\d:\d\d', result.stderr)
+  with caplog.at_level(logging.INFO, logger='absl'):
+    status, stderr = main_in_process(
+        capsys, '--config=configs/seg.py', '--config.data.source=synthetic',
+        '--config.data.image_size=32', '--config.train.global_batch_size=8',
+        '--config.eval.global_batch_size=8', '--config.train.epochs=1',
+        '--config.train.log_every_steps=5', '--config.summaries.explain_every_epochs=0',
+        '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
+        '--config.data.validation_fraction=0', f'--workdir={tmp_path}')
+  assert status == 0, stderr[-2000:]
+  assert re.search(r'step 5/6: train loss [0-9.]+, [0-9.]+ images/s, ETA 0:00:\d\d', caplog.text)
+  assert re.search(r'epoch 1/1 step 6: .*, elapsed 0:0\d:\d\d', caplog.text)

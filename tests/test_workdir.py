@@ -68,15 +68,14 @@ def _tmpfs(path, options: str):
     subprocess.run(['umount', '--lazy', str(path)], check=False)  # Open files may hold it.
 
 
-@pytest.mark.slow
-def test_read_only_workdir_through_main(tmp_path):
+def test_read_only_workdir_through_main(tmp_path, capsys):
   with _tmpfs(tmp_path / 'ro', 'ro,size=1m') as read_only:
-    result = run_main('--config=configs/seg.py', '--config.data.source=synthetic',
-                      f'--workdir={read_only}/run')
-  assert result.returncode == 2, result.stderr[-2000:]
+    status, stderr = main_in_process(capsys, '--config=configs/seg.py',
+                                     '--config.data.source=synthetic', f'--workdir={read_only}/run')
+  assert status == 2, stderr[-2000:]
   assert f'Error: --workdir: {read_only}/run cannot be written: the file system is read-only'\
-      in result.stderr
-  assert 'Traceback' not in result.stderr
+      in stderr
+  assert 'Traceback' not in stderr
 
 
 def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, synthetic_folder):
