@@ -98,9 +98,9 @@ def run_main(*args, timeout=300):
 
 
 def main_in_process(capsys, *args) -> tuple[int, str]:
-  """main.py's flag parsing and `main` in this process, for errors that stop before any
-  training: (exit status, what it printed to stderr). Seconds cheaper than `run_main`, which
-  starts TensorFlow again; the flags are unparsed after, as before the call."""
+  """main.py's flag parsing and `main` in this process: (exit status, what it printed to
+  stderr; its log lines are in caplog). Seconds cheaper than `run_main`, which starts
+  TensorFlow again; the flags are as before the call after it."""
   import main  # pylint: disable=import-outside-toplevel
   level, argv, defined = tf.get_logger().level, sys.argv, set(main.FLAGS)
   sys.argv = ['main.py', *args]  # config_flags finds the --config.<field> overrides there.
@@ -124,7 +124,7 @@ _CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
-  """Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup) every test that shares a costly
+  """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup) every test that shares a costly
   module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
   worker that built it: a fixture is built once per worker process."""
   for item in items:

@@ -2,6 +2,7 @@
 checkpoint, the same numbers as --mode=eval, and best_model.keras from the best of them."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO
+from tests.conftest import REPO, main_in_process
 
 ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
         '--config.data.image_size=32', '--config.train.global_batch_size=8',
@@ -37,15 +38,17 @@ def _checkpoint_weights(path: str, model: keras.Model) -> list:
 
 
 @pytest.mark.slow
-def test_a_sidecar_evaluates_each_checkpoint_once_like_mode_eval(tmp_path):
+def test_a_sidecar_evaluates_each_checkpoint_once_like_mode_eval(tmp_path, capsys, caplog):
+  """The training and the final --mode=eval go through main.py's `main` in this process; the
+  sidecar is its own process, as it would be beside a real training."""
   workdir = str(tmp_path / 'run')
-  training = _start(workdir)
   sidecar = _start(workdir, '--mode=continuous_eval')
-  train_log = training.communicate(timeout=600)[0]
+  with caplog.at_level(logging.INFO, logger='absl'):
+    status, stderr = main_in_process(capsys, f'--workdir={workdir}', *ARGS)
   sidecar_log = sidecar.communicate(timeout=600)[0]
-  assert training.returncode == 0, train_log[-3000:]
+  assert status == 0, stderr[-3000:]
   assert sidecar.returncode == 0, sidecar_log[-3000:]
-  assert 'val loss' not in train_log  # The training never paused to evaluate.
+  assert 'step 30' in caplog.text and 'val loss' not in caplog.text  # Never paused to evaluate.
   evaluated = [int(s) for s in re.findall(r'\] step (\d+): val loss ', sidecar_log)]
   assert sorted(evaluated) == [0, 10, 20, 30] and len(set(evaluated)) == 4, sidecar_log[-3000:]
   assert 'Evaluated the final checkpoint (step 30): done.' in sidecar_log
@@ -53,10 +56,11 @@ def test_a_sidecar_evaluates_each_checkpoint_once_like_mode_eval(tmp_path):
     record = json.load(f)
   assert sorted(map(int, record['steps'])) == [0, 10, 20, 30]
 
-  once = subprocess.run([sys.executable, 'main.py', f'--workdir={workdir}', *ARGS,
-                         '--mode=eval'], cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert once.returncode == 0, once.stderr[-3000:]
-  line = re.search(r'step 30: val loss (\S+) pixel_accuracy (\S+) mean_iou (\S+)', once.stderr)
+  caplog.clear()
+  with caplog.at_level(logging.INFO, logger='absl'):
+    status, stderr = main_in_process(capsys, f'--workdir={workdir}', *ARGS, '--mode=eval')
+  assert status == 0, stderr[-3000:]
+  line = re.search(r'step 30: val loss (\S+) pixel_accuracy (\S+) mean_iou (\S+)', caplog.text)
   final = record['steps']['30']
   for value, key in zip(line.groups(), ('loss', 'pixel_accuracy', 'mean_iou')):
     assert float(value) == pytest.approx(final[key], abs=1e-4)

@@ -1,6 +1,7 @@
 """Multi-worker training on localhost: equal weights, chief-only writes, a lost worker."""
 
 import glob
+import logging
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from errors import ConfigError
 from launch import launch_local
 from launch import tf_config
-from tests.conftest import REPO
+from tests.conftest import REPO, main_in_process
 from training import runtime
 
 ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
@@ -55,7 +56,8 @@ def two_worker_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_worker_run,
-                                                                             tmp_path):
+                                                                             tmp_path, capsys,
+                                                                             caplog):
   """Every variable (batch-norm statistics too, the keras-hub encoder's and the decoder's)
   ends equal on both workers and equal to 2 local replicas with the same options: without
   synchronized batch norm each worker keeps its own replicas' moving statistics, and the
@@ -64,11 +66,11 @@ def test_two_workers_end_with_identical_weights_equal_to_two_local_replicas(two_
   assert result.returncode == 0, result.stdout[-3000:]
   prints = _fingerprints(result.stdout)
   assert set(prints) == {'worker 0', 'worker 1'} and prints['worker 0'] == prints['worker 1']
-  local = subprocess.run([sys.executable, 'main.py', *SCALE_ARGS,
-                          f'--workdir={tmp_path}/local', '--config.runtime.cpu_devices=2'],
-                         cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert local.returncode == 0, local.stderr[-3000:]
-  (total, squares), = _fingerprints(local.stderr).values()
+  with caplog.at_level(logging.INFO, logger='absl'):  # main.py's `main` in this process.
+    status, stderr = main_in_process(capsys, *SCALE_ARGS, f'--workdir={tmp_path}/local',
+                                     '--config.runtime.cpu_devices=2')
+  assert status == 0, stderr[-3000:]
+  (total, squares), = _fingerprints(caplog.text).values()
   assert total == pytest.approx(prints['worker 0'][0], rel=1e-4, abs=1e-3)
   assert squares == pytest.approx(prints['worker 0'][1], rel=1e-4)
 
