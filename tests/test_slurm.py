@@ -12,8 +12,7 @@ import time
 import pytest
 
 from tests import slurm_local
-from tests.conftest import REPO, small_config
-from training import loop
+from tests.conftest import REPO, main_in_process
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(slurm_local.unavailable() is not None,
@@ -49,7 +48,7 @@ def _fingerprints(text: str) -> dict:
 
 
 def test_two_tasks_train_as_one_cluster_with_two_local_replicas_weights(slurm, tmp_path,
-                                                                           caplog):
+                                                                           capsys, caplog):
   workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
   job_id, status = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=20', wait=True)
   text = open(log).read()
@@ -65,18 +64,18 @@ def test_two_tasks_train_as_one_cluster_with_two_local_replicas_weights(slurm, t
   for run in ('train', 'eval'):
     assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
   assert slurm.job(job_id)['JobState'] == 'COMPLETED'
-  # The same run as 2 replicas in this process (test_multiworker shows launch_local's two
-  # workers end so too): a cluster of two tasks trains as one.
-  config = small_config(str(tmp_path / 'data'), data__synthetic__num_test=8,
-                        data__synthetic__photo_size=48, train__checkpoint_every_steps=5,
-                        train__steps_per_epoch=20, summaries__explain_every_epochs=0,
-                        data__deterministic=True)
+  # The same command as 2 replicas, through main.py's `main` in this process
+  # (test_multiworker shows launch_local's two workers end so too).
   with caplog.at_level(logging.INFO, logger='absl'):
-    loop.train(config, str(tmp_path / 'local'))
-  (total, squares), = re.findall(r'Final weights on local: fingerprint (\S+)/(\S+)', caplog.text)
+    status, stderr = main_in_process(capsys, '--config=configs/seg.py', *ARGS,
+                                     f'--workdir={tmp_path / "local"}',
+                                     '--config.train.steps_per_epoch=20',
+                                     '--config.runtime.cpu_devices=2')
+  assert status == 0, stderr[-3000:]
+  (local,) = re.findall(r'Final weights on local: fingerprint (\S+)', caplog.text)
   for worker in fingerprints.values():
     assert [float(x) for x in worker.split('/')] == pytest.approx(
-        [float(total), float(squares)], rel=1e-4, abs=1e-3)
+        [float(x) for x in local.split('/')], rel=1e-4, abs=1e-3)
 
 
 def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
