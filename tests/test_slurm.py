@@ -33,54 +33,28 @@ def slurm(tmp_path_factory):
   cluster.stop()
 
 
-def _submit(slurm, workdir: str, log: str, *args: str, wait: bool = False) -> tuple:
+def _submit(slurm, workdir: str, log: str, *args: str) -> str:
+  """The job id of launch/slurm.sbatch submitted with ARGS and `args`, two tasks on one node."""
   env = {k: v for k, v in slurm.env.items() if k != 'CUDA_VISIBLE_DEVICES'}
   command = ['sbatch', '--parsable', '--nodes=1', '--ntasks-per-node=2', '--cpus-per-task=1',
-             f'--output={log}', *(['--wait'] if wait else []), 'launch/slurm.sbatch', *ARGS,
-             *args]
+             f'--output={log}', 'launch/slurm.sbatch', *ARGS, *args]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
                         env=dict(env, WORKDIR=workdir, PYTHON=sys.executable))
-  return done.stdout.strip().split(';')[0], done.returncode
+  assert done.returncode == 0, done.stderr
+  return done.stdout.strip().split(';')[0]
 
 
 def _fingerprints(text: str) -> dict:
   return dict(re.findall(r'Final weights on (worker \d): fingerprint (\S+)', text))
 
 
-def test_two_tasks_train_as_one_cluster_with_two_local_replicas_weights(slurm, tmp_path,
-                                                                           capsys, caplog):
+def test_two_tasks_train_as_one_cluster_and_a_sigterm_requeues_the_job_which_resumes(
+    slurm, tmp_path, capsys, caplog):
+  """One job answers both: its two tasks are the two workers of one cluster, a SIGTERM
+  checkpoints both at one step and requeues the job, which resumes there and ends 0 with the
+  weights of 2 local replicas trained without a stop."""
   workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
-  job_id, status = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=20', wait=True)
-  text = open(log).read()
-  assert status == 0, text[-3000:]
-  assert re.search(r'CollectiveAllReduceStrategy with 2 replicas \(2 workers\) .*task worker 0 '
-                   r'\(chief\)', text)
-  assert 'task worker 1.' in text
-  assert 'device:GPU' not in text
-  fingerprints = _fingerprints(text)
-  assert set(fingerprints) == {'worker 0', 'worker 1'}
-  assert len(set(fingerprints.values())) == 1
-  assert os.path.exists(os.path.join(workdir, 'checkpoints', 'ckpt-20.index'))
-  for run in ('train', 'eval'):
-    assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
-  assert slurm.job(job_id)['JobState'] == 'COMPLETED'
-  # The same command as 2 replicas, through main.py's `main` in this process
-  # (test_multiworker shows launch_local's two workers end so too).
-  with caplog.at_level(logging.INFO, logger='absl'):
-    status, stderr = main_in_process(capsys, '--config=configs/seg.py', *ARGS,
-                                     f'--workdir={tmp_path / "local"}',
-                                     '--config.train.steps_per_epoch=20',
-                                     '--config.runtime.cpu_devices=2')
-  assert status == 0, stderr[-3000:]
-  (local,) = re.findall(r'Final weights on local: fingerprint (\S+)', caplog.text)
-  for worker in fingerprints.values():
-    assert [float(x) for x in worker.split('/')] == pytest.approx(
-        [float(x) for x in local.split('/')], rel=1e-4, abs=1e-3)
-
-
-def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
-  workdir, log = str(tmp_path / 'run'), str(tmp_path / 'job.log')
-  job_id, _ = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=60')
+  job_id = _submit(slurm, workdir, log, '--config.train.steps_per_epoch=60')
   deadline = time.time() + 300
   while not (os.path.exists(log) and 'ckpt-10' in open(log).read()):
     assert time.time() < deadline, 'no checkpoint within 300 s'
@@ -92,6 +66,10 @@ def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
   text = open(log).read()  # Both attempts: the job log is appended to.
   assert job['JobState'] == 'COMPLETED' and job['ExitCode'] == '0:0', (
       text[-3000:] + slurm.controller_log())
+  assert re.search(r'CollectiveAllReduceStrategy with 2 replicas \(2 workers\) .*task worker 0 '
+                   r'\(chief\)', text)
+  assert 'task worker 1.' in text
+  assert 'device:GPU' not in text
   saved = re.findall(r'Stopped: SIGTERM received: saved \S+/ckpt-(\d+) at step (\d+) of 60',
                      text)
   assert len(saved) == 2 and len(set(saved)) == 1  # Both workers, the same step.
@@ -99,24 +77,62 @@ def test_sigterm_requeues_the_job_which_resumes_and_finishes(slurm, tmp_path):
   assert f'requeueing job {job_id}' in text
   assert len(re.findall(rf'Resumed from \S+/ckpt-{step} at step {step}\.', text)) == 2
   assert len(re.findall(r'epoch 1/1 step 60', text)) == 2
-  assert len(set(_fingerprints(text.split('(restart 1)')[1]).values())) == 1
+  fingerprints = _fingerprints(text.split('(restart 1)')[1])
+  assert set(fingerprints) == {'worker 0', 'worker 1'}
+  assert len(set(fingerprints.values())) == 1
+  assert os.path.exists(os.path.join(workdir, 'checkpoints', 'ckpt-60.index'))
+  for run in ('train', 'eval'):
+    assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
+  # The same command as 2 replicas, through main.py's `main` in this process
+  # (test_multiworker shows launch_local's two workers end so too).
+  with caplog.at_level(logging.INFO, logger='absl'):
+    status, stderr = main_in_process(capsys, '--config=configs/seg.py', *ARGS,
+                                     f'--workdir={tmp_path / "local"}',
+                                     '--config.train.steps_per_epoch=60',
+                                     '--config.runtime.cpu_devices=2')
+  assert status == 0, stderr[-3000:]
+  (local,) = re.findall(r'Final weights on local: fingerprint (\S+)', caplog.text)
+  for worker in fingerprints.values():
+    assert [float(x) for x in worker.split('/')] == pytest.approx(
+        [float(x) for x in local.split('/')], rel=1e-4, abs=1e-3)
+
+
+def _two_held_ports() -> list:
+  """Two listening sockets on consecutive ports: a job's two tasks take the base and base + 1."""
+  import socket  # pylint: disable=import-outside-toplevel
+  while True:
+    first = socket.socket()
+    first.bind(('', 0))
+    second = socket.socket()
+    try:
+      second.bind(('', first.getsockname()[1] + 1))
+    except OSError:
+      first.close()
+      second.close()
+      continue
+    for held in (first, second):
+      held.listen()
+    return [first, second]
 
 
 def test_a_taken_port_fails_the_job_fast_with_the_message(slurm, tmp_path):
-  import socket  # pylint: disable=import-outside-toplevel
-  with socket.socket() as held:
-    held.bind(('', 0))
-    held.listen()
-    port = held.getsockname()[1]
-    start = time.time()
-    slurm.env['SEGSTREAM_PORT_BASE'] = str(port)
-    try:
-      _, status = _submit(slurm, str(tmp_path / 'run'), str(tmp_path / 'job.log'), wait=True)
-    finally:
-      del slurm.env['SEGSTREAM_PORT_BASE']
-    seconds = time.time() - start
+  """Both tasks' ports are taken, so each stops at once with its message (with one taken, the
+  other task waits in the cluster join until Slurm's KillWait ends it)."""
+  held = _two_held_ports()
+  port = held[0].getsockname()[1]
+  start = time.time()
+  slurm.env['SEGSTREAM_PORT_BASE'] = str(port)
+  try:
+    job_id = _submit(slurm, str(tmp_path / 'run'), str(tmp_path / 'job.log'))
+    job = slurm.wait_for(job_id, ('COMPLETED', 'FAILED', 'CANCELLED'), 180)
+  finally:
+    del slurm.env['SEGSTREAM_PORT_BASE']
+    for socket in held:
+      socket.close()
+  seconds = time.time() - start
   text = open(tmp_path / 'job.log').read()
-  assert status != 0
-  assert f'Error: Port {port} on ' in text and 'is taken' in text
+  assert job['JobState'] == 'FAILED', text[-3000:]
+  for taken in (port, port + 1):
+    assert f'Error: Port {taken} on ' in text and 'is taken' in text
   assert 'Traceback' not in text
   assert seconds < 180, seconds
