@@ -99,8 +99,9 @@ def run_main(*args, timeout=300):
 
 def main_in_process(capsys, *args) -> tuple[int, str]:
   """main.py's flag parsing and `main` in this process: (exit status, what it printed to
-  stderr; its log lines are in caplog). Seconds cheaper than `run_main`, which starts
-  TensorFlow again; the flags are as before the call after it."""
+  stderr; its log lines are in caplog, what it printed to stdout is left for
+  `capsys.readouterr().out`). Seconds cheaper than `run_main`, which starts TensorFlow again;
+  the flags are as before the call after it."""
   import main  # pylint: disable=import-outside-toplevel
   level, argv, defined = tf.get_logger().level, sys.argv, set(main.FLAGS)
   sys.argv = ['main.py', *args]  # config_flags finds the --config.<field> overrides there.
@@ -115,7 +116,9 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
       delattr(main.FLAGS, name)  # parse defines them again.
     tf.get_logger().setLevel(level)
     sys.argv = argv
-  return status, capsys.readouterr().err
+  printed = capsys.readouterr()
+  sys.stdout.write(printed.out)
+  return status, printed.err
 
 
 # Module or session fixtures too cheap to be worth keeping their tests on one worker.

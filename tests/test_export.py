@@ -21,7 +21,7 @@ from inference import predictor as predictor_lib
 from inference.predictor import Predictor
 from modeling import models
 import tasks
-from tests.conftest import main_in_process, run_main, small_config
+from tests.conftest import main_in_process, small_config
 from tests.test_models import zoo_model_config
 
 
@@ -133,9 +133,11 @@ def test_export_from_the_command_line_prints_the_check_and_refuses_bad_settings(
   common = ['--config=configs/seg.py', f'--workdir={workdir}', '--mode=export',
             '--config.data.source=folder', f'--config.data.folder={config.data.folder}',
             '--config.data.image_size=32', '--config.export.check_pictures=4']
-  done = run_main(*common, '--config.export.format=litert', '--config.export.quantize=float16')
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert 'Checked on 4 validation pictures' in done.stdout and 'passed' in done.stdout
+  status, stderr = main_in_process(capsys, *common, '--config.export.format=litert',
+                                   '--config.export.quantize=float16')
+  assert status == 0, stderr[-2000:]
+  printed = capsys.readouterr().out
+  assert 'Checked on 4 validation pictures' in printed and 'passed' in printed
   assert os.path.isfile(os.path.join(workdir, 'export', 'litert-float16', 'model.tflite'))
   status, stderr = main_in_process(capsys, *common, '--config.export.format=coreml')
   assert status == 2

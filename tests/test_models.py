@@ -38,10 +38,14 @@ TRAINED_ELSEWHERE = ('unet', 'segformer', 'mobilenet_v2_unet')
 ZOO_BACKBONES = {'unet': 'resnet18', 'deeplabv3plus': 'resnet18', 'segformer': 'mit_b0'}
 
 
+# Small decoders for the models that have one (MobileNetV2's U-Net takes four levels).
+DECODER_WIDTHS = {'unet': (32, 16), 'mobilenet_v2_unet': (64, 32, 32, 16)}
+
+
 def zoo_model_config(name):
   """model_config(name), the zoo's families on small backbones and decoders."""
   return model_config(name, backbone=ZOO_BACKBONES.get(name, 'resnet50'),
-                      decoder_widths=(32, 16) if name == 'unet' else (512, 256, 128, 64))
+                      decoder_widths=DECODER_WIDTHS.get(name, (512, 256, 128, 64)))
 
 
 def test_every_registered_model_is_covered():

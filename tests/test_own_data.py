@@ -19,7 +19,7 @@ from data import sources
 from errors import DataError
 import tasks
 from tests import own_data
-from tests.conftest import run_main, small_config
+from tests.conftest import main_in_process, small_config
 from training import losses
 from training import metrics
 
@@ -170,7 +170,7 @@ def _planted(tmp_path) -> tuple:
                   'train_004.png': 'of another size', "'0:0,255:1'": 'map to no class'}
 
 
-def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path):
+def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path, capsys):
   folder, planted = _planted(tmp_path)
   config = files_config(folder, 'binary', data__label_map='')  # 255 maps to no class.
   _, report = files_source.check(config.data)
@@ -187,13 +187,14 @@ def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_pa
   args = ['--config=configs/own_binary.py', f'--workdir={tmp_path}/w2',
           f'--config.data.files.train_images={folder}/train/images',
           f'--config.data.files.train_masks={folder}/train/masks', '--config.data.label_map=']
-  checked = run_main(*args, '--mode=check_data')
-  assert checked.returncode == 2, checked.stderr[-2000:]
+  status, stderr = main_in_process(capsys, *args, '--mode=check_data')
+  assert status == 2, stderr[-2000:]
+  report = capsys.readouterr().out
   for name in planted:
-    assert name in checked.stdout, checked.stdout
-  trained = run_main(*args)
-  assert trained.returncode == 2 and 'Traceback' not in trained.stderr
-  assert 'train_004.png' in trained.stderr and 'nothing was prepared' in trained.stderr
+    assert name in report, report
+  status, stderr = main_in_process(capsys, *args)
+  assert status == 2 and 'Traceback' not in stderr
+  assert 'train_004.png' in stderr and 'nothing was prepared' in stderr
 
 
 def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
