@@ -127,7 +127,7 @@ _CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
-  """Under pytest-xdist (pytest.ini: -n 4 --dist loadgroup) every test that shares a costly
+  """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup) every test that shares a costly
   module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
   worker that built it: a fixture is built once per worker process."""
   for item in items:

@@ -5,6 +5,7 @@ No CUDA_VISIBLE_DEVICES is set and slurm.conf has no RequeueExit."""
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -99,7 +100,6 @@ def test_two_tasks_train_as_one_cluster_and_a_sigterm_requeues_the_job_which_res
 
 def _two_held_ports() -> list:
   """Two listening sockets on consecutive ports: a job's two tasks take the base and base + 1."""
-  import socket  # pylint: disable=import-outside-toplevel
   while True:
     first = socket.socket()
     first.bind(('', 0))
@@ -127,8 +127,8 @@ def test_a_taken_port_fails_the_job_fast_with_the_message(slurm, tmp_path):
     job = slurm.wait_for(job_id, ('COMPLETED', 'FAILED', 'CANCELLED'), 180)
   finally:
     del slurm.env['SEGSTREAM_PORT_BASE']
-    for socket in held:
-      socket.close()
+    for listener in held:
+      listener.close()
   seconds = time.time() - start
   text = open(tmp_path / 'job.log').read()
   assert job['JobState'] == 'FAILED', text[-3000:]
