@@ -26,6 +26,8 @@ ARGS = ['--config.data.source=synthetic', '--config.data.image_size=32',
         '--config.train.checkpoint_every_steps=5', '--config.summaries.explain_every_epochs=0',
         '--config.data.deterministic=True']
 
+ENDED = ('COMPLETED', 'FAILED', 'CANCELLED')  # The states a job ends in.
+
 
 @pytest.fixture(scope='module')
 def slurm(tmp_path_factory):
@@ -63,7 +65,7 @@ def test_two_tasks_train_as_one_cluster_and_a_sigterm_requeues_the_job_which_res
   slurm.run('scancel', '--signal=TERM', job_id)
   job = slurm.wait_for(job_id, ('PENDING',), 120)
   assert job['Restarts'] == '1'  # Slurm starts it again cred_expire + 1 s later, on its own.
-  job = slurm.wait_for(job_id, ('COMPLETED', 'FAILED', 'CANCELLED'), 400)
+  job = slurm.wait_for(job_id, ENDED, 400)
   text = open(log).read()  # Both attempts: the job log is appended to.
   assert job['JobState'] == 'COMPLETED' and job['ExitCode'] == '0:0', (
       text[-3000:] + slurm.controller_log())
@@ -124,7 +126,7 @@ def test_a_taken_port_fails_the_job_fast_with_the_message(slurm, tmp_path):
   slurm.env['SEGSTREAM_PORT_BASE'] = str(port)
   try:
     job_id = _submit(slurm, str(tmp_path / 'run'), str(tmp_path / 'job.log'))
-    job = slurm.wait_for(job_id, ('COMPLETED', 'FAILED', 'CANCELLED'), 180)
+    job = slurm.wait_for(job_id, ENDED, 180)
   finally:
     del slurm.env['SEGSTREAM_PORT_BASE']
     for listener in held:
