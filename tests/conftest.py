@@ -1,6 +1,5 @@
 """Test process set-up: 2 logical CPU devices (so tests get 2 replicas) and shared fixtures."""
 
-import json
 import os
 import subprocess
 import sys
@@ -124,78 +123,20 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
 
 # Module or session fixtures too cheap to be worth keeping their tests on one worker.
 _CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
-# Seconds of each test that took STORED_FROM or more in the run that wrote the file
-# (`pytest --store-durations`): setup, call and teardown summed over workers' reports.
-DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'durations.json')
-STORED_FROM = 3.0
-# The seconds assumed for a test the file does not name: a slow one may be long.
-UNKNOWN_SLOW, UNKNOWN = 30.0, 1.0
-
-
-def pytest_addoption(parser):
-  parser.addoption('--store-durations', action='store_true',
-                   help=f'write {os.path.relpath(DURATIONS, REPO)}: the seconds of every test '
-                        f'that took {STORED_FROM} s or more, which order the next runs')
-
-
-def _base_id(nodeid: str) -> str:
-  """A test's node id without the '@group' pytest-xdist appends to it."""
-  return nodeid.split('@', 1)[0]
-
-
-def _group(item) -> str | None:
-  """The costly module or session fixture `item` shares with other tests, as its group name
-  (a parametrized fixture is one per parameter: each its own group)."""
-  definitions = item._fixtureinfo.name2fixturedefs  # pylint: disable=protected-access
-  shared = [name for name in item.fixturenames
-            if name in definitions and name not in _CHEAP_SHARED
-            and definitions[name][-1].scope in ('module', 'session')]
-  if not shared:
-    return None
-  params = getattr(item, 'callspec', None) and item.callspec.params
-  return shared[0] + (f'-{params[shared[0]]}' if params and shared[0] in params else '')
-
-
-def longest_first(items, seconds: dict) -> list:
-  """`items` with the groups (a test alone is its own) that take longest first, each group's
-  tests in their order: the longest-processing-time rule, so that the run does not end with
-  one worker on a long test while the others wait."""
-  keys = [_group(item) or item.nodeid for item in items]
-  total, first = {}, {}
-  for i, (key, item) in enumerate(zip(keys, items)):
-    unknown = UNKNOWN_SLOW if item.get_closest_marker('slow') else UNKNOWN
-    total[key] = total.get(key, 0.0) + seconds.get(_base_id(item.nodeid), unknown)
-    first.setdefault(key, i)
-  order = sorted(range(len(items)), key=lambda i: (-total[keys[i]], first[keys[i]], i))
-  return [items[i] for i in order]
 
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
-  """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup --no-loadscope-reorder) every test
-  that shares a costly module or session fixture (a trained run, a local Slurm, a two-worker
-  launch) runs on the worker that built it: a fixture is built once per worker process. The
-  groups are handed out longest first, by the last stored durations."""
-  seconds = json.load(open(DURATIONS)) if os.path.exists(DURATIONS) else {}
-  items[:] = longest_first(items, seconds)
+  """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup) every test that shares a costly
+  module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
+  worker that built it: a fixture is built once per worker process."""
   for item in items:
-    group = _group(item)
-    if group:  # No ']' may follow the '@': xdist reads the group after the last '@' only then.
-      item.add_marker(pytest.mark.xdist_group(group))
-
-
-_seconds_by_test = {}
-
-
-def pytest_runtest_logreport(report):
-  test = _base_id(report.nodeid)
-  _seconds_by_test[test] = _seconds_by_test.get(test, 0.0) + report.duration
-
-
-def pytest_sessionfinish(session):
-  """With --store-durations, in the process that collects every worker's reports."""
-  if session.config.getoption('store_durations') and not hasattr(session.config, 'workerinput'):
-    with open(DURATIONS, 'w') as f:
-      json.dump({test: round(s, 1) for test, s in sorted(_seconds_by_test.items())
-                 if s >= STORED_FROM}, f, indent=0)
-      f.write('\n')
+    definitions = item._fixtureinfo.name2fixturedefs  # pylint: disable=protected-access
+    shared = [name for name in item.fixturenames
+              if name in definitions and name not in _CHEAP_SHARED
+              and definitions[name][-1].scope in ('module', 'session')]
+    if shared:  # A parametrized fixture is one per parameter: each its own group (no ']':
+      # xdist reads the group after the last '@' only when no ']' follows it).
+      params = getattr(item, 'callspec', None) and item.callspec.params
+      param = f'-{params[shared[0]]}' if params and shared[0] in params else ''
+      item.add_marker(pytest.mark.xdist_group(shared[0] + param))
