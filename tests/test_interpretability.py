@@ -97,13 +97,18 @@ def test_activation_grids_shape_dtype_zero_channels_and_one_pass():
   assert grids['conv_b'].shape == (5, 4 * 6 - 1)
 
 def _mean_filter_activation(model, layer_name: str, images: np.ndarray, indices) -> np.ndarray:
-  """Each image's mean activation of its own filter: what the gradient ascent maximises."""
+  """Each image's mean activation of its own filter without the map's border: what the
+  gradient ascent maximises (with the border, a filter whose border cells fell could score
+  below its start: seen once in a full run)."""
   extract = filters._feature_extractor(model, layer_name)  # pylint: disable=protected-access
   feature_map = extract(tf.constant(images, tf.float32)).numpy()
-  return feature_map.mean(axis=(1, 2))[np.arange(len(images)), np.asarray(indices)]
+  border = filters.BOOK_BORDER
+  inner = feature_map[:, border:-border, border:-border]
+  return inner.mean(axis=(1, 2))[np.arange(len(images)), np.asarray(indices)]
 
 
 def test_filter_patterns_excite_every_filter_in_one_call():
+  keras.utils.set_random_seed(0)  # Not whatever the worker's earlier tests left.
   model = models.build_model(small_config().model, 32, 3)
   indices = np.arange(12)
   patterns = filters.filter_patterns(model, 'encoder_conv2', indices)
@@ -111,7 +116,7 @@ def test_filter_patterns_excite_every_filter_in_one_call():
   start = tf.random.stateless_uniform(patterns.shape, [0, 0], minval=0.4, maxval=0.6).numpy()
   before = _mean_filter_activation(model, 'encoder_conv2', start, indices)
   after = _mean_filter_activation(model, 'encoder_conv2', patterns, indices)
-  assert np.all(after > before + 0.05), (before, after)  # Typically +1 to +5.
+  assert np.all(after > before + 0.05), (before, after)  # Typically +2 to +5.
   assert np.median(after - before) > 1.0, (before, after)
   grid = filters.pattern_grid(patterns)
   tile = 32 - 2 * (32 * 25 // 200)
