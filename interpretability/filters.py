@@ -59,6 +59,14 @@ def _feature_extractor(model: keras.Model, layer_name: str):
   return extract
 
 
+def scored_region(feature_map):
+  """The activation maps (N, H, W, C) without their BOOK_BORDER-cell border (less on maps too
+  small for it): the part whose mean the ascent raises, away from padding's edge effects."""
+  border = min(BOOK_BORDER, (feature_map.shape[1] - 1) // 2)
+  return feature_map[:, border:feature_map.shape[1] - border,
+                     border:feature_map.shape[2] - border, :]
+
+
 def filter_patterns(model: keras.Model, layer_name: str, filter_indices=None,
                     steps: int = BOOK_STEPS, step_size: float = BOOK_STEP_SIZE,
                     seed: int = 0) -> np.ndarray:
@@ -80,10 +88,7 @@ def filter_patterns(model: keras.Model, layer_name: str, filter_indices=None,
     for _ in tf.range(steps):
       with tf.GradientTape() as tape:
         tape.watch(images)
-        feature_map = extract(images)
-        border = min(BOOK_BORDER, (feature_map.shape[1] - 1) // 2)
-        inner = feature_map[:, border:feature_map.shape[1] - border,
-                            border:feature_map.shape[2] - border, :]
+        inner = scored_region(extract(images))
         per_image = tf.reduce_sum(tf.reduce_mean(inner, axis=[1, 2]) * one_hot, axis=-1)
         loss = tf.reduce_sum(per_image)  # Images are independent: one gradient call for all.
       gradients = tape.gradient(loss, images)

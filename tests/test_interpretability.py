@@ -97,13 +97,10 @@ def test_activation_grids_shape_dtype_zero_channels_and_one_pass():
   assert grids['conv_b'].shape == (5, 4 * 6 - 1)
 
 def _mean_filter_activation(model, layer_name: str, images: np.ndarray, indices) -> np.ndarray:
-  """Each image's mean activation of its own filter without the map's border: what the
-  gradient ascent maximises (with the border, a filter whose border cells fell could score
-  below its start: seen once in a full run)."""
+  """Each image's mean activation of its own filter over the region the gradient ascent
+  scores (the border it leaves out may fall while the rest rises)."""
   extract = filters._feature_extractor(model, layer_name)  # pylint: disable=protected-access
-  feature_map = extract(tf.constant(images, tf.float32)).numpy()
-  border = filters.BOOK_BORDER
-  inner = feature_map[:, border:-border, border:-border]
+  inner = filters.scored_region(extract(tf.constant(images, tf.float32)).numpy())
   return inner.mean(axis=(1, 2))[np.arange(len(images)), np.asarray(indices)]
 
 
