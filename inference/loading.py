@@ -24,8 +24,9 @@ from training import checkpoints
 
 def load_model(config, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model if it loads and fits the config, else its newest readable
-  checkpoint (said so), else (for a model that brings its own weights, `model.weights`) the
-  model as configured; a UserError when there is none."""
+  checkpoint (said so), else (for a model whose `model.weights` holds a whole network) the
+  model with those weights loaded as training loads them; a UserError when there is none. The
+  second value names what was loaded, and how much of it."""
   num_classes = len(config.data.class_names)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
@@ -51,8 +52,9 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
     if config.train.ema_decay:  # What evaluation and best_model.keras use: the average.
       checkpoints.restore_moving_average(model, latest)
     return model, latest
-  if config.model.name == 'xception':  # The one model that brings weights (model.weights).
-    return model, f'{config.model.name} with model.weights={config.model.weights}'
+  if models.runs_without_checkpoint(config.model.name):  # Its model.weights is a whole network.
+    models.check_initial_weights(config.model)
+    return model, f'{config.model.name} ({models.load_initial_weights(model, config.model)})'
   raise UserError(f'No model in --workdir={workdir}: it has neither a readable '
                   f'{checkpoints.BEST_MODEL} nor a checkpoint. Train first '
                   '(--mode=train_and_eval) or point --workdir at a trained run.')

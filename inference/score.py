@@ -78,7 +78,8 @@ def run(config, workdir: str) -> dict:
              **results}
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = tasks.of(config).headline
-  logging.info('Score on %s (%d pictures): %s %.4f; per group (breed or folder), worst first: %s',
-               results['test_split'], results['num_pictures'], headline, results[headline],
+  logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '
+               'first: %s', source, results['test_split'], results['num_pictures'], headline,
+               results[headline],
                ', '.join(f'{g} {m[headline]:.4f}' for g, m in results['per_group'].items()))
   return results

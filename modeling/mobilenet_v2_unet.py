@@ -30,18 +30,27 @@ def encoder_layers(model: keras.Model) -> list:
           and layer.name not in own and not layer.name.startswith('decoder')]
 
 
+def encoder_network(model_config, image_size, num_classes: int = 0, weights: str = 'random',
+                    input_tensor=None) -> keras.Model:
+  """Keras' MobileNetV2 without its top: alone with `weights` loaded (the source of
+  model.weights 'imagenet' and Keras' .h5 file), or random on `input_tensor` inside the model."""
+  del num_classes  # The decoder's, not the encoder's.
+  if input_tensor is None:  # The ImageNet file's three bands.
+    input_tensor = keras.Input(shape=(*sides(image_size), 3), name='image')
+  return pretrained.application(keras.applications.MobileNetV2, weights, 'model.weights',
+                                KERAS_FILE, include_top=False, alpha=model_config.alpha,
+                                input_tensor=input_tensor)
+
+
 @registry.register('mobilenet_v2_unet', size_multiple=32, encoder_layers=encoder_layers,
-                   application=True)
+                   application=encoder_network)
 def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = registry.application_weights('mobilenet_v2_unet', model_config.weights)
   momentum = model_config.bn_momentum
   sync_bn = model_config.sync_batch_norm
   inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
-  encoder = pretrained.application(
-      keras.applications.MobileNetV2, weights, 'model.weights', KERAS_FILE,
-      include_top=False, input_tensor=x, alpha=model_config.alpha)
-  if weights != 'random':
+  encoder = encoder_network(model_config, image_size, input_tensor=x)
+  if model_config.weights != 'random':
     for layer in encoder.layers:
       if isinstance(layer, layers.BatchNormalization):
         layer.trainable = False

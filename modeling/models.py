@@ -8,4 +8,4 @@ from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
 from modeling import zoo  # noqa: F401  pylint: disable=unused-import
 from modeling.registry import (  # noqa: F401
     build_model, check_initial_weights, check_model, encoder_layers, has_encoder,
-    load_initial_weights, names)
+    load_initial_weights, names, runs_without_checkpoint)

@@ -6,7 +6,6 @@ import os
 import re
 from typing import Callable
 
-from absl import logging
 import keras
 
 from errors import ConfigError, first_line
@@ -50,5 +49,4 @@ def application(constructor: Callable[..., keras.Model], weights: str, field: st
   except (ValueError, OSError, KeyError) as e:
     raise weights_error(field, weights, f'it does not fit this network ({_mismatch(e)})',
                         keras_file) from None
-  logging.info('Loaded %s weights from %s.', network.name, weights)
   return network

@@ -13,20 +13,27 @@ _MODELS: dict[str, Callable[..., keras.Model]] = {}
 _SIZE_MULTIPLES: dict[str, int] = {}
 _ENCODERS: dict[str, Callable[[keras.Model], list]] = {}
 _CHECKS: dict[str, Callable] = {}
-_APPLICATIONS: set[str] = set()  # Builders that load 'imagenet' and .h5 files themselves.
+# keras.applications networks that load 'imagenet' and Keras' own .h5 files, by model name.
+_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {}
+_RUNS_WITHOUT_CHECKPOINT: set[str] = set()
 
 
 def register(name: str, size_multiple: int = 1,
              encoder_layers: Callable[[keras.Model], list] | None = None,
-             check: Callable | None = None, application: bool = False):
+             check: Callable | None = None,
+             application: Callable[..., keras.Model] | None = None,
+             runs_without_checkpoint: bool = False):
   """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable.
 
   `size_multiple`: the model's total stride; input sides must be a multiple of it.
   `encoder_layers(model)`: for models with a (pretrained) encoder, its layers that train.
   `check(model_config, image_size, field)`: raises a ConfigError for fields (or an input size,
   config `field`) the model cannot be built with.
-  `application`: a keras.applications network that loads model.weights 'imagenet' and .h5
-  files into itself when built; every other model.weights goes through modeling/weights.py.
+  `application(model_config, image_size, num_classes, weights)`: the keras.applications
+  network inside the model, built alone with `weights` ('imagenet' or Keras' own .h5 file)
+  loaded: the source those two kinds of model.weights are copied from.
+  `runs_without_checkpoint`: model.weights can hold the whole network, head included, so
+  predict, score, explain and export may use the model without a trained run.
   """
   def wrap(fn):
     _MODELS[name] = fn
@@ -36,7 +43,9 @@ def register(name: str, size_multiple: int = 1,
     if check:
       _CHECKS[name] = check
     if application:
-      _APPLICATIONS.add(name)
+      _APPLICATIONS[name] = application
+    if runs_without_checkpoint:
+      _RUNS_WITHOUT_CHECKPOINT.add(name)
     return fn
   return wrap
 
@@ -48,6 +57,10 @@ def has_encoder(name: str) -> bool:
 def encoder_layers(name: str, model: keras.Model) -> list:
   """The layers model.freeze_encoder_epochs freezes; none for a model without an encoder."""
   return _ENCODERS[name](model) if name in _ENCODERS else []
+
+
+def runs_without_checkpoint(name: str) -> bool:
+  return name in _RUNS_WITHOUT_CHECKPOINT
 
 
 def check_model(model_config, image_size: int, field: str = 'data.image_size') -> None:
@@ -98,21 +111,19 @@ def build_model(model_config, image_size: int, num_classes: int,
                                       model_config=model_config)
 
 
-def application_weights(name: str, weights: str) -> str:
-  """What a keras.applications builder loads itself: 'imagenet', a .h5 file, else 'random'."""
-  assert name in _APPLICATIONS
-  return weights if weights == weights_lib.IMAGENET or weights_lib.is_h5(weights) else 'random'
-
-
 def check_initial_weights(model_config) -> None:
   """What load_initial_weights will read exists, or can be downloaded (one line if not)."""
   weights_lib.check_source(model_config.weights)
 
 
-def load_initial_weights(model: keras.Model, model_config) -> None:
-  """A new run's starting weights from model.weights (modeling/weights.py), except what a
-  keras.applications builder already loaded."""
-  if model_config.name in _APPLICATIONS and application_weights(
-      model_config.name, model_config.weights) != 'random':
-    return
-  weights_lib.load_into(model, model_config.weights)
+def load_initial_weights(model: keras.Model, model_config) -> str:
+  """Sets `model`'s starting weights from model.weights (modeling/weights.py) and returns the
+  line it logged of what was restored. 'imagenet' and Keras' own .h5 file are loaded into the
+  keras.applications network built alone, then copied by name like every other source."""
+  weights = model_config.weights
+  source = None
+  if model_config.name in _APPLICATIONS and weights_lib.is_application_file(weights):
+    source = _APPLICATIONS[model_config.name](
+        model_config=model_config, image_size=tuple(model.input_shape[1:3]),
+        num_classes=model.output_shape[-1], weights=weights)
+  return weights_lib.load_into(model, weights, source)

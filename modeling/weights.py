@@ -32,6 +32,7 @@ from errors import ConfigError, first_line
 RUN_BEST_MODEL = 'best_model.keras'  # What a run keeps of itself (training/checkpoints.py).
 KAGGLE_HOST = 'api.kaggle.com'  # Where kagglehub downloads presets from.
 RANDOM = 'random'
+PRESET_WEIGHTS = 'model.weights.h5'  # A keras-hub preset folder's backbone weights.
 IMAGENET = 'imagenet'  # keras.applications' own download (xception, mobilenet_v2_unet).
 # keras-hub tasks whose head Keras named itself: that layer is the head (zoo.HEAD).
 _TASK_HEADS = ('output_conv', 'output_segmentation_head')
@@ -40,6 +41,12 @@ HEAD = 'segmentation_output'  # The zoo's head (keras-hub's DeepLabV3 name for i
 
 def is_h5(weights: str) -> bool:
   return weights.endswith('.h5')
+
+
+def is_application_file(weights: str) -> bool:
+  """'imagenet' or Keras' own .h5 file of a keras.applications network (not a Keras 3
+  `.weights.h5` from save_weights, which is matched against the whole model)."""
+  return weights == IMAGENET or (is_h5(weights) and not weights.endswith('.weights.h5'))
 
 
 def local_preset_folder(weights: str) -> str | None:
@@ -127,6 +134,11 @@ def _preset_source(folder: str, label: str):
     raise ConfigError(f'model.weights={label!r} is a preset of a {class_name}, not of an image '
                       'model: give an image backbone or segmenter preset (BUILD.md "Model '
                       "zoo\"), or 'random'.")
+  if not os.path.isfile(os.path.join(folder, PRESET_WEIGHTS)):  # keras-hub would name a
+    # model.weights.json it looks for in its place.
+    raise ConfigError(f'model.weights={label!r}: the preset folder {folder} has no '
+                      f'{PRESET_WEIGHTS} (its weights): copy the whole folder that '
+                      'save_to_preset or kagglehub wrote.')
   try:
     task_file = os.path.join(folder, 'task.json')
     if os.path.isfile(task_file):
@@ -240,12 +252,17 @@ def _load_h5(target: keras.Model, path: str) -> tuple[int, list[str]]:
   return restored, new
 
 
-def load_into(model: keras.Model, weights: str) -> None:
-  """Sets `model`'s starting weights from `weights` (see the module's table) and logs what was
-  restored; nothing for 'random' or 'imagenet' (the builder's own)."""
-  if weights in (RANDOM, IMAGENET):
-    return
-  if is_h5(weights):
+def load_into(model: keras.Model, weights: str, source: keras.Model | None = None) -> str:
+  """Sets `model`'s starting weights from `weights` (see the module's table), or from `source`,
+  a network that already holds them; logs and returns one line of what was restored."""
+  if weights == RANDOM:
+    line = (f'model.weights={weights}: restored 0 of {len(model.weights)} weight tensors; '
+            "the initializers' weights")
+    logging.info('%s.', line)
+    return line
+  if source is not None:
+    restored, new = transfer(source, model)
+  elif is_h5(weights):
     restored, new = _load_h5(model, weights)
   else:
     source, head = _source(weights)
@@ -255,6 +272,8 @@ def load_into(model: keras.Model, weights: str) -> None:
                       'layer of the same name and shape). Give weights of this model family '
                       "and backbone, or 'random'.")
   new_layers = list(dict.fromkeys(path.rsplit('/', 1)[0] for path in new))
-  logging.info('model.weights=%s: restored %d of %d weight tensors; new layers (%d): %s.',
-               weights, restored, len(model.weights), len(new_layers),
-               ', '.join(new_layers[:8]) + (' ...' if len(new_layers) > 8 else '') or 'none')
+  line = (f'model.weights={weights}: restored {restored} of {len(model.weights)} weight '
+          f'tensors; new layers ({len(new_layers)}): '
+          + (', '.join(new_layers[:8]) + (' ...' if len(new_layers) > 8 else '') or 'none'))
+  logging.info('%s.', line)
+  return line

@@ -2,8 +2,9 @@
 
 Its own preprocessing (`xception.preprocess_input`: x / 127.5 - 1) is the model's first layer,
 so it takes 0-255 pictures like every model here; logits stay reachable for Grad-CAM and a
-float32 softmax follows. `model.weights`: 'imagenet' (Keras downloads them), 'random', or the
-path of a weights file (a .weights.h5 saved by Keras 3, or Keras' own ImageNet .h5 file).
+float32 softmax follows. `model.weights`: 'imagenet' (Keras downloads them), 'random', Keras'
+own ImageNet .h5 file, or any source of modeling/weights.py (a .weights.h5, a .keras file, a
+run, a preset folder): the whole network, head included, so it explains without training.
 """
 
 from absl import logging
@@ -20,17 +21,27 @@ IMAGENET_CLASSES = 1000
 KERAS_FILE = 'xception_weights_tf_dim_ordering_tf_kernels.h5'
 
 
-@registry.register('xception', application=True)
-def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
-  weights = registry.application_weights('xception', model_config.weights)
+def network(model_config, image_size, num_classes: int, weights: str = 'random',
+            input_tensor=None) -> keras.Model:
+  """Keras' Xception with logits on top: alone with `weights` loaded (the source of
+  model.weights 'imagenet' and Keras' .h5 file), or random on `input_tensor` inside the model."""
+  del model_config  # Xception has no fields of its own.
   if weights == 'imagenet' and num_classes != IMAGENET_CLASSES:
     raise ConfigError(f'model.weights=imagenet has {IMAGENET_CLASSES} classes; '
                       f'data.class_names has {num_classes}.')
+  if input_tensor is None:  # Three bands (ImageNet's); not input_shape, which Keras refuses
+    # with ImageNet's top at any size but 299.
+    input_tensor = keras.Input(shape=(*sides(image_size), 3), name='image')
+  return pretrained.application(keras.applications.Xception, weights, 'model.weights',
+                                KERAS_FILE, include_top=True, classes=num_classes,
+                                classifier_activation=None, input_tensor=input_tensor)
+
+
+@registry.register('xception', application=network, runs_without_checkpoint=True)
+def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
-  base = pretrained.application(keras.applications.Xception, weights, 'model.weights',
-                                KERAS_FILE, include_top=True, input_tensor=x,
-                                classes=num_classes, classifier_activation=None)
+  base = network(model_config, image_size, num_classes, input_tensor=x)
   outputs = layers.Activation('softmax', dtype='float32', name='probabilities')(base.output)
   return keras.Model(inputs, outputs, name='xception')
 

@@ -74,6 +74,9 @@ def test_wrong_type_is_rejected():
     ('runtime__strategy', 'tpu', "runtime.strategy='tpu' is not one of"),
     ('train__global_batch_size', -4, 'train.global_batch_size=-4 must be a positive'),
     ('data__source', 'web', "data.source='web' is not one of"),
+    ('eval__best_metric', 'mean_iuo', "eval.best_metric='mean_iuo' is not one of loss, "
+     "mean_iou, mean_dice, mean_precision, mean_recall, pixel_accuracy; did you mean "
+     "'mean_iou'?"),
     ('data__augment__min_crop_fraction', 0.0, 'min_crop_fraction must be in (0, 1]'),
     ('data__augment__color_jitter', 1.5, 'color_jitter must be in [0, 1)'),
     ('train__weight_decay', 0.05, 'train.weight_decay=0.05 needs train.optimizer=adamw'),

@@ -5,6 +5,7 @@ ImageNet Xception with its weights from a file or (offline) a clear error."""
 import glob
 import os
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -210,6 +211,7 @@ def test_xception_weights_file_loads_and_changes_predictions(tmp_path):
   fresh = models.build_model(config.model, 96, 1000)
   config.model.weights = path
   loaded = models.build_model(config.model, 96, 1000)
+  models.load_initial_weights(loaded, config.model)
   logits = lambda model: keras.Model(model.input, gradcam.logits_tensor(model))(pictures).numpy()
   expected = logits(source)  # Untrained Xception logits are tiny (~1e-5): compare relatively.
   scale = np.abs(expected).max()
@@ -217,7 +219,7 @@ def test_xception_weights_file_loads_and_changes_predictions(tmp_path):
   assert np.abs(logits(fresh) - expected).max() > 0.5 * scale
   config.model.weights = str(tmp_path / 'missing.h5')
   with pytest.raises(ConfigError, match="model.weights=.*missing.h5.*no such file.*'random'"):
-    models.build_model(config.model, 96, 1000)
+    models.load_initial_weights(fresh, config.model)
 
 def _saved_encoder(path: str, alpha: float = 0.5, seed: int = 3) -> keras.Model:
   """A MobileNetV2 encoder on its own, with seeded random weights saved to `path`: what a
@@ -241,7 +243,7 @@ def _mobilenet_config(encoder_weights: str, **overrides):
 def test_mobilenet_encoder_weights_from_a_file_load_and_wrong_ones_are_clear(tmp_path):
   path = str(tmp_path / 'encoder.weights.h5')
   encoder = _saved_encoder(path)
-  model = models.build_model(_mobilenet_config(path), 64, 3)
+  model = _loaded(_mobilenet_config(path))
   names = {layer.name for layer in model.layers}
   shared = [layer for layer in encoder.layers if layer.name in names and layer.weights]
   assert len(shared) > 100
@@ -255,11 +257,34 @@ def test_mobilenet_encoder_weights_from_a_file_load_and_wrong_ones_are_clear(tmp
                  and not l.name.startswith('decoder'))
   random = models.build_model(_mobilenet_config('random'), 64, 3)
   assert random.get_layer('bn_Conv1').trainable
-  with pytest.raises(ConfigError, match='model.weights=.*does not fit') as wrong:
-    models.build_model(_mobilenet_config(path, alpha=1.0), 64, 3)
+  with pytest.raises(ConfigError, match='model.weights=.*none of its weights fits') as wrong:
+    _loaded(_mobilenet_config(path, alpha=1.0))
   assert '\n' not in str(wrong.value) and len(str(wrong.value)) < 800  # Not Keras' object list.
+  keras_h5 = str(tmp_path / 'encoder.h5')
+  save_keras_h5(encoder, keras_h5)
+  with pytest.raises(ConfigError, match='model.weights=.*does not fit this network') as wrong:
+    _loaded(_mobilenet_config(keras_h5, alpha=1.0))
+  assert '\n' not in str(wrong.value) and len(str(wrong.value)) < 800
+  from_keras_h5 = _loaded(_mobilenet_config(keras_h5))
+  for layer in shared:
+    for got, saved in zip(from_keras_h5.get_layer(layer.name).weights, layer.weights):
+      np.testing.assert_array_equal(got.numpy(), saved.numpy())
   with pytest.raises(ConfigError, match="model.weights=.*no such file.*'random'"):
-    models.build_model(_mobilenet_config(str(tmp_path / 'missing.h5')), 64, 3)
+    _loaded(_mobilenet_config(str(tmp_path / 'missing.h5')))
+
+
+def save_keras_h5(network: keras.Model, path: str) -> None:
+  """Keras' own (legacy) .h5 format, as its ImageNet files are written."""
+  from keras.src.legacy.saving import legacy_h5_format  # pylint: disable=import-outside-toplevel
+  with h5py.File(path, 'w') as f:
+    legacy_h5_format.save_weights_to_hdf5_group(f, network)
+
+
+def _loaded(config, size: int = 64) -> keras.Model:
+  """The model as a new run starts it: built, then model.weights loaded."""
+  model = models.build_model(config, size, 3)
+  models.load_initial_weights(model, config)
+  return model
 
 
 @pytest.mark.slow
@@ -278,7 +303,7 @@ def test_frozen_encoder_stays_put_then_trains_under_mixed_precision_on_two_repli
                                    sync_batch_norm=False)
   workdir = str(tmp_path / 'run')
   keras.utils.set_random_seed(config.seed)
-  initial = models.build_model(config.model, 32, 3)
+  initial = _loaded(config.model, 32)
 
   def weights_after(epochs):
     config.train.epochs = epochs
@@ -318,10 +343,10 @@ def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
   config.model.weights = 'imagenet'
   with pytest.raises(ConfigError, match='model.weights=.imagenet.: Keras could not get the '
                                         'ImageNet weights .*path of a weights file'):
-    models.build_model(config.model, 299, 1000)
+    models.load_initial_weights(models.build_model(config.model, 299, 1000), config.model)
   with pytest.raises(ConfigError, match='model.weights=.imagenet.: Keras could not get '
                                         'the ImageNet weights .*path of a weights file'):
-    models.build_model(_mobilenet_config('imagenet'), 64, 3)
+    _loaded(_mobilenet_config('imagenet'))
   monkeypatch.setattr(keras.applications.imagenet_utils, 'decode_predictions',
                       lambda *a, **k: offline())
   assert xception_model.imagenet_class_names() is None

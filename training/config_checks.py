@@ -1,5 +1,6 @@
 """Config values checked before any data is read, each error naming the field and the fix."""
 
+import difflib
 import os
 
 from data import input_pipeline
@@ -19,7 +20,12 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _choice(value, field: str, choices) -> None:
-  _require(value in choices, f'{field}={value!r} is not one of {", ".join(choices)}.')
+  """One line naming the choices, and the nearest one to a misspelt value."""
+  if value in choices:
+    return
+  nearest = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+  raise ConfigError(f'{field}={value!r} is not one of {", ".join(choices)}'
+                    + (f"; did you mean '{nearest[0]}'?" if nearest else '.'))
 
 
 def _positive(value, field: str) -> None:

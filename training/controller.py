@@ -192,8 +192,9 @@ def _check_loss(sums, step: int, bound: float | None) -> None:
 
 
 def weights_fingerprint(model: keras.Model) -> str:
-  """Sum and sum of squares of all weights: equal on every worker of a healthy job."""
-  values = [np.asarray(v.numpy(), np.float64) for v in model.variables]
+  """Sum and sum of squares of all weights: equal on every worker of a healthy job. Weights,
+  not variables: random-number-generator states (dropout's seeds) are not what was learned."""
+  values = [np.asarray(v.numpy(), np.float64) for v in model.weights]
   return f'{sum(v.sum() for v in values):.10e}/{sum((v * v).sum() for v in values):.10e}'
 
 
