@@ -1,6 +1,7 @@
 """The hand-written way, as a yardstick for `data.source=files`: a plain Keras U-Net trained with
 numpy arrays and model.fit (flips, Adam, 128 px) for a fixed time, scored like --mode=score
-(probabilities resized to each test picture, argmax, ignored pixels left out).
+(probabilities resized to each test picture, argmax, ignored pixels left out). Rasters
+(data.bands) go in with all their bands, normalised by a Keras Normalization layer.
 
     python -m benchmarks.plain_unet --config=configs/own_binary.py \
         --config.data.files.train_images=... --config.data.files.train_masks=... \
@@ -33,19 +34,27 @@ flags.DEFINE_string('workdir', '/tmp/plain_unet', 'Where the set is prepared.')
 FLAGS = flags.FLAGS
 
 
-def _arrays(builder, split: str, size: int):
+def _arrays(builder, split: str, size: int, bands: int):
   pictures, masks = [], []
   for example in sources.read_encoded(builder, split):
-    pictures.append(tf.image.resize(decode.decode_image(example['image']), (size, size)).numpy())
+    picture = decode.decode_picture(example['image'], bands)
+    pictures.append(tf.image.resize(picture, (size, size)).numpy())
     masks.append(tf.image.resize(decode.decode_mask(example['segmentation_mask']), (size, size),
                                  method='nearest').numpy())
   return np.stack(pictures), np.stack(masks)
 
 
-def plain_unet(size: int, num_classes: int) -> keras.Model:
-  """The U-Net of the Keras image segmentation tutorial, shrunk: 3 levels down, 3 up."""
-  inputs = keras.Input((size, size, 3))
-  x = keras.layers.Rescaling(1 / 255)(inputs)
+def plain_unet(size: int, num_classes: int, pictures: np.ndarray, bands: int) -> keras.Model:
+  """The U-Net of the Keras image segmentation tutorial, shrunk: 3 levels down, 3 up. Photos
+  scaled by 1/255; rasters (data.bands) by a Normalization layer adapted to the training
+  pictures, as a hand-written model would."""
+  inputs = keras.Input((size, size, bands or 3))
+  if bands:
+    normalization = keras.layers.Normalization()
+    normalization.adapt(pictures)
+    x = normalization(inputs)
+  else:
+    x = keras.layers.Rescaling(1 / 255)(inputs)
   skips = []
   for width in (32, 64, 128):
     x = keras.layers.Conv2D(width, 3, padding='same', activation='relu')(x)
@@ -75,10 +84,11 @@ def main(argv):
   config = FLAGS.config
   builder = sources.prepared_builder(config.data, FLAGS.workdir)
   splits = sources.resolve_splits(config.data)
-  x, y = _arrays(builder, splits.train, FLAGS.size)
+  bands = config.data.bands
+  x, y = _arrays(builder, splits.train, FLAGS.size, bands)
   y = np.where(y == IGNORE, 0, y)  # The plain way has no ignore label.
   num_classes = len(config.data.class_names)
-  model = plain_unet(FLAGS.size, num_classes)
+  model = plain_unet(FLAGS.size, num_classes, x, bands)
   model.compile(keras.optimizers.Adam(1e-3), 'sparse_categorical_crossentropy')
   flips = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y[:, :, ::-1]])
   start = time.monotonic()
@@ -87,7 +97,7 @@ def main(argv):
   trained_s = time.monotonic() - start
   confusion = np.zeros((num_classes, num_classes))
   for example in sources.read_encoded(builder, splits.test):
-    picture = decode.decode_image(example['image'])
+    picture = decode.decode_picture(example['image'], bands)
     truth = decode.decode_mask(example['segmentation_mask']).numpy()[..., 0]
     probabilities = model(tf.image.resize(picture, (FLAGS.size, FLAGS.size))[None])
     predicted = label_masks(probabilities, truth.shape)[0].numpy()

@@ -50,6 +50,19 @@ def _data() -> ml_collections.ConfigDict:
   data.label_map = ''
   data.mask_colors = ()  # Colour masks: one (r, g, b) per class, in class order.
   data.ignore_index = config_dict.placeholder(int)  # A mask value counted nowhere (VOC: 255).
+  # Pictures that are not photos (BUILD.md "Pictures with more bands"). 0: 8-bit RGB photos
+  # (JPEG, PNG, GIF, BMP) as TensorFlow decodes them. N: rasters of N bands (GeoTIFF/TIFF, .npy
+  # (H, W, C), PNG at its own bit depth; data.source=files), kept in their own values and
+  # normalised per band (mean, std of the training split) by the model's first layer.
+  data.bands = 0
+  data.read_bands = ()  # Band numbers to read of each file (from 1, as GDAL's); (): all.
+  # Three band numbers (from 1, among those read) that make the viewable picture of overlays,
+  # TensorBoard and explanations; (): 1, 2, 3 (one band: grey).
+  data.rgb_bands = ()
+  # A value that marks a missing pixel (in every band): the ignore label in its mask, 0 after
+  # normalisation. NaN pixels of a float raster are missing too.
+  data.nodata = config_dict.placeholder(float)
+  data.band_stats = ()  # ((mean, ...), (std, ...)) per band instead of the training split's.
   data.files = _files()
   # folder and synthetic: this share of every breed of trainval.txt is held out as the
   # `validation` split, which evaluation, best_model.keras and any tuning read; test.txt is
@@ -118,6 +131,10 @@ def _model() -> ml_collections.ConfigDict:
   """Which network, from which weights; each model reads only its own fields."""
   model = ml_collections.ConfigDict()
   model.name = 'book_segmentation'
+  # Filled from data.bands and data.nodata when the config settles (set those): the bands the
+  # model's input takes (0: RGB photos) and the value its first layer treats as missing.
+  model.input_bands = 0
+  model.input_nodata = config_dict.placeholder(float)
   # Where the starting weights come from, for every model (modeling/weights.py): random |
   # imagenet (xception, mobilenet_v2_unet) | a keras-hub preset name or folder | a .keras or
   # .weights.h5 file | the workdir of an earlier run (its best model). Matched by layer name

@@ -58,8 +58,10 @@ def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
                       tf.uint8)
   if looks:
     pixels = change_looks(pixels / 255.0, looks_seed, augmentation) * 255.0
-  # uint8 again: a quarter of float32's bytes to batch, send and copy to the device.
-  image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+  # Photos uint8 again: a quarter of float32's bytes to batch, send and copy to the device.
+  # Rasters (float32, any values; no colour changes) stay as they are.
+  image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8) \
+      if image.dtype == tf.uint8 else pixels
   return {**batch, 'image': image, 'label': label}
 
 

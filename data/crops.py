@@ -7,7 +7,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from data import resize as resize_lib
-from data.decode import decode_image, decode_mask
+from data.decode import decode_mask, decode_picture
 from tasks import IGNORE, MASK_FEATURE
 
 
@@ -33,37 +33,41 @@ def crop_window(picture_size: tf.Tensor, seed: tf.Tensor, spec: CropSpec):
   return tf.stack([y, x, window[0], window[1]]), scaled
 
 
-def decode_window(encoded: tf.Tensor, seed: tf.Tensor, spec: CropSpec):
-  """(the window's pixels, uint8 [h, w, 3], the window, its scaled size). A JPEG decodes only
-  the window (its header gives the size); other formats decode whole and are sliced."""
+def decode_window(encoded: tf.Tensor, seed: tf.Tensor, spec: CropSpec, bands: int = 0):
+  """(the window's pixels, uint8 [h, w, 3] or a raster's float32 [h, w, bands], the window,
+  its scaled size). A JPEG decodes only the window (its header gives the size); other formats
+  decode whole and are sliced."""
+  def from_other():
+    picture = decode_picture(encoded, bands)
+    window, scaled = crop_window(tf.shape(picture)[:2], seed, spec)
+    return in_window(picture, window), window, scaled
+  if bands:
+    return from_other()
+
   def from_jpeg():
     window, scaled = crop_window(tf.io.extract_jpeg_shape(encoded)[:2], seed, spec)
     return tf.io.decode_and_crop_jpeg(encoded, window, channels=3), window, scaled
-
-  def from_other():
-    picture = decode_image(encoded)
-    window, scaled = crop_window(tf.shape(picture)[:2], seed, spec)
-    return in_window(picture, window), window, scaled
   pixels, window, scaled = tf.cond(tf.io.is_jpeg(encoded), from_jpeg, from_other)
   pixels.set_shape([None, None, 3])
   return pixels, window, scaled
 
 
-def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, mask_lookup=None) -> dict:
+def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, mask_lookup=None,
+                bands: int = 0) -> dict:
   """One training example as a crop of spec.size: a window of the picture scaled by a random
   factor (antialiased when it shrinks; its mask by nearest neighbour, the same geometry), padded
   at the bottom and right where it is smaller than the crop: the picture with black, the mask
   with the ignore label, so padding counts in no loss and no metric."""
-  pixels, window, scaled = decode_window(example['image'], seed, spec)
+  pixels, window, scaled = decode_window(example['image'], seed, spec, bands)
   image = resize_lib.resize_pictures(pixels[None], (scaled[0], scaled[1]))[0]
-  return _padded(resize_lib.picture_to_uint8(image), example, window, scaled, spec.size,
+  return _padded(resize_lib.as_stored(image, bands), example, window, scaled, spec.size,
                  mask_lookup)
 
 
-def center_crop(example: dict, size: tuple, mask_lookup=None) -> dict:
+def center_crop(example: dict, size: tuple, mask_lookup=None, bands: int = 0) -> dict:
   """The picture's central window of `size` at its own resolution, padded as random_crop pads:
   the fixed previews of a run that trains on crops."""
-  picture = decode_image(example['image'])
+  picture = decode_picture(example['image'], bands)
   shape = tf.shape(picture)[:2]
   extent = tf.minimum(shape, tf.constant(size, tf.int32))
   corner = (shape - extent) // 2

@@ -36,6 +36,18 @@ PROBLEMS = {
     'missing_class': ('classes that never occur in train',
                       'check data.class_names and data.label_map (or data.mask_colors), or add '
                       'training pictures that show them.'),
+    'raster': ('rasters that cannot be read (each line says what the reader said)',
+               'replace or remove them; data.bands reads GeoTIFF/TIFF (rasterio), .npy and '
+               'PNG.'),
+    'bands': ('pictures with other bands than data.bands',
+              'give every picture the same bands, or set data.bands (and data.read_bands) to '
+              'what they have.'),
+    'nan': ('float rasters with NaN pixels and no data.nodata',
+            'set data.nodata (a value that marks missing pixels; NaN pixels count as missing '
+            'then too), or fill the NaNs.'),
+    'dtype': ('rasters of another sample type than most of the set',
+              'convert them to the type of the rest (gdal_translate -ot): one value must mean '
+              'one thing in every picture.'),
     'empty': ('splits without any usable example', 'point the split\'s folders at pictures and '
               'masks that pair, or remove the split.'),
 }
@@ -93,6 +105,7 @@ class DataReport:
     self.splits = {}
     self.suggestion = ''
     self.class_colors = None  # The data's own colours per class, when it has them.
+    self.bands = None  # Rasters: the training split's per-band statistics and sample types.
 
   def split(self, name: str, problems: dict | None = None) -> SplitReport:
     self.splits[name] = SplitReport(problems, len(self.class_names))
@@ -133,6 +146,16 @@ class DataReport:
         if len(colors) == len(self.class_names):
           self.class_colors = [colors[c] for c in range(len(self.class_names))]
 
+  def check_sample_types(self, files: list) -> None:
+    """A raster set whose files ((path, sample type) pairs) hold more than one sample type is
+    a problem (one value would mean two things), named by the files of the rarer types."""
+    types = (self.bands or {}).get('dtypes', {})
+    if len(types) > 1:
+      common = max(types, key=types.get)
+      first = next(iter(self.splits.values()))
+      first.problems['dtype'] = [f'{path} ({dtype}; most are {common})'
+                                 for path, dtype in files if dtype != common]
+
   def has_problems(self) -> bool:
     return any(split.problems for split in self.splits.values())
 
@@ -152,6 +175,8 @@ class DataReport:
                      'have colours off data.mask_colors (blended edges?) and are ignored; most '
                      'common: ' + ', '.join(f'{masks_lib.code_color(c)} {100 * n / total:.2f}%'
                                             for c, n in top))
+    if self.bands:
+      lines += format_bands(self.bands)
     problems = [(name, kind, found) for name, split in self.splits.items()
                 for kind, found in split.problems.items()]
     if not problems:
@@ -167,6 +192,7 @@ class DataReport:
 
   def to_json(self) -> dict:
     return {'class_names': list(self.class_names), 'class_colors': self.class_colors,
+            'bands': self.bands,
             'splits': {name: {'examples': s.examples, 'class_pixels': s.class_pixels.tolist(),
                               'ignore_pixels': s.ignore_pixels,
                               'off_table': {str(k): v for k, v in s.off_table.items()}}
@@ -186,6 +212,7 @@ class DataReport:
         saved = json.load(f)
       report = cls(tuple(saved['class_names']))
       report.class_colors = saved['class_colors']
+      report.bands = saved.get('bands')
       for name, values in saved['splits'].items():
         split = report.split(name)
         split.examples = values['examples']
@@ -195,3 +222,15 @@ class DataReport:
       return report
     except (OSError, ValueError, KeyError, TypeError):
       return None
+
+
+def format_bands(bands: dict) -> list[str]:
+  """Lines of the per-band table: each band's range, mean and std (what the model's first
+  layer normalises by), the files' sample types and the missing share."""
+  lines = [f'bands (training split; missing pixels {100 * bands["nodata_fraction"]:.2f}%; '
+           f'sample types: {", ".join(sorted(bands["dtypes"]))}):',
+           '  band            min            max           mean            std']
+  for k, (low, high, mean, std) in enumerate(zip(bands['min'], bands['max'], bands['mean'],
+                                                 bands['std'])):
+    lines.append(f'  {k + 1:>4} {low:>14.6g} {high:>14.6g} {mean:>14.6g} {std:>14.6g}')
+  return lines

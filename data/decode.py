@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from data import exif
 from data import masks
+from data import rasters
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
@@ -12,6 +13,12 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
+
+
+def decode_picture(encoded: tf.Tensor, bands: int = 0) -> tf.Tensor:
+  """A prepared picture: a photo (bands 0) as RGB uint8 by content, a raster as the float32
+  [H, W, bands] it was stored as."""
+  return rasters.decode(encoded, bands) if bands else decode_image(encoded)
 
 
 def decode_upright(encoded: bytes) -> np.ndarray:

@@ -12,6 +12,7 @@ import tasks
 
 
 PICTURE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+RASTER_SUFFIXES = ('.tif', '.tiff', '.npy', '.png')  # data.bands > 0 (data/rasters.py).
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -21,9 +22,15 @@ class Example(NamedTuple):
   target: str | int  # The mask's path, or a class index (classification).
 
 
-def find_pictures(folder: str) -> dict:
-  """{path below `folder` without extension: [paths]} of every picture file under `folder`,
-  sub-folders too (hidden ones skipped), in sorted order; an unreadable folder raises OSError."""
+def picture_suffixes(bands: int) -> tuple:
+  """The files that are pictures: photos (data.bands = 0), or rasters."""
+  return RASTER_SUFFIXES if bands else PICTURE_SUFFIXES
+
+
+def find_pictures(folder: str, suffixes: tuple = PICTURE_SUFFIXES) -> dict:
+  """{path below `folder` without extension: [paths]} of every picture file (of `suffixes`)
+  under `folder`, sub-folders too (hidden ones skipped), in sorted order; an unreadable folder
+  raises OSError."""
   def refuse(error: OSError):
     raise error
   found = {}
@@ -31,19 +38,19 @@ def find_pictures(folder: str) -> dict:
     dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
     for name in sorted(files):
       stem, suffix = os.path.splitext(name)
-      if suffix.lower() in PICTURE_SUFFIXES and not name.startswith('.'):
+      if suffix.lower() in suffixes and not name.startswith('.'):
         key = os.path.relpath(os.path.join(root, stem), folder)
         found.setdefault(key, []).append(os.path.join(root, name))
   return found
 
 
-def _walk(folder: str, field: str) -> dict:
+def _walk(folder: str, field: str, suffixes: tuple = PICTURE_SUFFIXES) -> dict:
   """find_pictures of a configured folder, or a DataError naming the field."""
   if not folder or not os.path.isdir(folder):
     raise DataError(f'{field}={folder!r} is not a folder. Point it at the folder that holds '
                     'the pictures (or masks); see BUILD.md "Your own data".')
   try:
-    return find_pictures(folder)
+    return find_pictures(folder, suffixes)
   except OSError as e:
     raise DataError(f'{field}: the folder {e.filename!r} cannot be read ({e.strerror}).'
                     ) from None
@@ -66,11 +73,11 @@ def read_list(path: str, field: str) -> list[str]:
                     'of picture stems, one a line.') from None
 
 
-def pair_split(files_config, split: str, problems: dict) -> list[Example]:
+def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list[Example]:
   """The split's (picture, mask) pairs; pictures without a mask, masks without a picture,
   listed stems without a picture and ambiguous stems go to `problems` (kind -> names)."""
   images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
-  pictures = _walk(images_dir, f'data.files.{split}_images')
+  pictures = _walk(images_dir, f'data.files.{split}_images', picture_suffixes(bands))
   if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
     pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
   pictures = _strip(pictures, files_config.image_suffix)
@@ -101,7 +108,8 @@ def class_folders(root: str, field: str) -> list[str]:
                 if os.path.isdir(os.path.join(root, d)) and not d.startswith('.'))
 
 
-def classify_split(root: str, class_names: tuple, field: str, problems: dict) -> list[Example]:
+def classify_split(root: str, class_names: tuple, field: str, problems: dict,
+                   bands: int = 0) -> list[Example]:
   """(picture, class index) of every picture in the class sub-folders of `root`."""
   folders = class_folders(root, field)
   problems.setdefault('unknown_class', []).extend(
@@ -110,7 +118,8 @@ def classify_split(root: str, class_names: tuple, field: str, problems: dict) ->
   for index, name in enumerate(class_names):
     if os.path.isdir(os.path.join(root, name)):
       examples += [Example(os.path.join(name, key), paths[0], index)
-                   for key, paths in sorted(_walk(os.path.join(root, name), field).items())]
+                   for key, paths in sorted(_walk(os.path.join(root, name), field,
+                                                  picture_suffixes(bands)).items())]
   return examples
 
 
@@ -129,11 +138,12 @@ def split_examples(data_config, problems: dict) -> dict:
     if not files[f'{split}_images']:
       continue
     if tasks.of_data(data_config).per_pixel:
-      splits[split] = pair_split(files, split, problems.setdefault(split, {}))
+      splits[split] = pair_split(files, split, problems.setdefault(split, {}),
+                                 data_config.bands)
     else:
       splits[split] = classify_split(files[f'{split}_images'], data_config.class_names,
                                      f'data.files.{split}_images',
-                                     problems.setdefault(split, {}))
+                                     problems.setdefault(split, {}), data_config.bands)
   if 'validation' not in splits and data_config.validation_fraction and splits['train']:
     train = splits['train']
     held = [e for e in train if is_held_out(e.name, data_config.validation_fraction)]

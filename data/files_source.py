@@ -8,6 +8,7 @@ never runs Python. The prepared set's folder is keyed by everything it was made 
 files' names, sizes and times, the lists, the encoding): a changed folder is prepared anew.
 """
 
+import collections
 import concurrent.futures
 import hashlib
 import json
@@ -24,6 +25,7 @@ from data import data_report
 from data import decode
 from data import files_pairing
 from data import masks as masks_lib
+from data import rasters
 from errors import DataError, write_failed
 import tasks
 
@@ -44,6 +46,8 @@ def _stat_signature(splits: dict, data_config) -> str:
           entries.append(f'{split}|{example.name}|{path}')
   fields = {k: data_config[k] for k in ('label_map', 'mask_colors', 'ignore_index',
                                          'class_names', 'validation_fraction')}
+  if data_config.bands:  # Photos keep their keys (and prepared sets) as they were.
+    fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata')})
   text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
   return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
 
@@ -54,18 +58,48 @@ class ScannedExample(NamedTuple):
   mask_png: bytes | None  # The class-id mask, PNG-encoded, ready to store.
   mapped: masks_lib.MappedMask | None
   palette: np.ndarray | None
+  bands: rasters.BandStats | None = None  # A raster's sums over its valid pixels.
+  dtype: str = ''  # A raster file's own sample type.
 
 
-def scan_example(example: files_pairing.Example,
-                 encoding: masks_lib.MaskEncoding) -> ScannedExample:
-  """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
-  its class ids are all found here, once."""
+class _Read(NamedTuple):
+  picture: np.ndarray | None  # None when unusable.
+  problem: tuple | None = None  # (kind, detail)
+  bands: rasters.BandStats | None = None  # A raster's sums over its valid pixels.
+  dtype: str = ''  # A raster file's own sample type.
+
+
+def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
+  """A photo upright, or a raster's bands with their sums; or what makes it unusable."""
+  if bands is None:
+    try:
+      return _Read(decode.decode_upright(tf.io.read_file(path).numpy()))
+    except (tf.errors.OpError, OSError):
+      return _Read(None, ('unreadable', path))
   try:
-    picture = decode.decode_upright(tf.io.read_file(example.image).numpy())
-  except (tf.errors.OpError, OSError):
-    return ScannedExample(example, ('unreadable', example.image), None, None, None)
+    raster = rasters.read(path, bands)
+  except rasters.BandsError as e:
+    return _Read(None, ('bands', str(e)))
+  except DataError as e:
+    return _Read(None, ('raster', str(e)))
+  if bands.nodata is None and np.isnan(raster.pixels).any():
+    return _Read(None, ('nan', path))
+  stats = rasters.BandStats(bands.count)
+  stats.add(raster.pixels, rasters.valid_pixels(raster.pixels, bands.nodata))
+  return _Read(raster.pixels, None, stats, raster.dtype)
+
+
+def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncoding,
+                 bands: rasters.BandSpec | None = None) -> ScannedExample:
+  """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
+  its class ids are all found here, once. A raster's pixels missing in every band (`nodata`)
+  are ignored in its mask."""
+  read = _read_picture(example.image, bands)
+  picture = read.picture
+  if picture is None:
+    return ScannedExample(example, read.problem, None, None, None)
   if not isinstance(example.target, str):
-    return ScannedExample(example, None, None, None, None)
+    return ScannedExample(example, None, None, None, None, read.bands, read.dtype)
   try:
     with open(example.target, 'rb') as f:
       raw = masks_lib.read_mask(f.read())
@@ -81,26 +115,44 @@ def scan_example(example: files_pairing.Example,
     return ScannedExample(example, ('color', example.target), None, mapped, None)
   if mapped.unmapped:
     return ScannedExample(example, ('unmapped', example.target), None, mapped, None)
+  if bands is not None:
+    classes = mapped.classes.copy()
+    classes[~rasters.valid_pixels(picture, bands.nodata)] = masks_lib.IGNORE
+    mapped = mapped._replace(classes=classes)
   png = tf.io.encode_png(mapped.classes[..., None]).numpy()
-  return ScannedExample(example, None, png, mapped, raw.palette)
+  return ScannedExample(example, None, png, mapped, raw.palette, read.bands, read.dtype)
 
 
-def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_names: tuple
-         ) -> tuple[dict, data_report.DataReport]:
+def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_names: tuple,
+         bands: rasters.BandSpec | None = None) -> tuple[dict, data_report.DataReport]:
   """Decodes every example of every split (threads: decoding releases the GIL); returns the
-  usable examples' prepared masks ({split: [ScannedExample]}) and the report."""
+  usable examples' prepared masks ({split: [ScannedExample]}) and the report, with the
+  training split's per-band statistics for rasters."""
   report = data_report.DataReport(class_names)
   scanned = {}
   workers = max(2, os.cpu_count() or 2)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for split, examples in splits.items():
-      results = list(pool.map(lambda e: scan_example(e, encoding), examples))
+      results = list(pool.map(lambda e: scan_example(e, encoding, bands), examples))
       split_report = report.split(split, problems.get(split, {}))
       for result in results:
         split_report.add(result)
       scanned[split] = [r for r in results if r.problem is None]
+  if bands is not None:
+    report.bands = _band_report(scanned, bands)
+    report.check_sample_types([(item.example.image, item.dtype)
+                               for items in scanned.values() for item in items])
   report.finish(encoding)
   return scanned, report
+
+
+def _band_report(scanned: dict, bands: rasters.BandSpec) -> dict:
+  """The training split's per-band statistics, and how many files hold each sample type."""
+  stats = rasters.BandStats(bands.count)
+  for item in scanned.get('train', []):
+    stats.merge(item.bands)
+  types = collections.Counter(item.dtype for items in scanned.values() for item in items)
+  return {**stats.result(), 'dtypes': dict(types)}
 
 
 class FilesDataset(tfds.core.GeneratorBasedBuilder):
@@ -109,17 +161,21 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version(_VERSION)
 
   def __init__(self, *, class_names: tuple, task: tasks.Task, scanned: dict | None = None,
-               **kwargs):
+               bands: rasters.BandSpec | None = None, **kwargs):
     self._class_names, self._task = tuple(class_names), task
     self._scanned = scanned or {}
+    self._bands = bands
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     target = ({tasks.MASK_FEATURE: tfds.features.Image(shape=(None, None, 1))}
               if self._task.per_pixel else
               {'label': tfds.features.ClassLabel(names=self._class_names)})
+    # A raster is stored as its float32 tensor (rasters.serialize): lossless, decoded in the graph.
+    image = tfds.features.Tensor(shape=(), dtype=np.object_) if self._bands else \
+        tfds.features.Image()
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'image': tfds.features.Image(), 'file_name': tfds.features.Text(), **target}))
+        'image': image, 'file_name': tfds.features.Text(), **target}))
 
   def _split_generators(self, dl_manager):
     del dl_manager  # The pictures are local.
@@ -128,8 +184,12 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split):
     for item in self._scanned[split]:
-      with open(item.example.image, 'rb') as f:
-        record = {'image': decode.upright_bytes(f.read()), 'file_name': item.example.name}
+      if self._bands:
+        picture = rasters.serialize(rasters.read(item.example.image, self._bands).pixels)
+      else:
+        with open(item.example.image, 'rb') as f:
+          picture = decode.upright_bytes(f.read())
+      record = {'image': picture, 'file_name': item.example.name}
       if self._task.per_pixel:
         record[tasks.MASK_FEATURE] = item.mask_png
       else:
@@ -145,7 +205,8 @@ def check(data_config, splits: dict | None = None,
     problems = {}
     splits = files_pairing.split_examples(data_config, problems)
   encoding = masks_lib.encoding_from_config(data_config)
-  return scan(splits, encoding, problems, data_config.class_names)
+  return scan(splits, encoding, problems, data_config.class_names,
+              rasters.band_spec(data_config))
 
 
 def _keyed_builder(data_config, data_dir: str) -> tuple:
@@ -154,7 +215,7 @@ def _keyed_builder(data_config, data_dir: str) -> tuple:
   splits = files_pairing.split_examples(data_config, problems)
   folder = os.path.join(data_dir, 'files-' + _stat_signature(splits, data_config))
   return (FilesDataset(class_names=data_config.class_names, task=tasks.of_data(data_config),
-                       data_dir=folder), splits, problems)
+                       bands=rasters.band_spec(data_config), data_dir=folder), splits, problems)
 
 
 def is_prepared(builder) -> bool:
@@ -179,7 +240,7 @@ def prepared_builder(data_config, data_dir: str, prepare
     return builder
   folder = builder.data_dir_root
   kwargs = dict(class_names=data_config.class_names, task=tasks.of_data(data_config),
-                data_dir=folder)
+                bands=rasters.band_spec(data_config), data_dir=folder)
   start = time.perf_counter()
   scanned, report = check(data_config, splits, problems)
   if report.has_problems():

@@ -20,24 +20,24 @@ from data import augment as augment_lib
 from data import crops
 from data import resize as resize_lib
 from data import sources
-from data.decode import decode_image, decode_mask
+from data.decode import decode_mask, decode_picture
 from sizes import sides
 import tasks
 from tasks import MASK_FEATURE
 
 
 def preprocess(example: dict, image_size, label_feature: str = MASK_FEATURE,
-               mask_lookup=None) -> dict:
+               mask_lookup=None, bands: int = 0) -> dict:
   """Decoded image resized to `image_size` (a side or (height, width); bilinear, antialiased)
   and its label, or with `image_size` None the image at its own resolution.
 
   The label is the mask as class ids (values through `mask_lookup`, see decode_mask; resized
   with nearest neighbour: no invented labels) or, for classification, the integer feature
-  `label_feature` (e.g. species).
+  `label_feature` (e.g. species). Photos stay uint8; rasters of `bands` bands float32.
   """
-  image = decode_image(example['image'])
+  image = decode_picture(example['image'], bands)
   if image_size is not None:
-    image = resize_lib.picture_to_uint8(resize_lib.resize_pictures(image[None], image_size)[0])
+    image = resize_lib.as_stored(resize_lib.resize_pictures(image[None], image_size)[0], bands)
   if tasks.of_label(label_feature).per_pixel:
     mask = decode_mask(example[MASK_FEATURE], mask_lookup)
     if image_size is not None:
@@ -71,6 +71,7 @@ class Pipeline(NamedTuple):
   model_size: tuple  # (height, width) of the model's input: the crop, or image_size.
   crop: crops.CropSpec | None  # Training on crops at the pictures' own resolution.
   mask_lookup: np.ndarray | None  # Stored mask value -> class id (sources.mask_lookup).
+  bands: int  # data.bands: 0 for uint8 RGB photos, else float32 rasters of that many bands.
   augmentation: augment_lib.Augmentation
   shuffle_buffer: int
   cache: str  # data.cache: 'auto', 'memory', 'none' or a file prefix.
@@ -97,6 +98,7 @@ def pipeline(data_config) -> Pipeline:
       image_size=None if crop else sides(data_config.image_size),
       model_size=model_input_size(data_config), crop=crop,
       mask_lookup=sources.mask_lookup(data_config) if per_pixel else None,
+      bands=data_config.bands,
       augmentation=augment_lib.Augmentation(
           **{field: augment[field] for field in augment_lib.Augmentation._fields}),
       shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache,
@@ -112,16 +114,18 @@ def preprocess_fn(spec: Pipeline):
   """`preprocess` as the pipeline asks: its image size (none when training on crops: the
   pictures at their own resolution), label and mask values."""
   return lambda example: preprocess(example, spec.image_size, spec.label_feature,
-                                    spec.mask_lookup)
+                                    spec.mask_lookup, spec.bands)
 
 
 def cached_bytes(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> int:
-  """What `num_examples` examples take in a cache: preprocessed, uint8 RGB plus the mask; when
-  training on crops, the examples as stored (`encoded_bytes`: each epoch crops them anew)."""
+  """What `num_examples` examples take in a cache: preprocessed, uint8 RGB (rasters: float32
+  bands) plus the mask; when training on crops, the examples as stored (`encoded_bytes`: each
+  epoch crops them anew)."""
   if spec.crop:
     return encoded_bytes
   height, width = spec.image_size
-  return num_examples * height * width * (3 + (1 if spec.per_pixel else 0))
+  picture = 4 * spec.bands if spec.bands else 3
+  return num_examples * height * width * (picture + (1 if spec.per_pixel else 0))
 
 
 def resolve_cache(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> tuple[str, str]:
@@ -182,7 +186,7 @@ def _replica_stream(builder, spec: Pipeline, replica: int, num_replicas: int,
     crop_seed = tf.random.experimental.stateless_fold_in(replica_seed, 1)
     ds = ds.map(lambda index, example: crops.random_crop(
         example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec.crop,
-        spec.mask_lookup), num_parallel_calls=tf.data.AUTOTUNE)
+        spec.mask_lookup, spec.bands), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate(start_step)
   else:
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate().skip(start_step)
@@ -251,7 +255,8 @@ def eval_dataset(builder, spec: Pipeline, global_batch_size: int,
     ds = cache(ds)
   height, width = spec.model_size
   padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([height, width, 3], tf.uint8),
+      'image': tf.zeros([height, width, spec.bands or 3],
+                        tf.float32 if spec.bands else tf.uint8),
       'label': (tf.zeros([height, width, 1], tf.uint8)
                 if spec.per_pixel else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat(
@@ -268,7 +273,8 @@ def preview_batch(builder, spec: Pipeline, count: int) -> dict:
   every evaluation and explain pass shows. Training on crops, each is its central crop at its
   own resolution, the scale the model learns at."""
   if spec.crop:
-    prepare = lambda example: crops.center_crop(example, spec.crop.size, spec.mask_lookup)
+    prepare = lambda example: crops.center_crop(example, spec.crop.size, spec.mask_lookup,
+                                                spec.bands)
   else:
     prepare = preprocess_fn(spec)
   ds = sources.first_examples(builder, spec.splits.eval, count).map(prepare)

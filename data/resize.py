@@ -42,3 +42,9 @@ def triangle_weights(size_in: tf.Tensor, size_out) -> tf.Tensor:
 def picture_to_uint8(pictures: tf.Tensor) -> tf.Tensor:
   """Resized float pictures back to uint8, rounded and clipped."""
   return tf.cast(tf.clip_by_value(tf.round(pictures), 0, 255), tf.uint8)
+
+
+def as_stored(pictures: tf.Tensor, bands: int) -> tf.Tensor:
+  """Resized pictures in the type the pipeline carries: photos (bands 0) uint8, rasters the
+  float32 they are (their values are not 0-255)."""
+  return pictures if bands else picture_to_uint8(pictures)

@@ -125,6 +125,18 @@ def resolve_splits(data_config) -> Splits:
                 data_config.test_split or defaults.test)
 
 
+def band_statistics(data_config, builder) -> tuple[list, list]:
+  """(mean, std) per band that the model's first layer normalises by: data.band_stats, else
+  the training split's, computed when the set was prepared."""
+  if data_config.band_stats:
+    mean, std = data_config.band_stats
+    return list(mean), list(std)
+  stats = files_source.stored_report(builder).bands
+  logging.info('Band statistics of the training split (mean / std per band): %s.', ', '.join(
+      f'{m:.6g}/{s:.6g}' for m, s in zip(stats['mean'], stats['std'])))
+  return stats['mean'], stats['std']
+
+
 def first_examples(builder: tfds.core.DatasetBuilder, split: str, count: int) -> tf.data.Dataset:
   """The first `count` examples of `split`, still encoded: of the eval split, the fixed
   validation pictures that training shows and `--mode=explain` explains by default."""

@@ -76,3 +76,57 @@ def write_synthetic_pets(folder: str, num_trainval: int, num_test: int, photo_si
   shutil.rmtree(folder, ignore_errors=True)
   os.replace(staging, folder)
   return folder
+
+
+# A stand-in for a 4-band Sentinel-2 crop (B2 blue, B3 green, B4 red, B8 near infrared) as
+# uint16 reflectance x 10,000: bare soil (class 0), vegetation (1) and artificial turf (2).
+# Vegetation and turf have the same colours; only the near infrared (high for leaves, low for
+# plastic) tells them apart, as NDVI does: what RGB alone cannot learn.
+MULTISPECTRAL_CLASSES = ('soil', 'vegetation', 'turf')
+_REFLECTANCE = np.array([[1200, 1500, 1800, 2400],   # soil: brighter towards red and NIR
+                         [500, 900, 600, 4200],      # vegetation: green peak, NIR plateau
+                         [500, 900, 600, 1000]])     # turf: vegetation's colours, no NIR
+
+
+def render_multispectral(rng: np.random.Generator, height: int, width: int):
+  """(bands uint16 [H, W, 4], class ids uint8 [H, W]) of one scene: soil with blobs of
+  vegetation and turf, lit by a per-scene factor, with sensor noise."""
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+  classes = np.zeros((height, width), np.uint8)
+  for _ in range(int(rng.integers(3, 7))):
+    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+    ry, rx = rng.uniform(0.08, 0.25) * height, rng.uniform(0.08, 0.25) * width
+    classes[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1] = rng.integers(1, 3)
+  light = rng.uniform(0.7, 1.3)
+  bands = _REFLECTANCE[classes].astype(np.float32) * light
+  bands *= rng.uniform(0.85, 1.15, (height, width, 1))  # Texture within a field.
+  bands += rng.normal(0, 120, bands.shape)
+  return np.clip(bands, 0, 10000).astype(np.uint16), classes
+
+
+def write_multispectral(folder: str, count: int = 24, size: int = 64, seed: int = 0,
+                        splits: tuple = ('train', 'test')) -> dict:
+  """4-band uint16 GeoTIFFs (deflate, tiled, UTM 33N, 10 m pixels) in
+  <folder>/<split>/images and class-id PNG masks in <folder>/<split>/masks; the test split
+  gets a third as many. Returns {stem: class ids}."""
+  import rasterio  # pylint: disable=import-outside-toplevel  Only rasters need GDAL.
+  from rasterio.transform import from_origin  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  truth = {}
+  for split in splits:
+    os.makedirs(os.path.join(folder, split, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(folder, split, 'masks'), exist_ok=True)
+    for index in range(count if split == 'train' else max(count // 3, 2)):
+      bands, classes = render_multispectral(rng, size, size)
+      stem = f'{split}_{index:03d}'
+      profile = dict(driver='GTiff', width=size, height=size, count=bands.shape[-1],
+                     dtype='uint16', crs='EPSG:32633', compress='deflate', tiled=True,
+                     blockxsize=16, blockysize=16,
+                     transform=from_origin(500000 + 10 * size * index, 5000000, 10, 10))
+      with rasterio.open(os.path.join(folder, split, 'images', stem + '.tif'), 'w',
+                         **profile) as out:
+        out.write(np.moveaxis(bands, -1, 0))
+      tf.io.write_file(os.path.join(folder, split, 'masks', stem + '.png'),
+                       tf.io.encode_png(classes[..., None]))
+      truth[stem] = classes
+  return truth

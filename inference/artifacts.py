@@ -17,7 +17,7 @@ import tasks
 ONNX_FILE = 'model.onnx'
 LITERT_FILE = 'model.tflite'
 RECORD = 'export.json'  # Beside every artefact: what it was exported from, and its check.
-SIGNATURE = 'serve'  # The endpoint every format keeps: uint8 `pictures` -> masks, probabilities.
+SIGNATURE = 'serve'  # The endpoint every format keeps: `pictures` -> masks, probabilities.
 
 
 def _kind(path: str) -> tuple[str, str]:
@@ -34,13 +34,14 @@ def _kind(path: str) -> tuple[str, str]:
 
 
 class Artifact:
-  """One exported model in its runtime. Pictures go in one at a time, as uint8 at their own
-  size (the artefact resizes them); masks come back at that size."""
+  """One exported model in its runtime. Pictures go in one at a time at their own size, as the
+  type the file takes (uint8 photos, float32 rasters; the artefact resizes them); masks come
+  back at that size."""
 
   def __init__(self, path: str):
     self.format, self.file = _kind(path)
     try:
-      self._run, self.output_shapes = _OPENERS[self.format](self.file)
+      self._run, self.output_shapes, self.input_dtype = _OPENERS[self.format](self.file)
     except Exception as e:  # pylint: disable=broad-except  Each runtime raises its own kinds.
       raise UserError(f'predict.artifact={path!r} cannot be opened by its runtime '
                       f'({first_line(e)}); export it again with --mode=export.') from None
@@ -50,8 +51,8 @@ class Artifact:
     self.flip = self.record.get('predict_flip', False)
 
   def outputs(self, pictures: np.ndarray) -> dict[str, np.ndarray]:
-    """The artefact's outputs for a uint8 [N, H, W, 3] batch of pictures of one size."""
-    return self._run(np.ascontiguousarray(pictures, np.uint8))
+    """The artefact's outputs for a [N, H, W, C] batch of pictures of one size."""
+    return self._run(np.ascontiguousarray(pictures, self.input_dtype))
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
     """Label masks (uint8) at each picture's own size, one picture at a time."""
@@ -96,24 +97,28 @@ def _record(path: str) -> dict:
 
 def _saved_model(path: str):
   loaded = tf.saved_model.load(path)  # Held by the closure: its variables live as long.
-  outputs = getattr(loaded, SIGNATURE).concrete_functions[0].structured_outputs
-  shapes = {name: tensor.shape.as_list() for name, tensor in outputs.items()}
+  function = getattr(loaded, SIGNATURE).concrete_functions[0]
+  shapes = {name: tensor.shape.as_list() for name, tensor in function.structured_outputs.items()}
+  dtype = function.structured_input_signature[0][0].dtype.as_numpy_dtype
   return (lambda pictures: {k: v.numpy() for k, v in getattr(loaded, SIGNATURE)(
-      tf.constant(pictures)).items()}), shapes
+      tf.constant(pictures)).items()}), shapes, dtype
 
 
 def _onnx(path: str):
   session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
   names = [output.name for output in session.get_outputs()]
   shapes = {output.name: output.shape for output in session.get_outputs()}
-  return (lambda pictures: dict(zip(names, session.run(None, {'pictures': pictures})))), shapes
+  dtype = np.float32 if session.get_inputs()[0].type == 'tensor(float)' else np.uint8
+  return (lambda pictures: dict(zip(names, session.run(None, {'pictures': pictures})))), \
+      shapes, dtype
 
 
 def _litert(path: str):
   runner = Interpreter(model_path=path).get_signature_runner(SIGNATURE)
   shapes = {name: detail['shape_signature'].tolist()
             for name, detail in runner.get_output_details().items()}
-  return (lambda pictures: runner(pictures=pictures)), shapes
+  dtype = runner.get_input_details()['pictures']['dtype']
+  return (lambda pictures: runner(pictures=pictures)), shapes, dtype
 
 
 _OPENERS = {'saved_model': _saved_model, 'onnx': _onnx, 'litert': _litert}

@@ -8,6 +8,7 @@ import os
 from absl import logging
 
 from data import input_pipeline
+from data import rasters
 from inference import loading
 from interpretability import explanation as explain_lib
 from interpretability import gradcam
@@ -48,17 +49,21 @@ def run(config, workdir: str, images: str | None) -> dict:
       loading.write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)
   for layer, grid in explanation.filter_grids.items():
     loading.write_png(os.path.join(out_dir, f'filters_{layer}.png'), grid)
+  bands, rgb_bands = config.data.bands, config.data.rgb_bands
   for maps in explanation.class_maps:
     for picture, heatmap in zip(pictures, maps.heatmaps.maps):
       loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
-                        gradcam.overlay(picture.pixels, heatmap))
+                        gradcam.overlay(rasters.viewable(picture.pixels, bands, rgb_bands),
+                                        heatmap))
   scores = explain_lib.score(explanation, [
       None if p.mask is None else explain_lib.mask_regions(p.mask, explanation, task)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
   atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
-  summaries_lib.write_explanation(writer, 'explain', 0, inputs, explanation, report['summary'])
+  summaries_lib.write_explanation(writer, 'explain', 0,
+                                  rasters.viewable(inputs, bands, rgb_bands), explanation,
+                                  report['summary'])
   writer.flush()
   logging.info('Explained %s on %d pictures into %s (%s); Grad-CAM layer %s; %s.', source,
                len(pictures), out_dir,

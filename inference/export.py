@@ -58,11 +58,18 @@ def check_settings(export_config) -> None:
                       'pixels: in [0, 1] (0: 0.99 for float formats, 0.95 for int8).')
 
 
-def serving_function(predictor: Predictor, task: tasks.Task):
-  """uint8 [N, H, W, 3] pictures of any size -> class-id masks [N, H, W] and the averaged
+def pictures_spec(bands: int) -> tf.TensorSpec:
+  """What an export takes: uint8 [N, H, W, 3] photos, or float32 [N, H, W, bands] rasters in
+  their own values (data.bands; the model normalises them)."""
+  return tf.TensorSpec([None, None, None, bands or 3], tf.float32 if bands else tf.uint8,
+                       name='pictures')
+
+
+def serving_function(predictor: Predictor, task: tasks.Task, bands: int = 0):
+  """`pictures_spec` pictures of any size -> class-id masks [N, H, W] and the averaged
   probabilities at the model's side, or the picture's when it slides (classification:
   [N, classes]), as predict makes them: the task's outputs."""
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name='pictures')])
+  @tf.function(input_signature=[pictures_spec(bands)])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
@@ -161,13 +168,13 @@ def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
   source that cannot be read fails here, in one line)."""
   builder = sources.prepared_builder(config.data, workdir)
   examples = sources.read_encoded(builder, sources.resolve_splits(config.data).train)
-  return [decode.decode_image(example['image']).numpy()
+  return [decode.decode_picture(example['image'], config.data.bands).numpy()
           for example in examples.take(config.export.calibration_pictures)]
 
 
 def write(config, predictor: Predictor, out_dir: str, calibration) -> str:
   """The artefact of export.format in `out_dir`: the SavedModel itself, or its conversion."""
-  serve = serving_function(predictor, tasks.of(config))
+  serve = serving_function(predictor, tasks.of(config), config.data.bands)
   kind, quantize = config.export.format, config.export.quantize
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)
@@ -202,6 +209,8 @@ def run(config, workdir: str, output: str | None) -> str:
   record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
             'bytes': export_check.size_in_bytes(path), 'model': source,
             'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
+            'pictures': {'bands': config.data.bands or 3,
+                         'dtype': pictures_spec(config.data.bands).dtype.name},
             'predict_mode': 'slide' if predictor.slides else 'resize',
             'predict_sizes': [size if isinstance(size, int) else list(size)
                               for size in predictor.sizes],

@@ -14,9 +14,10 @@ import tensorflow as tf
 from data import decode
 from data import files_pairing
 from data import input_pipeline
+from data import rasters
 from data import resize as resize_lib
 from data import sources
-from errors import UserError, first_line, write_failed
+from errors import DataError, UserError, first_line, write_failed
 from modeling import models
 import tasks
 from training import checkpoints
@@ -60,7 +61,7 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
                   '(--mode=train_and_eval) or point --workdir at a trained run.')
 
 
-def picture_paths(spec: str) -> list[tuple[str, str]]:
+def picture_paths(spec: str, bands: int = 0) -> list[tuple[str, str]]:
   """(path, name) of each picture of comma-separated files, folders and globs, in order, each
   checked. A folder gives its pictures and its sub-folders', each named by its path below the
   folder without extension (as training finds them); a file or a glob's match is named by its
@@ -69,7 +70,7 @@ def picture_paths(spec: str) -> list[tuple[str, str]]:
   for item in filter(None, (part.strip() for part in spec.split(','))):
     if os.path.isdir(item):
       try:
-        pictures = files_pairing.find_pictures(item)
+        pictures = files_pairing.find_pictures(item, files_pairing.picture_suffixes(bands))
       except OSError as e:
         raise UserError(f'--images: the folder {e.filename!r} cannot be read ({e.strerror}).'
                         ) from None
@@ -86,7 +87,13 @@ def picture_paths(spec: str) -> list[tuple[str, str]]:
   return list(zip([path for path, _ in found], _unique([name for _, name in found])))
 
 
-def read_picture(path: str) -> np.ndarray:
+def read_picture(path: str, bands: rasters.BandSpec | None = None) -> np.ndarray:
+  """A photo upright as uint8 RGB, or (`bands`) a raster's bands as float32, at its own size."""
+  if bands is not None:
+    try:
+      return rasters.read(path, bands).pixels
+    except DataError as e:
+      raise UserError(f'--images: {e}') from None
   try:
     return decode.decode_upright(tf.io.read_file(path).numpy())
   except tf.errors.InvalidArgumentError as e:
@@ -95,14 +102,14 @@ def read_picture(path: str) -> np.ndarray:
 
 
 def model_input(pictures: list[np.ndarray], image_size) -> np.ndarray:
-  """float32 [N, H, W, 3]: pictures of any sizes resized to `image_size` (antialiased)."""
+  """float32 [N, H, W, C]: pictures of any sizes resized to `image_size` (antialiased)."""
   return np.stack([resize_lib.resize_pictures(p[None], image_size)[0].numpy()
                    for p in pictures])
 
 
 class Picture(NamedTuple):
   name: str  # File name without its extension: what the picture's output files are named by.
-  pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size.
+  pixels: np.ndarray  # uint8 (H, W, 3) at the picture's own size; a raster's float32 bands.
   mask: np.ndarray | None  # Class ids (H, W), if known (the eval split, or Oxford's trimaps).
   label: np.ndarray | None = None  # Classification, from the eval split: the class.
 
@@ -139,10 +146,11 @@ def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
   """`--images` with the trimaps the official layout keeps beside them, else the first
   summaries.num_images pictures of the eval split with theirs."""
   if images:
-    named = picture_paths(images)  # A sub-folder's picture a/b.jpg is explained as a_b.
+    named = picture_paths(images, config.data.bands)  # a/b.jpg in a sub-folder: a_b.
     names = _unique([name.replace(os.sep, '_') for _, name in named])
     trimaps = [trimap_beside(path) for path, _ in named]
-    return [Picture(name, read_picture(path), _read_trimap(trimap) if trimap else None)
+    bands = rasters.band_spec(config.data)
+    return [Picture(name, read_picture(path, bands), _read_trimap(trimap) if trimap else None)
             for name, (path, _), trimap in zip(names, named, trimaps)]
   return eval_pictures(config, workdir, max(config.summaries.num_images, 1))
 
@@ -159,7 +167,8 @@ def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
     mask = example.get(tasks.MASK_FEATURE)
     label = None if tasks.of(config).per_pixel else example[config.data.label_feature].numpy()
     pictures.append(Picture(
-        os.path.splitext(name.replace('/', '_'))[0], decode.decode_image(example['image']).numpy(),
+        os.path.splitext(name.replace('/', '_'))[0],
+        decode.decode_picture(example['image'], config.data.bands).numpy(),
         None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0], label))
   return pictures
 

@@ -6,6 +6,7 @@ import os
 from absl import logging
 import numpy as np
 
+from data import rasters
 from data import sources
 from errors import UserError
 from inference import loading
@@ -23,7 +24,8 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
   predictor, source = predictor_lib.load(config, workdir)
-  named = loading.picture_paths(images)
+  named = loading.picture_paths(images, config.data.bands)
+  bands = rasters.band_spec(config.data)
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
@@ -32,7 +34,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   batch_size, task = config.eval.global_batch_size, tasks.of(config)
   for start in range(0, len(named), batch_size):
     chunk = named[start:start + batch_size]
-    pictures = [loading.read_picture(path) for path, _ in chunk]
+    pictures = [loading.read_picture(path, bands) for path, _ in chunk]
     if 'masks' not in task.outputs:
       probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
       for (path, _), probs in zip(chunk, np.asarray(probabilities)):
@@ -44,7 +46,9 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       os.makedirs(os.path.dirname(stem), exist_ok=True)
       loading.write_png(stem + '_mask.png', mask)
       loading.write_png(stem + '_overlay.png', colormaps.with_legend(
-          colormaps.mask_overlay(picture, mask, colors=colors), config.data.class_names, colors))
+          colormaps.mask_overlay(rasters.viewable(picture, config.data.bands,
+                                                  config.data.rgb_bands), mask,
+                                 colors=colors), config.data.class_names, colors))
       written.append(stem + '_mask.png')
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(

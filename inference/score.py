@@ -29,7 +29,7 @@ def test_metrics(predictor, builder, config) -> dict:
   lookup = sources.mask_lookup(config.data) if task.per_pixel else None
   confusions, counts = {}, {}
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
-    picture = decode.decode_image(example['image']).numpy()
+    picture = decode.decode_picture(example['image'], config.data.bands).numpy()
     if task.per_pixel:
       truth = decode.decode_mask(example[tasks.MASK_FEATURE], lookup).numpy()[..., 0]
       predicted = predictor.masks([picture])[0]

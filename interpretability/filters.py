@@ -21,8 +21,12 @@ BOOK_CROP = 25  # Pixels cropped from each side of a 200-pixel picture.
 def _input_transform(model: keras.Model) -> tuple:
   """(scale, offset) taking the optimised image to the model's input: the image lives where
   the model's own Rescaling puts its pictures ([0, 1] for x / 255, [-1, 1]-centred for
-  Xception's x / 127.5 - 1, per channel for an ImageNet mean/std), so the ascent starts from
-  the book's noise in that space."""
+  Xception's x / 127.5 - 1, per channel for an ImageNet mean/std; a raster model's
+  BandNormalization puts each band at its mean 0 and std 1), so the ascent starts from the
+  book's noise in that space."""
+  bands = next((l for l in model.layers if type(l).__name__ == 'BandNormalization'), None)
+  if bands is not None:
+    return bands.std.numpy(), bands.mean.numpy()
   rescale = next((l for l in model.layers if isinstance(l, keras.layers.Rescaling)), None)
   if rescale is None or not np.all(np.asarray(rescale.scale) < 1):
     return 1.0, 0.0
@@ -96,7 +100,8 @@ def filter_patterns(model: keras.Model, layer_name: str, filter_indices=None,
       images = images + step_size * gradients
     return images
 
-  start = tf.random.stateless_uniform((len(indices), height, width, 3), [seed, 0],
+  start = tf.random.stateless_uniform((len(indices), height, width, model.input.shape[-1]),
+                                      [seed, 0],
                                       minval=0.4, maxval=0.6)
   return ascend(start).numpy()
 
@@ -112,8 +117,9 @@ def deprocess(image: np.ndarray) -> np.ndarray:
 
 
 def pattern_grid(patterns: np.ndarray, per_row: int = 8, margin: int = 5) -> np.ndarray:
-  """Deprocessed patterns stitched into the book's grid (8 a row, 5-pixel margins)."""
-  tiles = [deprocess(p) for p in patterns]
+  """Deprocessed patterns stitched into the book's grid (8 a row, 5-pixel margins); patterns
+  of a raster model show their first three bands (one band: grey)."""
+  tiles = [deprocess(p)[..., [0, 1, 2] if p.shape[-1] >= 3 else [0, 0, 0]] for p in patterns]
   size_h, size_w = tiles[0].shape[:2]
   per_row = min(per_row, len(tiles))
   rows = -(-len(tiles) // per_row)

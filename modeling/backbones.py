@@ -92,11 +92,11 @@ def spec(name: str) -> Backbone:
   return BACKBONES[name]
 
 
-def build(name: str, image_size: int) -> keras.Model:
+def build(name: str, image_size: int, channels: int = 3) -> keras.Model:
   """The named encoder with random weights, for pictures of `image_size` (a side or (height,
-  width))."""
+  width)) with `channels` bands."""
   entry = spec(name)
-  shape = (*sides(image_size), 3) if entry.fixed_shape else (None, None, 3)
+  shape = (*sides(image_size), channels) if entry.fixed_shape else (None, None, channels)
   return getattr(keras_hub.models, entry.keras_hub_class)(image_shape=shape, **entry.arguments)
 
 

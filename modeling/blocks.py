@@ -1,6 +1,81 @@
-"""The modern convnet patterns of book section 9.3, one function each."""
+"""The modern convnet patterns of book section 9.3, one function each, and the model's input:
+photos (0-255 RGB) or rasters of any number of bands, normalised per band."""
 
+from typing import Callable
+
+import keras
+import numpy as np
 from keras import layers
+from keras import ops
+
+from sizes import sides
+
+
+@keras.saving.register_keras_serializable(package='segstream')
+class BandNormalization(layers.Layer):
+  """(x - mean) / std per band, in float32 whatever the policy (16-bit values overflow
+  float16); pixels that are NaN or `nodata` in every band become 0 (the mean). The mean and std
+  are non-trainable weights: set from the training split's statistics when a run starts, they
+  travel with its checkpoints, best model and exports, so every mode feeds raw values."""
+
+  def __init__(self, nodata: float | None = None, **kwargs):
+    super().__init__(**kwargs)
+    self.nodata = nodata
+
+  def build(self, input_shape):
+    bands = input_shape[-1]
+    self.mean = self.add_weight(shape=(bands,), initializer='zeros', trainable=False,
+                                name='mean')
+    self.std = self.add_weight(shape=(bands,), initializer='ones', trainable=False, name='std')
+
+  def call(self, inputs):
+    x = ops.cast(inputs, 'float32')
+    nan = ops.isnan(x)
+    missing = ops.all(nan, axis=-1, keepdims=True)
+    if self.nodata is not None:
+      missing = ops.logical_or(missing, ops.all(ops.equal(x, self.nodata), axis=-1,
+                                                keepdims=True))
+    normalised = (ops.where(nan, self.mean, x) - self.mean) / self.std
+    return ops.where(missing, 0.0, normalised)
+
+  def get_config(self):
+    return {**super().get_config(), 'nodata': self.nodata}
+
+
+BAND_NORMALIZATION = 'band_normalization'
+
+
+def band_normalization(model: keras.Model) -> BandNormalization | None:
+  """The model's BandNormalization layer (a raster model's first), or None (photos)."""
+  return next((layer for layer in model.layers if isinstance(layer, BandNormalization)), None)
+
+
+def set_band_statistics(model: keras.Model, mean, std) -> None:
+  """The per-band mean and standard deviation a raster model normalises its input by."""
+  layer = band_normalization(model)
+  layer.mean.assign(np.asarray(mean, np.float32))
+  layer.std.assign(np.asarray(std, np.float32))
+
+
+def picture_input(image_size, model_config) -> keras.KerasTensor:
+  """The model's input: 0-255 RGB photos (model.input_bands = 0), or rasters of
+  model.input_bands bands in their own values."""
+  return keras.Input(shape=(*sides(image_size), model_config.input_bands or 3), name='image')
+
+
+def normalised(pictures, model_config, photo_preprocess: Callable):
+  """What the first layer makes of the pictures: photos go through the family's own
+  `photo_preprocess` (its scale and offset), rasters through a BandNormalization."""
+  if not model_config.input_bands:
+    return photo_preprocess(pictures)
+  return BandNormalization(model_config.input_nodata, dtype='float32',
+                           name=BAND_NORMALIZATION)(pictures)
+
+
+def pictures_input(image_size, model_config, photo_preprocess: Callable):
+  """(the model's input, its first layer's output): `picture_input`, then `normalised`."""
+  inputs = picture_input(image_size, model_config)
+  return inputs, normalised(inputs, model_config, photo_preprocess)
 
 
 def residual_block(x, filters: int, pooling: bool = False, name: str = 'residual'):

@@ -7,15 +7,14 @@ reachable for Seg-Grad-CAM, and the softmax and the loss run in float32 under mi
 import keras
 from keras import layers
 
+from modeling import blocks
 from modeling import registry
-from sizes import sides
 
 
 @registry.register('book_segmentation', size_multiple=8)
 def book_segmentation(image_size: int, num_classes: int, model_config) -> keras.Model:
-  del model_config  # The book's model has no options.
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
+  inputs, x = blocks.pictures_input(image_size, model_config,
+                                    layers.Rescaling(1.0 / 255, name='rescale'))
   for i, (filters, strides) in enumerate([(64, 2), (64, 1), (128, 2), (128, 1), (256, 2),
                                           (256, 1)]):
     x = layers.Conv2D(filters, 3, strides=strides, activation='relu', padding='same',

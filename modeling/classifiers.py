@@ -5,7 +5,6 @@ from keras import layers
 
 from modeling import blocks
 from modeling import registry
-from sizes import sides
 
 
 def classification_head(x, num_classes: int):
@@ -19,9 +18,8 @@ def classification_head(x, num_classes: int):
 @registry.register('residual_convnet')
 def residual_convnet(image_size: int, num_classes: int, model_config) -> keras.Model:
   """Book listing 9-3: 297,697 parameters at 32x32 with a sigmoid head."""
-  del model_config
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
+  inputs, x = blocks.pictures_input(image_size, model_config,
+                                    layers.Rescaling(1.0 / 255, name='rescale'))
   x = blocks.residual_block(x, 32, pooling=True, name='block1')
   x = blocks.residual_block(x, 64, pooling=True, name='block2')
   x = blocks.residual_block(x, 128, pooling=False, name='block3')
@@ -36,11 +34,11 @@ def mini_xception(image_size: int, num_classes: int, model_config) -> keras.Mode
   `model.bn_momentum` (the book: Keras' default 0.99) can be lowered for short runs.
   """
   momentum = model_config.bn_momentum
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
+  inputs = blocks.picture_input(image_size, model_config)
   x = layers.RandomFlip('horizontal', name='augment_flip')(inputs)
   x = layers.RandomRotation(0.1, name='augment_rotation')(x)
   x = layers.RandomZoom(0.2, name='augment_zoom')(x)
-  x = layers.Rescaling(1.0 / 255, name='rescale')(x)
+  x = blocks.normalised(x, model_config, layers.Rescaling(1.0 / 255, name='rescale'))
   x = layers.Conv2D(32, 5, use_bias=False, padding='same', name='stem_conv')(x)
   for i, filters in enumerate([32, 64, 128, 256, 512]):
     x = blocks.xception_block(x, filters, momentum, model_config.sync_batch_norm,

@@ -47,8 +47,8 @@ def encoder_network(model_config, image_size, num_classes: int = 0, weights: str
 def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   momentum = model_config.bn_momentum
   sync_bn = model_config.sync_batch_norm
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
+  inputs, x = blocks.pictures_input(image_size, model_config,
+                                    layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess'))
   encoder = encoder_network(model_config, image_size, input_tensor=x)
   if model_config.weights != 'random':
     for layer in encoder.layers:

@@ -211,15 +211,42 @@ def variable_keys(model: keras.Model, variables=None, head=None) -> dict:
   return keyed
 
 
+def carried_to_bands(kernel: np.ndarray, bands: int) -> np.ndarray:
+  """An RGB stem's convolution kernel [..., 3, filters] carried to `bands` input bands, by
+  segmentation_models.pytorch's rule (`patch_first_conv`): the RGB kernels repeated over the
+  bands and scaled by 3 / bands; one band: their sum. A picture whose extra bands are 0 and
+  whose RGB bands are scaled by bands / 3 gives the RGB model's answer."""
+  if bands == 1:
+    return kernel.sum(axis=-2, keepdims=True)
+  repeated = np.take(kernel, np.arange(bands) % kernel.shape[-2], axis=-2)
+  return repeated * (kernel.shape[-2] / bands)
+
+
+def _is_rgb_stem(source_shape: tuple, target_shape: tuple) -> bool:
+  """A convolution kernel that differs only in its input channels, from 3 (RGB)."""
+  return (len(source_shape) == 4 and len(target_shape) == 4 and source_shape[-2] == 3
+          and source_shape[-2] != target_shape[-2]
+          and source_shape[:2] + source_shape[-1:] == target_shape[:2] + target_shape[-1:])
+
+
 def transfer(source: keras.Model, target: keras.Model, head=None) -> tuple[int, list[str]]:
-  """Copies every weight of `source` whose key and shape match one of `target`'s; returns the
-  count copied and the paths of the target's weights that stayed as they were."""
+  """Copies every weight of `source` whose key and shape match one of `target`'s, and carries
+  an RGB stem's kernel to the target's bands (`carried_to_bands`, logged); returns the count
+  copied and the paths of the target's weights that stayed as they were."""
   found = variable_keys(source, head=head)
   restored, new = 0, []
   for key, variable in variable_keys(target).items():
     match = found.get(key)
-    if match is not None and tuple(match.shape) == tuple(variable.shape):
+    shape = tuple(variable.shape)
+    if match is not None and tuple(match.shape) == shape:
       variable.assign(np.asarray(keras.ops.convert_to_numpy(match)).astype(variable.dtype))
+      restored += 1
+    elif match is not None and _is_rgb_stem(tuple(match.shape), shape):
+      variable.assign(carried_to_bands(np.asarray(keras.ops.convert_to_numpy(match)),
+                                       shape[-2]).astype(variable.dtype))
+      logging.info('%s: the RGB kernels carried to %d bands (repeated, scaled by 3/%d%s).',
+                   variable.path, shape[-2], shape[-2], '; one band: their sum'
+                   if shape[-2] == 1 else '')
       restored += 1
     else:
       new.append(variable.path)

@@ -13,6 +13,7 @@ import numpy as np
 from keras import layers
 
 from errors import ConfigError
+from modeling import blocks
 from modeling import pretrained
 from modeling import registry
 from sizes import sides
@@ -39,8 +40,8 @@ def network(model_config, image_size, num_classes: int, weights: str = 'random',
 
 @registry.register('xception', application=network, runs_without_checkpoint=True)
 def xception(image_size: int, num_classes: int, model_config) -> keras.Model:
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess')(inputs)
+  inputs, x = blocks.pictures_input(image_size, model_config,
+                                    layers.Rescaling(1.0 / 127.5, offset=-1.0, name='preprocess'))
   base = network(model_config, image_size, num_classes, input_tensor=x)
   outputs = layers.Activation('softmax', dtype='float32', name='probabilities')(base.output)
   return keras.Model(inputs, outputs, name='xception')

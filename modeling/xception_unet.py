@@ -12,7 +12,6 @@ from keras import layers
 
 from modeling import blocks
 from modeling import registry
-from sizes import sides
 
 
 def _encoder_stage(x, filters: int, momentum: float, sync_bn: bool, name: str):
@@ -49,8 +48,8 @@ def xception_unet(image_size: int, num_classes: int, model_config) -> keras.Mode
   momentum = model_config.bn_momentum
   upsampling = model_config.upsampling
   sync_bn = model_config.sync_batch_norm
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  x = layers.Rescaling(1.0 / 255, name='rescale')(inputs)
+  inputs, x = blocks.pictures_input(image_size, model_config,
+                                    layers.Rescaling(1.0 / 255, name='rescale'))
   x = blocks.conv_bn_act(x, widths[0], 3, strides=2, bn_momentum=momentum, sync_bn=sync_bn,
                          name='stem')
   skips = [x]

@@ -30,8 +30,12 @@ def _pictures(model_config, image_size: int):
   """The input and its preprocessing layer (the backbone's own scale and offset)."""
   scale, offset, _ = backbones.preprocessing(
       model_config.backbone, weights_lib.local_preset_folder(model_config.weights))
-  inputs = keras.Input(shape=(*sides(image_size), 3), name='image')
-  return inputs, layers.Rescaling(scale, offset=offset, name='preprocess')(inputs)
+  return blocks.pictures_input(image_size, model_config,
+                               layers.Rescaling(scale, offset=offset, name='preprocess'))
+
+
+def _channels(model_config) -> int:
+  return model_config.input_bands or 3
 
 
 def _probabilities(inputs, logits, name: str, model_config) -> keras.Model:
@@ -110,10 +114,10 @@ def _register(name):
 def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
   body = keras_hub.models.DeepLabV3Backbone(
-      image_encoder=backbones.build(model_config.backbone, image_size),
+      image_encoder=backbones.build(model_config.backbone, image_size, _channels(model_config)),
       spatial_pyramid_pooling_key='P5', low_level_feature_key='P2', upsampling_size=8,
       dilation_rates=[6, 12, 18], projection_filters=48,
-      image_shape=(*sides(image_size), 3), name='deeplab')
+      image_shape=(*sides(image_size), _channels(model_config)), name='deeplab')
   logits = layers.Conv2D(num_classes, 1, use_bias=False, name=HEAD)(body(x))
   return _probabilities(inputs, logits, 'deeplabv3plus', model_config)
 
@@ -121,7 +125,7 @@ def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Mode
 @_register('segformer')
 def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
-  encoder = backbones.build(model_config.backbone, image_size)
+  encoder = backbones.build(model_config.backbone, image_size, _channels(model_config))
   # keras-hub's presets: 256 decoder channels for B0 and B1, 768 from B2 on.
   width = 256 if model_config.backbone in ('mit_b0', 'mit_b1') else 768
   body = keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=width,
@@ -135,7 +139,8 @@ def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
 @_register('unet')
 def unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
-  features = FeaturePyramid(backbones.build(model_config.backbone, image_size),
+  features = FeaturePyramid(backbones.build(model_config.backbone, image_size,
+                                            _channels(model_config)),
                             name='encoder')(x)
   by_side = {}  # The deepest feature map of each side (EfficientNet's P5 is its top conv).
   for key in sorted(features):

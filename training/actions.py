@@ -45,7 +45,7 @@ class Evaluator:
     self.summaries.text('eval', step, 'confusion_table',
                         confusion_table(confusion, self.class_names))
     if self.preview is not None and self.task.per_pixel:
-      images = self.preview['image'].numpy()
+      images = self.preview['viewable']
       predicted = np.argmax(self.steps.model(self.preview['image'], training=False), axis=-1)
       for name, masks in (('ground_truth', self.preview['label'].numpy()),
                           ('prediction', predicted)):
@@ -114,7 +114,8 @@ class Explainer:
       regions = [explain_lib.mask_regions(mask[..., 0], explanation, self.task)
                  for mask in self.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
-    summaries_lib.write_explanation(self.summaries, 'eval', step, images, explanation, lifts)
+    summaries_lib.write_explanation(self.summaries, 'eval', step, self.preview['viewable'],
+                                    explanation, lifts)
     seconds = time.perf_counter() - start
     self.summaries.scalars('eval', step, {'explain/seconds': seconds})
     logging.info('Explain summaries at step %d took %.1f s (%s); Grad-CAM layer %s%s.', step,

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from data import input_pipeline
 from data import masks
+from data import rasters
 from data import sources
 from errors import DataError
 from interpretability import colormaps
@@ -55,6 +56,9 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
   preview = (input_pipeline.preview_batch(data.builder, data.pipeline,
                                          config.summaries.num_images)
              if config.summaries.num_images else None)
+  if preview is not None:  # What the summaries draw on: a raster's composite of three bands.
+    preview['viewable'] = rasters.viewable(preview['image'].numpy(), config.data.bands,
+                                           config.data.rgb_bands)
   class_colors = colormaps.class_colors(
       len(config.data.class_names), sources.own_class_colors(config.data, run.scratch,
                                                              data.builder))
@@ -81,6 +85,8 @@ def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:
                                num_classes, run.precision)
     if fresh:
       models.load_initial_weights(model, config.model)
+      if config.data.bands:  # After model.weights: this data's statistics, not a source's.
+        models.set_band_statistics(model, *sources.band_statistics(config.data, data.builder))
     encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
     optimizer = optimizers.make_optimizer(
         train, run.precision, data.total_steps,

@@ -45,6 +45,7 @@ def check_config(config) -> None:
   _check_combinations(config)
   _check_sizes(config)
   _check_own_data(config)
+  _check_bands(config.data)
   _check_paths(config)
 
 
@@ -270,6 +271,43 @@ def _check_own_data(config) -> None:
   _require(bool(files.validation_images or data.validation_fraction or files.test_images),
            'data.source=files has nothing to evaluate on: set data.validation_fraction > 0, '
            'or data.files.validation_images / test_images.')
+
+
+# What changes a photo's colours: on a raster its bands are not red, green and blue.
+_PHOTO_LOOKS = ('color_jitter', 'hue', 'grayscale', 'blur', 'noise')
+
+
+def _check_bands(data) -> None:
+  """data.bands and what goes with it: rasters come from data.source=files, their band numbers
+  exist, the photo-only colour augmentations stay off, band_stats has one entry a band."""
+  count = data.bands
+  _require(isinstance(count, int) and count >= 0, f'data.bands={count!r}: 0 (RGB photos) or '
+           'the number of bands every picture has.')
+  if not count:
+    for field in ('read_bands', 'rgb_bands', 'band_stats'):
+      _require(not data[field], f'data.{field} is for pictures with bands: set data.bands to '
+               'the number of bands the model takes.')
+    _require(data.nodata is None, 'data.nodata is for pictures with bands: set data.bands.')
+    return
+  _require(data.source == 'files', f'data.bands={count} reads rasters from your own folders: '
+           f'set data.source=files (data.source={data.source} holds photos).')
+  read = tuple(data.read_bands)
+  _require(not read or (len(read) == count and all(isinstance(b, int) and b >= 1 for b in read)),
+           f'data.read_bands={read}: give data.bands={count} band numbers, each from 1 (as '
+           'GDAL numbers them), or () to read every band.')
+  rgb = tuple(data.rgb_bands)
+  _require(not rgb or (len(rgb) == 3 and all(isinstance(b, int) and 1 <= b <= count
+                                             for b in rgb)),
+           f'data.rgb_bands={rgb}: give three band numbers from 1 to data.bands={count} (among '
+           'the bands read), or () for the first three.')
+  stats = tuple(tuple(row) for row in data.band_stats)
+  _require(not stats or (len(stats) == 2 and all(len(row) == count for row in stats)
+                         and all(s > 0 for s in stats[1])),
+           f'data.band_stats: give ((mean, ...), (std, ...)) with {count} values each (every '
+           'std above 0), or () for the training split\'s own.')
+  for field in _PHOTO_LOOKS:
+    _require(not data.augment[field], f'data.augment.{field} changes a photo\'s colours; '
+             f'with data.bands={count} set it to 0 (flips, crops and scales work on every band).')
 
 
 def field_value(tree, dotted: str):

@@ -17,12 +17,15 @@ from training import config_checks
 
 
 def settle_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Fills data.label_feature from the task and an empty data.class_names of a files
-  classification set from its sub-folders, checks every field, and locks the config."""
+  """Fills data.label_feature from the task, an empty data.class_names of a files
+  classification set from its sub-folders and the model's input bands from data.bands,
+  checks every field, and locks the config."""
   check_known_fields(config)
   config_checks.check_task(config)
   config.data.label_feature = tasks.of(config).learned_feature(config.data.label_feature)
   config.data.class_names = sources.class_names_of(config.data)
+  config.model.input_bands = config.data.bands
+  config.model.input_nodata = config.data.nodata
   config_checks.check_config(config)
   config.lock()
   return config

@@ -1,0 +1,194 @@
+"""Pictures with any number of bands (data.bands > 0): GeoTIFF / TIFF through rasterio (GDAL:
+band- or pixel-interleaved, 8/16/32-bit integer or float, tiled or striped, every compression
+GDAL writes), `.npy` arrays (H, W, C) and PNGs at their own bit depth, read as float32 [H, W, B]
+(every integer of 16 bits and float32 kept exactly). Photos (data.bands = 0) never come here.
+
+Pure functions on arrays and tensors: reading one file, choosing its bands, the per-band
+statistics that normalise them, and the viewable composite of three bands.
+"""
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from errors import DataError
+
+TIFF_EXTENSIONS = ('.tif', '.tiff')
+RASTER_EXTENSIONS = TIFF_EXTENSIONS + ('.npy', '.png')
+
+
+class BandsError(DataError):
+  """A raster without the bands the config asks for."""
+
+
+class BandSpec(NamedTuple):
+  """What a raster picture is made of: data.bands, data.read_bands, data.nodata."""
+  count: int  # Bands the model takes (after read_bands).
+  read: tuple = ()  # 1-based band numbers to read from each file (GDAL's); () = all.
+  nodata: float | None = None  # A value marking missing pixels.
+
+
+def band_spec(data_config) -> BandSpec | None:
+  """The data section's bands, or None for photos (data.bands = 0)."""
+  if not data_config.bands:
+    return None
+  return BandSpec(data_config.bands, tuple(data_config.read_bands), data_config.nodata)
+
+
+class Raster(NamedTuple):
+  pixels: np.ndarray  # float32 [H, W, B]: the bands read.
+  dtype: str  # The file's own sample type ('uint16', 'float32', ...).
+  file_bands: int  # How many bands the file holds.
+
+
+def _read_tiff(path: str) -> tuple[np.ndarray, str]:
+  import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
+  from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
+  try:
+    with rasterio.open(path) as source:
+      return np.moveaxis(source.read(), 0, -1), source.dtypes[0]
+  except RasterioError as e:
+    raise DataError(f'{path} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
+                    '(gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.') from None
+
+
+def _read_png(path: str) -> tuple[np.ndarray, str]:
+  with open(path, 'rb') as f:
+    encoded = f.read()
+  deep = len(encoded) > 24 and encoded[:8] == b'\x89PNG\r\n\x1a\n' and encoded[24] == 16
+  try:
+    pixels = tf.io.decode_png(encoded, dtype=tf.uint16 if deep else tf.uint8).numpy()
+  except tf.errors.InvalidArgumentError as e:
+    raise DataError(f'{path} cannot be decoded as a PNG ({e.message}).') from None
+  return pixels, 'uint16' if deep else 'uint8'
+
+
+def read_file(path: str) -> tuple[np.ndarray, str]:
+  """(pixels [H, W, C] in the file's own type, that type's name) of a raster file."""
+  extension = os.path.splitext(path)[1].lower()
+  if extension in TIFF_EXTENSIONS:
+    return _read_tiff(path)
+  if extension == '.npy':
+    try:
+      pixels = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+      raise DataError(f'{path} cannot be read as a .npy array ({e}).') from None
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.ndim != 3:
+      raise DataError(f'{path} holds an array of shape {pixels.shape}; a picture is (height, '
+                      'width) or (height, width, bands).')
+    return pixels, str(pixels.dtype)
+  if extension == '.png':
+    return _read_png(path)
+  raise DataError(f'{path}: data.bands reads GeoTIFF/TIFF, .npy and PNG pictures, not '
+                  f'{extension or "files without an extension"}; convert it (gdal_translate '
+                  'writes GeoTIFF), or set data.bands=0 for photos.')
+
+
+def read(path: str, spec: BandSpec) -> Raster:
+  """The bands `spec` asks for of one file, float32 [H, W, spec.count]; a DataError naming
+  the file and the fix when it lacks them or holds another count."""
+  pixels, dtype = read_file(path)
+  file_bands = pixels.shape[-1]
+  if spec.read:
+    missing = [b for b in spec.read if not 1 <= b <= file_bands]
+    if missing:
+      raise BandsError(f'{path} has {file_bands} bands; data.read_bands asks for band '
+                      f'{missing[0]} (bands are numbered from 1, as GDAL numbers them).')
+    pixels = pixels[..., [b - 1 for b in spec.read]]
+  if pixels.shape[-1] != spec.count:
+    what = f'reads {pixels.shape[-1]} of them' if spec.read else f'has {pixels.shape[-1]} bands'
+    raise BandsError(f'{path} {what}; data.bands={spec.count}. Set data.bands to the bands '
+                    'every picture has, or data.read_bands to the ones to read.')
+  return Raster(pixels.astype(np.float32), dtype, file_bands)
+
+
+def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
+  """bool [H, W]: pixels with a value in every band (not nodata in all bands, not NaN)."""
+  valid = ~np.isnan(pixels).any(axis=-1)
+  if nodata is not None and not np.isnan(nodata):
+    valid &= ~(pixels == nodata).all(axis=-1)
+  return valid
+
+
+def serialize(pixels: np.ndarray) -> bytes:
+  """float32 [H, W, B] as the prepared set stores it: lossless, decoded in the graph."""
+  return tf.io.serialize_tensor(tf.constant(pixels, tf.float32)).numpy()
+
+
+def decode(encoded: tf.Tensor, count: int) -> tf.Tensor:
+  """float32 [H, W, count] of what `serialize` stored."""
+  return tf.ensure_shape(tf.io.parse_tensor(encoded, tf.float32), [None, None, count])
+
+
+class BandStats:
+  """Per-band mean and standard deviation over valid pixels, summed in float64 as pictures
+  stream past (never all in memory), with each band's range and the nodata share."""
+
+  def __init__(self, count: int):
+    self.total = np.zeros(count)
+    self.squares = np.zeros(count)
+    self.low = np.full(count, np.inf)
+    self.high = np.full(count, -np.inf)
+    self.valid = 0
+    self.pixels = 0
+
+  def add(self, pixels: np.ndarray, valid: np.ndarray) -> None:
+    values = pixels[valid].astype(np.float64)
+    self.total += values.sum(axis=0)
+    self.squares += (values * values).sum(axis=0)
+    if len(values):
+      self.low = np.minimum(self.low, values.min(axis=0))
+      self.high = np.maximum(self.high, values.max(axis=0))
+    self.valid += len(values)
+    self.pixels += valid.size
+
+  def merge(self, other: 'BandStats') -> None:
+    """Adds another picture's (or set's) sums: the statistics of both together."""
+    self.total += other.total
+    self.squares += other.squares
+    self.low = np.minimum(self.low, other.low)
+    self.high = np.maximum(self.high, other.high)
+    self.valid += other.valid
+    self.pixels += other.pixels
+
+  def result(self) -> dict:
+    count = max(self.valid, 1)
+    mean = self.total / count
+    std = np.sqrt(np.maximum(self.squares / count - mean * mean, 0.0))
+    return {'mean': [round(float(m), 6) for m in mean],
+            'std': [round(float(s), 6) if s > 0 else 1.0 for s in std],
+            'min': [float(v) for v in self.low], 'max': [float(v) for v in self.high],
+            'nodata_fraction': round(1.0 - self.valid / max(self.pixels, 1), 6)}
+
+
+def composite(pixels: np.ndarray, rgb_bands: tuple, low_high: tuple = (2.0, 98.0)
+              ) -> np.ndarray:
+  """uint8 [H, W, 3]: three bands (1-based among those read; one band: grey) stretched from
+  their 2nd to 98th percentile, as GIS viewers show a raster."""
+  chosen = [b - 1 for b in rgb_bands] if rgb_bands else (
+      [0, 1, 2] if pixels.shape[-1] >= 3 else [0, 0, 0])
+  bands = pixels[..., chosen].astype(np.float64)
+  finite = np.isfinite(bands)
+  out = np.zeros(bands.shape, np.uint8)
+  for k in range(3):
+    values = bands[..., k][finite[..., k]]
+    if not values.size:
+      continue
+    low, high = np.percentile(values, low_high)
+    scaled = (bands[..., k] - low) / max(high - low, 1e-12) * 255.0
+    out[..., k] = np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
+  return out
+
+
+def viewable(pictures, bands: int, rgb_bands: tuple) -> np.ndarray:
+  """What a person looks at: photos (data.bands 0, 0-255 RGB) as they are, rasters (one
+  picture [H, W, B] or a batch) as their `composite`, each picture stretched on its own."""
+  pictures = np.asarray(pictures)
+  if not bands:
+    return pictures
+  if pictures.ndim == 4:
+    return np.stack([composite(p, rgb_bands) for p in pictures])
+  return composite(pictures, rgb_bands)

@@ -1,0 +1,299 @@
+"""Pictures with any number of bands (data.bands): rasters read in their own values, their
+statistics, the stem carried from RGB, every model on 1, 4 and 13 bands, and a 4-band 16-bit
+GeoTIFF set through check_data, training, predict, score and export, with its bad inputs."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import rasterio
+import tensorflow as tf
+
+from data import files_pairing
+from data import files_source
+from data import masks as masks_lib
+from data import rasters
+from data import synthetic
+from errors import DataError
+from modeling import backbones
+from modeling import blocks
+from modeling import models
+from modeling import weights as weights_lib
+from tests.conftest import main_in_process, model_config
+from tests.test_models import zoo_model_config
+
+
+def _write_tiff(path: str, pixels: np.ndarray, **profile) -> None:
+  """pixels [H, W, B] as a GeoTIFF written by GDAL with `profile`'s options."""
+  height, width, count = pixels.shape
+  with rasterio.open(path, 'w', driver='GTiff', width=width, height=height, count=count,
+                     dtype=pixels.dtype.name, **profile) as out:
+    out.write(np.moveaxis(pixels, -1, 0))
+
+
+@pytest.mark.parametrize('dtype, profile', [
+    ('uint16', dict(interleave='band', compress='deflate', tiled=True, blockxsize=16,
+                    blockysize=16)),
+    ('uint16', dict(interleave='pixel', compress='lzw')),
+    ('int16', dict(compress='packbits')),
+    ('float32', dict(tiled=True, blockxsize=32, blockysize=32, compress='zstd')),
+    ('uint8', dict()),
+])
+def test_geotiffs_as_gdal_writes_them_read_in_their_own_values(dtype, profile, tmp_path):
+  info = np.iinfo(dtype) if dtype != 'float32' else None
+  rng = np.random.default_rng(0)
+  pixels = (rng.integers(info.min, info.max, (40, 48, 5), endpoint=True) if info else
+            rng.normal(0, 3e4, (40, 48, 5))).astype(dtype)
+  path = str(tmp_path / 'scene.tif')
+  _write_tiff(path, pixels, **profile)
+  read = rasters.read(path, rasters.BandSpec(5))
+  assert read.dtype == dtype and read.file_bands == 5
+  np.testing.assert_array_equal(read.pixels, pixels.astype(np.float32))
+  chosen = rasters.read(path, rasters.BandSpec(3, read=(4, 1, 5)))
+  np.testing.assert_array_equal(chosen.pixels, pixels[..., [3, 0, 4]].astype(np.float32))
+  stored = rasters.decode(tf.constant(rasters.serialize(read.pixels)), 5).numpy()
+  np.testing.assert_array_equal(stored, read.pixels)  # The prepared set is lossless.
+
+
+def test_npy_and_16_bit_png_keep_every_value(tmp_path):
+  deep = np.random.default_rng(1).integers(0, 65535, (20, 30, 1), endpoint=True).astype(np.uint16)
+  tf.io.write_file(str(tmp_path / 'deep.png'), tf.io.encode_png(deep))
+  np.testing.assert_array_equal(rasters.read(str(tmp_path / 'deep.png'),
+                                             rasters.BandSpec(1)).pixels, deep)
+  volume = np.random.default_rng(2).normal(size=(20, 30, 7)).astype(np.float32)
+  np.save(tmp_path / 'mri.npy', volume)
+  np.testing.assert_array_equal(rasters.read(str(tmp_path / 'mri.npy'),
+                                             rasters.BandSpec(7)).pixels, volume)
+  np.save(tmp_path / 'grey.npy', volume[..., 0])
+  assert rasters.read(str(tmp_path / 'grey.npy'), rasters.BandSpec(1)).pixels.shape == (20, 30, 1)
+
+
+def test_rasters_that_do_not_fit_are_named_with_the_fix(tmp_path):
+  path = str(tmp_path / 'scene.tif')
+  _write_tiff(path, np.zeros((8, 8, 4), np.uint16))
+  with pytest.raises(rasters.BandsError, match=r'scene.tif has 4 bands; data.bands=13\. Set '
+                     'data.bands'):
+    rasters.read(path, rasters.BandSpec(13))
+  with pytest.raises(rasters.BandsError, match='scene.tif has 4 bands; data.read_bands asks '
+                     'for band 8 .bands are numbered from 1'):
+    rasters.read(path, rasters.BandSpec(2, read=(2, 8)))
+  (tmp_path / 'broken.tif').write_bytes(b'II*\x00' + b'\x00' * 20)
+  with pytest.raises(DataError, match='broken.tif cannot be read as a raster .rasterio/GDAL: '):
+    rasters.read(str(tmp_path / 'broken.tif'), rasters.BandSpec(4))
+  with pytest.raises(DataError, match='photo.jpg: data.bands reads GeoTIFF/TIFF, .npy and PNG'):
+    rasters.read(str(tmp_path / 'photo.jpg'), rasters.BandSpec(3))
+
+
+def test_band_statistics_stream_to_the_statistics_of_all_valid_pixels():
+  rng = np.random.default_rng(3)
+  pictures = [rng.normal([100, 5000, -3], [10, 800, 2], (h, 20, 3)).astype(np.float32)
+              for h in (10, 17, 31)]
+  pictures[1][:4] = 0.0  # nodata in every band: left out.
+  pictures[2][0, :5, 1] = 0.0  # 0 in one band only: a value, kept.
+  pictures[2][1, :3] = np.nan  # NaN in every band: left out.
+  streamed = rasters.BandStats(3)
+  for picture in pictures:
+    part = rasters.BandStats(3)
+    part.add(picture, rasters.valid_pixels(picture, nodata=0.0))
+    streamed.merge(part)
+  values = np.concatenate([p[rasters.valid_pixels(p, 0.0)] for p in pictures]).astype(np.float64)
+  result = streamed.result()
+  assert len(values) == 10 * 20 + 13 * 20 + 31 * 20 - 3
+  np.testing.assert_allclose(result['mean'], values.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(result['std'], values.std(0), rtol=1e-5)
+  np.testing.assert_allclose(result['min'], values.min(0))
+  np.testing.assert_allclose(result['nodata_fraction'], 83 / (58 * 20), rtol=1e-5)
+
+
+def test_band_normalization_feeds_the_model_z_scores_and_0_where_nothing_was_measured():
+  layer = blocks.BandNormalization(nodata=-9999.0, dtype='float32')
+  layer.build((None, None, None, 2))
+  layer.mean.assign([1000.0, 20.0])
+  layer.std.assign([100.0, 4.0])
+  pixels = np.array([[[[1100.0, 12.0], [-9999.0, -9999.0], [-9999.0, 24.0],
+                       [np.nan, 28.0], [np.nan, np.nan]]]], np.float32)
+  expected = [[1.0, -2.0], [0.0, 0.0], [(-9999.0 - 1000.0) / 100.0, 1.0], [0.0, 2.0], [0, 0]]
+  np.testing.assert_allclose(layer(pixels).numpy()[0, 0], expected, rtol=1e-6)
+
+
+def test_an_rgb_stem_carried_to_n_bands_answers_as_the_rgb_model_when_extra_bands_are_zero():
+  """segmentation_models.pytorch's rule on a zoo encoder: RGB kernels repeated over the bands,
+  scaled by 3/N. With the extra bands 0 and the RGB kernels scaled back by N/3 the 4-band
+  model's output is the RGB model's; one band (kernels summed) of a grey picture likewise."""
+  keras.utils.set_random_seed(5)
+  rgb_config = model_config('unet', backbone='resnet18', decoder_widths=(8,))
+  rgb = models.build_model(rgb_config, 32, 3)
+  scale, offset, _ = backbones.preprocessing('resnet18', None)
+  picture = np.random.default_rng(6).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+  expected = rgb(picture).numpy()
+  for bands in (4, 1):
+    model = models.build_model(model_config('unet', backbone='resnet18', decoder_widths=(8,),
+                                            input_bands=bands), 32, 3)
+    restored, new = weights_lib.transfer(rgb, model)
+    assert restored == len(model.weights) - 2 and len(new) == 2  # All but mean/std.
+    mean = -np.asarray(offset) / np.asarray(scale)  # The RGB model's own normalisation.
+    std = 1.0 / np.asarray(scale)
+    stem = next(v for v in model.weights if len(v.shape) == 4 and v.shape[-2] == bands)
+    if bands == 4:
+      models.set_band_statistics(model, [*mean, 0.0], [*std, 1.0])
+      stem.assign(stem.numpy() * np.array([4 / 3] * 3 + [1.0])[:, None])
+      inputs = np.concatenate([picture, np.zeros_like(picture[..., :1])], -1)
+      reference = expected
+    else:  # A grey picture: the RGB model gets the same normalised value in R, G and B.
+      models.set_band_statistics(model, [128.0], [64.0])
+      inputs = picture[..., :1]
+      reference = rgb((inputs - 128.0) / 64.0 * std + mean).numpy()
+    np.testing.assert_allclose(model(inputs).numpy(), reference, atol=2e-5)
+
+
+BAND_MODELS = {name: 71 if name == 'xception' else 64 if name in ('segformer',) else 32
+               for name in models.names()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', models.names())
+def test_every_model_builds_and_trains_a_step_on_1_4_and_13_bands(name):
+  size = BAND_MODELS[name]
+  for bands in (1, 4, 13):
+    config = zoo_model_config(name)
+    config.input_bands = bands
+    model = models.build_model(config, size, 3)
+    assert model.input_shape == (None, size, size, bands)
+    models.set_band_statistics(model, [1000.0] * bands, [300.0] * bands)
+    pictures = np.random.default_rng(bands).uniform(0, 4000, (2, size, size, bands))
+    classification = len(model.output_shape) == 2
+    labels = (np.array([0, 1]) if classification else
+              np.random.default_rng(0).integers(0, 3, (2, size, size)))
+    before = [v.numpy() for v in model.trainable_weights]
+    with tf.GradientTape() as tape:
+      probabilities = model(pictures.astype(np.float32), training=True)
+      loss = keras.losses.sparse_categorical_crossentropy(labels, probabilities) if \
+          probabilities.shape[-1] > 1 else keras.losses.binary_crossentropy(
+              labels[:, None].astype(np.float32), probabilities)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    keras.optimizers.SGD(0.01).apply(gradients, model.trainable_weights)
+    assert np.isfinite(np.mean(loss)), (name, bands)
+    assert any(not np.allclose(b, v.numpy()) for b, v in zip(before, model.trainable_weights))
+
+
+@pytest.fixture(scope='module')
+def geotiff_set(tmp_path_factory):
+  """A 4-band uint16 GeoTIFF set with PNG masks (data/synthetic.py), its truth by stem."""
+  folder = str(tmp_path_factory.mktemp('multispectral'))
+  return folder, synthetic.write_multispectral(folder, count=12, size=32)
+
+
+def _args(folder: str, workdir: str, *more) -> list:
+  return ['--config=configs/own_multispectral.py', f'--workdir={workdir}',
+          f'--config.data.files.train_images={folder}/train/images',
+          f'--config.data.files.train_masks={folder}/train/masks',
+          f'--config.data.files.test_images={folder}/test/images',
+          f'--config.data.files.test_masks={folder}/test/masks',
+          '--config.data.image_size=32', '--config.model.widths=(8, 16, 32, 64)',
+          '--config.train.global_batch_size=4', '--config.eval.global_batch_size=4',
+          '--config.train.steps=6', '--config.train.steps_per_epoch=3',
+          '--config.train.warmup_steps=0', '--config.train.steps_per_call=3',
+          '--config.summaries.num_images=2', '--config.summaries.explain_every_epochs=2',
+          '--config.summaries.explain.num_filters=2',
+          '--config.summaries.explain.num_filter_layers=1',
+          '--config.summaries.explain.num_activation_layers=1',
+          '--config.data.validation_fraction=0.3', *more]
+
+
+@pytest.mark.slow
+def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tmp_path, capsys):
+  folder, truth = geotiff_set
+  workdir = str(tmp_path / 'run')
+  status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=check_data'))
+  printed = capsys.readouterr().out
+  assert status == 0, stderr[-2000:]
+  assert 'sample types: uint16' in printed and 'No problems found.' in printed
+  band_lines = [line.split() for line in printed.splitlines() if line.startswith('     ')]
+  assert [row[0] for row in band_lines] == ['1', '2', '3', '4']
+  assert float(band_lines[3][3]) > 1.5 * float(band_lines[0][3])  # NIR is the brightest band.
+  status, stderr = main_in_process(capsys, *_args(folder, workdir))
+  assert status == 0, stderr[-2000:]
+  model = keras.models.load_model(os.path.join(workdir, 'best_model.keras'))
+  assert model.input_shape[-1] == 4
+  layer = blocks.band_normalization(model)
+  prepared = [json.load(open(p)) for p in _reports(workdir)]
+  np.testing.assert_allclose(layer.mean.numpy(), prepared[0]['bands']['mean'], rtol=1e-5)
+  tif = os.path.join(folder, 'test', 'images', 'test_000.tif')
+  status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=predict',
+                                                  f'--images={tif}'))
+  assert status == 0, stderr[-2000:]
+  mask = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'predict',
+                                                       'test_000_mask.png'))).numpy()
+  overlay = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'predict',
+                                                          'test_000_overlay.png'))).numpy()
+  assert mask.shape[:2] == truth['test_000'].shape and overlay.shape[0] > 32  # Legend below.
+  status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=score'))
+  assert status == 0, stderr[-2000:]
+  with open(os.path.join(workdir, 'score.json')) as f:
+    assert json.load(f)['num_pictures'] == len([s for s in truth if s.startswith('test')])
+  status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=export',
+                                                  '--config.export.format=onnx'))
+  assert status == 0, stderr[-2000:]
+  with open(os.path.join(workdir, 'export', 'onnx', 'export.json')) as f:
+    record = json.load(f)
+  assert record['pictures'] == {'bands': 4, 'dtype': 'float32'} and record['check']['passed']
+
+
+def _reports(workdir: str) -> list:
+  found = []
+  for root, _, files in os.walk(os.path.join(workdir, 'prepared_data')):
+    found += [os.path.join(root, f) for f in files if f == files_source.REPORT_FILE]
+  return found
+
+
+def test_bad_rasters_are_named_before_anything_is_prepared(tmp_path):
+  """Another band count, another sample type mid-set, NaN without data.nodata, a file the
+  reader cannot open: each named in the check's table, nothing prepared."""
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  folder = str(tmp_path / 'set')
+  synthetic.write_multispectral(folder, count=6, size=16, splits=('train',))
+  images = os.path.join(folder, 'train', 'images')
+  _write_tiff(os.path.join(images, 'train_001.tif'), np.zeros((16, 16, 3), np.uint16))
+  _write_tiff(os.path.join(images, 'train_002.tif'), np.zeros((16, 16, 4), np.float32))
+  nan = np.zeros((16, 16, 4), np.float32)
+  nan[3, 3] = np.nan
+  _write_tiff(os.path.join(images, 'train_003.tif'), nan)
+  with open(os.path.join(images, 'train_004.tif'), 'wb') as f:
+    f.write(b'not a tiff')
+  config = small_config(data__source='files', data__bands=4, data__files__train_images=images,
+                        data__files__train_masks=os.path.join(folder, 'train', 'masks'),
+                        data__class_names=synthetic.MULTISPECTRAL_CLASSES)
+  _, report = files_source.check(config.data)
+  text = report.format()
+  assert 'train_001.tif has 3 bands; data.bands=4' in text
+  assert 'float rasters with NaN pixels and no data.nodata' in text and 'train_003' in text
+  assert 'train_004.tif cannot be read as a raster (rasterio/GDAL' in text
+  assert 'PROBLEM train: 1 rasters of another sample type' in text  # train_003 is unusable.
+  assert 'train_002.tif (float32; most are uint16)' in text
+  assert not os.path.exists(tmp_path / 'prepared')
+  config = small_config(data__source='files', data__bands=4, data__nodata=0.0,
+                        data__files__train_images=images,
+                        data__files__train_masks=os.path.join(folder, 'train', 'masks'),
+                        data__class_names=synthetic.MULTISPECTRAL_CLASSES)
+  _, report = files_source.check(config.data)
+  text = report.format()
+  assert 'PROBLEM train: 2 rasters of another sample type' in text  # NaN is nodata now.
+  assert 'train_003.tif (float32; most are uint16)' in text
+
+
+def test_nodata_pixels_become_the_ignore_label_of_the_prepared_mask(tmp_path):
+  pixels = np.full((6, 8, 2), 500, np.uint16)
+  pixels[:2, :3] = 65535
+  pixels[4, 4, 0] = 65535  # Missing in one band only: still a measurement.
+  _write_tiff(str(tmp_path / 'a.tif'), pixels)
+  tf.io.write_file(str(tmp_path / 'a.png'), tf.io.encode_png(np.ones((6, 8, 1), np.uint8)))
+  example = files_pairing.Example('a', str(tmp_path / 'a.tif'), str(tmp_path / 'a.png'))
+  scanned = files_source.scan_example(
+      example, masks_lib.MaskEncoding(2, None), rasters.BandSpec(2, nodata=65535.0))
+  classes = tf.io.decode_png(scanned.mask_png).numpy()[..., 0]
+  assert (classes[:2, :3] == masks_lib.IGNORE).all() and classes[4, 4] == 1
+  assert (classes != masks_lib.IGNORE).sum() == 6 * 8 - 6
+  measured = pixels[~(pixels == 65535).all(-1)].astype(np.float64)  # 42 pixels.
+  np.testing.assert_allclose(scanned.bands.result()['mean'], measured.mean(0), rtol=1e-6)
