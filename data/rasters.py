@@ -124,41 +124,47 @@ def decode(encoded: tf.Tensor, count: int) -> tf.Tensor:
 
 
 class BandStats:
-  """Per-band mean and standard deviation over valid pixels, summed in float64 as pictures
-  stream past (never all in memory), with each band's range and the nodata share."""
+  """Per-band mean and standard deviation over valid pixels, merged picture by picture as they
+  stream past (never all in memory; Chan's pairwise update of mean and squared deviations, in
+  float64), with each band's range and the missing share."""
 
   def __init__(self, count: int):
-    self.total = np.zeros(count)
-    self.squares = np.zeros(count)
-    self.low = np.full(count, np.inf)
-    self.high = np.full(count, -np.inf)
     self.valid = 0
     self.pixels = 0
+    self.mean = np.zeros(count)
+    self.deviations = np.zeros(count)  # Sum of squared deviations from the mean.
+    self.low = np.full(count, np.inf)
+    self.high = np.full(count, -np.inf)
 
   def add(self, pixels: np.ndarray, valid: np.ndarray) -> None:
-    values = pixels[valid].astype(np.float64)
-    self.total += values.sum(axis=0)
-    self.squares += (values * values).sum(axis=0)
+    """One picture's pixels [H, W, B] where `valid` [H, W] holds."""
+    values = pixels.reshape(-1, pixels.shape[-1]) if valid.all() else pixels[valid]
+    part = BandStats(len(self.mean))
+    part.pixels = valid.size
     if len(values):
-      self.low = np.minimum(self.low, values.min(axis=0))
-      self.high = np.maximum(self.high, values.max(axis=0))
-    self.valid += len(values)
-    self.pixels += valid.size
+      part.valid = len(values)
+      part.mean = values.mean(axis=0, dtype=np.float64)
+      centred = values - part.mean.astype(values.dtype)
+      part.deviations = np.einsum('ij,ij->j', centred, centred, dtype=np.float64)
+      part.low, part.high = values.min(axis=0), values.max(axis=0)
+    self.merge(part)
 
   def merge(self, other: 'BandStats') -> None:
-    """Adds another picture's (or set's) sums: the statistics of both together."""
-    self.total += other.total
-    self.squares += other.squares
+    """Adds another picture's (or set's) statistics: those of both together."""
+    total = self.valid + other.valid
+    if other.valid:
+      delta = other.mean - self.mean
+      self.mean = self.mean + delta * (other.valid / total)
+      self.deviations = (self.deviations + other.deviations
+                         + delta * delta * (self.valid * other.valid / total))
     self.low = np.minimum(self.low, other.low)
     self.high = np.maximum(self.high, other.high)
-    self.valid += other.valid
+    self.valid = total
     self.pixels += other.pixels
 
   def result(self) -> dict:
-    count = max(self.valid, 1)
-    mean = self.total / count
-    std = np.sqrt(np.maximum(self.squares / count - mean * mean, 0.0))
-    return {'mean': [round(float(m), 6) for m in mean],
+    std = np.sqrt(self.deviations / max(self.valid, 1))
+    return {'mean': [round(float(m), 6) for m in self.mean],
             'std': [round(float(s), 6) if s > 0 else 1.0 for s in std],
             'min': [float(v) for v in self.low], 'max': [float(v) for v in self.high],
             'nodata_fraction': round(1.0 - self.valid / max(self.pixels, 1), 6)}

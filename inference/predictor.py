@@ -45,7 +45,7 @@ class Predictor:
                    else rebuilt(model, config, sides(size)) for size in self.sizes}
 
   def probabilities(self, pictures: tf.Tensor, exportable: bool = False) -> tf.Tensor:
-    """Averaged probabilities of a batch of float32 [N, H, W, 3] pictures: segmentation
+    """Averaged probabilities of a batch of float32 [N, H, W, C] pictures: segmentation
     [N, S, S', classes] at the largest side (resize) or [N, H, W, classes] (slide);
     classification [N, classes]. `exportable`: resized as every converter takes it."""
     views = []

@@ -30,16 +30,17 @@ def coverage(size: tf.Tensor, corners: tf.Tensor, window: int) -> tf.Tensor:
 
 def slide(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes: int,
           windows_per_call: int = 0) -> tf.Tensor:
-  """float32 [N, H, W, num_classes]: `answer` (float [n, h, w, 3] windows -> [n, h, w,
-  num_classes] probabilities) of every window of `window` (h, w) over the float [N, H, W, 3]
-  `pictures`, `stride` (down, across) apart, averaged where they overlap. A picture smaller than
+  """float32 [N, H, W, num_classes]: `answer` (float [n, h, w, C] windows -> [n, h, w,
+  num_classes] probabilities) of every window of `window` (h, w) over the float [N, H, W, C]
+  `pictures` (C: 3, or a raster's bands), `stride` (down, across) apart, averaged where they overlap. A picture smaller than
   the window is padded with black at the bottom and right, as training crops are.
   `windows_per_call` > 0 answers that many windows (of every picture) at a time (0: all at
   once, one call, which every converter takes)."""
   (window_h, window_w), (stride_h, stride_w) = window, stride
   count, height, width = tf.shape(pictures)[0], tf.shape(pictures)[1], tf.shape(pictures)[2]
   padded_h, padded_w = tf.maximum(height, window_h), tf.maximum(width, window_w)
-  # [H, W, N, 3]: a window's pixels of every picture are gathered at once.
+  bands = pictures.shape[-1]
+  # [H, W, N, C]: a window's pixels of every picture are gathered at once.
   padded = tf.transpose(tf.pad(tf.cast(pictures, tf.float32),
                                [[0, 0], [0, padded_h - height], [0, padded_w - width], [0, 0]]),
                         [1, 2, 0, 3])
@@ -58,7 +59,7 @@ def slide(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes
   def answered(chunk):  # (where, [c, h, w, N, classes]).
     where = pixels_of(chunk)
     windows = tf.reshape(tf.transpose(tf.gather_nd(padded, where), [3, 0, 1, 2, 4]),
-                         [-1, window_h, window_w, 3])  # [N * c, h, w, 3]
+                         [-1, window_h, window_w, bands])  # [N * c, h, w, C]
     probabilities = tf.reshape(tf.cast(answer(windows), tf.float32),
                                [count, -1, window_h, window_w, num_classes])
     return where, tf.transpose(probabilities, [1, 2, 3, 0, 4])

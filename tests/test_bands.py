@@ -20,6 +20,7 @@ from errors import DataError
 from modeling import backbones
 from modeling import blocks
 from modeling import models
+from modeling import sliding
 from modeling import weights as weights_lib
 from tests.conftest import main_in_process, model_config
 from tests.test_models import zoo_model_config
@@ -297,3 +298,29 @@ def test_nodata_pixels_become_the_ignore_label_of_the_prepared_mask(tmp_path):
   assert (classes != masks_lib.IGNORE).sum() == 6 * 8 - 6
   measured = pixels[~(pixels == 65535).all(-1)].astype(np.float64)  # 42 pixels.
   np.testing.assert_allclose(scanned.bands.result()['mean'], measured.mean(0), rtol=1e-6)
+
+
+def test_raster_files_are_pictures_only_where_data_bands_reads_them(tmp_path):
+  """A class tree (classification) or a picture folder of GeoTIFFs and .npy arrays: found with
+  data.bands, left alone for photos (whose decoders would refuse them)."""
+  for name in ('crops', 'water'):
+    os.makedirs(tmp_path / name)
+    _write_tiff(str(tmp_path / name / 'a.tif'), np.zeros((4, 4, 13), np.uint16))
+    np.save(tmp_path / name / 'b.npy', np.zeros((4, 4, 13), np.float32))
+    tf.io.write_file(str(tmp_path / name / 'c.jpg'), tf.io.encode_jpeg(np.zeros((4, 4, 3),
+                                                                                np.uint8)))
+  rasters_found = files_pairing.classify_split(str(tmp_path), ('crops', 'water'), 'f', {},
+                                               bands=13)
+  assert sorted(os.path.basename(e.image) for e in rasters_found) == ['a.tif'] * 2 + ['b.npy'] * 2
+  photos = files_pairing.classify_split(str(tmp_path), ('crops', 'water'), 'f', {})
+  assert sorted(os.path.basename(e.image) for e in photos) == ['c.jpg'] * 2
+
+
+def test_sliding_windows_carry_every_band():
+  """Sliding-window prediction (data.resize=none) hands each window all its bands: a per-pixel
+  answer read from bands 4 and 5 comes back as those bands, overlaps averaged."""
+  pictures = tf.random.stateless_uniform([2, 50, 70, 5], [0, 1], 0, 4000)
+  answer = lambda windows: windows[..., 3:5]
+  for per_call in (0, 3):
+    slid = sliding.slide(answer, pictures, (32, 32), (20, 20), 2, windows_per_call=per_call)
+    np.testing.assert_allclose(slid.numpy(), pictures[..., 3:5].numpy(), rtol=1e-5)
