@@ -47,7 +47,7 @@ def _stat_signature(splits: dict, data_config) -> str:
   fields = {k: data_config[k] for k in ('label_map', 'mask_colors', 'ignore_index',
                                          'class_names', 'validation_fraction')}
   if data_config.bands:  # Photos keep their keys (and prepared sets) as they were.
-    fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata')})
+    fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata', 'band_stats')})
   text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
   return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
 
@@ -156,15 +156,17 @@ def _band_report(scanned: dict, bands: rasters.BandSpec) -> dict:
 
 
 class FilesDataset(tfds.core.GeneratorBasedBuilder):
-  """A user's examples, prepared: pictures as they were (bytes), masks as class-id PNGs."""
+  """A user's examples, prepared: pictures as they were (bytes; rasters as their float32 bands
+  with missing values filled by the band means), masks as class-id PNGs."""
 
   VERSION = tfds.core.Version(_VERSION)
 
   def __init__(self, *, class_names: tuple, task: tasks.Task, scanned: dict | None = None,
-               bands: rasters.BandSpec | None = None, **kwargs):
+               bands: rasters.BandSpec | None = None, fill: list | None = None, **kwargs):
     self._class_names, self._task = tuple(class_names), task
     self._scanned = scanned or {}
     self._bands = bands
+    self._fill = fill  # Rasters: each band's mean, in place of its missing values.
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -185,7 +187,8 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split):
     for item in self._scanned[split]:
       if self._bands:
-        picture = rasters.serialize(rasters.read(item.example.image, self._bands).pixels)
+        pixels = rasters.read(item.example.image, self._bands).pixels
+        picture = rasters.serialize(rasters.filled(pixels, self._bands.nodata, self._fill))
       else:
         with open(item.example.image, 'rb') as f:
           picture = decode.upright_bytes(f.read())
@@ -248,7 +251,10 @@ def prepared_builder(data_config, data_dir: str, prepare
                     + report.format(data_config.files.mask_suffix))
   logging.info('Checked the data in %.1f s:\n%s', time.perf_counter() - start,
                report.format(data_config.files.mask_suffix))
-  builder = FilesDataset(scanned=scanned, **kwargs)
+  fill = None
+  if data_config.bands:  # The mean the model will normalise by.
+    fill = list(data_config.band_stats[0]) if data_config.band_stats else report.bands['mean']
+  builder = FilesDataset(scanned=scanned, fill=fill, **kwargs)
   prepare(builder)
   try:
     report.write(os.path.join(folder, REPORT_FILE))

@@ -113,6 +113,17 @@ def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
   return valid
 
 
+def filled(pixels: np.ndarray, nodata: float | None, mean) -> np.ndarray:
+  """float32 pixels with every missing value (NaN, or `nodata` in every band) replaced by its
+  band's mean, as the model's BandNormalization replaces them: so that resizing and cropping
+  blend neighbours with the mean, not with -9999."""
+  mean = np.asarray(mean, np.float32)
+  out = np.where(np.isnan(pixels), mean, pixels)
+  if nodata is not None and not np.isnan(nodata):
+    out = np.where((pixels == nodata).all(axis=-1, keepdims=True), mean, out)
+  return out.astype(np.float32)
+
+
 def serialize(pixels: np.ndarray) -> bytes:
   """float32 [H, W, B] as the prepared set stores it: lossless, decoded in the graph."""
   return tf.io.serialize_tensor(tf.constant(pixels, tf.float32)).numpy()
@@ -170,31 +181,34 @@ class BandStats:
             'nodata_fraction': round(1.0 - self.valid / max(self.pixels, 1), 6)}
 
 
-def composite(pixels: np.ndarray, rgb_bands: tuple, low_high: tuple = (2.0, 98.0)
-              ) -> np.ndarray:
+def composite(pixels: np.ndarray, rgb_bands: tuple, nodata: float | None = None,
+              low_high: tuple = (2.0, 98.0)) -> np.ndarray:
   """uint8 [H, W, 3]: three bands (1-based among those read; one band: grey) stretched from
-  their 2nd to 98th percentile, as GIS viewers show a raster."""
+  their 2nd to 98th percentile over the measured pixels, as GIS viewers show a raster; missing
+  pixels (NaN, or `nodata` in every band) black."""
   chosen = [b - 1 for b in rgb_bands] if rgb_bands else (
       [0, 1, 2] if pixels.shape[-1] >= 3 else [0, 0, 0])
   bands = pixels[..., chosen].astype(np.float64)
-  finite = np.isfinite(bands)
+  measured = valid_pixels(pixels, nodata)[..., None] & np.isfinite(bands)
   out = np.zeros(bands.shape, np.uint8)
   for k in range(3):
-    values = bands[..., k][finite[..., k]]
+    values = bands[..., k][measured[..., k]]
     if not values.size:
       continue
     low, high = np.percentile(values, low_high)
-    scaled = (bands[..., k] - low) / max(high - low, 1e-12) * 255.0
-    out[..., k] = np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
+    scaled = np.clip(np.nan_to_num((bands[..., k] - low) / max(high - low, 1e-12) * 255.0), 0,
+                     255)
+    out[..., k] = np.where(measured[..., k], scaled.round(), 0).astype(np.uint8)
   return out
 
 
-def viewable(pictures, bands: int, rgb_bands: tuple) -> np.ndarray:
+def viewable(pictures, bands: int, rgb_bands: tuple, nodata: float | None = None
+             ) -> np.ndarray:
   """What a person looks at: photos (data.bands 0, 0-255 RGB) as they are, rasters (one
   picture [H, W, B] or a batch) as their `composite`, each picture stretched on its own."""
   pictures = np.asarray(pictures)
   if not bands:
     return pictures
   if pictures.ndim == 4:
-    return np.stack([composite(p, rgb_bands) for p in pictures])
-  return composite(pictures, rgb_bands)
+    return np.stack([composite(p, rgb_bands, nodata) for p in pictures])
+  return composite(pictures, rgb_bands, nodata)

@@ -37,7 +37,7 @@ def run(config, workdir: str, images: str | None) -> dict:
   pictures = loading.named_pictures(config, workdir, images)
   task = tasks.of(config)
   inputs = loading.model_input([p.pixels for p in pictures],
-                               input_pipeline.model_input_size(config.data))
+                               input_pipeline.model_input_size(config.data), model)
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
                                     config.data.class_names, task,
                                     activation_pictures=len(pictures),
@@ -49,20 +49,19 @@ def run(config, workdir: str, images: str | None) -> dict:
       loading.write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)
   for layer, grid in explanation.filter_grids.items():
     loading.write_png(os.path.join(out_dir, f'filters_{layer}.png'), grid)
-  bands, rgb_bands = config.data.bands, config.data.rgb_bands
+  viewable = lambda pixels: rasters.viewable(pixels, config.data.bands, config.data.rgb_bands,
+                                             config.data.nodata)
   for maps in explanation.class_maps:
     for picture, heatmap in zip(pictures, maps.heatmaps.maps):
       loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
-                        gradcam.overlay(rasters.viewable(picture.pixels, bands, rgb_bands),
-                                        heatmap))
+                        gradcam.overlay(viewable(picture.pixels), heatmap))
   scores = explain_lib.score(explanation, [
       None if p.mask is None else explain_lib.mask_regions(p.mask, explanation, task)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
   atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
-  summaries_lib.write_explanation(writer, 'explain', 0,
-                                  rasters.viewable(inputs, bands, rgb_bands), explanation,
+  summaries_lib.write_explanation(writer, 'explain', 0, viewable(inputs), explanation,
                                   report['summary'])
   writer.flush()
   logging.info('Explained %s on %d pictures into %s (%s); Grad-CAM layer %s; %s.', source,

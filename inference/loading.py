@@ -18,6 +18,7 @@ from data import rasters
 from data import resize as resize_lib
 from data import sources
 from errors import DataError, UserError, first_line, write_failed
+from modeling import blocks
 from modeling import models
 import tasks
 from training import checkpoints
@@ -101,9 +102,13 @@ def read_picture(path: str, bands: rasters.BandSpec | None = None) -> np.ndarray
                     '(JPEG, PNG, GIF or BMP).') from e
 
 
-def model_input(pictures: list[np.ndarray], image_size) -> np.ndarray:
-  """float32 [N, H, W, C]: pictures of any sizes resized to `image_size` (antialiased)."""
-  return np.stack([resize_lib.resize_pictures(p[None], image_size)[0].numpy()
+def model_input(pictures: list[np.ndarray], image_size, model: keras.Model | None = None
+                ) -> np.ndarray:
+  """float32 [N, H, W, C]: pictures of any sizes resized to `image_size` (antialiased); for a
+  raster `model`, their missing values filled with its band means first (blocks.py)."""
+  bands = blocks.band_normalization(model) if model is not None else None
+  fill = bands.filled if bands is not None else (lambda pixels: pixels)
+  return np.stack([resize_lib.resize_pictures(fill(p[None]), image_size)[0].numpy()
                    for p in pictures])
 
 

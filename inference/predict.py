@@ -47,7 +47,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       loading.write_png(stem + '_mask.png', mask)
       loading.write_png(stem + '_overlay.png', colormaps.with_legend(
           colormaps.mask_overlay(rasters.viewable(picture, config.data.bands,
-                                                  config.data.rgb_bands), mask,
+                                                  config.data.rgb_bands, config.data.nodata), mask,
                                  colors=colors), config.data.class_names, colors))
       written.append(stem + '_mask.png')
   if 'masks' in task.outputs:  # The overlays' legend.

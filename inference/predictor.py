@@ -8,6 +8,7 @@ from data import input_pipeline
 from data import resize as resize_lib
 from inference.artifacts import Artifact
 from inference.loading import load_model
+from modeling import blocks
 from modeling import models
 from modeling import sliding
 from sizes import sides
@@ -43,11 +44,14 @@ class Predictor:
       self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
     self.models = {sides(size): model if sides(size) == tuple(model.input_shape[1:3])
                    else rebuilt(model, config, sides(size)) for size in self.sizes}
+    bands = blocks.band_normalization(model)  # A raster's missing values, before any resize.
+    self.filled = bands.filled if bands is not None else (lambda pictures: pictures)
 
   def probabilities(self, pictures: tf.Tensor, exportable: bool = False) -> tf.Tensor:
     """Averaged probabilities of a batch of float32 [N, H, W, C] pictures: segmentation
     [N, S, S', classes] at the largest side (resize) or [N, H, W, classes] (slide);
     classification [N, classes]. `exportable`: resized as every converter takes it."""
+    pictures = self.filled(pictures)
     views = []
     for mirrored in ((False, True) if self.flip else (False,)):
       seen = tf.image.flip_left_right(pictures) if mirrored else pictures

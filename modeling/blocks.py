@@ -14,9 +14,10 @@ from sizes import sides
 @keras.saving.register_keras_serializable(package='segstream')
 class BandNormalization(layers.Layer):
   """(x - mean) / std per band, in float32 whatever the policy (16-bit values overflow
-  float16); pixels that are NaN or `nodata` in every band become 0 (the mean). The mean and std
-  are non-trainable weights: set from the training split's statistics when a run starts, they
-  travel with its checkpoints, best model and exports, so every mode feeds raw values."""
+  float16); NaN values, and pixels that are `nodata` in every band, become 0 (the mean). The
+  mean and std are non-trainable weights: set from the training split's statistics when a run
+  starts, they travel with its checkpoints, best model and exports, so every mode feeds raw
+  values."""
 
   def __init__(self, nodata: float | None = None, **kwargs):
     super().__init__(**kwargs)
@@ -28,15 +29,18 @@ class BandNormalization(layers.Layer):
                                 name='mean')
     self.std = self.add_weight(shape=(bands,), initializer='ones', trainable=False, name='std')
 
+  def filled(self, pictures):
+    """float32 pictures with every missing value (NaN, or `nodata` in every band) replaced by
+    its band's mean: what resizing may blend with its neighbours (a raw nodata of -9999 would
+    turn them into outliers), and what this layer maps to 0."""
+    x = ops.cast(pictures, 'float32')
+    x = ops.where(ops.isnan(x), self.mean, x)
+    if self.nodata is None:
+      return x
+    return ops.where(ops.all(ops.equal(x, self.nodata), axis=-1, keepdims=True), self.mean, x)
+
   def call(self, inputs):
-    x = ops.cast(inputs, 'float32')
-    nan = ops.isnan(x)
-    missing = ops.all(nan, axis=-1, keepdims=True)
-    if self.nodata is not None:
-      missing = ops.logical_or(missing, ops.all(ops.equal(x, self.nodata), axis=-1,
-                                                keepdims=True))
-    normalised = (ops.where(nan, self.mean, x) - self.mean) / self.std
-    return ops.where(missing, 0.0, normalised)
+    return (self.filled(inputs) - self.mean) / self.std
 
   def get_config(self):
     return {**super().get_config(), 'nodata': self.nodata}

@@ -324,3 +324,43 @@ def test_sliding_windows_carry_every_band():
   for per_call in (0, 3):
     slid = sliding.slide(answer, pictures, (32, 32), (20, 20), 2, windows_per_call=per_call)
     np.testing.assert_allclose(slid.numpy(), pictures[..., 3:5].numpy(), rtol=1e-5)
+
+
+def test_missing_values_are_filled_with_the_band_mean_before_anything_resizes_them():
+  """A nodata strip of -9999 resized with its neighbours would give outliers the model never
+  saw; the prepared set (rasters.filled) and the predictor (BandNormalization.filled) both put
+  the band's mean there first, so the resized edge stays within the measured values."""
+  pixels = np.full((8, 12, 2), 0.2, np.float32)
+  pixels[..., 1] = 0.4
+  pixels[:, :3] = -9999.0
+  pixels[5, 6, 0] = np.nan
+  mean = [0.25, 0.5]
+  stored = rasters.filled(pixels, -9999.0, mean)
+  layer = blocks.BandNormalization(nodata=-9999.0, dtype='float32')
+  layer.build((None, None, None, 2))
+  layer.mean.assign(mean)
+  np.testing.assert_array_equal(layer.filled(pixels[None]).numpy()[0], stored)
+  np.testing.assert_array_equal(stored[:, :3], np.broadcast_to(mean, (8, 3, 2)))
+  assert stored[5, 6, 0] == 0.25 and stored[5, 6, 1] == 0.4
+  resized = tf.image.resize(stored[None], (4, 6), antialias=True).numpy()
+  assert resized.min() >= 0.2 - 1e-6 and resized.max() <= 0.5 + 1e-6
+
+
+def test_the_predictor_fills_missing_values_before_it_resizes():
+  """A raster with a -9999 strip predicts as the same raster with the band means there (what
+  the model makes of missing values), at a size that needs resizing: the strip is filled
+  before the resize, not blended into its neighbours."""
+  from inference.predictor import Predictor  # pylint: disable=import-outside-toplevel
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  config = small_config(settle=False)
+  config.model = model_config('book_segmentation', input_bands=2, input_nodata=-9999.0)
+  keras.utils.set_random_seed(3)
+  model = models.build_model(config.model, 32, 3)
+  models.set_band_statistics(model, [0.25, 0.5], [0.1, 0.1])
+  picture = np.random.default_rng(4).normal([0.25, 0.5], 0.1, (1, 45, 57, 2)).astype(np.float32)
+  missing, filled = picture.copy(), picture.copy()
+  missing[:, :, :6] = -9999.0
+  filled[:, :, :6] = [0.25, 0.5]
+  predictor = Predictor(model, config)
+  np.testing.assert_allclose(predictor.probabilities(tf.constant(missing)).numpy(),
+                             predictor.probabilities(tf.constant(filled)).numpy(), atol=1e-5)
