@@ -4,7 +4,8 @@ GDAL writes), `.npy` arrays (H, W, C) and PNGs at their own bit depth, read as f
 (every integer of 16 bits and float32 kept exactly). Photos (data.bands = 0) never come here.
 
 Pure functions on arrays and tensors: reading one file, choosing its bands, the per-band
-statistics that normalise them, and the viewable composite of three bands.
+statistics that normalise them, missing values filled before anything resizes them, and the
+viewable composite of three bands.
 """
 
 import os
@@ -16,7 +17,6 @@ import tensorflow as tf
 from errors import DataError
 
 TIFF_EXTENSIONS = ('.tif', '.tiff')
-RASTER_EXTENSIONS = TIFF_EXTENSIONS + ('.npy', '.png')
 
 
 class BandsError(DataError):
