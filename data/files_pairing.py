@@ -13,6 +13,8 @@ import tasks
 
 PICTURE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 RASTER_SUFFIXES = ('.tif', '.tiff', '.npy', '.png')  # data.bands > 0 (data/rasters.py).
+# Masks of rasters may be GeoTIFFs too (their first band; data/masks.py).
+RASTER_MASK_SUFFIXES = PICTURE_SUFFIXES + ('.tif', '.tiff')
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -81,7 +83,9 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list
   if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
     pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
   pictures = _strip(pictures, files_config.image_suffix)
-  masks = _strip(_walk(masks_dir, f'data.files.{split}_masks'), files_config.mask_suffix)
+  masks = _strip(_walk(masks_dir, f'data.files.{split}_masks',
+                       RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES),
+                 files_config.mask_suffix)
   for kind, found in (('duplicate', pictures), ('duplicate', masks)):
     problems.setdefault(kind, []).extend(
         p for paths in found.values() if len(paths) > 1 for p in paths[1:])

@@ -103,7 +103,7 @@ def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncodin
   try:
     with open(example.target, 'rb') as f:
       raw = masks_lib.read_mask(f.read())
-  except (tf.errors.OpError, OSError, ValueError, IndexError):
+  except (tf.errors.OpError, OSError, ValueError, IndexError, DataError):
     return ScannedExample(example, ('unreadable', example.target), None, None, None)
   if raw.values.shape[:2] != tuple(picture.shape[:2]):
     return ScannedExample(example, ('size', f'{example.target} ({raw.values.shape[1]}x'

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from data import rasters
 from errors import ConfigError
 from tasks import IGNORE  # A prepared mask's value for pixels that count nowhere.
 MAX_CLASSES = IGNORE  # Class ids 0..254 fit in a uint8 mask beside IGNORE.
@@ -130,14 +131,17 @@ def _is_png16(data: bytes) -> bool:
 
 
 def read_mask(data: bytes) -> RawMask:
-  """A mask file's values as stored: palette indices for "P" PNGs, grey values (8 or 16 bit),
-  or RGB colours; an RGB mask whose channels agree everywhere counts as grey.
-  Raises tf.errors.InvalidArgumentError for a file that is not a decodable picture."""
+  """A mask file's values as stored: palette indices for "P" PNGs, grey values (8 or 16 bit;
+  a TIFF's first band), or RGB colours; an RGB mask whose channels agree everywhere counts as
+  grey. Raises tf.errors.InvalidArgumentError for a file that is not a decodable picture (a
+  DataError for a TIFF GDAL cannot read)."""
   palette = png_palette(data)
   if palette is not None:
     return RawMask(palette_indices(data).astype(np.int32), palette)
   if _is_png16(data):
     values = tf.io.decode_png(data, dtype=tf.uint16).numpy()
+  elif rasters.is_tiff(data):  # A GeoTIFF mask beside its raster (data.bands).
+    values = rasters.decode_tiff(data)
   else:
     values = tf.io.decode_image(data, expand_animations=False).numpy()
   if values.shape[-1] in (2, 4):  # Alpha says nothing about classes.

@@ -43,15 +43,30 @@ class Raster(NamedTuple):
   file_bands: int  # How many bands the file holds.
 
 
-def _read_tiff(path: str) -> tuple[np.ndarray, str]:
+TIFF_SIGNATURES = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')  # Classic and BigTIFF.
+
+
+def is_tiff(data: bytes) -> bool:
+  return data[:4] in TIFF_SIGNATURES
+
+
+def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str]:
+  """(pixels [H, W, C], sample type) of a TIFF file, or of a TIFF's bytes."""
   import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
   from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   try:
-    with rasterio.open(path) as source:
+    with (MemoryFile(path).open() if isinstance(path, bytes) else rasterio.open(path)) as source:
       return np.moveaxis(source.read(), 0, -1), source.dtypes[0]
   except RasterioError as e:
-    raise DataError(f'{path} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
+    name = 'the file' if isinstance(path, bytes) else path
+    raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
                     '(gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.') from None
+
+
+def decode_tiff(data: bytes) -> np.ndarray:
+  """A TIFF's pixels [H, W, C] in its own type, from its bytes (a GeoTIFF mask)."""
+  return _read_tiff(data)[0]
 
 
 def _read_png(path: str) -> tuple[np.ndarray, str]:

@@ -364,3 +364,26 @@ def test_the_predictor_fills_missing_values_before_it_resizes():
   predictor = Predictor(model, config)
   np.testing.assert_allclose(predictor.probabilities(tf.constant(missing)).numpy(),
                              predictor.probabilities(tf.constant(filled)).numpy(), atol=1e-5)
+
+
+def test_geotiff_masks_beside_rasters_are_read_as_their_first_band(tmp_path):
+  """Remote-sensing sets ship their labels as GeoTIFFs too: a uint8 single-band mask with the
+  raster's transform pairs with its picture (data.bands only) and keeps every class id."""
+  for kind in ('images', 'masks'):
+    os.makedirs(tmp_path / kind)
+  _write_tiff(str(tmp_path / 'images' / 'tile.tif'), np.ones((12, 10, 4), np.uint16),
+              crs='EPSG:32633', transform=rasterio.transform.from_origin(500000, 5e6, 10, 10))
+  classes = np.random.default_rng(7).integers(0, 3, (12, 10, 1)).astype(np.uint8)
+  _write_tiff(str(tmp_path / 'masks' / 'tile.tif'), classes, compress='deflate',
+              crs='EPSG:32633', transform=rasterio.transform.from_origin(500000, 5e6, 10, 10))
+  from configs import base  # pylint: disable=import-outside-toplevel
+  files = base.get_base_config().data.files
+  files.train_images, files.train_masks = str(tmp_path / 'images'), str(tmp_path / 'masks')
+  problems = {}
+  (example,) = files_pairing.pair_split(files, 'train', problems, bands=4)
+  assert example.target.endswith('tile.tif') and not any(problems.values())
+  assert files_pairing.pair_split(files, 'train', {}, bands=0) == []  # Photos: no TIFFs.
+  scanned = files_source.scan_example(example, masks_lib.MaskEncoding(3, None),
+                                      rasters.BandSpec(4))
+  assert scanned.problem is None
+  np.testing.assert_array_equal(tf.io.decode_png(scanned.mask_png).numpy(), classes)
