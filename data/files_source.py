@@ -251,9 +251,7 @@ def prepared_builder(data_config, data_dir: str, prepare
                     + report.format(data_config.files.mask_suffix))
   logging.info('Checked the data in %.1f s:\n%s', time.perf_counter() - start,
                report.format(data_config.files.mask_suffix))
-  fill = None
-  if data_config.bands:  # The mean the model will normalise by.
-    fill = list(data_config.band_stats[0]) if data_config.band_stats else report.bands['mean']
+  fill = band_statistics(data_config, report.bands)[0] if data_config.bands else None
   builder = FilesDataset(scanned=scanned, fill=fill, **kwargs)
   prepare(builder)
   try:
@@ -266,6 +264,16 @@ def prepared_builder(data_config, data_dir: str, prepare
   logging.info('Prepared %d examples into %s in %.1f s (%.1f ms per picture).', count, folder,
                time.perf_counter() - start, 1000 * (time.perf_counter() - start) / max(count, 1))
   return builder
+
+
+def band_statistics(data_config, bands_report: dict) -> tuple[list, list]:
+  """(mean, std) per band that a raster model normalises by, and whose mean fills a prepared
+  picture's missing values: data.band_stats, else the training split's (`bands_report`, the
+  report's `bands`)."""
+  if data_config.band_stats:
+    mean, std = data_config.band_stats
+    return list(mean), list(std)
+  return bands_report['mean'], bands_report['std']
 
 
 def stored_report(builder) -> data_report.DataReport | None:

@@ -126,15 +126,13 @@ def resolve_splits(data_config) -> Splits:
 
 
 def band_statistics(data_config, builder) -> tuple[list, list]:
-  """(mean, std) per band that the model's first layer normalises by: data.band_stats, else
-  the training split's, computed when the set was prepared."""
-  if data_config.band_stats:
-    mean, std = data_config.band_stats
-    return list(mean), list(std)
-  stats = files_source.stored_report(builder).bands
-  logging.info('Band statistics of the training split (mean / std per band): %s.', ', '.join(
-      f'{m:.6g}/{s:.6g}' for m, s in zip(stats['mean'], stats['std'])))
-  return stats['mean'], stats['std']
+  """(mean, std) per band that the model's first layer normalises by (files_source's rule, on
+  the report written when the set was prepared), logged."""
+  mean, std = files_source.band_statistics(data_config, files_source.stored_report(builder).bands)
+  logging.info('Band statistics (mean / std per band%s): %s.',
+               ', data.band_stats' if data_config.band_stats else ', the training split\'s',
+               ', '.join(f'{m:.6g}/{s:.6g}' for m, s in zip(mean, std)))
+  return mean, std
 
 
 def first_examples(builder: tfds.core.DatasetBuilder, split: str, count: int) -> tf.data.Dataset:
