@@ -67,6 +67,7 @@ class _Read(NamedTuple):
   problem: tuple | None = None  # (kind, detail)
   bands: rasters.BandStats | None = None  # A raster's sums over its valid pixels.
   dtype: str = ''  # A raster file's own sample type.
+  valid: np.ndarray | None = None  # A raster's measured pixels, bool [H, W].
 
 
 def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
@@ -84,9 +85,10 @@ def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
     return _Read(None, ('raster', str(e)))
   if bands.nodata is None and np.isnan(raster.pixels).any():
     return _Read(None, ('nan', path))
+  valid = rasters.valid_pixels(raster.pixels, bands.nodata)
   stats = rasters.BandStats(bands.count)
-  stats.add(raster.pixels, rasters.valid_pixels(raster.pixels, bands.nodata))
-  return _Read(raster.pixels, None, stats, raster.dtype)
+  stats.add(raster.pixels, valid)
+  return _Read(raster.pixels, None, stats, raster.dtype, valid)
 
 
 def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncoding,
@@ -115,9 +117,9 @@ def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncodin
     return ScannedExample(example, ('color', example.target), None, mapped, None)
   if mapped.unmapped:
     return ScannedExample(example, ('unmapped', example.target), None, mapped, None)
-  if bands is not None:
+  if read.valid is not None:
     classes = mapped.classes.copy()
-    classes[~rasters.valid_pixels(picture, bands.nodata)] = masks_lib.IGNORE
+    classes[~read.valid] = masks_lib.IGNORE
     mapped = mapped._replace(classes=classes)
   png = tf.io.encode_png(mapped.classes[..., None]).numpy()
   return ScannedExample(example, None, png, mapped, raw.palette, read.bands, read.dtype)
