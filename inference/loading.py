@@ -106,8 +106,7 @@ def model_input(pictures: list[np.ndarray], image_size, model: keras.Model | Non
                 ) -> np.ndarray:
   """float32 [N, H, W, C]: pictures of any sizes resized to `image_size` (antialiased); for a
   raster `model`, their missing values filled with its band means first (blocks.py)."""
-  bands = blocks.band_normalization(model) if model is not None else None
-  fill = bands.filled if bands is not None else (lambda pixels: pixels)
+  fill = blocks.missing_filled(model) if model is not None else (lambda pixels: pixels)
   return np.stack([resize_lib.resize_pictures(fill(p[None]), image_size)[0].numpy()
                    for p in pictures])
 

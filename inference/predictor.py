@@ -44,8 +44,7 @@ class Predictor:
       self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
     self.models = {sides(size): model if sides(size) == tuple(model.input_shape[1:3])
                    else rebuilt(model, config, sides(size)) for size in self.sizes}
-    bands = blocks.band_normalization(model)  # A raster's missing values, before any resize.
-    self.filled = bands.filled if bands is not None else (lambda pictures: pictures)
+    self.filled = blocks.missing_filled(model)  # Before any resize.
 
   def probabilities(self, pictures: tf.Tensor, exportable: bool = False) -> tf.Tensor:
     """Averaged probabilities of a batch of float32 [N, H, W, C] pictures: segmentation

@@ -54,6 +54,13 @@ def band_normalization(model: keras.Model) -> BandNormalization | None:
   return next((layer for layer in model.layers if isinstance(layer, BandNormalization)), None)
 
 
+def missing_filled(model: keras.Model) -> Callable:
+  """pictures -> pictures with a raster model's missing values replaced by its band means
+  (BandNormalization.filled), to apply before anything resizes them; photos as they are."""
+  layer = band_normalization(model)
+  return layer.filled if layer is not None else (lambda pictures: pictures)
+
+
 def set_band_statistics(model: keras.Model, mean, std) -> None:
   """The per-band mean and standard deviation a raster model normalises its input by."""
   layer = band_normalization(model)
