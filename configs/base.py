@@ -114,6 +114,9 @@ def _augment() -> ml_collections.ConfigDict:
   augment.grayscale = 0.0  # Probability of a grey picture.
   augment.blur = 0.0  # Probability of a Gaussian blur.
   augment.noise = 0.0  # >0: pixel noise of up to this standard deviation (0-1 units).
+  # Rasters (data.bands > 0): the bands color_jitter changes (() = data.rgb_bands); noise is
+  # in units of each band's spread in the picture; hue and grayscale are for photos only.
+  augment.jitter_bands = ()
   return augment
 
 

@@ -1,5 +1,7 @@
 """Training augmentation as pure functions on batches: the same flip and crop for a picture and
-its mask, and colour, grey, blur and noise changes of the picture alone, all from one seed."""
+its mask, and colour, grey, blur and noise changes of the picture alone, all from one seed.
+A raster's bands are changed in their own units (brightness as a gain, contrast about the
+picture's band mean, noise in the band's spread), and only the bands asked for."""
 
 import math
 from typing import NamedTuple
@@ -19,6 +21,7 @@ class Augmentation(NamedTuple):
   grayscale: float = 0.0  # Probability of a grey picture.
   blur: float = 0.0  # Probability of a Gaussian blur (sigma 0.5-2 px).
   noise: float = 0.0  # Largest standard deviation of Gaussian pixel noise, in [0, 1] units.
+  jitter_bands: tuple = ()  # Rasters: the bands (0-based) color_jitter changes.
 
 
 def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
@@ -56,10 +59,12 @@ def augment(batch: dict, seed: tf.Tensor, augmentation: Augmentation) -> dict:
     if is_mask:
       label = tf.cast(tf.image.crop_and_resize(label, boxes, indices, size, method='nearest'),
                       tf.uint8)
-  if looks:
+  if looks and image.dtype == tf.uint8:
     pixels = change_looks(pixels / 255.0, looks_seed, augmentation) * 255.0
+  elif looks:
+    pixels = change_band_looks(pixels, looks_seed, augmentation)
   # Photos uint8 again: a quarter of float32's bytes to batch, send and copy to the device.
-  # Rasters (float32, any values; no colour changes) stay as they are.
+  # Rasters (float32, any values) stay float32.
   image = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8) \
       if image.dtype == tf.uint8 else pixels
   return {**batch, 'image': image, 'label': label}
@@ -117,13 +122,50 @@ def change_looks(pixels: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation)
     pixels = apply_to(draws[:, 4] < augmentation.grayscale, pixels, lambda chosen, _: (
         tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(chosen))))
   if augmentation.blur:
-    sigma = 0.5 + 1.5 * draws[:, 5]
-    pixels = apply_to(draws[:, 6] < augmentation.blur, pixels, lambda chosen, indices: (
-        gaussian_blur(chosen, tf.gather(sigma, indices))))
+    pixels = sometimes_blurred(pixels, draws, augmentation.blur)
   if augmentation.noise:
     pixels += tf.random.stateless_normal(tf.shape(pixels), noise_seed) * (
         augmentation.noise * per_picture(7))
   return tf.clip_by_value(pixels, 0.0, 1.0)
+
+
+def change_band_looks(pixels: tf.Tensor, seed: tf.Tensor,
+                      augmentation: Augmentation) -> tf.Tensor:
+  """[B, H, W, bands] raster values in the file's own units, each picture changed by its own
+  draws (the same draws `change_looks` makes of a photo): on `jitter_bands`, contrast scaled in
+  [1 - c, 1 + c] about the picture's band mean and brightness as a gain in [1 - c, 1 + c] (the
+  sun higher or lower), and with three such bands their saturation about their grey; every
+  band sometimes blurred, with noise of up to `noise` times the band's spread in the picture.
+  No hue and no grey: a band that is not red, green or blue has neither."""
+  count, bands = tf.shape(pixels)[0], pixels.shape[-1]
+  draws_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  draws = tf.random.stateless_uniform([count, 8], draws_seed)
+  per_picture = lambda column: draws[:, column, None, None, None]
+  strength = augmentation.color_jitter
+  if strength:
+    chosen = tf.constant([[[[float(band in augmentation.jitter_bands)
+                             for band in range(bands)]]]])
+    mean = tf.reduce_mean(pixels, axis=[1, 2], keepdims=True)
+    jittered = (mean + (pixels - mean) * (1.0 + strength * (2.0 * per_picture(1) - 1.0))) * (
+        1.0 + strength * (2.0 * per_picture(0) - 1.0))
+    if len(augmentation.jitter_bands) == 3:
+      grey = tf.reduce_sum(jittered * chosen, axis=-1, keepdims=True) / 3.0
+      jittered = grey + (jittered - grey) * (1.0 + strength * (2.0 * per_picture(2) - 1.0))
+    pixels += chosen * (jittered - pixels)
+  if augmentation.blur:
+    pixels = sometimes_blurred(pixels, draws, augmentation.blur)
+  if augmentation.noise:
+    spread = tf.math.reduce_std(pixels, axis=[1, 2], keepdims=True)
+    pixels += tf.random.stateless_normal(tf.shape(pixels), noise_seed) * (
+        augmentation.noise * per_picture(7) * spread)
+  return pixels
+
+
+def sometimes_blurred(pixels: tf.Tensor, draws: tf.Tensor, probability: float) -> tf.Tensor:
+  """Pictures blurred with `probability` (draws[:, 6]) by sigma 0.5-2 px (draws[:, 5])."""
+  sigma = 0.5 + 1.5 * draws[:, 5]
+  return apply_to(draws[:, 6] < probability, pixels, lambda chosen, indices: (
+      gaussian_blur(chosen, tf.gather(sigma, indices))))
 
 
 def gaussian_blur(pixels: tf.Tensor, sigma: tf.Tensor, radius: int = 3) -> tf.Tensor:

@@ -100,7 +100,8 @@ def pipeline(data_config) -> Pipeline:
       mask_lookup=sources.mask_lookup(data_config) if per_pixel else None,
       bands=data_config.bands,
       augmentation=augment_lib.Augmentation(
-          **{field: augment[field] for field in augment_lib.Augmentation._fields}),
+          **{field: augment[field] for field in augment_lib.Augmentation._fields
+             if field != 'jitter_bands'}, jitter_bands=jitter_bands(data_config)),
       shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache,
       cache_budget_gb=data_config.cache_budget_gb,
       cache_fields={k: v for k, v in data_config.to_dict().items()
@@ -108,6 +109,14 @@ def pipeline(data_config) -> Pipeline:
       deterministic=data_config.deterministic,
       ram_budget_gb=data_config.autotune_ram_budget_gb,
       service_address=data_config.service_address, service_mode=data_config.service_mode)
+
+
+def jitter_bands(data_config) -> tuple:
+  """The raster bands (0-based) color_jitter changes: data.augment.jitter_bands, else
+  data.rgb_bands, else the first three (one band: that band); none for photos."""
+  chosen = (tuple(data_config.augment.jitter_bands) or tuple(data_config.rgb_bands)
+            or tuple(range(1, min(data_config.bands, 3) + 1)))
+  return tuple(band - 1 for band in chosen) if data_config.bands else ()
 
 
 def preprocess_fn(spec: Pipeline):

@@ -16,7 +16,7 @@ from data import files_source
 from data import masks as masks_lib
 from data import rasters
 from data import synthetic
-from errors import DataError
+from errors import ConfigError, DataError
 from modeling import backbones
 from modeling import blocks
 from modeling import models
@@ -387,3 +387,47 @@ def test_geotiff_masks_beside_rasters_are_read_as_their_first_band(tmp_path):
                                       rasters.BandSpec(4))
   assert scanned.problem is None
   np.testing.assert_array_equal(tf.io.decode_png(scanned.mask_png).numpy(), classes)
+
+
+def test_raster_colour_jitter_changes_only_the_bands_asked_for_in_their_own_units():
+  """Brightness and contrast on jitter_bands alone, values never squashed into 0-255; noise
+  follows each band's own spread; flips move every band and the mask together."""
+  from data import augment as augment_lib  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  pixels = np.stack([rng.uniform(2000, 9000, (4, 16, 16)), rng.uniform(0, 1, (4, 16, 16)),
+                     rng.uniform(2000, 9000, (4, 16, 16)), rng.uniform(-30, -5, (4, 16, 16)),
+                     rng.uniform(100, 300, (4, 16, 16))], -1).astype(np.float32)
+  mask = rng.integers(0, 3, (4, 16, 16, 1)).astype(np.uint8)
+  batch = {'image': tf.constant(pixels), 'label': tf.constant(mask)}
+  seed = tf.constant([3, 4], tf.int64)
+  jitter = augment_lib.Augmentation(color_jitter=0.4, jitter_bands=(0, 2))
+  out = augment_lib.augment(batch, seed, jitter)['image'].numpy()
+  np.testing.assert_array_equal(out[..., [1, 3, 4]], pixels[..., [1, 3, 4]])
+  assert all(np.abs(out[..., b] - pixels[..., b]).max() > 50 for b in (0, 2))
+  assert out[..., 0].max() > 1000  # Its own units, not 0-255.
+  ratio = out[..., 0].mean(axis=(1, 2)) / pixels[..., 0].mean(axis=(1, 2))
+  assert np.all(np.abs(ratio - 1) <= 0.4 + 1e-4) and np.ptp(ratio) > 0.01  # Its own gain.
+  noisy = augment_lib.augment(batch, seed, augment_lib.Augmentation(noise=0.5))['image']
+  change = np.abs(noisy.numpy() - pixels).mean(axis=(0, 1, 2))
+  spread = pixels.std(axis=(1, 2)).mean(axis=0)
+  np.testing.assert_allclose(change / spread, (change / spread)[0], rtol=0.3)
+  flipped = augment_lib.augment(batch, seed, augment_lib.Augmentation(flip=True))
+  for picture, label, out_picture, out_label in zip(pixels, mask, flipped['image'].numpy(),
+                                                    flipped['label'].numpy()):
+    mirrored = not np.array_equal(out_picture, picture)
+    np.testing.assert_array_equal(out_picture, picture[:, ::-1] if mirrored else picture)
+    np.testing.assert_array_equal(out_label, label[:, ::-1] if mirrored else label)
+
+
+@pytest.mark.parametrize('override, message', [
+    (dict(data__augment__hue=0.1), 'data.augment.hue changes a photo\'s colours'),
+    (dict(data__augment__jitter_bands=(5,)), 'data.augment.jitter_bands=(5,): give band numbers'),
+])
+def test_raster_augmentations_that_cannot_apply_are_named(override, message, tmp_path):
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  files = dict(data__source='files', data__bands=4, data__files__train_images=str(tmp_path),
+               data__files__train_masks=str(tmp_path))
+  with pytest.raises(ConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+    small_config(**files, **override)
+  small_config(**files, data__augment__color_jitter=0.3, data__augment__noise=0.1,
+               data__augment__blur=0.5)

@@ -273,8 +273,8 @@ def _check_own_data(config) -> None:
            'or data.files.validation_images / test_images.')
 
 
-# What changes a photo's colours: on a raster its bands are not red, green and blue.
-_PHOTO_LOOKS = ('color_jitter', 'hue', 'grayscale', 'blur', 'noise')
+# What changes a photo's colours only: a raster's bands are not red, green and blue.
+_PHOTO_LOOKS = ('hue', 'grayscale')
 
 
 def _check_bands(data) -> None:
@@ -284,9 +284,9 @@ def _check_bands(data) -> None:
   _require(isinstance(count, int) and count >= 0, f'data.bands={count!r}: 0 (RGB photos) or '
            'the number of bands every picture has.')
   if not count:
-    for field in ('read_bands', 'rgb_bands', 'band_stats'):
-      _require(not data[field], f'data.{field} is for pictures with bands: set data.bands to '
-               'the number of bands the model takes.')
+    for field in ('read_bands', 'rgb_bands', 'band_stats', 'augment.jitter_bands'):
+      _require(not field_value(data, field), f'data.{field} is for pictures with bands: set '
+               'data.bands to the number of bands the model takes.')
     _require(data.nodata is None, 'data.nodata is for pictures with bands: set data.bands.')
     return
   _require(data.source == 'files', f'data.bands={count} reads rasters from your own folders: '
@@ -305,9 +305,14 @@ def _check_bands(data) -> None:
                          and all(s > 0 for s in stats[1])),
            f'data.band_stats: give ((mean, ...), (std, ...)) with {count} values each (every '
            'std above 0), or () for the training split\'s own.')
+  jitter = tuple(data.augment.jitter_bands)
+  _require(all(isinstance(b, int) and 1 <= b <= count for b in jitter),
+           f'data.augment.jitter_bands={jitter}: give band numbers from 1 to data.bands={count} '
+           '(among the bands read), or () for data.rgb_bands.')
   for field in _PHOTO_LOOKS:
     _require(not data.augment[field], f'data.augment.{field} changes a photo\'s colours; '
-             f'with data.bands={count} set it to 0 (flips, crops and scales work on every band).')
+             f'with data.bands={count} set it to 0 (color_jitter changes the bands of '
+             'data.augment.jitter_bands; flips, crops, scales, blur and noise work on every band).')
 
 
 def field_value(tree, dotted: str):
