@@ -45,6 +45,10 @@ PROBLEMS = {
     'nan': ('float rasters with NaN pixels and no data.nodata',
             'set data.nodata (a value that marks missing pixels; NaN pixels count as missing '
             'then too), or fill the NaNs.'),
+    'nodata_tag': ('rasters whose own nodata tag marks pixels that data.nodata does not',
+                   'set data.nodata to the tag\'s value, so those pixels are ignored in the masks '
+                   'and become 0 after normalisation (gdalinfo shows the tag; gdal_edit.py '
+                   '-unsetnodata removes a wrong one).'),
     'dtype': ('rasters of another sample type than most of the set',
               'convert them to the type of the rest (gdal_translate -ot): one value must mean '
               'one thing in every picture.'),

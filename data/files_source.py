@@ -86,6 +86,11 @@ def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
   if bands.nodata is None and np.isnan(raster.pixels).any():
     return _Read(None, ('nan', path))
   valid = rasters.valid_pixels(raster.pixels, bands.nodata)
+  tag = raster.nodata_tag
+  if tag is not None and not np.isnan(tag) and tag != bands.nodata:
+    tagged = np.mean(~rasters.valid_pixels(raster.pixels, tag) & valid)
+    if tagged:
+      return _Read(None, ('nodata_tag', f'{path} (tag {tag:g}: {tagged:.1%} of its pixels)'))
   stats = rasters.BandStats(bands.count)
   stats.add(raster.pixels, valid)
   return _Read(raster.pixels, None, stats, raster.dtype, valid)

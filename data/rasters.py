@@ -41,6 +41,7 @@ class Raster(NamedTuple):
   pixels: np.ndarray  # float32 [H, W, B]: the bands read.
   dtype: str  # The file's own sample type ('uint16', 'float32', ...).
   file_bands: int  # How many bands the file holds.
+  nodata_tag: float | None = None  # The value the file itself declares missing (GDAL's tag).
 
 
 TIFF_SIGNATURES = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')  # Classic and BigTIFF.
@@ -50,14 +51,14 @@ def is_tiff(data: bytes) -> bool:
   return data[:4] in TIFF_SIGNATURES
 
 
-def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str]:
-  """(pixels [H, W, C], sample type) of a TIFF file, or of a TIFF's bytes."""
+def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str, float | None]:
+  """(pixels [H, W, C], sample type, nodata tag) of a TIFF file, or of a TIFF's bytes."""
   import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
   from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   try:
     with (MemoryFile(path).open() if isinstance(path, bytes) else rasterio.open(path)) as source:
-      return np.moveaxis(source.read(), 0, -1), source.dtypes[0]
+      return np.moveaxis(source.read(), 0, -1), source.dtypes[0], source.nodata
   except RasterioError as e:
     name = 'the file' if isinstance(path, bytes) else path
     raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
@@ -69,7 +70,7 @@ def decode_tiff(data: bytes) -> np.ndarray:
   return _read_tiff(data)[0]
 
 
-def _read_png(path: str) -> tuple[np.ndarray, str]:
+def _read_png(path: str) -> tuple[np.ndarray, str, None]:
   with open(path, 'rb') as f:
     encoded = f.read()
   deep = len(encoded) > 24 and encoded[:8] == b'\x89PNG\r\n\x1a\n' and encoded[24] == 16
@@ -77,11 +78,12 @@ def _read_png(path: str) -> tuple[np.ndarray, str]:
     pixels = tf.io.decode_png(encoded, dtype=tf.uint16 if deep else tf.uint8).numpy()
   except tf.errors.InvalidArgumentError as e:
     raise DataError(f'{path} cannot be decoded as a PNG ({e.message}).') from None
-  return pixels, 'uint16' if deep else 'uint8'
+  return pixels, 'uint16' if deep else 'uint8', None
 
 
-def read_file(path: str) -> tuple[np.ndarray, str]:
-  """(pixels [H, W, C] in the file's own type, that type's name) of a raster file."""
+def read_file(path: str) -> tuple[np.ndarray, str, float | None]:
+  """(pixels [H, W, C] in the file's own type, that type's name, the value it declares
+  missing: GeoTIFF's nodata tag, else None) of a raster file."""
   extension = os.path.splitext(path)[1].lower()
   if extension in TIFF_EXTENSIONS:
     return _read_tiff(path)
@@ -94,7 +96,7 @@ def read_file(path: str) -> tuple[np.ndarray, str]:
     if pixels.ndim != 3:
       raise DataError(f'{path} holds an array of shape {pixels.shape}; a picture is (height, '
                       'width) or (height, width, bands).')
-    return pixels, str(pixels.dtype)
+    return pixels, str(pixels.dtype), None
   if extension == '.png':
     return _read_png(path)
   raise DataError(f'{path}: data.bands reads GeoTIFF/TIFF, .npy and PNG pictures, not '
@@ -105,7 +107,7 @@ def read_file(path: str) -> tuple[np.ndarray, str]:
 def read(path: str, spec: BandSpec) -> Raster:
   """The bands `spec` asks for of one file, float32 [H, W, spec.count]; a DataError naming
   the file and the fix when it lacks them or holds another count."""
-  pixels, dtype = read_file(path)
+  pixels, dtype, nodata_tag = read_file(path)
   file_bands = pixels.shape[-1]
   if spec.read:
     missing = [b for b in spec.read if not 1 <= b <= file_bands]
@@ -117,7 +119,7 @@ def read(path: str, spec: BandSpec) -> Raster:
     what = f'reads {pixels.shape[-1]} of them' if spec.read else f'has {pixels.shape[-1]} bands'
     raise BandsError(f'{path} {what}; data.bands={spec.count}. Set data.bands to the bands '
                     'every picture has, or data.read_bands to the ones to read.')
-  return Raster(pixels.astype(np.float32), dtype, file_bands)
+  return Raster(pixels.astype(np.float32), dtype, file_bands, nodata_tag)
 
 
 def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -126,6 +128,16 @@ def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
   if nodata is not None and not np.isnan(nodata):
     valid &= ~(pixels == nodata).all(axis=-1)
   return valid
+
+
+def tagged_missing(raster: Raster) -> np.ndarray:
+  """The raster's pixels with those its own nodata tag marks (in every band) as NaN, which the
+  model fills as missing whatever data.nodata it was trained with."""
+  tag = raster.nodata_tag
+  if tag is None or np.isnan(tag):
+    return raster.pixels
+  return np.where((raster.pixels == tag).all(axis=-1, keepdims=True), np.float32(np.nan),
+                  raster.pixels)
 
 
 def filled(pixels: np.ndarray, nodata: float | None, mean) -> np.ndarray:

@@ -89,10 +89,11 @@ def picture_paths(spec: str, bands: int = 0) -> list[tuple[str, str]]:
 
 
 def read_picture(path: str, bands: rasters.BandSpec | None = None) -> np.ndarray:
-  """A photo upright as uint8 RGB, or (`bands`) a raster's bands as float32, at its own size."""
+  """A photo upright as uint8 RGB, or (`bands`) a raster's bands as float32 at its own size,
+  NaN where its own nodata tag says nothing was measured."""
   if bands is not None:
     try:
-      return rasters.read(path, bands).pixels
+      return rasters.tagged_missing(rasters.read(path, bands))
     except DataError as e:
       raise UserError(f'--images: {e}') from None
   try:

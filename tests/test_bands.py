@@ -431,3 +431,31 @@ def test_raster_augmentations_that_cannot_apply_are_named(override, message, tmp
     small_config(**files, **override)
   small_config(**files, data__augment__color_jitter=0.3, data__augment__noise=0.1,
                data__augment__blur=0.5)
+
+
+def test_a_nodata_tag_that_marks_pixels_is_named_until_data_nodata_says_it(tmp_path):
+  """GDAL's own nodata tag: pixels it marks are not measurements, so they are never trained
+  on as values without a word; a tag that marks no pixel is no problem."""
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  folder = str(tmp_path / 'set')
+  synthetic.write_multispectral(folder, count=4, size=16, splits=('train',))
+  images = os.path.join(folder, 'train', 'images')
+  gap = rasters.read(os.path.join(images, 'train_001.tif'), rasters.BandSpec(4)).pixels
+  gap = gap.astype(np.uint16)
+  gap[:4] = 0
+  _write_tiff(os.path.join(images, 'train_001.tif'), gap, nodata=0)
+  _write_tiff(os.path.join(images, 'train_002.tif'), gap[4:8].repeat(4, axis=0), nodata=0)
+
+  def report_text(**nodata):
+    config = small_config(data__source='files', data__bands=4, data__files__train_images=images,
+                          data__files__train_masks=os.path.join(folder, 'train', 'masks'),
+                          data__class_names=synthetic.MULTISPECTRAL_CLASSES, **nodata)
+    return files_source.check(config.data)[1].format()
+  text = report_text()
+  assert '1 rasters whose own nodata tag marks pixels that data.nodata does not' in text
+  assert 'train_001.tif (tag 0: 25.0% of its pixels)' in text and 'set data.nodata' in text
+  assert 'train_002' not in text  # Tagged, but no pixel has the tag.
+  assert 'nodata tag' not in report_text(data__nodata=0.0)
+  from inference import loading  # pylint: disable=import-outside-toplevel
+  read = loading.read_picture(os.path.join(images, 'train_001.tif'), rasters.BandSpec(4))
+  assert np.isnan(read[:4]).all() and not np.isnan(read[4:]).any()  # Predict fills them.
