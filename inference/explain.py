@@ -41,7 +41,8 @@ def run(config, workdir: str, images: str | None) -> dict:
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
                                     config.data.class_names, task,
                                     activation_pictures=len(pictures),
-                                    batch_size=config.eval.global_batch_size)
+                                    batch_size=config.eval.global_batch_size,
+                                    rgb_bands=tuple(config.data.rgb_bands))
   out_dir = os.path.join(workdir, 'explain')
   workdir_lib.ensure_writable_dir(out_dir, '--workdir')
   for layer, grids in explanation.activation_grids.items():

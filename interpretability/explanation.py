@@ -65,9 +65,10 @@ def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
 
 def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
             task: tasks.Task = tasks.SEGMENTATION, activation_pictures: int = 1,
-            batch_size: int = 8) -> Explanation:
-  """Activation grids of the first `activation_pictures` images, filter patterns, and Grad-CAM
-  of every image on `explain_config.gradcam_layer` (empty: gradcam.default_layer)."""
+            batch_size: int = 8, rgb_bands: tuple = ()) -> Explanation:
+  """Activation grids of the first `activation_pictures` images, filter patterns (a raster
+  model's shown on `rgb_bands`), and Grad-CAM of every image on `explain_config.gradcam_layer`
+  (empty: gradcam.default_layer)."""
   images = np.asarray(images, np.float32)
   seconds = {}
 
@@ -87,7 +88,7 @@ def explain(model: keras.Model, images: np.ndarray, explain_config, class_names,
   for name in filter_layers:
     patterns = filters.filter_patterns(model, name, filter_indices=np.arange(
         min(explain_config.num_filters, model.get_layer(name).output.shape[-1])))
-    filter_grids[name] = filters.pattern_grid(patterns)
+    filter_grids[name] = filters.pattern_grid(patterns, rgb_bands)
   seconds['filters'] = time.perf_counter() - start
 
   start = time.perf_counter()

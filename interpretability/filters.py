@@ -116,10 +116,13 @@ def deprocess(image: np.ndarray) -> np.ndarray:
   return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def pattern_grid(patterns: np.ndarray, per_row: int = 8, margin: int = 5) -> np.ndarray:
+def pattern_grid(patterns: np.ndarray, rgb_bands: tuple = (), per_row: int = 8,
+                 margin: int = 5) -> np.ndarray:
   """Deprocessed patterns stitched into the book's grid (8 a row, 5-pixel margins); patterns
-  of a raster model show their first three bands (one band: grey)."""
-  tiles = [deprocess(p)[..., [0, 1, 2] if p.shape[-1] >= 3 else [0, 0, 0]] for p in patterns]
+  of a raster model show `rgb_bands` (1-based; () the first three; one band: grey)."""
+  shown = ([band - 1 for band in rgb_bands] if rgb_bands else
+           [0, 1, 2] if patterns.shape[-1] >= 3 else [0, 0, 0])
+  tiles = [deprocess(p)[..., shown] for p in patterns]
   size_h, size_w = tiles[0].shape[:2]
   per_row = min(per_row, len(tiles))
   rows = -(-len(tiles) // per_row)

@@ -459,3 +459,12 @@ def test_a_nodata_tag_that_marks_pixels_is_named_until_data_nodata_says_it(tmp_p
   from inference import loading  # pylint: disable=import-outside-toplevel
   read = loading.read_picture(os.path.join(images, 'train_001.tif'), rasters.BandSpec(4))
   assert np.isnan(read[:4]).all() and not np.isnan(read[4:]).any()  # Predict fills them.
+
+
+def test_filter_patterns_of_a_raster_model_are_shown_on_its_rgb_bands():
+  from interpretability import filters  # pylint: disable=import-outside-toplevel
+  patterns = np.random.default_rng(0).normal(size=(3, 20, 20, 5)).astype(np.float32)
+  first_three = filters.pattern_grid(patterns)
+  shown = filters.pattern_grid(patterns, rgb_bands=(3, 2, 1))
+  np.testing.assert_array_equal(shown, first_three[..., ::-1])
+  assert not np.array_equal(filters.pattern_grid(patterns, rgb_bands=(5, 4, 1)), first_three)

@@ -101,6 +101,7 @@ class Explainer:
   task: tasks.Task
   batch_size: int
   summaries: summaries_lib.Summaries
+  rgb_bands: tuple = ()  # data.rgb_bands: what a raster model's filter patterns show.
 
   def __call__(self, step: int) -> float:
     """Returns the seconds it took, also logged and written as `explain/seconds`."""
@@ -108,7 +109,7 @@ class Explainer:
     images = self.preview['image'].numpy()
     explanation = explain_lib.explain(self.model, images, self.explain_config,
                                       self.class_names, self.task,
-                                      batch_size=self.batch_size)
+                                      batch_size=self.batch_size, rgb_bands=self.rgb_bands)
     lifts = None
     if self.task.per_pixel:
       regions = [explain_lib.mask_regions(mask[..., 0], explanation, self.task)
@@ -227,7 +228,8 @@ def periodic_actions(trainer, every: Every, best: KeepBest, explain_config,
   preview = trainer.preview.batch
   explains = trainer.runtime.is_chief and preview is not None and every.explain_epochs
   explainer = Explainer(trainer.model, preview, explain_config, trainer.class_names,
-                        trainer.task, explain_batch_size, trainer.summaries)
+                        trainer.task, explain_batch_size, trainer.summaries,
+                        trainer.preview.rgb_bands)
   return [
       Action('evaluate', Schedule(epochs=every.evaluate_epochs, at_end=True)
              if every.evaluate_epochs else NEVER,

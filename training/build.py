@@ -72,7 +72,8 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
                  encoder_layers, optimizer, steps, state,
                  summaries_lib.Summaries(workdir, run.is_chief,
                                          runs=('eval',) if sidecar else ('train', 'eval')),
-                 train_stream, eval_data, Preview(preview, class_colors))
+                 train_stream, eval_data,
+                 Preview(preview, class_colors, tuple(config.data.rgb_bands)))
 
 
 def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:

@@ -42,6 +42,7 @@ class Preview:
   """The fixed validation batch shown at every evaluation, and the colours masks are drawn in."""
   batch: dict | None  # None: summaries.num_images=0.
   class_colors: object  # [classes, 3] uint8: the data's own colours where it has them.
+  rgb_bands: tuple = ()  # data.rgb_bands: the bands a raster model's filter patterns show.
 
 
 @dataclasses.dataclass(frozen=True)
