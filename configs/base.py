@@ -257,6 +257,9 @@ def _export() -> ml_collections.ConfigDict:
   export.quantize = 'none'  # none | float16 (litert) | int8 (litert, onnx)
   export.calibration_pictures = 64  # int8: training pictures that set the ranges.
   export.check_pictures = 16  # Validation pictures the export is checked on.
+  # Rasters: the type of `pictures` an export takes: '' = the training set's sample type (uint8,
+  # uint16 or int16; any other type, float32), or one of those, or float32.
+  export.pictures_dtype = ''
   # The least agreement with the model's masks an export may have; 0: 0.99 (float formats),
   # 0.95 (int8).
   export.min_agreement = 0.0

@@ -135,6 +135,13 @@ def band_statistics(data_config, builder) -> tuple[list, list]:
   return mean, std
 
 
+def raster_sample_type(data_config, builder) -> str:
+  """The sample type of a prepared raster set's files ('uint16', ...), as check_data found it
+  (one type a set: a mix is refused when the set is prepared)."""
+  types = files_source.stored_report(builder).bands['dtypes']
+  return max(types, key=types.get)
+
+
 def first_examples(builder: tfds.core.DatasetBuilder, split: str, count: int) -> tf.data.Dataset:
   """The first `count` examples of `split`, still encoded: of the eval split, the fixed
   validation pictures that training shows and `--mode=explain` explains by default."""

@@ -35,8 +35,8 @@ def _kind(path: str) -> tuple[str, str]:
 
 class Artifact:
   """One exported model in its runtime. Pictures go in one at a time at their own size, as the
-  type the file takes (uint8 photos, float32 rasters; the artefact resizes them); masks come
-  back at that size."""
+  type the file takes (uint8 photos; rasters as their set's sample type, or float32; the
+  artefact resizes them); masks come back at that size."""
 
   def __init__(self, path: str):
     self.format, self.file = _kind(path)
@@ -51,7 +51,17 @@ class Artifact:
     self.flip = self.record.get('predict_flip', False)
 
   def outputs(self, pictures: np.ndarray) -> dict[str, np.ndarray]:
-    """The artefact's outputs for a [N, H, W, C] batch of pictures of one size."""
+    """The artefact's outputs for a [N, H, W, C] batch of pictures of one size; a raster's
+    missing values (NaN) go into an integer input as the nodata value it was trained with."""
+    if (np.issubdtype(self.input_dtype, np.integer) and np.issubdtype(pictures.dtype, np.floating)
+        and np.isnan(pictures).any()):
+      nodata = self.record.get('pictures', {}).get('nodata')
+      if nodata is None:
+        raise UserError(f'predict.artifact={self.file} takes {np.dtype(self.input_dtype).name} '
+                        'pictures and knows no nodata value, and a picture has missing pixels '
+                        '(NaN, or its own nodata tag): train with data.nodata set, or export '
+                        'with export.pictures_dtype=float32.')
+      pictures = np.where(np.isnan(pictures), nodata, pictures)
     return self._run(np.ascontiguousarray(pictures, self.input_dtype))
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
@@ -108,7 +118,7 @@ def _onnx(path: str):
   session = onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
   names = [output.name for output in session.get_outputs()]
   shapes = {output.name: output.shape for output in session.get_outputs()}
-  dtype = np.float32 if session.get_inputs()[0].type == 'tensor(float)' else np.uint8
+  dtype = _ONNX_TYPES[session.get_inputs()[0].type]
   return (lambda pictures: dict(zip(names, session.run(None, {'pictures': pictures})))), \
       shapes, dtype
 
@@ -121,4 +131,6 @@ def _litert(path: str):
   return (lambda pictures: runner(pictures=pictures)), shapes, dtype
 
 
+_ONNX_TYPES = {'tensor(float)': np.float32, 'tensor(uint8)': np.uint8,
+               'tensor(uint16)': np.uint16, 'tensor(int16)': np.int16}
 _OPENERS = {'saved_model': _saved_model, 'onnx': _onnx, 'litert': _litert}

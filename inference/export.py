@@ -33,6 +33,9 @@ FORMATS = {'saved_model': ('none',), 'onnx': ('none', 'int8'),
 # tf2onnx 1.17 turns keras-hub's MiT attention into Reshapes that fail on onnxruntime, or (batch
 # fixed to 1) that run and answer wrongly (0.57 off in probability, measured here).
 UNSUPPORTED_LAYERS = {'onnx': ('SegFormerMultiheadAttention',)}
+# What a raster export takes, as export.pictures_dtype names it: sample types a float32 holds
+# exactly are taken as they are; any other type as float32.
+RASTER_INPUT_TYPES = ('uint8', 'uint16', 'int16', 'float32')
 # The least agreement with the Keras model's masks when export.min_agreement is 0.
 DEFAULT_MIN_AGREEMENT = {'none': 0.99, 'float16': 0.99, 'int8': 0.95}
 
@@ -49,6 +52,9 @@ def check_settings(export_config) -> None:
                       f'{export_config.format} takes {", ".join(takes)}'
                       + (f'; {export_config.quantize} is made by export.format={makes[0]}.'
                          if makes else '.'))
+  if export_config.pictures_dtype not in ('',) + RASTER_INPUT_TYPES:
+    raise ConfigError(f'export.pictures_dtype={export_config.pictures_dtype!r}: one of '
+                      f'{", ".join(RASTER_INPUT_TYPES)}, or \'\' for the training rasters\' own.')
   for field in ('calibration_pictures', 'check_pictures'):
     if export_config[field] < (1 if field == 'calibration_pictures' else 0):
       raise ConfigError(f'export.{field}={export_config[field]} must be a positive count'
@@ -58,18 +64,29 @@ def check_settings(export_config) -> None:
                       'pixels: in [0, 1] (0: 0.99 for float formats, 0.95 for int8).')
 
 
-def pictures_spec(bands: int) -> tf.TensorSpec:
-  """What an export takes: uint8 [N, H, W, 3] photos, or float32 [N, H, W, bands] rasters in
-  their own values (data.bands; the model normalises them)."""
-  return tf.TensorSpec([None, None, None, bands or 3], tf.float32 if bands else tf.uint8,
-                       name='pictures')
+def pictures_spec(bands: int, dtype: str = 'uint8') -> tf.TensorSpec:
+  """What an export takes: uint8 [N, H, W, 3] photos, or [N, H, W, bands] rasters in their
+  own values and type (data.bands; `dtype`, see `pictures_type`; the model normalises them)."""
+  return tf.TensorSpec([None, None, None, bands or 3], dtype, name='pictures')
 
 
-def serving_function(predictor: Predictor, task: tasks.Task, bands: int = 0):
+def pictures_type(config, workdir: str) -> str:
+  """The type of the pictures an export takes: uint8 photos; rasters of export.pictures_dtype,
+  else of the training set's own sample type where a float32 holds it exactly (uint8, uint16,
+  int16), else float32. A sensor's uint16 goes in as it is read."""
+  if not config.data.bands:
+    return 'uint8'
+  chosen = config.export.pictures_dtype or sources.raster_sample_type(
+      config.data, sources.prepared_builder(config.data, workdir))
+  return chosen if chosen in RASTER_INPUT_TYPES else 'float32'
+
+
+def serving_function(predictor: Predictor, task: tasks.Task, bands: int = 0,
+                     dtype: str = 'uint8'):
   """`pictures_spec` pictures of any size -> class-id masks [N, H, W] and the averaged
   probabilities at the model's side, or the picture's when it slides (classification:
   [N, classes]), as predict makes them: the task's outputs."""
-  @tf.function(input_signature=[pictures_spec(bands)])
+  @tf.function(input_signature=[pictures_spec(bands, dtype)])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
@@ -172,9 +189,11 @@ def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
           for example in examples.take(config.export.calibration_pictures)]
 
 
-def write(config, predictor: Predictor, out_dir: str, calibration) -> str:
-  """The artefact of export.format in `out_dir`: the SavedModel itself, or its conversion."""
-  serve = serving_function(predictor, tasks.of(config), config.data.bands)
+def write(config, predictor: Predictor, out_dir: str, calibration, dtype: str = 'uint8'
+          ) -> str:
+  """The artefact of export.format in `out_dir`, taking `dtype` pictures: the SavedModel
+  itself, or its conversion."""
+  serve = serving_function(predictor, tasks.of(config), config.data.bands, dtype)
   kind, quantize = config.export.format, config.export.quantize
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)
@@ -194,12 +213,14 @@ def run(config, workdir: str, output: str | None) -> str:
   model, source = loading.load_model(config, workdir)
   predictor = Predictor(model, config)
   check_convertible(next(iter(predictor.models.values())), kind)
-  calibration = calibration_pictures(config, workdir) if quantize == 'int8' else None
+  dtype = pictures_type(config, workdir)
+  calibration = ([picture.astype(dtype) for picture in calibration_pictures(config, workdir)]
+                 if quantize == 'int8' else None)
   name = kind if quantize == 'none' else f'{kind}-{quantize}'
   out_dir = output or os.path.join(workdir, 'export', name)
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   try:
-    path = write(config, predictor, out_dir, calibration)
+    path = write(config, predictor, out_dir, calibration, dtype)
   except Exception as e:  # pylint: disable=broad-except  Converters raise many kinds.
     if is_write_failure(e):
       raise write_failed(e, 'Free disk space or choose another --output.',
@@ -209,8 +230,8 @@ def run(config, workdir: str, output: str | None) -> str:
   record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
             'bytes': export_check.size_in_bytes(path), 'model': source,
             'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
-            'pictures': {'bands': config.data.bands or 3,
-                         'dtype': pictures_spec(config.data.bands).dtype.name},
+            'pictures': {'bands': config.data.bands or 3, 'dtype': dtype,
+                         'nodata': config.data.nodata},
             'predict_mode': 'slide' if predictor.slides else 'resize',
             'predict_sizes': [size if isinstance(size, int) else list(size)
                               for size in predictor.sizes],

@@ -239,7 +239,8 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'export', 'onnx', 'export.json')) as f:
     record = json.load(f)
-  assert record['pictures'] == {'bands': 4, 'dtype': 'float32'} and record['check']['passed']
+  assert record['pictures'] == {'bands': 4, 'dtype': 'uint16', 'nodata': None}
+  assert record['check']['passed']
 
 
 def _reports(workdir: str) -> list:
@@ -468,3 +469,29 @@ def test_filter_patterns_of_a_raster_model_are_shown_on_its_rgb_bands():
   shown = filters.pattern_grid(patterns, rgb_bands=(3, 2, 1))
   np.testing.assert_array_equal(shown, first_three[..., ::-1])
   assert not np.array_equal(filters.pattern_grid(patterns, rgb_bands=(5, 4, 1)), first_three)
+
+
+def test_an_integer_export_is_fed_missing_pixels_as_the_nodata_value_it_was_trained_with(
+    tmp_path):
+  from inference import artifacts  # pylint: disable=import-outside-toplevel
+  from errors import UserError  # pylint: disable=import-outside-toplevel
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 2], tf.uint16,
+                                              name='pictures')])
+  def serve(pictures):
+    values = tf.cast(pictures, tf.float32)
+    return {'masks': tf.cast(values[..., 0] > 100, tf.uint8), 'probabilities': values}
+  module = tf.Module()
+  module.serve = serve
+  folder = str(tmp_path / 'export')
+  tf.saved_model.save(module, folder)
+  picture = np.full((1, 3, 3, 2), 500, np.float32)
+  picture[0, 0, 0] = np.nan
+  with open(os.path.join(folder, artifacts.RECORD), 'w') as f:
+    json.dump({'pictures': {'bands': 2, 'dtype': 'uint16', 'nodata': 65535}}, f)
+  out = artifacts.Artifact(folder).outputs(picture)
+  assert out['probabilities'][0, 0, 0, 0] == 65535 and out['probabilities'][0, 1, 1, 0] == 500
+  with open(os.path.join(folder, artifacts.RECORD), 'w') as f:
+    json.dump({'pictures': {'bands': 2, 'dtype': 'uint16', 'nodata': None}}, f)
+  with pytest.raises(UserError, match='takes uint16 pictures and knows no nodata value'):
+    artifacts.Artifact(folder).outputs(picture)
