@@ -109,17 +109,62 @@ def read(path: str, spec: BandSpec) -> Raster:
   the file and the fix when it lacks them or holds another count."""
   pixels, dtype, nodata_tag = read_file(path)
   file_bands = pixels.shape[-1]
+  pixels = pixels[..., band_indices(path, file_bands, spec)]
+  return Raster(pixels.astype(np.float32), dtype, file_bands, nodata_tag)
+
+
+def band_indices(path: str, file_bands: int, spec: BandSpec) -> list[int]:
+  """The 0-based bands of a file of `file_bands` that `spec` reads; a BandsError naming the
+  file and the fix when it lacks them or holds another count."""
   if spec.read:
     missing = [b for b in spec.read if not 1 <= b <= file_bands]
     if missing:
       raise BandsError(f'{path} has {file_bands} bands; data.read_bands asks for band '
-                      f'{missing[0]} (bands are numbered from 1, as GDAL numbers them).')
-    pixels = pixels[..., [b - 1 for b in spec.read]]
-  if pixels.shape[-1] != spec.count:
-    what = f'reads {pixels.shape[-1]} of them' if spec.read else f'has {pixels.shape[-1]} bands'
+                       f'{missing[0]} (bands are numbered from 1, as GDAL numbers them).')
+  count = len(spec.read) if spec.read else file_bands
+  if count != spec.count:
+    what = f'reads {count} of them' if spec.read else f'has {count} bands'
     raise BandsError(f'{path} {what}; data.bands={spec.count}. Set data.bands to the bands '
-                    'every picture has, or data.read_bands to the ones to read.')
-  return Raster(pixels.astype(np.float32), dtype, file_bands, nodata_tag)
+                     'every picture has, or data.read_bands to the ones to read.')
+  return [b - 1 for b in spec.read] if spec.read else list(range(file_bands))
+
+
+class RasterRows:
+  """A TIFF read a strip of rows at a time (GDAL decodes only the tiles or strips a window
+  touches), or as a small overview: how predict takes a raster too large to hold."""
+
+  def __init__(self, path: str, spec: BandSpec):
+    import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
+    from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
+    try:
+      self._source = rasterio.open(path)
+    except RasterioError as e:
+      raise DataError(f'{path} cannot be read as a raster (rasterio/GDAL: {e}).') from None
+    self.height, self.width = self._source.height, self._source.width
+    self._indexes = [i + 1 for i in band_indices(path, self._source.count, spec)]
+    self._tag = self._source.nodata
+
+  def rows(self, top: int, bottom: int) -> np.ndarray:
+    """float32 [bottom - top, W, bands]; NaN where the file's own nodata tag marks a pixel."""
+    from rasterio.windows import Window  # pylint: disable=import-outside-toplevel
+    return self._as_read(self._source.read(
+        self._indexes, window=Window(0, top, self.width, bottom - top)))
+
+  def overview(self, max_side: int) -> np.ndarray:
+    """float32 [h, w, bands], the whole raster averaged down to at most `max_side` a side."""
+    from rasterio.enums import Resampling  # pylint: disable=import-outside-toplevel
+    scale = max(self.height, self.width) / max_side
+    shape = (len(self._indexes), max(1, round(self.height / scale)),
+             max(1, round(self.width / scale)))
+    return self._as_read(self._source.read(self._indexes, out_shape=shape,
+                                           resampling=Resampling.average))
+
+  def _as_read(self, bands: np.ndarray) -> np.ndarray:
+    return tagged_missing(Raster(np.moveaxis(bands, 0, -1).astype(np.float32), '', 0,
+                                 self._tag))
+
+  def close(self) -> None:
+    self._source.close()
 
 
 def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:

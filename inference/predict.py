@@ -8,7 +8,7 @@ import numpy as np
 
 from data import rasters
 from data import sources
-from errors import UserError
+from errors import DataError, UserError
 from inference import loading
 from inference import predictor as predictor_lib
 from interpretability import colormaps
@@ -32,8 +32,13 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   colors = colormaps.class_colors(len(config.data.class_names),
                                   sources.own_class_colors(config.data, workdir))
   batch_size, task = config.eval.global_batch_size, tasks.of(config)
-  for start in range(0, len(named), batch_size):
-    chunk = named[start:start + batch_size]
+  large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
+  for path, name in large:
+    mask, shown, shown_mask = _strip_mask(path, bands, predictor)
+    written.append(_write_mask(out_dir, name, mask, config, shown, shown_mask, colors))
+  named_whole = [item for item in named if item not in set(large)]
+  for start in range(0, len(named_whole), batch_size):
+    chunk = named_whole[start:start + batch_size]
     pictures = [loading.read_picture(path, bands) for path, _ in chunk]
     if 'masks' not in task.outputs:
       probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
@@ -42,14 +47,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
     for (_, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
-      stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
-      os.makedirs(os.path.dirname(stem), exist_ok=True)
-      loading.write_png(stem + '_mask.png', mask)
-      loading.write_png(stem + '_overlay.png', colormaps.with_legend(
-          colormaps.mask_overlay(rasters.viewable(picture, config.data.bands,
-                                                  config.data.rgb_bands, config.data.nodata), mask,
-                                 colors=colors), config.data.class_names, colors))
-      written.append(stem + '_mask.png')
+      written.append(_write_mask(out_dir, name, mask, config, picture, mask, colors))
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
@@ -60,3 +58,66 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     written.append(csv_path)
   logging.info('Predicted %d pictures with %s into %s.', len(named), source, out_dir)
   return written
+
+
+def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.ndarray,
+                shown_mask: np.ndarray, colors: np.ndarray) -> str:
+  """The class-id mask PNG and, beside it, the overlay of `shown_mask` on the picture `shown`
+  (a large raster's: its overview); returns the mask's path."""
+  stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
+  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  loading.write_png(stem + '_mask.png', mask)
+  loading.write_png(stem + '_overlay.png', colormaps.with_legend(
+      colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
+                                              config.data.nodata), shown_mask, colors=colors),
+      config.data.class_names, colors))
+  return stem + '_mask.png'
+
+
+# A raster of more pixels than this is read a strip of rows at a time, each strip's float32
+# bands about STRIP_BYTES, and its overlay drawn on an overview of OVERVIEW_SIDE: 8 float32
+# bands of 10,000 x 10,000 pixels would be 3.2 GB.
+STRIP_PIXELS = 4096 * 4096
+STRIP_BYTES = 128 * 2**20
+OVERVIEW_SIDE = 2048
+
+
+def _reads_in_strips(path: str, bands: rasters.BandSpec | None, predictor) -> bool:
+  """A large TIFF that the workdir's model slides over at its own scale."""
+  if (bands is None or not isinstance(predictor, predictor_lib.Predictor)
+      or not predictor.reads_in_strips
+      or os.path.splitext(path)[1].lower() not in rasters.TIFF_EXTENSIONS):
+    return False
+  source = _open_rows(path, bands)
+  try:
+    return source.height * source.width > STRIP_PIXELS
+  finally:
+    source.close()
+
+
+def _open_rows(path: str, bands: rasters.BandSpec) -> rasters.RasterRows:
+  try:
+    return rasters.RasterRows(path, bands)
+  except DataError as e:
+    raise UserError(f'--images: {e}') from None
+
+
+def _strip_mask(path: str, bands: rasters.BandSpec, predictor) -> tuple:
+  """(uint8 mask at the raster's size, its overview, the mask at the overview's size) of a
+  raster slid over a strip at a time: memory follows a strip and the mask, not the bands."""
+  source = _open_rows(path, bands)
+  try:
+    mask = np.zeros((source.height, source.width), np.uint8)
+    windows_down = max(1, STRIP_BYTES // (predictor.stride[0] * source.width * bands.count * 4))
+    for top, labels in predictor.strip_labels(source.rows, source.height, source.width,
+                                              windows_down):
+      mask[top:top + len(labels)] = labels
+    shown = source.overview(OVERVIEW_SIDE)
+  finally:
+    source.close()
+  rows = np.arange(shown.shape[0]) * source.height // shown.shape[0]
+  cols = np.arange(shown.shape[1]) * source.width // shown.shape[1]
+  logging.info('%s (%dx%d) was predicted a strip at a time; its overlay is drawn on a '
+               '%dx%d overview.', path, source.width, source.height, shown.shape[1],
+               shown.shape[0])
+  return mask, shown, mask[rows][:, cols]

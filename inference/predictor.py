@@ -50,15 +50,59 @@ class Predictor:
     """Averaged probabilities of a batch of float32 [N, H, W, C] pictures: segmentation
     [N, S, S', classes] at the largest side (resize) or [N, H, W, classes] (slide);
     classification [N, classes]. `exportable`: resized as every converter takes it."""
-    pictures = self.filled(pictures)
     views = []
-    for mirrored in ((False, True) if self.flip else (False,)):
-      seen = tf.image.flip_left_right(pictures) if mirrored else pictures
+    for seen, unmirrored in self._views(pictures):
       for probabilities in (self._slid(seen, exportable) if self.slides
                             else self._resized(seen, exportable)):
-        views.append(tf.image.flip_left_right(probabilities)
-                     if mirrored and self.per_pixel else probabilities)
+        views.append(unmirrored(probabilities))
     return tf.add_n(views) / len(views)
+
+  def _views(self, pictures: tf.Tensor):
+    """(the pictures as the model sees them: gaps filled, mirrored or not; what puts an answer
+    back the right way round) for each view."""
+    pictures = self.filled(pictures)
+    yield pictures, lambda answer: answer
+    if self.flip:
+      yield tf.image.flip_left_right(pictures), lambda answer: (
+          tf.image.flip_left_right(answer) if self.per_pixel else answer)
+
+  @property
+  def reads_in_strips(self) -> bool:
+    """Whether `strip_labels` can answer: sliding at the picture's own scale."""
+    return self.per_pixel and self.slides and self.scales == (1.0,)
+
+  def strip_labels(self, rows, height: int, width: int, windows_down: int = 8):
+    """(top, uint8 labels [rows, width]) of a picture read `rows(top, bottom)` a strip of
+    `windows_down` window rows at a time, top to bottom: memory follows the strip, not the
+    picture, and the labels are those `masks` gives the whole picture (the same windows,
+    their sums carried across strips)."""
+    del width  # Each strip is read whole across.
+    window_h = self.window[0]
+    corners = sliding.window_corners(tf.constant(max(height, window_h)), window_h,
+                                     self.stride[0]).numpy().tolist()
+    carried = None  # Summed answers of rows that the next strip's windows reach too.
+    for first in range(0, len(corners), windows_down):
+      top = corners[first]
+      last = first + windows_down >= len(corners)
+      bottom = min(corners[min(first + windows_down, len(corners)) - 1] + window_h, height)
+      sums = self._strip_sums(rows(top, bottom))
+      if carried is not None:
+        sums[:len(carried)] += carried
+      done = len(sums) if last else corners[first + windows_down] - top
+      yield top, np.argmax(sums[:done], axis=-1).astype(np.uint8)
+      carried = sums[done:]
+
+  def _strip_sums(self, pixels: np.ndarray) -> np.ndarray:
+    """float32 [h, W, classes]: a strip's windows' probabilities summed over windows and views,
+    each view's divided by its columns' coverage (a mirrored view's windows lie elsewhere)."""
+    model = self.models[self.window]
+    total = 0.0
+    for seen, unmirrored in self._views(tf.constant(pixels[None], tf.float32)):
+      sums, _, columns = sliding.slide_sums(
+          lambda windows: model(windows, training=False), seen, self.window, self.stride,
+          self.num_classes, self.windows_per_call)
+      total += unmirrored(sums / tf.reshape(columns, [1, 1, -1, 1]))
+    return total[0].numpy()
 
   def _resized(self, pictures, exportable: bool):
     out_size = max(self.models)

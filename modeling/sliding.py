@@ -32,10 +32,20 @@ def slide(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes
           windows_per_call: int = 0) -> tf.Tensor:
   """float32 [N, H, W, num_classes]: `answer` (float [n, h, w, C] windows -> [n, h, w,
   num_classes] probabilities) of every window of `window` (h, w) over the float [N, H, W, C]
-  `pictures` (C: 3, or a raster's bands), `stride` (down, across) apart, averaged where they overlap. A picture smaller than
-  the window is padded with black at the bottom and right, as training crops are.
-  `windows_per_call` > 0 answers that many windows (of every picture) at a time (0: all at
-  once, one call, which every converter takes)."""
+  `pictures` (C: 3, or a raster's bands), `stride` (down, across) apart, averaged where they
+  overlap. A picture smaller than the window is padded with black at the bottom and right, as
+  training crops are. `windows_per_call` > 0 answers that many windows (of every picture) at a
+  time (0: all at once, one call, which every converter takes)."""
+  total, rows, cols = slide_sums(answer, pictures, window, stride, num_classes,
+                                 windows_per_call)
+  return total / (tf.reshape(rows, [1, -1, 1, 1]) * tf.reshape(cols, [1, 1, -1, 1]))
+
+
+def slide_sums(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes: int,
+               windows_per_call: int = 0) -> tuple:
+  """`slide`'s parts: the windows' probabilities summed, float32 [N, H, W, num_classes], and
+  how many windows cover each row [H] and each column [W]. A strip of a picture's rows that
+  starts at one of its window corners sums what the whole picture's windows give there."""
   (window_h, window_w), (stride_h, stride_w) = window, stride
   count, height, width = tf.shape(pictures)[0], tf.shape(pictures)[1], tf.shape(pictures)[2]
   padded_h, padded_w = tf.maximum(height, window_h), tf.maximum(width, window_w)
@@ -72,6 +82,5 @@ def slide(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes
       return start + windows_per_call, tf.tensor_scatter_nd_add(total, where, probabilities)
     _, total = tf.while_loop(lambda start, _: start < tf.shape(corners)[0], add_chunk,
                              (tf.constant(0), tf.zeros(canvas)))
-  counts = tf.reshape(coverage(padded_h, rows, window_h), [-1, 1, 1, 1]) * tf.reshape(
-      coverage(padded_w, cols, window_w), [1, -1, 1, 1])
-  return tf.transpose(total / counts, [2, 0, 1, 3])[:, :height, :width]
+  return (tf.transpose(total, [2, 0, 1, 3])[:, :height, :width],
+          coverage(padded_h, rows, window_h)[:height], coverage(padded_w, cols, window_w)[:width])

@@ -495,3 +495,36 @@ def test_an_integer_export_is_fed_missing_pixels_as_the_nodata_value_it_was_trai
     json.dump({'pictures': {'bands': 2, 'dtype': 'uint16', 'nodata': None}}, f)
   with pytest.raises(UserError, match='takes uint16 pictures and knows no nodata value'):
     artifacts.Artifact(folder).outputs(picture)
+
+
+def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp_path):
+  """Strips of window rows, their sums carried across, mirrored views, a nodata tag and a
+  picture whose last window is flush with its end: the labels equal the whole picture's."""
+  from inference import predict  # pylint: disable=import-outside-toplevel
+  from inference.predictor import Predictor  # pylint: disable=import-outside-toplevel
+  from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
+  config = small_config(settle=False)
+  config.model = model_config('book_segmentation', input_bands=3)
+  config.predict.mode, config.predict.window, config.predict.stride = 'slide', (24, 24), (16, 14)
+  config.predict.flip, config.predict.windows_per_call = True, 5
+  keras.utils.set_random_seed(5)
+  model = models.build_model(config.model, 24, 3)
+  models.set_band_statistics(model, [300.0, 500.0, 700.0], [50.0, 80.0, 90.0])
+  pixels = np.random.default_rng(6).normal([300, 500, 700], [50, 80, 90], (107, 75, 3))
+  pixels = pixels.clip(1, None).astype(np.uint16)
+  pixels[40:52, 10:30] = 0
+  path = str(tmp_path / 'scene.tif')
+  _write_tiff(path, pixels, nodata=0, tiled=True, blockxsize=16, blockysize=16)
+  predictor = Predictor(model, config)
+  assert predictor.reads_in_strips
+  whole = predictor.masks([rasters.tagged_missing(rasters.read(path, rasters.BandSpec(3)))])[0]
+  assert len(np.unique(whole)) > 1
+  source = rasters.RasterRows(path, rasters.BandSpec(3))
+  for windows_down in (1, 2, 100):
+    strips = np.full(whole.shape, 255, np.uint8)
+    for top, labels in predictor.strip_labels(source.rows, 107, 75, windows_down):
+      strips[top:top + len(labels)] = labels
+    np.testing.assert_array_equal(strips, whole)
+  mask, shown, shown_mask = predict._strip_mask(path, rasters.BandSpec(3), predictor)
+  np.testing.assert_array_equal(mask, whole)
+  assert shown.shape[-1] == 3 and shown_mask.shape == shown.shape[:2]
