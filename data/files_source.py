@@ -180,7 +180,8 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
     target = ({tasks.MASK_FEATURE: tfds.features.Image(shape=(None, None, 1))}
               if self._task.per_pixel else
               {'label': tfds.features.ClassLabel(names=self._class_names)})
-    # A raster is stored as its float32 tensor (rasters.serialize): lossless, decoded in the graph.
+    # A raster is stored as a tensor in its own type (rasters.serialize): lossless, decoded in
+    # the graph.
     image = tfds.features.Tensor(shape=(), dtype=np.object_) if self._bands else \
         tfds.features.Image()
     return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
@@ -195,7 +196,8 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
     for item in self._scanned[split]:
       if self._bands:
         pixels = rasters.read(item.example.image, self._bands).pixels
-        picture = rasters.serialize(rasters.filled(pixels, self._bands.nodata, self._fill))
+        picture = rasters.serialize(rasters.filled(pixels, self._bands.nodata, self._fill),
+                                    item.dtype)
       else:
         with open(item.example.image, 'rb') as f:
           picture = decode.upright_bytes(f.read())

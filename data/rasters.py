@@ -196,14 +196,30 @@ def filled(pixels: np.ndarray, nodata: float | None, mean) -> np.ndarray:
   return out.astype(np.float32)
 
 
-def serialize(pixels: np.ndarray) -> bytes:
-  """float32 [H, W, B] as the prepared set stores it: lossless, decoded in the graph."""
-  return tf.io.serialize_tensor(tf.constant(pixels, tf.float32)).numpy()
+# What a prepared raster is stored as: its file's own integer type where it has one of these
+# (every measured value exact; a gap's fill, the band mean, rounded), half or a quarter of
+# float32's bytes to write, read and parse each epoch; any other type as float32.
+STORED_TYPES = {'uint8': tf.uint8, 'uint16': tf.uint16, 'int16': tf.int16}
+
+
+def serialize(pixels: np.ndarray, sample_type: str = 'float32') -> bytes:
+  """[H, W, B] values as the prepared set stores them (`STORED_TYPES`), decoded in the graph."""
+  dtype = STORED_TYPES.get(sample_type, tf.float32)
+  if dtype != tf.float32:
+    pixels = np.clip(np.round(pixels), dtype.min, dtype.max)
+  return tf.io.serialize_tensor(tf.constant(pixels, dtype)).numpy()
 
 
 def decode(encoded: tf.Tensor, count: int) -> tf.Tensor:
-  """float32 [H, W, count] of what `serialize` stored."""
-  return tf.ensure_shape(tf.io.parse_tensor(encoded, tf.float32), [None, None, count])
+  """float32 [H, W, count] of what `serialize` stored, in whichever type: a TensorProto's
+  first field (the byte after the tag 0x08) is its dtype."""
+  stored = tf.strings.substr(encoded, 1, 1)
+  pixels = tf.case(
+      [(tf.equal(stored, bytes([dtype.as_datatype_enum])),
+        lambda dtype=dtype: tf.cast(tf.io.parse_tensor(encoded, dtype), tf.float32))
+       for dtype in STORED_TYPES.values()],
+      default=lambda: tf.io.parse_tensor(encoded, tf.float32))
+  return tf.ensure_shape(pixels, [None, None, count])
 
 
 class BandStats:

@@ -54,8 +54,10 @@ def test_geotiffs_as_gdal_writes_them_read_in_their_own_values(dtype, profile, t
   np.testing.assert_array_equal(read.pixels, pixels.astype(np.float32))
   chosen = rasters.read(path, rasters.BandSpec(3, read=(4, 1, 5)))
   np.testing.assert_array_equal(chosen.pixels, pixels[..., [3, 0, 4]].astype(np.float32))
-  stored = rasters.decode(tf.constant(rasters.serialize(read.pixels)), 5).numpy()
-  np.testing.assert_array_equal(stored, read.pixels)  # The prepared set is lossless.
+  encoded = rasters.serialize(read.pixels, read.dtype)
+  stored = rasters.decode(tf.constant(encoded), 5).numpy()
+  np.testing.assert_array_equal(stored, read.pixels)  # The prepared set is lossless,
+  assert len(encoded) < pixels.nbytes + 100  # and in the file's own type where it can be.
 
 
 def test_npy_and_16_bit_png_keep_every_value(tmp_path):
