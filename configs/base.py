@@ -86,6 +86,7 @@ def _data() -> ml_collections.ConfigDict:
   data.service_address = ''  # e.g. grpc://dispatcher:5050; empty: in-process input pipeline.
   data.service_mode = 'parallel_epochs'  # parallel_epochs | dynamic_sharding
   data.synthetic = _synthetic()
+  data.annotations = _annotations()
   return data
 
 
@@ -99,6 +100,16 @@ def _files() -> ml_collections.ConfigDict:
   files.mask_suffix = ''  # e.g. '_mask': a.jpg pairs with a_mask.png.
   files.image_suffix = ''  # e.g. '_leftImg8bit': stripped from picture stems before pairing.
   return files
+
+
+def _annotations() -> ml_collections.ConfigDict:
+  """Masks drawn from annotators' shapes (data/annotations.py): a split's masks field names a
+  COCO .json, a CVAT for images 1.1 .xml, or a folder of LabelMe .json files."""
+  annotations = ml_collections.ConfigDict()
+  annotations.crowd = 'ignore'  # COCO iscrowd / CVAT occluded shapes: 'ignore' or 'class'.
+  annotations.class_priority = ()  # Class names, lowest first: overlaps go to the later one.
+  annotations.line_width = 3  # Pixels: LabelMe lines and linestrips, CVAT polylines.
+  return annotations
 
 
 def _augment() -> ml_collections.ConfigDict:

@@ -16,8 +16,18 @@ PROBLEMS = {
     'no_mask': ('pictures without a mask', 'add each mask as <stem>{mask_suffix}.<png|...> in '
                 'the masks folder, or name only pictures that have one in data.files.'
                 '<split>_list.'),
-    'no_picture': ('masks without a picture', 'add the pictures, remove the masks, or check '
-                   'data.files.mask_suffix / image_suffix.'),
+    'no_picture': ('masks (or annotated pictures) without a picture', 'add the pictures, '
+                   'remove the masks, or check data.files.mask_suffix / image_suffix (an '
+                   'annotation names its picture by file name; its folder may differ).'),
+    'image_id_twice': ('image ids used twice in an annotation file',
+                       'give every image its own id (the second one is skipped).'),
+    'undeclared_category': ('annotations whose category is not declared',
+                            'declare it under "categories", or remove those annotations.'),
+    'unknown_image': ('annotations of an image id the file does not list',
+                      'list the image under "images", or remove those annotations.'),
+    'unknown_label': ('annotation labels that are no class in data.class_names',
+                      'add them to data.class_names (class 0 is what no shape covers), or '
+                      'leave data.class_names empty to take the annotations\' own labels.'),
     'not_found': ('stems named in the list file without a picture',
                   'fix the list (one stem a line, no folder, no extension) or add the pictures.'),
     'duplicate': ('second files for one stem (e.g. a.jpg and a.png)',
@@ -67,6 +77,8 @@ class SplitReport:
     self.off_table = {}  # colour code -> pixels
     self.unmapped = {}  # raw value -> pixels
     self.raw_values = set()  # Every raw value seen (value masks).
+    self.notes = {}  # Masks drawn from annotations: kind -> [detail] (data/annotations.py).
+    self.overlap = np.zeros((num_classes, num_classes), np.int64)  # Pixels two classes share.
     self.palette = None
     self.problems = {kind: list(names) for kind, names in (problems or {}).items() if names}
 
@@ -86,6 +98,12 @@ class SplitReport:
       if kind not in ('unmapped', 'color'):
         return
     self.examples += 1
+    if scanned.drawn is not None:
+      for kind, details in scanned.drawn.notes.items():
+        self.notes.setdefault(kind, []).extend(details)
+      if not scanned.example.target.shapes:
+        self.notes.setdefault('empty', []).append(scanned.example.name)
+      self.overlap += scanned.drawn.overlap
     if mapped is None:  # Classification: one label per picture.
       self.class_pixels[scanned.example.target] += 1
       return
@@ -181,6 +199,8 @@ class DataReport:
                                             for c, n in top))
     if self.bands:
       lines += format_bands(self.bands)
+    for name, split in self.splits.items():
+      lines += _note_lines(name, split, names)
     problems = [(name, kind, found) for name, split in self.splits.items()
                 for kind, found in split.problems.items()]
     if not problems:
@@ -226,6 +246,34 @@ class DataReport:
       return report
     except (OSError, ValueError, KeyError, TypeError):
       return None
+
+
+# Masks drawn from annotations: what check_data notes (they are trained on as drawn).
+NOTES = {
+    'empty': 'pictures without any annotation, trained as background',
+    'few_points': 'polygons of fewer than 3 points, not drawn',
+    'outside': 'shapes reaching outside their picture, drawn where they are inside',
+    'self_intersecting': 'self-intersecting polygons, drawn as the tool draws them',
+    'points': 'point annotations, not drawn (a point has no area)',
+}
+
+
+def _note_lines(name: str, split: SplitReport, class_names: tuple) -> list[str]:
+  """NOTE lines of a split's drawn annotations, and the classes whose shapes overlap."""
+  lines = []
+  for kind, found in split.notes.items():
+    shown = ', '.join(str(f) for f in found[:SHOWN])
+    more = f' and {len(found) - SHOWN} more' if len(found) > SHOWN else ''
+    lines.append(f'NOTE {name}: {len(found)} {NOTES[kind]}: {shown}{more}.')
+  total = max(split.total(), 1)
+  pairs = [(split.overlap[i, j], class_names[i], class_names[j])
+           for i in range(len(class_names)) for j in range(i + 1, len(class_names))
+           if split.overlap[i, j]]
+  if pairs:
+    lines.append(f'NOTE {name}: shapes of two classes overlap (the later one is drawn; '
+                 'data.annotations.class_priority orders them): ' + ', '.join(
+                     f'{a}/{b} {100 * n / total:.2f}%' for n, a, b in sorted(pairs)[::-1]))
+  return lines
 
 
 def format_bands(bands: dict) -> list[str]:

@@ -6,6 +6,7 @@ import hashlib
 import os
 from typing import NamedTuple
 
+from data import annotations
 from data import folder_checks
 from errors import DataError
 import tasks
@@ -21,7 +22,7 @@ SPLITS = ('train', 'validation', 'test')
 class Example(NamedTuple):
   name: str  # The stem: what check_data names and --mode=score reports.
   image: str  # The picture's path.
-  target: str | int  # The mask's path, or a class index (classification).
+  target: object  # The mask's path, its annotations.Annotated, or a class index.
 
 
 def picture_suffixes(bands: int) -> tuple:
@@ -76,16 +77,23 @@ def read_list(path: str, field: str) -> list[str]:
 
 
 def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list[Example]:
-  """The split's (picture, mask) pairs; pictures without a mask, masks without a picture,
-  listed stems without a picture and ambiguous stems go to `problems` (kind -> names)."""
+  """The split's (picture, mask) pairs (the mask: its path, or the picture's annotations);
+  pictures without a mask, masks without a picture, listed stems without a picture and
+  ambiguous stems go to `problems` (kind -> names)."""
   images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
   pictures = _walk(images_dir, f'data.files.{split}_images', picture_suffixes(bands))
   if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
     pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
   pictures = _strip(pictures, files_config.image_suffix)
-  masks = _strip(_walk(masks_dir, f'data.files.{split}_masks',
-                       RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES),
-                 files_config.mask_suffix)
+  if annotations.is_annotations(masks_dir):
+    found = annotations.read_split(masks_dir)
+    for kind, details in found.problems.items():
+      problems.setdefault(kind, []).extend(details)
+    masks = _annotated_pictures(found.pictures, pictures)
+  else:
+    masks = _strip(_walk(masks_dir, f'data.files.{split}_masks',
+                         RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES),
+                   files_config.mask_suffix)
   for kind, found in (('duplicate', pictures), ('duplicate', masks)):
     problems.setdefault(kind, []).extend(
         p for paths in found.values() if len(paths) > 1 for p in paths[1:])
@@ -97,9 +105,24 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list
   else:
     stems = sorted(pictures)
     problems.setdefault('no_picture', []).extend(
-        masks[s][0] for s in sorted(masks) if s not in pictures)
+        f'{masks[s][0].source}: {s}' if isinstance(masks[s][0], annotations.Annotated)
+        else masks[s][0] for s in sorted(masks) if s not in pictures)
   problems.setdefault('no_mask', []).extend(pictures[s][0] for s in stems if s not in masks)
   return [Example(s, pictures[s][0], masks[s][0]) for s in stems if s in masks]
+
+
+def _annotated_pictures(annotated: dict, pictures: dict) -> dict:
+  """{picture key: [Annotated]} of a split's annotations, keyed as `pictures` are: by the name
+  the annotation gives, or by its last part where that names one picture alone (COCO's
+  file_name may carry its folder)."""
+  by_base = {}
+  for key in pictures:
+    by_base.setdefault(os.path.basename(key), []).append(key)
+  keyed = {}
+  for name, item in annotated.items():
+    base = by_base.get(os.path.basename(name), [])
+    keyed[name if name in pictures or len(base) != 1 else base[0]] = [item]
+  return keyed
 
 
 def class_folders(root: str, field: str) -> list[str]:

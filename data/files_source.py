@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data import annotations
 from data import data_report
 from data import decode
 from data import files_pairing
@@ -38,7 +39,9 @@ def _stat_signature(splits: dict, data_config) -> str:
   entries = []
   for split, examples in sorted(splits.items()):
     for example in examples:
-      for path in (example.image, example.target):
+      target = example.target
+      for path in (example.image, target.source if isinstance(target, annotations.Annotated)
+                   else target):
         if isinstance(path, str):
           stat = os.stat(path)
           entries.append(f'{split}|{example.name}|{path}|{stat.st_size}|{stat.st_mtime_ns}')
@@ -48,6 +51,8 @@ def _stat_signature(splits: dict, data_config) -> str:
                                          'class_names', 'validation_fraction')}
   if data_config.bands:  # Photos keep their keys (and prepared sets) as they were.
     fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata', 'band_stats')})
+  if any(isinstance(e.target, annotations.Annotated) for part in splits.values() for e in part):
+    fields['annotations'] = data_config.annotations.to_dict()
   text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
   return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
 
@@ -60,6 +65,7 @@ class ScannedExample(NamedTuple):
   palette: np.ndarray | None
   bands: rasters.BandStats | None = None  # A raster's sums over its valid pixels.
   dtype: str = ''  # A raster file's own sample type.
+  drawn: annotations.Drawn | None = None  # A mask drawn from annotations: what check_data says.
 
 
 class _Read(NamedTuple):
@@ -96,15 +102,46 @@ def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
   return _Read(raster.pixels, None, stats, raster.dtype, valid)
 
 
+class Drawing(NamedTuple):
+  """How masks are drawn from annotations (data.class_names, data.annotations)."""
+  class_names: tuple
+  crowd: str = 'ignore'
+  class_priority: tuple = ()
+  line_width: int = 3
+
+
+def drawing(data_config) -> Drawing:
+  options = data_config.annotations
+  return Drawing(tuple(data_config.class_names), options.crowd, tuple(options.class_priority),
+                 options.line_width)
+
+
 def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncoding,
-                 bands: rasters.BandSpec | None = None) -> ScannedExample:
+                 bands: rasters.BandSpec | None = None,
+                 draw: Drawing | None = None) -> ScannedExample:
   """Decodes one picture (and its mask) fully: unreadable files, a mask of another size and
-  its class ids are all found here, once. A raster's pixels missing in every band (`nodata`)
-  are ignored in its mask."""
+  its class ids are all found here, once; a mask from annotations is drawn here, at the
+  picture's size. A raster's pixels missing in every band (`nodata`) are ignored in its mask."""
   read = _read_picture(example.image, bands)
   picture = read.picture
   if picture is None:
     return ScannedExample(example, read.problem, None, None, None)
+  height, width = picture.shape[:2]
+  drawn = None
+  if isinstance(example.target, annotations.Annotated):
+    target = example.target
+    if (target.height, target.width) not in ((None, None), (height, width)):
+      return ScannedExample(example, ('size', f'{target.source} says {example.name} is '
+                                              f'{target.width}x{target.height}, picture '
+                                              f'{width}x{height}'), None, None, None)
+    drawn = annotations.draw(target, draw.class_names, height, width, draw.crowd,
+                             draw.class_priority, draw.line_width)
+    mapped = masks_lib.MappedMask(drawn.classes, {}, {}, False)
+    if drawn.unknown:
+      return ScannedExample(example, ('unknown_label', f'{target.source}: '
+                                                       f'{", ".join(drawn.unknown)}'),
+                            None, None, None)
+    return _scanned_mask(example, mapped, None, read, drawn)
   if not isinstance(example.target, str):
     return ScannedExample(example, None, None, None, None, read.bands, read.dtype)
   try:
@@ -112,26 +149,33 @@ def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncodin
       raw = masks_lib.read_mask(f.read())
   except (tf.errors.OpError, OSError, ValueError, IndexError, DataError):
     return ScannedExample(example, ('unreadable', example.target), None, None, None)
-  if raw.values.shape[:2] != tuple(picture.shape[:2]):
+  if raw.values.shape[:2] != (height, width):
     return ScannedExample(example, ('size', f'{example.target} ({raw.values.shape[1]}x'
                                             f'{raw.values.shape[0]}, picture '
-                                            f'{picture.shape[1]}x{picture.shape[0]})'),
+                                            f'{width}x{height})'),
                           None, None, None)
   mapped = masks_lib.map_mask(raw, encoding)
   if mapped.is_color and not encoding.colors:
     return ScannedExample(example, ('color', example.target), None, mapped, None)
   if mapped.unmapped:
     return ScannedExample(example, ('unmapped', example.target), None, mapped, None)
+  return _scanned_mask(example, mapped, raw.palette, read, drawn)
+
+
+def _scanned_mask(example, mapped: masks_lib.MappedMask, palette, read: _Read,
+                  drawn: annotations.Drawn | None) -> ScannedExample:
+  """A usable pair: its class ids (a raster's unmeasured pixels ignored) as the PNG to store."""
   if read.valid is not None:
     classes = mapped.classes.copy()
     classes[~read.valid] = masks_lib.IGNORE
     mapped = mapped._replace(classes=classes)
   png = tf.io.encode_png(mapped.classes[..., None]).numpy()
-  return ScannedExample(example, None, png, mapped, raw.palette, read.bands, read.dtype)
+  return ScannedExample(example, None, png, mapped, palette, read.bands, read.dtype, drawn)
 
 
 def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_names: tuple,
-         bands: rasters.BandSpec | None = None) -> tuple[dict, data_report.DataReport]:
+         bands: rasters.BandSpec | None = None,
+         draw: Drawing | None = None) -> tuple[dict, data_report.DataReport]:
   """Decodes every example of every split (threads: decoding releases the GIL); returns the
   usable examples' prepared masks ({split: [ScannedExample]}) and the report, with the
   training split's per-band statistics for rasters."""
@@ -140,7 +184,7 @@ def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_n
   workers = max(2, os.cpu_count() or 2)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     for split, examples in splits.items():
-      results = list(pool.map(lambda e: scan_example(e, encoding, bands), examples))
+      results = list(pool.map(lambda e: scan_example(e, encoding, bands, draw), examples))
       split_report = report.split(split, problems.get(split, {}))
       for result in results:
         split_report.add(result)
@@ -218,7 +262,7 @@ def check(data_config, splits: dict | None = None,
     splits = files_pairing.split_examples(data_config, problems)
   encoding = masks_lib.encoding_from_config(data_config)
   return scan(splits, encoding, problems, data_config.class_names,
-              rasters.band_spec(data_config))
+              rasters.band_spec(data_config), drawing(data_config))
 
 
 def _keyed_builder(data_config, data_dir: str) -> tuple:

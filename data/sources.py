@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data import annotations
 from data import builders
 from data import files_pairing
 from data import files_source
@@ -198,12 +199,17 @@ def own_class_colors(data_config, workdir: str, builder=None) -> list | None:
 
 
 def class_names_of(data_config) -> tuple:
-  """data.class_names, or for a files classification set that names none its class
-  sub-folders' names (Keras' image_dataset_from_directory order)."""
+  """data.class_names, or for a files set that names none: a classification set's class
+  sub-folders (Keras' image_dataset_from_directory order); annotations' labels (COCO's
+  categories in id order, CVAT's labels as declared, LabelMe's sorted) after 'background',
+  the class of what no shape covers."""
   files = data_config.files
-  if data_config.source == 'files' and not data_config.class_names and files.train_images \
-      and not tasks.of_data(data_config).per_pixel:
+  if data_config.source != 'files' or data_config.class_names or not files.train_images:
+    return tuple(data_config.class_names)
+  if not tasks.of_data(data_config).per_pixel:
     return tuple(files_pairing.class_folders(files.train_images, 'data.files.train_images'))
+  if annotations.is_annotations(files.train_masks):
+    return ('background',) + annotations.read_split(files.train_masks).labels
   return tuple(data_config.class_names)
 
 

@@ -3,6 +3,7 @@
 import difflib
 import os
 
+from data import annotations
 from data import input_pipeline
 from data import masks
 from data import sources
@@ -260,14 +261,26 @@ def _check_own_data(config) -> None:
     _require(not task.per_pixel or bool(files[f'{split}_images']) == bool(files[f'{split}_masks']),
              f'data.files.{split}_images and data.files.{split}_masks go together: set both '
              'or neither.')
-    for field in (f'{split}_images', f'{split}_masks'):
-      path = files[field]
-      _require(not path or os.path.isdir(path), f'data.files.{field}={path!r} is not a folder.')
+    path = files[f'{split}_images']
+    _require(not path or os.path.isdir(path), f'data.files.{split}_images={path!r} is not a '
+             'folder.')
+    path = files[f'{split}_masks']
+    _require(not path or os.path.isdir(path) or annotations.is_annotation_file(path),
+             f'data.files.{split}_masks={path!r} is neither a folder (of masks, or of LabelMe '
+             'files) nor an annotation file (COCO .json, CVAT for images 1.1 .xml).')
     listed = files[f'{split}_list']
     _require(not listed or os.path.isfile(listed),
              f'data.files.{split}_list={listed!r} is not a file (one stem a line).')
     _require(not listed or bool(files[f'{split}_images']),
              f'data.files.{split}_list needs data.files.{split}_images.')
+  drawing = data.annotations
+  _choice(drawing.crowd, 'data.annotations.crowd', ('ignore', 'class'))
+  _require(isinstance(drawing.line_width, int) and drawing.line_width >= 1,
+           f'data.annotations.line_width={drawing.line_width!r}: a whole number of pixels, 1 or '
+           'more.')
+  unknown = [name for name in drawing.class_priority if name not in data.class_names]
+  _require(not unknown, f'data.annotations.class_priority names {unknown[0] if unknown else ""!r}'
+           f', which is no class of data.class_names {tuple(data.class_names)}.')
   _require(bool(files.validation_images or data.validation_fraction or files.test_images),
            'data.source=files has nothing to evaluate on: set data.validation_fraction > 0, '
            'or data.files.validation_images / test_images.')

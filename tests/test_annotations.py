@@ -1,0 +1,227 @@
+"""Masks drawn from annotators' files: COCO JSON, LabelMe JSON, CVAT for images 1.1 XML. Each
+test writes its own files; the drawn masks are checked against each tool's own pixel
+convention, and check_data's problems and notes against the faults planted."""
+
+import json
+import os
+
+import numpy as np
+from pycocotools import mask as coco_mask
+import pytest
+import tensorflow as tf
+
+from data import annotations
+from data import files_source
+from errors import DataError
+from tasks import IGNORE
+from tests.conftest import small_config
+
+SIZE = (40, 50)  # height, width of every picture.
+
+
+def _pictures(folder: str, names: list) -> str:
+  images = os.path.join(folder, 'images')
+  os.makedirs(images, exist_ok=True)
+  rng = np.random.default_rng(0)
+  for name in names:
+    tf.io.write_file(os.path.join(images, name + '.png'), tf.io.encode_png(
+        rng.integers(0, 255, SIZE + (3,), dtype=np.uint8)))
+  return images
+
+
+def _config(images: str, masks: str, **more):
+  return small_config(**{**dict(
+      data__source='files', data__files__train_images=images, data__files__train_masks=masks,
+      data__validation_fraction=0.0, data__files__test_images=images,
+      data__files__test_masks=masks, data__class_names=()), **more})
+
+
+def _drawn(config) -> tuple[dict, str]:
+  scanned, report = files_source.check(config.data)
+  masks = {item.example.name: item.mapped.classes for item in scanned['train']}
+  return masks, report.format()
+
+
+def _rectangle(x0, y0, x1, y1) -> list:
+  return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _coco(folder: str, annotations_list: list, images: list | None = None) -> str:
+  path = os.path.join(folder, 'instances.json')
+  with open(path, 'w') as f:
+    json.dump({'images': images or [
+        {'id': i, 'file_name': f'sub/p{i}.png', 'height': SIZE[0], 'width': SIZE[1]}
+        for i in range(3)],
+               'annotations': annotations_list,
+               'categories': [{'id': 7, 'name': 'dog'}, {'id': 3, 'name': 'cat'}]}, f)
+  return path
+
+
+def test_coco_polygons_rle_holes_crowds_and_overlaps_are_drawn_as_pycocotools_draws_them(
+    tmp_path):
+  images = _pictures(str(tmp_path), ['p0', 'p1', 'p2'])
+  ring = np.zeros(SIZE, np.uint8, order='F')
+  ring[5:30, 5:30] = 1
+  ring[12:20, 12:20] = 0  # A hole: only RLE keeps it.
+  compressed = coco_mask.encode(ring)
+  compressed['counts'] = compressed['counts'].decode()
+  crowd = np.zeros(SIZE, np.uint8)
+  crowd[30:38, 40:48] = 1
+  runs, value, count = [], 0, 0
+  for pixel in crowd.ravel(order='F'):  # COCO's uncompressed RLE: column-major runs.
+    if pixel != value:
+      runs.append(count)
+      value, count = pixel, 0
+    count += 1
+  runs.append(count)
+  path = _coco(str(tmp_path), [
+      {'id': 1, 'image_id': 0, 'category_id': 3, 'segmentation': [_rectangle(2, 3, 10, 8)],
+       'iscrowd': 0},
+      {'id': 2, 'image_id': 0, 'category_id': 7, 'segmentation': [_rectangle(6, 3, 20, 8)],
+       'iscrowd': 0},  # Later: drawn over the cat where they overlap.
+      {'id': 3, 'image_id': 1, 'category_id': 7, 'segmentation': compressed, 'iscrowd': 0},
+      {'id': 4, 'image_id': 1, 'category_id': 3,
+       'segmentation': {'counts': runs, 'size': list(SIZE)}, 'iscrowd': 1},
+  ])
+  config = _config(images, path)
+  assert tuple(config.data.class_names) == ('background', 'cat', 'dog')  # Category id order.
+  masks, text = _drawn(config)
+  first = masks['p0']
+  # pycocotools: a pixel is inside when its centre is; x 2..9 and y 3..7 for the cat.
+  assert (first == 1).sum() == 4 * 5 and first[3:8, 2:6].min() == 1 and first[8, 2] == 0
+  assert (first == 2).sum() == 14 * 5 and first[3:8, 6:20].min() == 2
+  second = masks['p1']
+  np.testing.assert_array_equal(second == 2, ring.astype(bool))  # The hole is kept.
+  assert (second[crowd.astype(bool)] == IGNORE).all()  # A crowd is ignored by default.
+  assert 'NOTE train: 1 pictures without any annotation, trained as background: p2' in text
+  assert 'cat/dog' in text and 'No problems found.' in text
+  config = _config(images, path, data__annotations__crowd='class',
+                   data__annotations__class_priority=('dog', 'cat'))
+  masks, _ = _drawn(config)
+  assert (masks['p1'][crowd.astype(bool)] == 1).all()
+  assert (masks['p0'][3:8, 6:10] == 1).all()  # The cat comes later in the priority list.
+
+
+def test_labelme_shapes_are_drawn_as_labelme_draws_them(tmp_path):
+  images = _pictures(str(tmp_path), ['a', 'b'])
+  labels = os.path.join(str(tmp_path), 'labels')
+  os.makedirs(labels)
+  shapes = [
+      {'label': 'road', 'shape_type': 'polygon', 'points': [[2, 3], [10, 3], [10, 8], [2, 8]]},
+      {'label': 'tree', 'shape_type': 'rectangle', 'points': [[30, 20], [34, 25]]},
+      {'label': 'tree', 'shape_type': 'circle', 'points': [[20, 30], [23, 30]]},
+      {'label': 'road', 'shape_type': 'linestrip', 'points': [[0, 38], [49, 38]]},
+      {'label': 'tree', 'shape_type': 'point', 'points': [[5, 5]]},
+  ]
+  for name, listed in (('a', shapes), ('b', [])):
+    with open(os.path.join(labels, name + '.json'), 'w') as f:
+      json.dump({'shapes': listed, 'imageHeight': SIZE[0], 'imageWidth': SIZE[1]}, f)
+  config = _config(images, labels)
+  assert tuple(config.data.class_names) == ('background', 'road', 'tree')
+  masks, text = _drawn(config)
+  drawn = masks['a']
+  # PIL, as labelme's shape_to_mask: vertices on pixel centres, the outline filled too.
+  assert drawn[3:9, 2:11].min() == 1 and drawn[2, 2] == 0 and drawn[3, 11] == 0
+  assert (drawn[20:26, 30:35] == 2).all() and (drawn == 2)[15:27, 25:40].sum() == 30
+  assert drawn[30, 20] == 2 and drawn[30, 23] == 2 and drawn[30, 25] == 0
+  assert (drawn[37:40, 10] == 1).all() and drawn[35, 10] == 0  # A line 3 pixels wide.
+  assert 'NOTE train: 1 point annotations, not drawn' in text
+  assert 'pictures without any annotation, trained as background: b' in text
+
+
+CVAT = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><labels>
+    <label><name>car</name></label><label><name>person</name></label><label><name>road</name></label>
+  </labels></task></meta>
+  <image id="0" name="frames/f0.png" width="50" height="40">
+    <polygon label="road" occluded="0" points="0,20;50,20;50,40;0,40" z_order="0"/>
+    <box label="car" occluded="0" xtl="5" ytl="10" xbr="15" ybr="25" z_order="1"/>
+    <box label="person" occluded="1" xtl="30" ytl="2" xbr="34" ybr="8" z_order="0"/>
+    <mask label="person" occluded="0" rle="{rle}" left="40" top="10" width="4" height="3" z_order="2"/>
+    <polyline label="road" occluded="0" points="0,1;49,1" z_order="0"/>
+  </image>
+</annotations>
+"""
+
+
+def test_cvat_shapes_follow_z_order_and_occluded_shapes_are_ignored(tmp_path):
+  images = _pictures(str(tmp_path), ['f0'])
+  path = os.path.join(str(tmp_path), 'annotations.xml')
+  with open(path, 'w') as f:
+    f.write(CVAT.replace('{rle}', '1, 2, 5, 4'))  # 0s then 1s, row by row over 4x3.
+  config = _config(images, path, data__annotations__line_width=1)
+  assert tuple(config.data.class_names) == ('background', 'car', 'person', 'road')
+  masks, text = _drawn(config)
+  drawn = masks['f0']
+  assert (drawn[10:25, 5:15] == 1).all()  # z_order 1 over the road (0), written before it.
+  assert (drawn[25:40, 20:40] == 3).all()
+  assert (drawn[2:8, 30:34] == IGNORE).all()  # Occluded.
+  box = np.zeros(12, np.uint8)
+  box[1:3], box[8:12] = 1, 1
+  np.testing.assert_array_equal(drawn[10:13, 40:44] == 2, box.reshape(3, 4).astype(bool))
+  assert (drawn[1, 20:29] == 3).all() and drawn[2, 25] == 0  # A 1-pixel polyline.
+  assert 'No problems found.' in text
+
+
+def test_annotation_faults_are_named_with_the_fix_before_anything_is_prepared(tmp_path):
+  images = _pictures(str(tmp_path), ['p0', 'p1', 'p2'])
+  path = _coco(str(tmp_path), [
+      {'id': 1, 'image_id': 0, 'category_id': 99, 'segmentation': [_rectangle(1, 1, 5, 5)]},
+      {'id': 2, 'image_id': 0, 'category_id': 3, 'segmentation': [[1, 1, 5, 5]]},
+      {'id': 3, 'image_id': 1, 'category_id': 3,
+       'segmentation': [[0, 0, 10, 10, 10, 0, 0, 10]]},  # A bow tie.
+      {'id': 4, 'image_id': 2, 'category_id': 7, 'segmentation': [_rectangle(40, 30, 60, 45)]},
+  ], images=[{'id': 0, 'file_name': 'p0.png', 'height': 40, 'width': 50},
+             {'id': 1, 'file_name': 'p1.png', 'height': 40, 'width': 50},
+             {'id': 1, 'file_name': 'p9.png', 'height': 40, 'width': 50},
+             {'id': 2, 'file_name': 'p2.png', 'height': 40, 'width': 50}])
+  _, text = _drawn(_config(images, path))
+  assert 'PROBLEM train: 1 annotations whose category is not declared' in text
+  assert 'annotation 1 has category_id 99' in text
+  assert 'PROBLEM train: 1 image ids used twice in an annotation file' in text
+  assert 'NOTE train: 1 polygons of fewer than 3 points, not drawn' in text
+  assert 'NOTE train: 1 self-intersecting polygons' in text
+  assert 'NOTE train: 1 shapes reaching outside their picture' in text
+  _, text = _drawn(_config(images, path, data__class_names=('background', 'cat')))
+  assert 'PROBLEM train: 1 annotation labels that are no class in data.class_names' in text
+  with open(path, 'w') as f:
+    f.write('{"images": [\n  {"id": 1,,}]}')
+  with pytest.raises(DataError, match=r'instances.json is not valid JSON \(line 2, column 12'):
+    _drawn(_config(images, path, data__class_names=('background', 'cat')))
+
+
+def test_a_self_intersecting_polygon_is_told_from_a_concave_one():
+  bow_tie = np.array([[0, 0], [10, 10], [10, 0], [0, 10]], float)
+  concave = np.array([[0, 0], [10, 0], [10, 10], [5, 3], [0, 10]], float)
+  assert annotations.self_intersects(bow_tie) and not annotations.self_intersects(concave)
+
+
+@pytest.mark.slow
+def test_a_coco_set_trains_predicts_and_scores_from_its_config_alone(tmp_path, capsys):
+  from tests.conftest import main_in_process  # pylint: disable=import-outside-toplevel
+  names = [f'p{i}' for i in range(8)]
+  images = _pictures(str(tmp_path), names)
+  path = _coco(str(tmp_path), [
+      {'id': i, 'image_id': i, 'category_id': 3 + 4 * (i % 2),
+       'segmentation': [_rectangle(5 + i, 5, 30 + i, 30)], 'iscrowd': 0} for i in range(8)],
+      images=[{'id': i, 'file_name': f'{name}.png', 'height': 40, 'width': 50}
+              for i, name in enumerate(names)])
+  workdir = str(tmp_path / 'run')
+  common = ['--config=configs/own_data.py', f'--workdir={workdir}',
+            f'--config.data.files.train_images={images}',
+            f'--config.data.files.train_masks={path}', '--config.data.class_names=()',
+            '--config.data.validation_fraction=0.25', '--config.data.image_size=32',
+            '--config.model.name=book_segmentation', '--config.train.steps=4',
+            '--config.train.steps_per_epoch=2', '--config.train.steps_per_call=2',
+            '--config.train.warmup_steps=0', '--config.train.global_batch_size=2',
+            '--config.eval.global_batch_size=2', '--config.summaries.num_images=2',
+            '--config.summaries.explain_every_epochs=0']
+  status, stderr = main_in_process(capsys, *common)
+  assert status == 0, stderr[-2000:]
+  status, stderr = main_in_process(capsys, *common, '--mode=predict',
+                                   f'--images={images}/p0.png')
+  assert status == 0, stderr[-2000:]
+  with open(os.path.join(workdir, 'predict', 'legend.csv')) as f:
+    assert [line.split(',')[0] for line in f.read().split()[1:]] == ['background', 'cat', 'dog']
