@@ -17,12 +17,20 @@ import tasks
 ONNX_FILE = 'model.onnx'
 LITERT_FILE = 'model.tflite'
 RECORD = 'export.json'  # Beside every artefact: what it was exported from, and its check.
+# What an export's folder holds: a SavedModel's parts, or one converted file, and RECORD.
+EXPORT_ENTRIES = {RECORD, 'saved_model.pb', 'fingerprint.pb', 'variables', 'assets',
+                  'assets.extra', ONNX_FILE, LITERT_FILE}
 SIGNATURE = 'serve'  # The endpoint every format keeps: `pictures` -> masks, probabilities.
 
 
 def _kind(path: str) -> tuple[str, str]:
   """(format, file to open) of an exported folder or file, or one line saying what it takes."""
   if os.path.isdir(path):
+    recorded = _record(os.path.join(path, RECORD))
+    if recorded.get('format') in _OPENERS and recorded.get('file'):
+      file = os.path.normpath(os.path.join(path, recorded['file']))
+      if os.path.exists(file):
+        return recorded['format'], file
     for name, kind in (('saved_model.pb', 'saved_model'), (ONNX_FILE, 'onnx'),
                        (LITERT_FILE, 'litert')):
       if os.path.isfile(os.path.join(path, name)):

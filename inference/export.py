@@ -4,6 +4,7 @@ checked against the model in that format's own runtime (inference/export_check.p
 
 import json
 import os
+import shutil
 import tempfile
 
 from absl import logging
@@ -205,6 +206,30 @@ def write(config, predictor: Predictor, out_dir: str, calibration, dtype: str = 
                          os.path.join(out_dir, artifacts.LITERT_FILE), quantize, calibration)
 
 
+def _staging(out_dir: str, flag: str) -> str:
+  """A new folder beside `out_dir` that the export is written into, so that `out_dir` holds
+  one export whole: the earlier one until the new one is complete. A folder that holds
+  anything but an earlier export is refused (its files are not this command's to replace)."""
+  if os.path.isdir(out_dir):
+    others = sorted(set(os.listdir(out_dir)) - artifacts.EXPORT_ENTRIES)
+    if others:
+      raise UserError(f'{flag}: {out_dir} holds files no export writes ({", ".join(others[:3])}'
+                      f'{" ..." if len(others) > 3 else ""}): name an empty folder or an '
+                      'earlier export\'s folder, which the export replaces whole.')
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  workdir_lib.ensure_writable_dir(parent, flag)
+  workdir_lib.ensure_writable_dir(out_dir, flag)
+  return tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(out_dir)}.new-')
+
+
+def _replace(staging: str, out_dir: str) -> None:
+  """`staging` in the place of `out_dir`, whose earlier export is removed once it is."""
+  old = staging + '.old'
+  os.rename(out_dir, old)
+  os.rename(staging, out_dir)
+  shutil.rmtree(old)
+
+
 def run(config, workdir: str, output: str | None) -> str:
   """The export in WORKDIR/export/<format>[-<quantize>]/ (or --output) with export.json, its
   check against the model; a UserError (exit 5) when the check fails, naming the classes."""
@@ -218,16 +243,17 @@ def run(config, workdir: str, output: str | None) -> str:
                  if quantize == 'int8' else None)
   name = kind if quantize == 'none' else f'{kind}-{quantize}'
   out_dir = output or os.path.join(workdir, 'export', name)
-  workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
+  staging = _staging(out_dir, '--output' if output else '--workdir')
   try:
-    path = write(config, predictor, out_dir, calibration, dtype)
+    path = write(config, predictor, staging, calibration, dtype)
   except Exception as e:  # pylint: disable=broad-except  Converters raise many kinds.
+    shutil.rmtree(staging, ignore_errors=True)
     if is_write_failure(e):
       raise write_failed(e, 'Free disk space or choose another --output.',
                          f'the {name} export to {out_dir}') from None
     raise UserError(f'export.format={kind} cannot convert {source}: {first_line(e)}. '
                     f'{export_check.OTHER_FORMATS}') from None
-  record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, out_dir),
+  record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, staging),
             'bytes': export_check.size_in_bytes(path), 'model': source,
             'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
             'pictures': {'bands': config.data.bands or 3, 'dtype': dtype,
@@ -240,8 +266,9 @@ def run(config, workdir: str, output: str | None) -> str:
   minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
   check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
   record['check'] = check
-  atomic.write_text(os.path.join(out_dir, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
-  logging.info('Exported %s as %s to %s.', source, name, path)
+  atomic.write_text(os.path.join(staging, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
+  _replace(staging, out_dir)
+  logging.info('Exported %s as %s to %s.', source, name, os.path.join(out_dir, record['file']))
   print(export_check.table(check))
   if check and not check['passed']:
     raise export_check.Disagrees(check, name)

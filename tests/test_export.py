@@ -230,3 +230,24 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
     outputs = artifacts.Artifact(path).outputs(picture[None])
     np.testing.assert_allclose(outputs['probabilities'], expected, atol=1e-4)
     assert set(outputs) == set(task.outputs)
+
+
+@pytest.mark.slow
+def test_an_export_replaces_the_earlier_export_in_its_folder_whole(trained_run, tmp_path):
+  """ONNX then a SavedModel into one --output: the folder holds the SavedModel alone and
+  predict.artifact runs it; a folder with other files in it is refused, untouched."""
+  workdir, _, config = trained_run
+  folder = tmp_path / 'served'
+  _export(config, workdir, folder, 'onnx', check_pictures=2)
+  assert os.path.isfile(folder / artifacts.ONNX_FILE)
+  _, record = _export(config, workdir, folder, 'saved_model', check_pictures=2)
+  assert record['format'] == 'saved_model' and record['file'] == '.'
+  assert not os.path.exists(folder / artifacts.ONNX_FILE)
+  assert artifacts.Artifact(str(folder)).format == 'saved_model'
+  assert [p for p in os.listdir(tmp_path) if p != 'served'] == []  # No staging left over.
+  mine = tmp_path / 'mine'
+  mine.mkdir()
+  (mine / 'notes.txt').write_text('keep me')
+  with pytest.raises(UserError, match='mine holds files no export writes .notes.txt.'):
+    _export(config, workdir, mine, 'onnx', check_pictures=2)
+  assert os.listdir(mine) == ['notes.txt']
