@@ -35,7 +35,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
-    written.append(_write_mask(out_dir, name, mask, config, shown, shown_mask, colors))
+    written.append(_write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path))
   named_whole = [item for item in named if item not in set(large)]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -46,8 +46,10 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
-    for (_, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
-      written.append(_write_mask(out_dir, name, mask, config, picture, mask, colors))
+    for (path, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
+      if bands is not None:  # Nothing measured, nothing predicted.
+        mask[~rasters.valid_pixels(picture, bands.nodata)] = tasks.IGNORE
+      written.append(_write_mask(out_dir, name, mask, config, picture, mask, colors, path))
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
@@ -61,12 +63,15 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
 
 
 def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.ndarray,
-                shown_mask: np.ndarray, colors: np.ndarray) -> str:
-  """The class-id mask PNG and, beside it, the overlay of `shown_mask` on the picture `shown`
-  (a large raster's: its overview); returns the mask's path."""
+                shown_mask: np.ndarray, colors: np.ndarray, picture_path: str) -> str:
+  """The class-id mask PNG (a TIFF's also as a GeoTIFF on its grid) and, beside it, the overlay
+  of `shown_mask` on the picture `shown` (a large raster's: its overview); returns the mask's
+  path."""
   stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   loading.write_png(stem + '_mask.png', mask)
+  if config.data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
+    rasters.write_mask_like(stem + '_mask.tif', mask, picture_path, tasks.IGNORE)
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
       colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
                                               config.data.nodata), shown_mask, colors=colors),
@@ -108,10 +113,16 @@ def _strip_mask(path: str, bands: rasters.BandSpec, predictor) -> tuple:
   source = _open_rows(path, bands)
   try:
     mask = np.zeros((source.height, source.width), np.uint8)
+    missing = np.zeros(mask.shape, bool)
+
+    def rows(top: int, bottom: int) -> np.ndarray:
+      pixels = source.rows(top, bottom)
+      missing[top:bottom] = ~rasters.valid_pixels(pixels, bands.nodata)
+      return pixels
     windows_down = max(1, STRIP_BYTES // (predictor.stride[0] * source.width * bands.count * 4))
-    for top, labels in predictor.strip_labels(source.rows, source.height, source.width,
-                                              windows_down):
+    for top, labels in predictor.strip_labels(rows, source.height, source.width, windows_down):
       mask[top:top + len(labels)] = labels
+    mask[missing] = tasks.IGNORE
     shown = source.overview(OVERVIEW_SIDE)
   finally:
     source.close()

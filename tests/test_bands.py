@@ -17,6 +17,7 @@ from data import masks as masks_lib
 from data import rasters
 from data import synthetic
 from errors import ConfigError, DataError
+from tasks import IGNORE
 from modeling import backbones
 from modeling import blocks
 from modeling import models
@@ -232,6 +233,11 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   overlay = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'predict',
                                                           'test_000_overlay.png'))).numpy()
   assert mask.shape[:2] == truth['test_000'].shape and overlay.shape[0] > 32  # Legend below.
+  with rasterio.open(os.path.join(workdir, 'predict', 'test_000_mask.tif')) as on_map, \
+      rasterio.open(tif) as source:  # The mask on the source's grid.
+    assert (on_map.crs, on_map.transform) == (source.crs, source.transform)
+    assert on_map.nodata == IGNORE and on_map.profile['tiled']
+    np.testing.assert_array_equal(on_map.read(1), mask[..., 0])
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=score'))
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'score.json')) as f:
@@ -528,5 +534,6 @@ def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp
       strips[top:top + len(labels)] = labels
     np.testing.assert_array_equal(strips, whole)
   mask, shown, shown_mask = predict._strip_mask(path, rasters.BandSpec(3), predictor)
+  whole[40:52, 10:30] = IGNORE  # Nothing measured there, nothing predicted.
   np.testing.assert_array_equal(mask, whole)
   assert shown.shape[-1] == 3 and shown_mask.shape == shown.shape[:2]
