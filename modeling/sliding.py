@@ -74,8 +74,9 @@ def slide_sums(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_cl
                                [count, -1, window_h, window_w, num_classes])
     return where, tf.transpose(probabilities, [1, 2, 3, 0, 4])
 
-  if windows_per_call <= 0:
-    total = tf.scatter_nd(*answered(corners), canvas)  # Overlaps are summed.
+  if windows_per_call <= 0:  # Overlaps summed: tf.scatter_nd's ONNX form (ScatterND with no
+    # reduction) keeps one window's answer where they overlap; this one's adds them.
+    total = tf.tensor_scatter_nd_add(tf.zeros(canvas), *answered(corners))
   else:
     def add_chunk(start, total):
       where, probabilities = answered(corners[start:start + windows_per_call])

@@ -13,6 +13,9 @@ import tensorflow as tf
 from data import crops
 from data import resize as resize_lib
 from errors import ConfigError
+from inference import loading
+from inference.artifacts import Artifact
+from inference.predictor import Predictor
 from modeling import sliding
 from tasks import IGNORE, MASK_FEATURE
 from tests.conftest import small_config
@@ -251,3 +254,10 @@ def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_
     assert record['predict_mode'] == 'slide' and record['check']['passed'], (fmt, record)
     assert record['predict_scales'] == list(config.predict.scales or (1.0,))
     assert record['check']['agreement'] >= 0.999, (fmt, record['check'])
+    # Probabilities too: where windows overlap they are averaged in every runtime (ONNX's
+    # ScatterND once kept one window's answer there, which masks alone did not show).
+    picture = np.random.default_rng(1).integers(0, 255, (53, 70, 3)).astype(np.uint8)
+    expected = Predictor(loading.load_model(config, workdir)[0], config).probabilities(
+        tf.constant(picture[None], tf.float32)).numpy()
+    np.testing.assert_allclose(Artifact(folder).outputs(picture[None])['probabilities'],
+                               expected, atol=2e-4, err_msg=fmt)
