@@ -33,24 +33,25 @@ class Backbone:
   min_size: int = 32  # The smallest input side it builds for.
   mean: tuple = IMAGENET_MEAN
   std: tuple = IMAGENET_STD
+  projection_filters: int = 0  # MiT: the SegFormer decoder's channels its presets use.
 
 
-def _resnet(blocks, block_type, presets):
+def _resnet(blocks, block_type, presets, filters=(64, 128, 256, 512)):
   return Backbone('ResNetBackbone', dict(
       input_conv_filters=[64], input_conv_kernel_sizes=[7],
-      stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=blocks,
+      stackwise_num_filters=list(filters), stackwise_num_blocks=blocks,
       stackwise_num_strides=[1, 2, 2, 2], block_type=block_type), presets)
 
 
-def _mit(variant, depths, hidden_dims):
+def _mit(variant, depths, hidden_dims, heads=(1, 2, 5, 8), projection_filters=768):
   return Backbone('MiTBackbone', dict(
       layerwise_depths=depths, num_layers=4, hidden_dims=hidden_dims,
-      layerwise_num_heads=[1, 2, 5, 8], layerwise_sr_ratios=[8, 4, 2, 1],
+      layerwise_num_heads=list(heads), layerwise_sr_ratios=[8, 4, 2, 1],
       max_drop_path_rate=0.1, layerwise_patch_sizes=[7, 3, 3, 3],
       layerwise_strides=[4, 2, 2, 2]),
       tuple(f'{kind}_{variant}_{data}' for kind in ('mit', 'segformer')
-            for data in (('ade20k_640' if variant == 'b5' else 'ade20k_512'), 'cityscapes_1024')),
-      fixed_shape=True, min_size=64)
+            for data in (('ade20k_640' if variant == 'b5' else 'ade20k_512'), 'cityscapes_1024'))
+      if variant else (), fixed_shape=True, min_size=64, projection_filters=projection_filters)
 
 
 BACKBONES = {
@@ -73,12 +74,19 @@ BACKBONES = {
     'densenet121': Backbone('DenseNetBackbone', dict(
         stackwise_num_repeats=[6, 12, 24, 16], compression_ratio=0.5, growth_rate=32),
         ('densenet_121_imagenet',)),
-    'mit_b0': _mit('b0', [2, 2, 2, 2], [32, 64, 160, 256]),
-    'mit_b1': _mit('b1', [2, 2, 2, 2], [64, 128, 320, 512]),
+    # keras-hub's presets: 256 decoder channels for B0 and B1, 768 from B2 on.
+    'mit_b0': _mit('b0', [2, 2, 2, 2], [32, 64, 160, 256], projection_filters=256),
+    'mit_b1': _mit('b1', [2, 2, 2, 2], [64, 128, 320, 512], projection_filters=256),
     'mit_b2': _mit('b2', [3, 4, 6, 3], [64, 128, 320, 512]),
     'mit_b3': _mit('b3', [3, 4, 18, 3], [64, 128, 320, 512]),
     'mit_b4': _mit('b4', [3, 8, 27, 3], [64, 128, 320, 512]),
     'mit_b5': _mit('b5', [3, 6, 40, 3], [64, 128, 320, 512]),
+    # Test scale (one block a stage, filters up to 64; keras-hub's ResNet takes 64 filters in
+    # its stem and first stage only): the same code as the entries above at a fraction of
+    # their weights and layers, for tests and smoke runs; no presets.
+    'resnet_tiny': _resnet([1, 1, 1, 1], 'basic_block', (), filters=(64, 16, 32, 64)),
+    'mit_tiny': _mit('', [1, 1, 1, 1], [8, 16, 32, 64], heads=(1, 2, 2, 4),
+                     projection_filters=16),
 }
 MAX_STRIDE = 32  # Every entry's deepest pyramid level is 1/32 of the side.
 

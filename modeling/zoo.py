@@ -126,10 +126,9 @@ def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Mode
 def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
   encoder = backbones.build(model_config.backbone, image_size, _channels(model_config))
-  # keras-hub's presets: 256 decoder channels for B0 and B1, 768 from B2 on.
-  width = 256 if model_config.backbone in ('mit_b0', 'mit_b1') else 768
-  body = keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=width,
-                                            name='segformer')
+  body = keras_hub.models.SegFormerBackbone(
+      image_encoder=encoder, projection_filters=backbones.spec(model_config.backbone)
+      .projection_filters, name='segformer')
   x = layers.Dropout(0.1, name='head_dropout')(body(x))
   x = layers.Conv2D(num_classes, 1, name=HEAD)(x)
   logits = layers.Resizing(*sides(image_size), interpolation='bilinear', name='logits')(x)

@@ -35,8 +35,8 @@ MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
 # Trained on 2 replicas in mixed_float16 elsewhere: by test_zoo's family test, and by
 # test_frozen_encoder_stays_put_then_trains_under_mixed_precision_on_two_replicas below.
 TRAINED_ELSEWHERE = ('unet', 'segformer', 'mobilenet_v2_unet')
-# The zoo's families on their smallest backbones.
-ZOO_BACKBONES = {'unet': 'resnet18', 'deeplabv3plus': 'resnet18', 'segformer': 'mit_b0'}
+# The zoo's families on their test-scale backbones (modeling/backbones.py).
+ZOO_BACKBONES = {'unet': 'resnet_tiny', 'deeplabv3plus': 'resnet_tiny', 'segformer': 'mit_tiny'}
 
 
 # Small decoders for the models that have one (MobileNetV2's U-Net takes four levels).

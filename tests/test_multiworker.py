@@ -41,7 +41,7 @@ def _fingerprints(log: str) -> dict:
 # option on: one launch answers equality across workers and with local replicas, synchronized
 # batch norm, accumulation, clipping, EMA and which worker writes what.
 SCALE_ARGS = [*(a for a in ARGS if 'image_size' not in a), '--config.data.image_size=64',
-              '--config.model.name=unet', '--config.model.backbone=resnet18',
+              '--config.model.name=unet', '--config.model.backbone=resnet_tiny',
               '--config.model.decoder_widths=(16,)', '--config.model.sync_batch_norm=True',
               '--config.train.gradient_accumulation_steps=2', '--config.train.global_clipnorm=1.0',
               '--config.train.ema_decay=0.9', '--config.train.steps_per_epoch=2',

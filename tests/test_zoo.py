@@ -27,12 +27,14 @@ from training import loop
 from training import optimizers
 from training import steps as steps_lib
 
-# Each family on its smallest backbone, with the precision it trains in. Gradient
+# Each family on its test-scale backbone (the real ones build in
+# test_every_backbone_builds_offline_with_random_weights_and_a_pyramid_to_1_32), with the
+# precision it trains in. Gradient
 # accumulation is the same code for every model: test_multiworker's two-worker run trains the
 # zoo U-Net with it (and with synchronized batch norm, clipping and EMA).
-FAMILIES = {'unet': ('resnet18', 'mixed_float16'),
-            'deeplabv3plus': ('resnet18', 'mixed_bfloat16'),
-            'segformer': ('mit_b0', 'mixed_float16')}
+FAMILIES = {'unet': ('resnet_tiny', 'mixed_float16'),
+            'deeplabv3plus': ('resnet_tiny', 'mixed_bfloat16'),
+            'segformer': ('mit_tiny', 'mixed_float16')}
 
 
 def _zoo_config(folder, name, backbone, **overrides):
