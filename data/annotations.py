@@ -166,13 +166,13 @@ def read_labelme(path: str) -> Annotated:
   data = _load_json(path)
   if not isinstance(data, dict) or 'shapes' not in data:
     raise DataError(f'{path} is not a LabelMe file: it has no "shapes".')
-  shapes = tuple(Shape(shape['label'], {'linestrip': 'line'}.get(shape.get('shape_type') or
-                                                                  'polygon',
-                                                                  shape.get('shape_type') or
-                                                                  'polygon'),
-                       tuple(tuple(p) for p in shape['points']))
-                 for shape in data['shapes'])
-  return Annotated(path, 'labelme', data.get('imageHeight'), data.get('imageWidth'), shapes)
+  shapes = []
+  for shape in data['shapes']:
+    kind = shape.get('shape_type') or 'polygon'  # Older files leave it out.
+    shapes.append(Shape(shape['label'], 'line' if kind == 'linestrip' else kind,
+                        tuple(tuple(p) for p in shape['points'])))
+  return Annotated(path, 'labelme', data.get('imageHeight'), data.get('imageWidth'),
+                   tuple(shapes))
 
 
 def read_split(masks: str) -> AnnotationSet:
