@@ -208,7 +208,8 @@ def is_annotations(masks: str | None) -> bool:
 
 class Drawn(NamedTuple):
   classes: np.ndarray  # uint8 [H, W]: class ids, IGNORE for crowd and unknown labels.
-  overlap: np.ndarray  # int64 [classes, classes]: pixels two classes' shapes both cover.
+  overlap: np.ndarray  # int64 [classes, classes]: pixels a shape of one class was drawn over
+  # a shape of another (each pair counted once, in the upper triangle's order of ids).
   notes: dict  # kind -> [detail]: shapes check_data reports.
   unknown: tuple  # Labels that are no class.
 
@@ -221,7 +222,8 @@ def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
   shapes = sorted(annotated.shapes, key=lambda s: (order.get(s.label, -1), s.z_order)
                   if class_priority else s.z_order)  # Stable: file order within a level.
   classes = np.zeros((height, width), np.uint8)
-  covered = np.zeros((len(class_names), height, width), bool)
+  under = np.full((height, width), -1, np.int16)  # The class of the shape drawn last there.
+  overlap = np.zeros((len(class_names), len(class_names)), np.int64)
   notes, unknown = {}, set()
   where = annotated.source
   for shape in shapes:
@@ -236,10 +238,12 @@ def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
       continue
     label = IGNORE if shape.crowd and crowd == 'ignore' else ids[shape.label]
     classes[region] = label
-    covered[ids[shape.label]] |= region
-  flat = covered.reshape(len(class_names), -1).astype(np.int64)
-  overlap = flat @ flat.T
-  np.fill_diagonal(overlap, 0)
+    below = under[region]
+    below = below[(below >= 0) & (below != ids[shape.label])]
+    for other, count in zip(*np.unique(below, return_counts=True)):
+      low, high = sorted((ids[shape.label], int(other)))
+      overlap[low, high] += count
+    under[region] = ids[shape.label]
   return Drawn(classes, overlap, notes, tuple(sorted(unknown)))
 
 
