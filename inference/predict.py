@@ -36,7 +36,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   for path, name in large:
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
     written.append(_write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path))
-  named_whole = [item for item in named if item not in set(large)]
+  named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
     pictures = [loading.read_picture(path, bands) for path, _ in chunk]
@@ -115,18 +115,18 @@ def _strip_mask(path: str, bands: rasters.BandSpec, predictor) -> tuple:
     mask = np.zeros((source.height, source.width), np.uint8)
     missing = np.zeros(mask.shape, bool)
 
-    def rows(top: int, bottom: int) -> np.ndarray:
+    def read_rows(top: int, bottom: int) -> np.ndarray:
       pixels = source.rows(top, bottom)
       missing[top:bottom] = ~rasters.valid_pixels(pixels, bands.nodata)
       return pixels
     windows_down = max(1, STRIP_BYTES // (predictor.stride[0] * source.width * bands.count * 4))
-    for top, labels in predictor.strip_labels(rows, source.height, source.width, windows_down):
+    for top, labels in predictor.strip_labels(read_rows, source.height, windows_down):
       mask[top:top + len(labels)] = labels
     mask[missing] = tasks.IGNORE
     shown = source.overview(OVERVIEW_SIDE)
   finally:
     source.close()
-  rows = np.arange(shown.shape[0]) * source.height // shown.shape[0]
+  rows = np.arange(shown.shape[0]) * source.height // shown.shape[0]  # Of the overview's.
   cols = np.arange(shown.shape[1]) * source.width // shown.shape[1]
   logging.info('%s (%dx%d) was predicted a strip at a time; its overlay is drawn on a '
                '%dx%d overview.', path, source.width, source.height, shown.shape[1],

@@ -71,12 +71,11 @@ class Predictor:
     """Whether `strip_labels` can answer: sliding at the picture's own scale."""
     return self.per_pixel and self.slides and self.scales == (1.0,)
 
-  def strip_labels(self, rows, height: int, width: int, windows_down: int = 8):
-    """(top, uint8 labels [rows, width]) of a picture read `rows(top, bottom)` a strip of
-    `windows_down` window rows at a time, top to bottom: memory follows the strip, not the
-    picture, and the labels are those `masks` gives the whole picture (the same windows,
-    their sums carried across strips)."""
-    del width  # Each strip is read whole across.
+  def strip_labels(self, rows, height: int, windows_down: int = 8):
+    """(top, uint8 labels [rows, width]) of a picture `height` rows high, read `rows(top,
+    bottom)` (whole rows across) a strip of `windows_down` window rows at a time, top to
+    bottom: memory follows the strip, not the picture, and the labels are those `masks` gives
+    the whole picture (the same windows, their sums carried across strips)."""
     window_h = self.window[0]
     corners = sliding.window_corners(tf.constant(max(height, window_h)), window_h,
                                      self.stride[0]).numpy().tolist()

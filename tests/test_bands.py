@@ -530,7 +530,7 @@ def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp
   source = rasters.RasterRows(path, rasters.BandSpec(3))
   for windows_down in (1, 2, 100):
     strips = np.full(whole.shape, 255, np.uint8)
-    for top, labels in predictor.strip_labels(source.rows, 107, 75, windows_down):
+    for top, labels in predictor.strip_labels(source.rows, 107, windows_down):
       strips[top:top + len(labels)] = labels
     np.testing.assert_array_equal(strips, whole)
   mask, shown, shown_mask = predict._strip_mask(path, rasters.BandSpec(3), predictor)
