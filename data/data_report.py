@@ -14,8 +14,9 @@ PROBLEMS = {
     'unreadable': ('files that cannot be decoded (corrupt, truncated or not a picture)',
                    'replace or remove them; pictures and masks may be JPEG, PNG, BMP or GIF.'),
     'no_mask': ('pictures without a mask', 'add each mask as <stem>{mask_suffix}.<png|...> in '
-                'the masks folder, or name only pictures that have one in data.files.'
-                '<split>_list.'),
+                'the masks folder (with annotations: the picture\'s entry in the COCO or CVAT '
+                'file, or its LabelMe file), or name only pictures that have one in '
+                'data.files.<split>_list.'),
     'no_picture': ('masks (or annotated pictures) without a picture', 'add the pictures, '
                    'remove the masks, or check data.files.mask_suffix / image_suffix (an '
                    'annotation names its picture by file name; its folder may differ).'),
