@@ -1,6 +1,8 @@
 """--mode=score: the workdir's model on the test split, answering as predict answers
 (segmentation: masks at each picture's own resolution), over all pictures and per breed."""
 
+import csv
+import io
 import json
 import os
 import time
@@ -16,6 +18,9 @@ from training import atomic
 from training import metrics
 
 
+PICTURES_CSV = 'score_pictures.csv'  # Beside score.json: where the model fails.
+
+
 def test_metrics(predictor, builder, config) -> dict:
   """The test split scored as predict answers: segmentation masks at each picture's own
   resolution (pixel accuracy, IoU), or classes (accuracy); over every picture and per breed
@@ -27,7 +32,7 @@ def test_metrics(predictor, builder, config) -> dict:
   """
   class_names, task = config.data.class_names, tasks.of(config)
   lookup = sources.mask_lookup(config.data) if task.per_pixel else None
-  confusions, counts = {}, {}
+  confusions, counts, pictures = {}, {}, []
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
     picture = decode.decode_picture(example['image'], config.data.bands).numpy()
     if task.per_pixel:
@@ -38,15 +43,42 @@ def test_metrics(predictor, builder, config) -> dict:
       predicted = metrics.predicted_classes(
           predictor.picture_probabilities([picture])).numpy()[0]
     group = _group(config.data, example)
-    confusions[group] = confusions.get(group, 0) + metrics.label_confusion_matrix(
-        truth, predicted, len(class_names)).numpy().astype(np.int64)  # IGNORE counts nowhere.
+    confusion = metrics.label_confusion_matrix(  # IGNORE counts nowhere.
+        truth, predicted, len(class_names)).numpy().astype(np.int64)
+    confusions[group] = confusions.get(group, 0) + confusion
     counts[group] = counts.get(group, 0) + 1
+    pictures.append(_picture_row(example, group, confusion, class_names, task))
   results = _summary(sum(confusions.values()), class_names, task)
   per_group = {group: {'num_pictures': counts[group], **_summary(confusion, class_names, task)}
                for group, confusion in confusions.items()}
   results['num_pictures'] = sum(counts.values())
   results['per_group'] = dict(sorted(per_group.items(), key=lambda kv: kv[1][task.headline]))
+  results['per_picture'] = sorted(pictures, key=lambda row: row[task.headline])
   return results
+
+
+def _picture_row(example, group: str, confusion: np.ndarray, class_names: tuple,
+                 task: tasks.Task) -> dict:
+  """One picture's scores, and (masks) the pixel counts that sum, over the pictures, to the
+  split's: correct and counted pixels, and each class's intersection and union."""
+  name = example['file_name'].numpy().decode() if 'file_name' in example else ''
+  row = {'picture': name, 'group': group, **_summary(confusion, class_names, task)}
+  if task.per_pixel:
+    hits = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - hits
+    row.update({'pixels': int(confusion.sum()), 'correct': int(hits.sum())})
+    row.update({f'intersection/{c}': int(n) for c, n in zip(class_names, hits)})
+    row.update({f'union/{c}': int(n) for c, n in zip(class_names, union)})
+  return row
+
+
+def write_pictures_csv(path: str, rows: list) -> None:
+  """score_pictures.csv: a line per picture, worst first."""
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ['picture'])
+  writer.writeheader()
+  writer.writerows(rows)
+  atomic.write_text(path, text.getvalue())
 
 
 def _group(data_config, example) -> str:
@@ -68,7 +100,8 @@ def _summary(confusion: np.ndarray, class_names: tuple, task: tasks.Task) -> dic
 
 def run(config, workdir: str) -> dict:
   """The workdir's model scored on the test split, with predict's answers (segmentation: at
-  the pictures' own resolution); logged and written to DIR/score.json."""
+  the pictures' own resolution); logged and written to DIR/score.json, and each picture's
+  scores to DIR/score_pictures.csv, worst first."""
   predictor, source = predictor_lib.load(config, workdir)
   start = time.perf_counter()
   results = test_metrics(predictor, sources.prepared_builder(config.data, workdir), config)
@@ -76,6 +109,7 @@ def run(config, workdir: str) -> dict:
              'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip,
              'seconds': round(time.perf_counter() - start, 1),
              **results}
+  write_pictures_csv(os.path.join(workdir, PICTURES_CSV), results.pop('per_picture'))
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = tasks.of(config).headline
   logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '

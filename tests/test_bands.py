@@ -2,6 +2,7 @@
 statistics, the stem carried from RGB, every model on 1, 4 and 13 bands, and a 4-band 16-bit
 GeoTIFF set through check_data, training, predict, score and export, with its bad inputs."""
 
+import csv
 import json
 import os
 
@@ -241,7 +242,17 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=score'))
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'score.json')) as f:
-    assert json.load(f)['num_pictures'] == len([s for s in truth if s.startswith('test')])
+    scored = json.load(f)
+  assert scored['num_pictures'] == len([s for s in truth if s.startswith('test')])
+  with open(os.path.join(workdir, 'score_pictures.csv')) as f:  # Sums back to score.json.
+    rows = list(csv.DictReader(f))
+  assert len(rows) == scored['num_pictures']
+  assert [float(r['mean_iou']) for r in rows] == sorted(float(r['mean_iou']) for r in rows)
+  total = lambda column: sum(int(r[column]) for r in rows)
+  assert abs(total('correct') / total('pixels') - scored['pixel_accuracy']) < 1e-4
+  for name in synthetic.MULTISPECTRAL_CLASSES:
+    assert abs(total(f'intersection/{name}') / max(total(f'union/{name}'), 1)
+               - scored[f'iou/{name}']) < 1e-4, name
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=export',
                                                   '--config.export.format=onnx'))
   assert status == 0, stderr[-2000:]
