@@ -225,3 +225,12 @@ def test_a_coco_set_trains_predicts_and_scores_from_its_config_alone(tmp_path, c
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'predict', 'legend.csv')) as f:
     assert [line.split(',')[0] for line in f.read().split()[1:]] == ['background', 'cat', 'dog']
+
+
+def test_mask_encoding_fields_beside_annotations_are_refused(tmp_path):
+  from errors import ConfigError  # pylint: disable=import-outside-toplevel
+  images = _pictures(str(tmp_path), ['p0'])
+  path = _coco(str(tmp_path), [], images=[{'id': 0, 'file_name': 'p0.png'}])
+  with pytest.raises(ConfigError, match="data.label_map reads mask pictures; "
+                                        "data.files.train_masks names annotations"):
+    _config(images, path, data__label_map='0:0,255:1', data__class_names=('a', 'b'))

@@ -273,6 +273,13 @@ def _check_own_data(config) -> None:
              f'data.files.{split}_list={listed!r} is not a file (one stem a line).')
     _require(not listed or bool(files[f'{split}_images']),
              f'data.files.{split}_list needs data.files.{split}_images.')
+  drawn = [split for split in ('train', 'validation', 'test')
+           if annotations.is_annotations(files[f'{split}_masks'])]
+  for field in ('label_map', 'mask_colors', 'ignore_index'):
+    _require(not drawn or data[field] in ('', (), None),
+             f'data.{field} reads mask pictures; data.files.{drawn[0] if drawn else ""}_masks '
+             'names annotations, whose labels go to data.class_names by name: remove '
+             f'data.{field} (crowd regions: data.annotations.crowd).')
   drawing = data.annotations
   _choice(drawing.crowd, 'data.annotations.crowd', ('ignore', 'class'))
   _require(isinstance(drawing.line_width, int) and drawing.line_width >= 1,
