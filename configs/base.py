@@ -234,6 +234,8 @@ def _eval() -> ml_collections.ConfigDict:
   # Stop after this many evaluations in a row without a better eval.best_metric (0: never);
   # the best model and the last checkpoint are kept.
   eval_config.patience = 0
+  # --mode=score draws its this many worst test pictures (segmentation) into DIR/score_worst/.
+  eval_config.worst_pictures = 8
   return eval_config
 
 

@@ -2,6 +2,7 @@
 (segmentation: masks at each picture's own resolution), over all pictures and per breed."""
 
 import csv
+import heapq
 import io
 import json
 import os
@@ -11,14 +12,19 @@ from absl import logging
 import numpy as np
 
 from data import decode
+from data import rasters
 from data import sources
+from inference import loading
 from inference import predictor as predictor_lib
+from interpretability import colormaps
 import tasks
 from training import atomic
 from training import metrics
+from training import workdir as workdir_lib
 
 
 PICTURES_CSV = 'score_pictures.csv'  # Beside score.json: where the model fails.
+WORST_DIR = 'score_worst'  # Its eval.worst_pictures worst pictures, drawn.
 
 
 def test_metrics(predictor, builder, config) -> dict:
@@ -32,7 +38,7 @@ def test_metrics(predictor, builder, config) -> dict:
   """
   class_names, task = config.data.class_names, tasks.of(config)
   lookup = sources.mask_lookup(config.data) if task.per_pixel else None
-  confusions, counts, pictures = {}, {}, []
+  confusions, counts, pictures, worst = {}, {}, [], []
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
     picture = decode.decode_picture(example['image'], config.data.bands).numpy()
     if task.per_pixel:
@@ -48,12 +54,19 @@ def test_metrics(predictor, builder, config) -> dict:
     confusions[group] = confusions.get(group, 0) + confusion
     counts[group] = counts.get(group, 0) + 1
     pictures.append(_picture_row(example, group, confusion, class_names, task))
+    if task.per_pixel and config.eval.worst_pictures:  # The k worst kept: a bounded heap.
+      heapq.heappush(worst, (-pictures[-1][task.headline], len(pictures),
+                             (pictures[-1]['picture'], picture, truth, predicted)))
+      if len(worst) > config.eval.worst_pictures:
+        heapq.heappop(worst)
   results = _summary(sum(confusions.values()), class_names, task)
   per_group = {group: {'num_pictures': counts[group], **_summary(confusion, class_names, task)}
                for group, confusion in confusions.items()}
   results['num_pictures'] = sum(counts.values())
   results['per_group'] = dict(sorted(per_group.items(), key=lambda kv: kv[1][task.headline]))
   results['per_picture'] = sorted(pictures, key=lambda row: row[task.headline])
+  results['worst'] = [item for _, _, item in sorted(worst, key=lambda entry: (-entry[0],
+                                                                               entry[1]))]
   return results
 
 
@@ -70,6 +83,26 @@ def _picture_row(example, group: str, confusion: np.ndarray, class_names: tuple,
     row.update({f'intersection/{c}': int(n) for c, n in zip(class_names, hits)})
     row.update({f'union/{c}': int(n) for c, n in zip(class_names, union)})
   return row
+
+
+def _write_worst(folder: str, worst: list, config, workdir: str) -> None:
+  """Each of the worst pictures as one PNG, worst first (`01_<name>.png`): the picture, its
+  truth, the prediction and the error map side by side, the legend below."""
+  if not worst:
+    return
+  workdir_lib.ensure_writable_dir(folder, '--workdir')
+  for old in os.listdir(folder):  # A rerun's gallery replaces the last one's.
+    os.remove(os.path.join(folder, old))
+  data = config.data
+  colors = colormaps.class_colors(len(data.class_names), sources.own_class_colors(data, workdir))
+  gap = lambda picture: np.pad(picture, ((0, 0), (0, 4), (0, 0)), constant_values=255)
+  for rank, (name, picture, truth, predicted) in enumerate(worst, 1):
+    shown = rasters.viewable(picture, data.bands, data.rgb_bands, data.nodata)
+    row = np.concatenate([gap(shown), gap(colormaps.mask_overlay(shown, truth, colors=colors)),
+                          gap(colormaps.mask_overlay(shown, predicted, colors=colors)),
+                          colormaps.error_map(shown, truth, predicted)], 1)
+    loading.write_png(os.path.join(folder, f'{rank:02d}_{os.path.basename(name) or rank}.png'),
+                      colormaps.with_legend(row, data.class_names, colors))
 
 
 def write_pictures_csv(path: str, rows: list) -> None:
@@ -110,6 +143,7 @@ def run(config, workdir: str) -> dict:
              'seconds': round(time.perf_counter() - start, 1),
              **results}
   write_pictures_csv(os.path.join(workdir, PICTURES_CSV), results.pop('per_picture'))
+  _write_worst(os.path.join(workdir, WORST_DIR), results.pop('worst'), config, workdir)
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = tasks.of(config).headline
   logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '

@@ -63,6 +63,17 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
   return blend(image, colorize_mask(mask, colors), alpha)
 
 
+def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+  """The picture in dim grey (its own reds are not errors), with the pixels a prediction got
+  wrong in red and the pixels that count nowhere (IGNORE in the truth) mid-grey: where a model
+  fails, at a glance."""
+  grey = np.asarray(image, np.float32).mean(axis=-1, keepdims=True) * 0.4
+  out = np.repeat(grey, 3, axis=-1).astype(np.uint8)
+  out[(truth != predicted) & (truth != IGNORE)] = (255, 0, 0)
+  out[truth == IGNORE] = (128, 128, 128)
+  return out
+
+
 def confusion_image(confusion: np.ndarray, class_names=None, cell: int = 24) -> np.ndarray:
   """A confusion matrix (rows truth, columns prediction) as a picture: each row normalised to
   sum 1, white (0) to dark blue (1), `cell` pixels a class, grey lines between cells; with

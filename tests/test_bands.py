@@ -253,6 +253,10 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   for name in synthetic.MULTISPECTRAL_CLASSES:
     assert abs(total(f'intersection/{name}') / max(total(f'union/{name}'), 1)
                - scored[f'iou/{name}']) < 1e-4, name
+  worst = sorted(os.listdir(os.path.join(workdir, 'score_worst')))  # Worst first, drawn.
+  assert worst[0] == f'01_{rows[0]["picture"]}.png' and len(worst) == len(rows)
+  drawn = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'score_worst', worst[0])))
+  assert drawn.shape[1] == 4 * 32 + 3 * 4  # Picture, truth, prediction, errors.
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=export',
                                                   '--config.export.format=onnx'))
   assert status == 0, stderr[-2000:]

@@ -84,6 +84,9 @@ def _check_ranges(config) -> None:
            f'eval.patience={config.eval.patience} counts evaluations in the training loop; '
            'eval.every_epochs=0 makes none: set it to 1 or more, or eval.patience to 0.')
   _require(config.runtime.cpu_devices >= 0, 'runtime.cpu_devices must be 0 (no split) or more.')
+  _require(isinstance(config.eval.worst_pictures, int) and config.eval.worst_pictures >= 0,
+           f'eval.worst_pictures={config.eval.worst_pictures!r}: how many of the worst test '
+           'pictures --mode=score draws, 0 (none) or more.')
   _require(config.eval.every_epochs >= 0, 'eval.every_epochs must be 0 (never in the training '
            'loop: run --mode=continuous_eval beside it) or more.')
   _require(0.0 < config.data.augment.min_crop_fraction <= 1.0,
