@@ -192,13 +192,17 @@ def read_split(masks: str) -> AnnotationSet:
 
 
 def is_labelme_folder(folder: str | None) -> bool:
-  """A folder whose files are LabelMe JSONs (and no mask pictures)."""
+  """A folder whose files are LabelMe JSONs (and no mask pictures). A folder of mask pictures
+  is told at its first picture: it is asked at start-up, and a mask folder may hold 100,000."""
   if not folder or not os.path.isdir(folder):
     return False
-  names = [n for _, _, files in os.walk(folder) for n in files if not n.startswith('.')]
-  return bool(names) and any(n.lower().endswith(LABELME_SUFFIX) for n in names) and not any(
-      n.lower().endswith(('.png', '.tif', '.tiff', '.bmp', '.gif', '.jpg', '.jpeg'))
-      for n in names)
+  found_json = False
+  for _, _, files in os.walk(folder):
+    for name in (n.lower() for n in files if not n.startswith('.')):
+      if name.endswith(('.png', '.tif', '.tiff', '.bmp', '.gif', '.jpg', '.jpeg')):
+        return False
+      found_json |= name.endswith(LABELME_SUFFIX)
+  return found_json
 
 
 def is_annotations(masks: str | None) -> bool:
