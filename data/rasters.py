@@ -51,18 +51,31 @@ def is_tiff(data: bytes) -> bool:
   return data[:4] in TIFF_SIGNATURES
 
 
-def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str, float | None]:
-  """(pixels [H, W, C], sample type, nodata tag) of a TIFF file, or of a TIFF's bytes."""
+def _open_tiff(path: str | bytes):
+  """rasterio's dataset of a TIFF file, or of a TIFF's bytes; a DataError naming the file and
+  what GDAL said when it cannot be opened."""
   import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
   from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   try:
-    with (MemoryFile(path).open() if isinstance(path, bytes) else rasterio.open(path)) as source:
-      return np.moveaxis(source.read(), 0, -1), source.dtypes[0], source.nodata
+    return MemoryFile(path).open() if isinstance(path, bytes) else rasterio.open(path)
   except RasterioError as e:
     name = 'the file' if isinstance(path, bytes) else path
     raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
                     '(gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.') from None
+
+
+def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str, float | None]:
+  """(pixels [H, W, C], sample type, nodata tag) of a TIFF file, or of a TIFF's bytes."""
+  from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
+  with _open_tiff(path) as source:
+    try:
+      return np.moveaxis(source.read(), 0, -1), source.dtypes[0], source.nodata
+    except RasterioError as e:
+      name = 'the file' if isinstance(path, bytes) else path
+      raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the '
+                      'file (gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.'
+                      ) from None
 
 
 def decode_tiff(data: bytes) -> np.ndarray:
@@ -158,12 +171,7 @@ class RasterRows:
   touches), or as a small overview: how predict takes a raster too large to hold."""
 
   def __init__(self, path: str, spec: BandSpec):
-    import rasterio  # pylint: disable=import-outside-toplevel  Photos never need GDAL.
-    from rasterio.errors import RasterioError  # pylint: disable=import-outside-toplevel
-    try:
-      self._source = rasterio.open(path)
-    except RasterioError as e:
-      raise DataError(f'{path} cannot be read as a raster (rasterio/GDAL: {e}).') from None
+    self._source = _open_tiff(path)
     self.height, self.width = self._source.height, self._source.width
     self._indexes = [i + 1 for i in band_indices(path, self._source.count, spec)]
     self._tag = self._source.nodata
@@ -184,8 +192,7 @@ class RasterRows:
                                            resampling=Resampling.average))
 
   def _as_read(self, bands: np.ndarray) -> np.ndarray:
-    return tagged_missing(Raster(np.moveaxis(bands, 0, -1).astype(np.float32), '', 0,
-                                 self._tag))
+    return tagged_missing(np.moveaxis(bands, 0, -1).astype(np.float32), self._tag)
 
   def close(self) -> None:
     self._source.close()
@@ -199,14 +206,12 @@ def valid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
   return valid
 
 
-def tagged_missing(raster: Raster) -> np.ndarray:
-  """The raster's pixels with those its own nodata tag marks (in every band) as NaN, which the
-  model fills as missing whatever data.nodata it was trained with."""
-  tag = raster.nodata_tag
+def tagged_missing(pixels: np.ndarray, tag: float | None) -> np.ndarray:
+  """float32 pixels [H, W, B] with those a file's own nodata `tag` marks (in every band) as NaN,
+  which the model fills as missing whatever data.nodata it was trained with."""
   if tag is None or np.isnan(tag):
-    return raster.pixels
-  return np.where((raster.pixels == tag).all(axis=-1, keepdims=True), np.float32(np.nan),
-                  raster.pixels)
+    return pixels
+  return np.where((pixels == tag).all(axis=-1, keepdims=True), np.float32(np.nan), pixels)
 
 
 def filled(pixels: np.ndarray, nodata: float | None, mean) -> np.ndarray:

@@ -93,7 +93,8 @@ def read_picture(path: str, bands: rasters.BandSpec | None = None) -> np.ndarray
   NaN where its own nodata tag says nothing was measured."""
   if bands is not None:
     try:
-      return rasters.tagged_missing(rasters.read(path, bands))
+      raster = rasters.read(path, bands)
+      return rasters.tagged_missing(raster.pixels, raster.nodata_tag)
     except DataError as e:
       raise UserError(f'--images: {e}') from None
   try:

@@ -540,7 +540,8 @@ def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp
   _write_tiff(path, pixels, nodata=0, tiled=True, blockxsize=16, blockysize=16)
   predictor = Predictor(model, config)
   assert predictor.reads_in_strips
-  whole = predictor.masks([rasters.tagged_missing(rasters.read(path, rasters.BandSpec(3)))])[0]
+  read = rasters.read(path, rasters.BandSpec(3))
+  whole = predictor.masks([rasters.tagged_missing(read.pixels, read.nodata_tag)])[0]
   assert len(np.unique(whole)) > 1
   source = rasters.RasterRows(path, rasters.BandSpec(3))
   for windows_down in (1, 2, 100):
