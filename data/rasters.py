@@ -51,6 +51,12 @@ def is_tiff(data: bytes) -> bool:
   return data[:4] in TIFF_SIGNATURES
 
 
+def _unreadable(path: str | bytes, error: Exception) -> DataError:
+  name = 'the file' if isinstance(path, bytes) else path
+  return DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {error}). Check the file '
+                   '(gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.')
+
+
 def _open_tiff(path: str | bytes):
   """rasterio's dataset of a TIFF file, or of a TIFF's bytes; a DataError naming the file and
   what GDAL said when it cannot be opened."""
@@ -60,9 +66,7 @@ def _open_tiff(path: str | bytes):
   try:
     return MemoryFile(path).open() if isinstance(path, bytes) else rasterio.open(path)
   except RasterioError as e:
-    name = 'the file' if isinstance(path, bytes) else path
-    raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the file '
-                    '(gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.') from None
+    raise _unreadable(path, e) from None
 
 
 def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str, float | None]:
@@ -72,10 +76,7 @@ def _read_tiff(path: str | bytes) -> tuple[np.ndarray, str, float | None]:
     try:
       return np.moveaxis(source.read(), 0, -1), source.dtypes[0], source.nodata
     except RasterioError as e:
-      name = 'the file' if isinstance(path, bytes) else path
-      raise DataError(f'{name} cannot be read as a raster (rasterio/GDAL: {e}). Check the '
-                      'file (gdalinfo shows what GDAL makes of it) or convert it to GeoTIFF.'
-                      ) from None
+      raise _unreadable(path, e) from None
 
 
 def decode_tiff(data: bytes) -> np.ndarray:
