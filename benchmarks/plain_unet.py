@@ -25,7 +25,7 @@ from data import decode
 from data import sources
 from inference.predictor import label_masks
 from tasks import IGNORE
-from training import metrics
+from tasks import metrics
 
 config_flags.DEFINE_config_file('config', None, 'The own-data config the set comes from.')
 flags.DEFINE_integer('seconds', 240, 'Training time.')

@@ -6,7 +6,7 @@ from ml_collections import config_dict
 
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.task = 'segmentation'
+  config.task = 'segmentation'  # segmentation | classification | multilabel
   config.seed = 1337
   config.data = _data()
   config.model = _model()
@@ -169,6 +169,11 @@ def _model() -> ml_collections.ConfigDict:
   model.alpha = 1.0  # mobilenet_v2_unet: MobileNetV2's width multiplier.
   # mobilenet_v2_unet, unet: channels per decoder level, deepest first (unet repeats the last).
   model.decoder_widths = (512, 256, 128, 64)
+  # task=multilabel: a class is predicted where its probability is at or above its threshold
+  # (multiples of 0.01): one for every class, one per class, or 'tune': each class's best IoU
+  # on validation, chosen at every evaluation and kept beside the best model (thresholds.json).
+  model.thresholds = config_dict.placeholder(object)
+  model.thresholds = 0.5
   return model
 
 
@@ -192,7 +197,7 @@ def _train() -> ml_collections.ConfigDict:
   # Models with an encoder: its updates are this times the learning rate's (e.g. 0.1 to
   # fine-tune a pretrained encoder gently); one optimizer.
   train.encoder_lr_multiplier = 1.0
-  # The loss: terms joined by + (training/losses.py): cross_entropy, focal (pixel terms);
+  # The loss: terms joined by + (tasks/losses.py): cross_entropy, focal (pixel terms);
   # dice, jaccard, tversky, lovasz (segmentation's region terms), e.g. 'cross_entropy+dice'.
   train.loss = 'cross_entropy'
   train.loss_weights = ()  # One per term, in order; empty: 1 each.

@@ -219,9 +219,14 @@ class Drawn(NamedTuple):
 
 
 def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
-         crowd: str = 'ignore', class_priority: tuple = (), line_width: int = 3) -> Drawn:
-  """The class ids of one picture's shapes at its own size (`height`, `width`)."""
+         crowd: str = 'ignore', class_priority: tuple = (), line_width: int = 3,
+         overlapping: bool = False) -> Drawn:
+  """The class ids of one picture's shapes at its own size (`height`, `width`); `overlapping`
+  (multi-label): 0/1 labels [H, W, classes], each shape setting its own class's (a crowd
+  shape set to ignore: its class's IGNORE)."""
   ids = {name: index for index, name in enumerate(class_names)}
+  if overlapping:
+    return _draw_labels(annotated, ids, height, width, crowd, line_width)
   order = {name: rank for rank, name in enumerate(class_priority)}
   shapes = sorted(annotated.shapes, key=lambda s: (order.get(s.label, -1), s.z_order)
                   if class_priority else s.z_order)  # Stable: file order within a level.
@@ -249,6 +254,29 @@ def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
       overlap[low, high] += count
     under[region] = ids[shape.label]
   return Drawn(classes, overlap, notes, tuple(sorted(unknown)))
+
+
+def _draw_labels(annotated: Annotated, ids: dict, height: int, width: int, crowd: str,
+                 line_width: int) -> Drawn:
+  """`draw` for classes that overlap: every shape on its own class's plane."""
+  labels = np.zeros((height, width, len(ids)), np.uint8)
+  notes, unknown = {}, set()
+  for shape in sorted(annotated.shapes, key=lambda s: s.z_order):
+    if shape.kind == 'point':
+      notes.setdefault('points', []).append(f'{annotated.source} ({shape.label})')
+      continue
+    if shape.label not in ids:
+      unknown.add(shape.label)
+      continue
+    region = _region(shape, annotated.style, height, width, line_width, notes,
+                     annotated.source)
+    if region is not None:
+      plane = labels[..., ids[shape.label]]
+      plane[region] = IGNORE if shape.crowd and crowd == 'ignore' else np.maximum(
+          plane[region], 1)
+  on = (labels == 1).reshape(-1, len(ids)).astype(np.int64)
+  overlap = np.triu(on.T @ on, 1)
+  return Drawn(labels, overlap, notes, tuple(sorted(unknown)))
 
 
 def _region(shape: Shape, style: str, height: int, width: int, line_width: int, notes: dict,

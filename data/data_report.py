@@ -63,6 +63,13 @@ PROBLEMS = {
     'dtype': ('rasters of another sample type than most of the set',
               'convert them to the type of the rest (gdal_translate -ot): one value must mean '
               'one thing in every picture.'),
+    'label_bands': ('multi-label masks whose band count is neither the class count nor 1',
+                    'write one band per class of data.class_names, in its order (or one band of '
+                    'bits, bit k for class k), or a file per class in a sub-folder named after '
+                    'the class.'),
+    'bits_above': ('multi-label bitmasks with a bit set above the class count',
+                   'bit k is class k of data.class_names: add the missing classes, or clear '
+                   'those bits (or set data.ignore_index to the value that means "ignore").'),
     'empty': ('splits without any usable example', 'point the split\'s folders at pictures and '
               'masks that pair, or remove the split.'),
 }
@@ -80,6 +87,7 @@ class SplitReport:
     self.raw_values = set()  # Every raw value seen (value masks).
     self.notes = {}  # Masks drawn from annotations: kind -> [detail] (data/annotations.py).
     self.overlap = np.zeros((num_classes, num_classes), np.int64)  # Pixels two classes share.
+    self.label_pixels = 0  # Multi-label masks: every pixel (a pixel may count in many classes).
     self.palette = None
     self.problems = {kind: list(names) for kind, names in (problems or {}).items() if names}
 
@@ -108,6 +116,9 @@ class SplitReport:
     if mapped is None:  # Classification: one label per picture.
       self.class_pixels[scanned.example.target] += 1
       return
+    if mapped.classes.ndim == 3:  # 0/1 labels per class.
+      self._add_labels(mapped.classes, scanned.drawn is None)
+      return
     counts = np.bincount(mapped.classes.ravel(), minlength=256)
     self.class_pixels += counts[:len(self.class_pixels)]
     lost = sum(mapped.unmapped.values()) + (counts[masks_lib.IGNORE] if mapped.is_color and
@@ -116,8 +127,19 @@ class SplitReport:
     if scanned.palette is not None and self.palette is None:
       self.palette = scanned.palette
 
+  def _add_labels(self, labels: np.ndarray, with_overlap: bool) -> None:
+    """A multi-label mask: each class's pixels, the pixels ignored in every class, and (unless
+    drawn, which counted them) the pixels each two classes share."""
+    on = (labels == 1).reshape(-1, labels.shape[-1]).astype(np.int64)
+    self.class_pixels += on.sum(0)
+    self.ignore_pixels += int((labels == masks_lib.IGNORE).all(-1).sum())
+    self.label_pixels += labels.shape[0] * labels.shape[1]
+    if with_overlap:
+      self.overlap += np.triu(on.T @ on, 1)
+
   def total(self) -> int:
-    return int(self.class_pixels.sum()) + self.ignore_pixels
+    """Pixels the shares are of."""
+    return self.label_pixels or int(self.class_pixels.sum()) + self.ignore_pixels
 
 
 class DataReport:
@@ -219,7 +241,7 @@ class DataReport:
     return {'class_names': list(self.class_names), 'class_colors': self.class_colors,
             'bands': self.bands,
             'splits': {name: {'examples': s.examples, 'class_pixels': s.class_pixels.tolist(),
-                              'ignore_pixels': s.ignore_pixels,
+                              'ignore_pixels': s.ignore_pixels, 'label_pixels': s.label_pixels,
                               'off_table': {str(k): v for k, v in s.off_table.items()}}
                        for name, s in self.splits.items()}}
 
@@ -243,6 +265,7 @@ class DataReport:
         split.examples = values['examples']
         split.class_pixels = np.array(values['class_pixels'], np.int64)
         split.ignore_pixels = values['ignore_pixels']
+        split.label_pixels = values.get('label_pixels', 0)
         split.off_table = {int(k): v for k, v in values['off_table'].items()}
       return report
     except (OSError, ValueError, KeyError, TypeError):
@@ -271,8 +294,11 @@ def _note_lines(name: str, split: SplitReport, class_names: tuple) -> list[str]:
            for i in range(len(class_names)) for j in range(i + 1, len(class_names))
            if split.overlap[i, j]]
   if pairs:
-    lines.append(f'NOTE {name}: shapes of two classes overlap (the later one is drawn; '
-                 'data.annotations.class_priority orders them): ' + ', '.join(
+    lines.append(f'NOTE {name}: ' + ('pixels two classes share (multi-label): '
+                                     if split.label_pixels else
+                                     'shapes of two classes overlap (the later one is drawn; '
+                                     'data.annotations.class_priority orders them): ')
+                 + ', '.join(
                      f'{a}/{b} {100 * n / total:.2f}%' for n, a, b in sorted(pairs)[::-1]))
   return lines
 

@@ -39,12 +39,21 @@ def upright_bytes(encoded: bytes) -> bytes:
 
 def decode_mask(encoded: tf.Tensor, lookup: np.ndarray | None = None) -> tf.Tensor:
   """A grey mask PNG as class ids, HxWx1 uint8: its values through `lookup` (uint8 [256]:
-  class id or masks.IGNORE per value), or as they are (a prepared class-id mask)."""
+  class id or masks.IGNORE per value), or as they are (a prepared class-id mask); or what a
+  stored-mask reader (`lookup.decode`: a multi-label bitmask) makes of it."""
+  if hasattr(lookup, 'decode'):
+    return lookup.decode(encoded)
   mask = tf.io.decode_image(encoded, channels=1, expand_animations=False)
   mask.set_shape([None, None, 1])
   if lookup is None:
     return mask
   return tf.gather(tf.constant(lookup, tf.uint8), tf.cast(mask, tf.int32))
+
+
+def mask_labels(encoded: tf.Tensor, lookup=None) -> np.ndarray:
+  """`decode_mask` as numpy labels: [H, W] class ids, or [H, W, classes] 0/1 labels."""
+  mask = decode_mask(encoded, lookup).numpy()
+  return mask[..., 0] if mask.shape[-1] == 1 else mask
 
 
 TRIMAP_LOOKUP = masks.lookup_table(masks.MaskEncoding(3, masks.TRIMAP_LABEL_MAP))

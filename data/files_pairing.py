@@ -22,7 +22,16 @@ SPLITS = ('train', 'validation', 'test')
 class Example(NamedTuple):
   name: str  # The stem: what check_data names and --mode=score reports.
   image: str  # The picture's path.
-  target: object  # The mask's path, its annotations.Annotated, or a class index.
+  target: object  # The mask's path, its ClassMasks, its annotations.Annotated, or a class index.
+
+
+class ClassMasks(NamedTuple):
+  """A multi-label picture's masks as annotators export them: a file per class, each in its
+  class's sub-folder of the masks folder (None: no file, the class is absent)."""
+  paths: tuple
+
+  def __str__(self) -> str:
+    return next(p for p in self.paths if p)
 
 
 def picture_suffixes(bands: int) -> tuple:
@@ -76,8 +85,10 @@ def read_list(path: str, field: str) -> list[str]:
                     'of picture stems, one a line.') from None
 
 
-def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list[Example]:
-  """The split's (picture, mask) pairs (the mask: its path, or the picture's annotations);
+def pair_split(files_config, split: str, problems: dict, bands: int = 0,
+               class_folders_of: tuple = ()) -> list[Example]:
+  """The split's (picture, mask) pairs (the mask: its path, its ClassMasks when the masks
+  folder has a sub-folder for each of `class_folders_of`, or the picture's annotations);
   pictures without a mask, masks without a picture, listed stems without a picture and
   ambiguous stems go to `problems` (kind -> names)."""
   images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
@@ -91,9 +102,9 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list
       problems.setdefault(kind, []).extend(details)
     masks = _annotated_pictures(found.pictures, pictures)
   else:
-    masks = _strip(_walk(masks_dir, f'data.files.{split}_masks',
-                         RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES),
-                   files_config.mask_suffix)
+    masks = _walk_masks(masks_dir, f'data.files.{split}_masks',
+                        RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES,
+                        files_config.mask_suffix, class_folders_of)
   for kind, found in (('duplicate', pictures), ('duplicate', masks)):
     problems.setdefault(kind, []).extend(
         p for paths in found.values() if len(paths) > 1 for p in paths[1:])
@@ -106,9 +117,23 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0) -> list
     stems = sorted(pictures)
     problems.setdefault('no_picture', []).extend(
         f'{masks[s][0].source}: {s}' if isinstance(masks[s][0], annotations.Annotated)
-        else masks[s][0] for s in sorted(masks) if s not in pictures)
+        else str(masks[s][0]) for s in sorted(masks) if s not in pictures)
   problems.setdefault('no_mask', []).extend(pictures[s][0] for s in stems if s not in masks)
   return [Example(s, pictures[s][0], masks[s][0]) for s in stems if s in masks]
+
+
+def _walk_masks(masks_dir: str, field: str, suffixes: tuple, mask_suffix: str,
+                class_folders_of: tuple) -> dict:
+  """{stem: [mask path]} of a masks folder, or {stem: [ClassMasks]} when it holds a sub-folder
+  named after each of `class_folders_of` (a stem with a file in any of them)."""
+  if not class_folders_of or not all(os.path.isdir(os.path.join(masks_dir or '', name))
+                                     for name in class_folders_of):
+    return _strip(_walk(masks_dir, field, suffixes), mask_suffix)
+  per_class = [_strip(_walk(os.path.join(masks_dir, name), field, suffixes), mask_suffix)
+               for name in class_folders_of]
+  stems = sorted(set().union(*per_class))
+  return {stem: [ClassMasks(tuple(found[stem][0] if stem in found else None
+                                  for found in per_class))] for stem in stems}
 
 
 def _annotated_pictures(annotated: dict, pictures: dict) -> dict:
@@ -164,9 +189,11 @@ def split_examples(data_config, problems: dict) -> dict:
   for split in SPLITS:
     if not files[f'{split}_images']:
       continue
-    if tasks.of_data(data_config).per_pixel:
-      splits[split] = pair_split(files, split, problems.setdefault(split, {}),
-                                 data_config.bands)
+    task = tasks.of_data(data_config)
+    if task.per_pixel:
+      splits[split] = pair_split(
+          files, split, problems.setdefault(split, {}), data_config.bands,
+          tuple(data_config.class_names) if task.classes_overlap else ())
     else:
       splits[split] = classify_split(files[f'{split}_images'], data_config.class_names,
                                      f'data.files.{split}_images',

@@ -29,6 +29,7 @@ from data import masks as masks_lib
 from data import rasters
 from errors import DataError, write_failed
 import tasks
+from tasks import multilabel
 
 REPORT_FILE = 'report.json'
 _VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
@@ -39,9 +40,7 @@ def _stat_signature(splits: dict, data_config) -> str:
   entries = []
   for split, examples in sorted(splits.items()):
     for example in examples:
-      target = example.target
-      for path in (example.image, target.source if isinstance(target, annotations.Annotated)
-                   else target):
+      for path in (example.image,) + _target_files(example.target):
         if isinstance(path, str):
           stat = os.stat(path)
           entries.append(f'{split}|{example.name}|{path}|{stat.st_size}|{stat.st_mtime_ns}')
@@ -49,12 +48,23 @@ def _stat_signature(splits: dict, data_config) -> str:
           entries.append(f'{split}|{example.name}|{path}')
   fields = {k: data_config[k] for k in ('label_map', 'mask_colors', 'ignore_index',
                                          'class_names', 'validation_fraction')}
+  if tasks.of_data(data_config).classes_overlap:  # Other tasks keep their keys.
+    fields['task'] = data_config.label_feature
   if data_config.bands:  # Photos keep their keys (and prepared sets) as they were.
     fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata', 'band_stats')})
   if any(isinstance(e.target, annotations.Annotated) for part in splits.values() for e in part):
     fields['annotations'] = data_config.annotations.to_dict()
   text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
   return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
+
+
+def _target_files(target) -> tuple:
+  """The files (or the class index) an example's label comes from."""
+  if isinstance(target, annotations.Annotated):
+    return (target.source,)
+  if isinstance(target, files_pairing.ClassMasks):
+    return target.paths
+  return (target,)
 
 
 class ScannedExample(NamedTuple):
@@ -103,17 +113,19 @@ def _read_picture(path: str, bands: rasters.BandSpec | None) -> _Read:
 
 
 class Drawing(NamedTuple):
-  """How masks are drawn from annotations (data.class_names, data.annotations)."""
+  """How masks are drawn from annotations (data.class_names, data.annotations), and read:
+  `overlapping` (the task's classes overlap), 0/1 labels per class."""
   class_names: tuple
   crowd: str = 'ignore'
   class_priority: tuple = ()
   line_width: int = 3
+  overlapping: bool = False
 
 
 def drawing(data_config) -> Drawing:
   options = data_config.annotations
   return Drawing(tuple(data_config.class_names), options.crowd, tuple(options.class_priority),
-                 options.line_width)
+                 options.line_width, tasks.of_data(data_config).classes_overlap)
 
 
 def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncoding,
@@ -135,13 +147,15 @@ def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncodin
                                               f'{target.width}x{target.height}, picture '
                                               f'{width}x{height}'), None, None, None)
     drawn = annotations.draw(target, draw.class_names, height, width, draw.crowd,
-                             draw.class_priority, draw.line_width)
+                             draw.class_priority, draw.line_width, draw.overlapping)
     mapped = masks_lib.MappedMask(drawn.classes, {}, {}, False)
     if drawn.unknown:
       return ScannedExample(example, ('unknown_label', f'{target.source}: '
                                                        f'{", ".join(drawn.unknown)}'),
                             None, None, None)
     return _scanned_mask(example, mapped, None, read, drawn)
+  if draw is not None and draw.overlapping:
+    return _scanned_labels(example, encoding, read, (height, width))
   if not isinstance(example.target, str):
     return ScannedExample(example, None, None, None, None, read.bands, read.dtype)
   try:
@@ -162,14 +176,41 @@ def scan_example(example: files_pairing.Example, encoding: masks_lib.MaskEncodin
   return _scanned_mask(example, mapped, raw.palette, read, drawn)
 
 
+def _scanned_labels(example, encoding: masks_lib.MaskEncoding, read: _Read,
+                    shape: tuple) -> ScannedExample:
+  """A multi-label pair read from its mask files: a file of a band per class or of bits, or a
+  file per class (files_pairing.ClassMasks)."""
+  target = example.target
+  try:
+    if isinstance(target, files_pairing.ClassMasks):
+      found = masks_lib.class_files_mask(target.paths, shape, encoding.ignore_index)
+    else:
+      with open(target, 'rb') as f:
+        values = masks_lib.read_bands(f.read())
+      found = (masks_lib.multilabel_mask(values, encoding.num_classes, target,
+                                         encoding.ignore_index)
+               if values.shape[:2] == shape else masks_lib.MultilabelMask(
+                   None, ('size', f'{target} ({values.shape[1]}x{values.shape[0]}, picture '
+                                  f'{shape[1]}x{shape[0]})')))
+  except (tf.errors.OpError, OSError, ValueError, IndexError, DataError):
+    return ScannedExample(example, ('unreadable', str(target)), None, None, None)
+  if found.problem:
+    return ScannedExample(example, found.problem, None, None, None)
+  return _scanned_mask(example, masks_lib.MappedMask(found.labels, {}, {}, False), None, read,
+                       None)
+
+
 def _scanned_mask(example, mapped: masks_lib.MappedMask, palette, read: _Read,
                   drawn: annotations.Drawn | None) -> ScannedExample:
-  """A usable pair: its class ids (a raster's unmeasured pixels ignored) as the PNG to store."""
+  """A usable pair: its class ids (a raster's unmeasured pixels ignored) as the PNG to store;
+  0/1 labels per class as a 16-bit bitmask (tasks/multilabel.py)."""
   if read.valid is not None:
     classes = mapped.classes.copy()
     classes[~read.valid] = masks_lib.IGNORE
     mapped = mapped._replace(classes=classes)
-  png = tf.io.encode_png(mapped.classes[..., None]).numpy()
+  stored = (mapped.classes[..., None] if mapped.classes.ndim == 2
+            else multilabel.pack_bits(mapped.classes)[..., None])
+  png = tf.io.encode_png(stored).numpy()
   return ScannedExample(example, None, png, mapped, palette, read.bands, read.dtype, drawn)
 
 
@@ -221,7 +262,9 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    target = ({tasks.MASK_FEATURE: tfds.features.Image(shape=(None, None, 1))}
+    reader = self._task.stored_mask_reader(len(self._class_names))
+    target = ({tasks.MASK_FEATURE: tfds.features.Image(
+        shape=(None, None, 1), dtype=getattr(reader, 'dtype', np.uint8))}
               if self._task.per_pixel else
               {'label': tfds.features.ClassLabel(names=self._class_names)})
     # A raster is stored as a tensor in its own type (rasters.serialize): lossless, decoded in

@@ -70,7 +70,8 @@ class Pipeline(NamedTuple):
   image_size: tuple | None  # (height, width) every picture is resized to; None on crops.
   model_size: tuple  # (height, width) of the model's input: the crop, or image_size.
   crop: crops.CropSpec | None  # Training on crops at the pictures' own resolution.
-  mask_lookup: np.ndarray | None  # Stored mask value -> class id (sources.mask_lookup).
+  mask_lookup: object  # Stored mask value -> class id (sources.mask_lookup), or its reader.
+  label_channels: int  # Of a label mask: 1, or one a class (multi-label).
   bands: int  # data.bands: 0 for uint8 RGB photos, else float32 rasters of that many bands.
   augmentation: augment_lib.Augmentation
   shuffle_buffer: int
@@ -98,6 +99,7 @@ def pipeline(data_config) -> Pipeline:
       image_size=None if crop else sides(data_config.image_size),
       model_size=model_input_size(data_config), crop=crop,
       mask_lookup=sources.mask_lookup(data_config) if per_pixel else None,
+      label_channels=tasks.of_data(data_config).mask_channels(len(data_config.class_names)),
       bands=data_config.bands,
       augmentation=augment_lib.Augmentation(
           **{field: augment[field] for field in augment_lib.Augmentation._fields
@@ -134,7 +136,8 @@ def cached_bytes(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> i
     return encoded_bytes
   height, width = spec.image_size
   picture = 4 * spec.bands if spec.bands else 3
-  return num_examples * height * width * (picture + (1 if spec.per_pixel else 0))
+  return num_examples * height * width * (picture + (spec.label_channels if spec.per_pixel
+                                                     else 0))
 
 
 def resolve_cache(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> tuple[str, str]:
@@ -266,7 +269,7 @@ def eval_dataset(builder, spec: Pipeline, global_batch_size: int,
   padding = tf.data.Dataset.from_tensors({
       'image': tf.zeros([height, width, spec.bands or 3],
                         tf.float32 if spec.bands else tf.uint8),
-      'label': (tf.zeros([height, width, 1], tf.uint8)
+      'label': (tf.zeros([height, width, spec.label_channels], tf.uint8)
                 if spec.per_pixel else tf.constant(0, tf.int32)),
       'weight': tf.constant(0.0)}).repeat(
           batches * per_replica_batch - sources.num_examples(builder, mine))

@@ -225,3 +225,64 @@ def median_frequency_weights(class_pixels) -> tuple:
   present = frequency > 0
   median = float(np.median(frequency[present])) if present.any() else 1.0
   return tuple(float(median / f) if f > 0 else 0.0 for f in frequency)
+
+
+class MultilabelMask(NamedTuple):
+  labels: np.ndarray | None  # uint8 [H, W, classes]: 0/1, IGNORE where ignored; None: unusable.
+  problem: tuple | None = None  # (kind, detail)
+
+
+def read_bands(data: bytes) -> np.ndarray:
+  """Every band of a mask file as stored, [H, W, bands]: a PNG's channels at its bit depth
+  (alpha too: a 4-band mask of 4 classes), a palette PNG's indices, a TIFF's bands."""
+  if png_palette(data) is not None:
+    return palette_indices(data)[..., None].astype(np.int32)
+  if rasters.is_tiff(data):
+    return rasters.decode_tiff(data)
+  if data.startswith(_PNG_SIGNATURE):
+    return tf.io.decode_png(data, dtype=tf.uint16 if _is_png16(data) else tf.uint8).numpy()
+  return tf.io.decode_image(data, expand_animations=False).numpy()
+
+
+def multilabel_mask(values: np.ndarray, num_classes: int, path: str,
+                    ignore_index: int | None = None) -> MultilabelMask:
+  """0/1 labels per class of one mask file's bands (`read_bands`): a band per class (any value
+  but 0 and `ignore_index` is 1), or one integer band whose bit k is class k. `ignore_index`
+  ignores a class's pixel (a bitmask's: every class)."""
+  bands = values.shape[-1]
+  values = values.astype(np.int64)
+  if bands == num_classes:
+    labels = (values != 0).astype(np.uint8)
+    if ignore_index is not None:
+      labels[values == ignore_index] = IGNORE
+    return MultilabelMask(labels)
+  if bands != 1:
+    return MultilabelMask(None, ('label_bands', f'{path} ({bands} bands, {num_classes} classes)'))
+  value = values[..., 0]
+  ignored = value == ignore_index if ignore_index is not None else np.zeros(value.shape, bool)
+  above = (value >> num_classes) & ~ignored
+  if above.any():
+    top = int(np.max(np.where(ignored, 0, value))).bit_length() - 1
+    return MultilabelMask(None, ('bits_above', f'{path} (bit {top} set)'))
+  labels = ((value[..., None] >> np.arange(num_classes)) & 1).astype(np.uint8)
+  labels[ignored] = IGNORE
+  return MultilabelMask(labels)
+
+
+def class_files_mask(paths: tuple, shape: tuple, ignore_index: int | None = None
+                     ) -> MultilabelMask:
+  """0/1 labels of a mask file per class (None: the class is absent), each file's first band
+  non-zero where its class is; every file of the picture's `shape` (height, width)."""
+  labels = np.zeros(tuple(shape) + (len(paths),), np.uint8)
+  for index, path in enumerate(paths):
+    if path is None:
+      continue
+    with open(path, 'rb') as f:
+      values = read_bands(f.read())[..., 0].astype(np.int64)
+    if values.shape != tuple(shape):
+      return MultilabelMask(None, ('size', f'{path} ({values.shape[1]}x{values.shape[0]}, '
+                                           f'picture {shape[1]}x{shape[0]})'))
+    labels[..., index] = values != 0
+    if ignore_index is not None:
+      labels[values == ignore_index, index] = IGNORE
+  return MultilabelMask(labels)

@@ -144,20 +144,22 @@ def band_indices(path: str, file_bands: int, spec: BandSpec) -> list[int]:
 
 
 def write_mask_like(path: str, mask: np.ndarray, like: str, nodata: int) -> None:
-  """uint8 class ids [H, W] as a cloud-optimised GeoTIFF on the grid of the raster `like`
-  (its transform and CRS): tiled, deflated, with overviews (nearest: every value a class) and
-  `nodata` marking pixels nothing was measured at; written beside `path`, then moved there."""
+  """uint8 class ids [H, W] (or 0/1 labels [H, W, classes]: a band per class) as a
+  cloud-optimised GeoTIFF on the grid of the raster `like` (its transform and CRS): tiled,
+  deflated, with overviews (nearest: every value a class) and `nodata` marking pixels nothing
+  was measured at; written beside `path`, then moved there."""
   import rasterio  # pylint: disable=import-outside-toplevel
   import rasterio.shutil  # pylint: disable=import-outside-toplevel
   with rasterio.open(like) as source:
     grid = dict(crs=source.crs, transform=source.transform)
-  height, width = mask.shape
+  bands = mask if mask.ndim == 3 else mask[..., None]
+  height, width, count = bands.shape
   plain, cog = path + '.plain.tif', path + '.cog.tif'
   try:
-    with rasterio.open(plain, 'w', driver='GTiff', width=width, height=height, count=1,
+    with rasterio.open(plain, 'w', driver='GTiff', width=width, height=height, count=count,
                        dtype='uint8', nodata=nodata, tiled=True, compress='deflate',
                        **{k: v for k, v in grid.items() if v is not None}) as out:
-      out.write(mask, 1)
+      out.write(np.transpose(bands, (2, 0, 1)))
     rasterio.shutil.copy(plain, cog, driver='COG', compress='DEFLATE',
                          overview_resampling='NEAREST', blocksize=256)
     os.replace(cog, path)

@@ -58,9 +58,10 @@ def is_oxford(data_config) -> bool:
 
 def mask_lookup(data_config):
   """uint8 [256] raw mask value -> class id (or masks.IGNORE) for what read_encoded returns;
-  None for prepared class-id masks (data.source=files maps its masks when preparing)."""
+  for a prepared files set (which maps its masks when preparing) what its task stores: None
+  for class-id masks."""
   if data_config.source == 'files':
-    return None
+    return tasks.of_data(data_config).stored_mask_reader(len(data_config.class_names))
   default = masks.TRIMAP_LABEL_MAP if is_oxford(data_config) else None
   return masks.lookup_table(masks.encoding_from_config(data_config, default))
 
@@ -209,7 +210,8 @@ def class_names_of(data_config) -> tuple:
   if not tasks.of_data(data_config).per_pixel:
     return tuple(files_pairing.class_folders(files.train_images, 'data.files.train_images'))
   if annotations.is_annotations(files.train_masks):
-    return ('background',) + annotations.read_split(files.train_masks).labels
+    labels = annotations.read_split(files.train_masks).labels
+    return labels if tasks.of_data(data_config).classes_overlap else ('background',) + labels
   return tuple(data_config.class_names)
 
 

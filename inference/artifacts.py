@@ -57,6 +57,7 @@ class Artifact:
     self.record = _record(os.path.join(folder, RECORD))
     self.sizes = tuple(self.record.get('predict_sizes', ()))  # What it averages, baked in.
     self.flip = self.record.get('predict_flip', False)
+    self.task = None  # The config's task as this file predicts (set by predictor.load).
 
   def outputs(self, pictures: np.ndarray) -> dict[str, np.ndarray]:
     """The artefact's outputs for a [N, H, W, C] batch of pictures of one size; a raster's

@@ -21,7 +21,7 @@ from errors import ConfigError, UserError, first_line, is_write_failure, write_f
 from inference import artifacts
 from inference import export_check
 from inference import loading
-from inference.predictor import Predictor, all_layers, label_masks
+from inference.predictor import Predictor, all_layers, label_masks, settled_task
 import tasks
 from training import atomic
 from training import workdir as workdir_lib
@@ -84,16 +84,17 @@ def pictures_type(config, workdir: str) -> str:
 
 def serving_function(predictor: Predictor, task: tasks.Task, bands: int = 0,
                      dtype: str = 'uint8'):
-  """`pictures_spec` pictures of any size -> class-id masks [N, H, W] and the averaged
-  probabilities at the model's side, or the picture's when it slides (classification:
-  [N, classes]), as predict makes them: the task's outputs."""
+  """`pictures_spec` pictures of any size -> class-id masks [N, H, W] (multi-label: 0/1
+  [N, H, W, classes] at the task's thresholds) and the averaged probabilities at the model's
+  side, or the picture's when it slides (classification: [N, classes]), as predict makes
+  them: the task's outputs."""
   @tf.function(input_signature=[pictures_spec(bands, dtype)])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
     outputs = {'probabilities': probabilities}
     if 'masks' in task.outputs:
-      outputs['masks'] = label_masks(probabilities, (height, width))
+      outputs['masks'] = label_masks(probabilities, (height, width), task)
     return outputs
   return serve
 
@@ -194,7 +195,7 @@ def write(config, predictor: Predictor, out_dir: str, calibration, dtype: str = 
           ) -> str:
   """The artefact of export.format in `out_dir`, taking `dtype` pictures: the SavedModel
   itself, or its conversion."""
-  serve = serving_function(predictor, tasks.of(config), config.data.bands, dtype)
+  serve = serving_function(predictor, predictor.task, config.data.bands, dtype)
   kind, quantize = config.export.format, config.export.quantize
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)
@@ -236,7 +237,7 @@ def run(config, workdir: str, output: str | None) -> str:
   check_settings(config.export)
   kind, quantize = config.export.format, config.export.quantize
   model, source = loading.load_model(config, workdir)
-  predictor = Predictor(model, config)
+  predictor = Predictor(model, config, settled_task(config, workdir))
   check_convertible(next(iter(predictor.models.values())), kind)
   dtype = pictures_type(config, workdir)
   calibration = ([picture.astype(dtype) for picture in calibration_pictures(config, workdir)]
@@ -262,7 +263,7 @@ def run(config, workdir: str, output: str | None) -> str:
             'predict_sizes': [size if isinstance(size, int) else list(size)
                               for size in predictor.sizes],
             'predict_scales': list(predictor.scales) if predictor.slides else [],
-            'predict_flip': predictor.flip}
+            'predict_flip': predictor.flip, **predictor.task.record()}
   minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
   check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
   record['check'] = check

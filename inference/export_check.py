@@ -12,7 +12,6 @@ from inference import loading
 from inference.artifacts import Artifact
 from inference.predictor import Predictor
 import tasks
-from training import metrics
 
 OTHER_FORMATS = ('export.format=saved_model takes every model this framework builds; '
                  'BUILD.md "Export" lists what each format takes.')
@@ -40,15 +39,14 @@ def size_in_bytes(path: str) -> int:
              for folder, _, files in os.walk(path) for f in files)
 
 
-def agreement(confusion: np.ndarray, class_names) -> tuple[float, dict]:
-  """From a confusion matrix of the model's labels (rows) against the export's (columns): the
-  fraction of labels that agree, and per class the IoU of the two (metrics.summarize's; classes
-  neither predicted are left out): a class the export lost scores 0 however few pixels it
-  holds."""
-  counted = np.asarray(confusion).sum(0) + np.asarray(confusion).sum(1) > 0
-  summary = metrics.summarize(0.0, 1.0, confusion, class_names)
-  return float(summary['pixel_accuracy']), {
-      name: float(summary[f'iou/{name}']) for name, kept in zip(class_names, counted) if kept}
+def agreement(confusion: np.ndarray, class_names, task: tasks.Task) -> tuple[float, dict]:
+  """From the task's counts of the model's labels (as truth) against the export's: the
+  fraction of labels that agree, and per class the IoU of the two (classes neither predicted
+  are left out): a class the export lost scores 0 however few pixels it holds."""
+  sums = task.pixel_sums(confusion)
+  return float(sums['correct'] / max(sums['pixels'], 1)), {
+      name: float(overlap / union) for name, overlap, union in zip(
+          class_names, sums['intersection'], sums['union']) if union > 0}
 
 
 def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
@@ -59,27 +57,25 @@ def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
   count = config.export.check_pictures
   if not count:
     return {}
-  class_names, task = config.data.class_names, tasks.of(config)
+  class_names, task = config.data.class_names, predictor.task
   num_classes = len(class_names)
-  between = np.zeros((num_classes, num_classes))
+  between = np.zeros(task.counts_shape(num_classes))
   scored = {'model': 0.0, 'export': 0.0}
   for picture in loading.eval_pictures(config, workdir, count):
     if task.per_pixel:
       labels = {'model': predictor.masks([picture.pixels])[0],
                 'export': artifact.masks([picture.pixels])[0]}
     else:
-      labels = {who: metrics.predicted_classes(answerer.picture_probabilities(
+      labels = {who: task.predicted_labels(answerer.picture_probabilities(
           [picture.pixels])).numpy() for who, answerer in (('model', predictor),
                                                             ('export', artifact))}
-    between += metrics.label_confusion_matrix(labels['model'], labels['export'],
-                                              num_classes).numpy()
+    between += task.label_counts(labels['model'], labels['export'], num_classes).numpy()
     for who, label in labels.items():
-      scored[who] = scored[who] + metrics.label_confusion_matrix(
+      scored[who] = scored[who] + task.label_counts(
           task.truth(picture.mask, picture.label), label, num_classes).numpy()
-  overall, per_class = agreement(between, class_names)
+  overall, per_class = agreement(between, class_names, task)
   headline = task.headline
-  scores = {who: round(float(metrics.summarize(0.0, 1.0, confusion, class_names,
-                                               per_pixel=task.per_pixel)[headline]), 4)
+  scores = {who: round(float(task.summarize(0.0, 1.0, confusion, class_names)[headline]), 4)
             for who, confusion in scored.items()}
   mean_class = float(np.mean(list(per_class.values())))
   return {'pictures': count, 'classes': list(class_names), 'agreement': round(overall, 5),

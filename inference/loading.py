@@ -44,7 +44,7 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
                       'readable checkpoint instead.', best, model.output_shape[-1], num_classes)
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
   model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
-                             num_classes)
+                             num_classes, head=tasks.of(config).head_activation)
   latest = checkpoints.restore_newest_readable(
       tf.train.Checkpoint(model=checkpoints.tracked_model(model)), checkpoint_dir,
       'They are damaged, or of another network: rerun with the config the run was trained '
@@ -175,7 +175,7 @@ def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
     pictures.append(Picture(
         os.path.splitext(name.replace('/', '_'))[0],
         decode.decode_picture(example['image'], config.data.bands).numpy(),
-        None if mask is None else decode.decode_mask(mask, lookup).numpy()[..., 0], label))
+        None if mask is None else decode.mask_labels(mask, lookup), label))
   return pictures
 
 

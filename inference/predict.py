@@ -31,11 +31,11 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   written, rows = [], ['picture,class,probability\n']
   colors = colormaps.class_colors(len(config.data.class_names),
                                   sources.own_class_colors(config.data, workdir))
-  batch_size, task = config.eval.global_batch_size, tasks.of(config)
+  batch_size, task = config.eval.global_batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
-    written.append(_write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path))
+    written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path)
   named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -49,7 +49,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
     for (path, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
       if bands is not None:  # Nothing measured, nothing predicted.
         mask[~rasters.valid_pixels(picture, bands.nodata)] = tasks.IGNORE
-      written.append(_write_mask(out_dir, name, mask, config, picture, mask, colors, path))
+      written += _write_mask(out_dir, name, mask, config, picture, mask, colors, path)
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
@@ -63,20 +63,27 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
 
 
 def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.ndarray,
-                shown_mask: np.ndarray, colors: np.ndarray, picture_path: str) -> str:
-  """The class-id mask PNG (a TIFF's also as a GeoTIFF on its grid) and, beside it, the overlay
-  of `shown_mask` on the picture `shown` (a large raster's: its overview); returns the mask's
-  path."""
+                shown_mask: np.ndarray, colors: np.ndarray, picture_path: str) -> list[str]:
+  """The class-id mask PNG (multi-label: a 0/1 mask PNG per class, `_mask_<class>.png`; a
+  TIFF's also as a GeoTIFF on its grid, a band per class) and, beside it, the overlay of
+  `shown_mask` on the picture `shown` (a large raster's: its overview); returns the masks'
+  paths."""
   stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
   os.makedirs(os.path.dirname(stem), exist_ok=True)
-  loading.write_png(stem + '_mask.png', mask)
+  if mask.ndim == 3:
+    paths = [f'{stem}_mask_{class_name}.png' for class_name in config.data.class_names]
+    for index, path in enumerate(paths):
+      loading.write_png(path, mask[..., index])
+  else:
+    paths = [stem + '_mask.png']
+    loading.write_png(paths[0], mask)
   if config.data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
     rasters.write_mask_like(stem + '_mask.tif', mask, picture_path, tasks.IGNORE)
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
       colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
                                               config.data.nodata), shown_mask, colors=colors),
       config.data.class_names, colors))
-  return stem + '_mask.png'
+  return paths
 
 
 # A raster of more pixels than this is read a strip of rows at a time, each strip's float32

@@ -13,6 +13,7 @@ from modeling import models
 from modeling import sliding
 from sizes import sides
 import tasks
+from training import checkpoints
 from training import config_checks
 
 
@@ -27,10 +28,11 @@ class Predictor:
   second opinion (`predict.flip`). All in float32, whatever the training precision.
   """
 
-  def __init__(self, model: keras.Model, config):
+  def __init__(self, model: keras.Model, config, task: tasks.Task | None = None):
     model = in_float32(model, config)
     self.flip = config.predict.flip
-    self.per_pixel = tasks.of(config).per_pixel
+    self.task = task or tasks.of(config)  # How labels are read off probabilities.
+    self.per_pixel = self.task.per_pixel
     self.slides = config_checks.predict_mode(config) == 'slide'
     self.windows_per_call = config.predict.windows_per_call
     self.num_classes = model.output_shape[-1]
@@ -69,7 +71,8 @@ class Predictor:
   @property
   def reads_in_strips(self) -> bool:
     """Whether `strip_labels` can answer: sliding at the picture's own scale."""
-    return self.per_pixel and self.slides and self.scales == (1.0,)
+    return (self.per_pixel and not self.task.classes_overlap and self.slides
+            and self.scales == (1.0,))
 
   def strip_labels(self, rows, height: int, windows_down: int = 8):
     """(top, uint8 labels [rows, width]) of a picture `height` rows high, read `rows(top,
@@ -143,9 +146,10 @@ class Predictor:
     return answers
 
   def masks(self, pictures: list[np.ndarray]) -> list[np.ndarray]:
-    """Label masks (uint8 0..classes-1) at each picture's own size."""
-    return [label_masks(probabilities, picture.shape[:2])[0].numpy() for probabilities, picture
-            in zip(self._answers(pictures), pictures)]
+    """Label masks at each picture's own size: uint8 class ids 0..classes-1 (multi-label:
+    0/1 per class, [H, W, classes])."""
+    return [label_masks(probabilities, picture.shape[:2], self.task)[0].numpy()
+            for probabilities, picture in zip(self._answers(pictures), pictures)]
 
 
 def rebuilt(model: keras.Model, config, size) -> keras.Model:
@@ -153,7 +157,8 @@ def rebuilt(model: keras.Model, config, size) -> keras.Model:
   is not read: nothing is downloaded)."""
   model_config = config.model.copy_and_resolve_references()
   model_config.weights = 'random'
-  copy = models.build_model(model_config, size, len(config.data.class_names))
+  copy = models.build_model(model_config, size, len(config.data.class_names),
+                            head=tasks.of(config).head_activation)
   copy.set_weights(model.get_weights())
   return copy
 
@@ -171,12 +176,12 @@ def all_layers(model: keras.Model):
   return model._flatten_layers(include_self=False)  # pylint: disable=protected-access
 
 
-def label_masks(probabilities: tf.Tensor, size) -> tf.Tensor:
-  """[N, H, W] uint8 argmax labels at `size`: probabilities resized bilinearly, then the
-  argmax, so outlines are smooth at the picture's resolution (not blocks of the model's
-  pixels) and every label is one the model gave there."""
-  probabilities = tf.image.resize(probabilities, size)
-  return tf.cast(tf.argmax(probabilities, axis=-1, output_type=tf.int32), tf.uint8)
+def label_masks(probabilities: tf.Tensor, size, task: tasks.Task) -> tf.Tensor:
+  """[N, H, W] uint8 labels at `size` (the task's: argmax class ids, or [N, H, W, classes]
+  0/1 labels): probabilities resized bilinearly, then read, so outlines are smooth at the
+  picture's resolution (not blocks of the model's pixels) and every label is one the model
+  gave there."""
+  return task.predicted_labels(tf.image.resize(probabilities, size))
 
 
 def load(config, workdir: str) -> tuple[Predictor | Artifact, str]:
@@ -185,6 +190,13 @@ def load(config, workdir: str) -> tuple[Predictor | Artifact, str]:
   if config.predict.artifact:
     artifact = Artifact(config.predict.artifact)
     artifact.check_fits(config.data.class_names, tasks.of(config))
+    artifact.task = tasks.of(config).from_record(artifact.record)
     return artifact, artifact.file
   model, source = load_model(config, workdir)
-  return Predictor(model, config), source
+  return Predictor(model, config, settled_task(config, workdir)), source
+
+
+def settled_task(config, workdir: str) -> tasks.Task:
+  """The config's task predicting as the workdir's best evaluation chose (tuned thresholds)."""
+  task = tasks.of(config)
+  return task.predicting_as(checkpoints.read_best_results(workdir), config.data.class_names)

@@ -19,7 +19,6 @@ from inference import predictor as predictor_lib
 from interpretability import colormaps
 import tasks
 from training import atomic
-from training import metrics
 from training import workdir as workdir_lib
 
 
@@ -36,20 +35,19 @@ def test_metrics(predictor, builder, config) -> dict:
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
   compared with the original masks, as a user of the predicted masks would see them.
   """
-  class_names, task = config.data.class_names, tasks.of(config)
+  class_names, task = config.data.class_names, predictor.task
   lookup = sources.mask_lookup(config.data) if task.per_pixel else None
   confusions, counts, pictures, worst = {}, {}, [], []
   for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
     picture = decode.decode_picture(example['image'], config.data.bands).numpy()
     if task.per_pixel:
-      truth = decode.decode_mask(example[tasks.MASK_FEATURE], lookup).numpy()[..., 0]
+      truth = decode.mask_labels(example[tasks.MASK_FEATURE], lookup)
       predicted = predictor.masks([picture])[0]
     else:
       truth = example[config.data.label_feature].numpy()
-      predicted = metrics.predicted_classes(
-          predictor.picture_probabilities([picture])).numpy()[0]
+      predicted = task.predicted_labels(predictor.picture_probabilities([picture])).numpy()[0]
     group = _group(config.data, example)
-    confusion = metrics.label_confusion_matrix(  # IGNORE counts nowhere.
+    confusion = task.label_counts(  # IGNORE counts nowhere.
         truth, predicted, len(class_names)).numpy().astype(np.int64)
     confusions[group] = confusions.get(group, 0) + confusion
     counts[group] = counts.get(group, 0) + 1
@@ -77,11 +75,10 @@ def _picture_row(example, group: str, confusion: np.ndarray, class_names: tuple,
   name = example['file_name'].numpy().decode() if 'file_name' in example else ''
   row = {'picture': name, 'group': group, **_summary(confusion, class_names, task)}
   if task.per_pixel:
-    hits = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - hits
-    row.update({'pixels': int(confusion.sum()), 'correct': int(hits.sum())})
-    row.update({f'intersection/{c}': int(n) for c, n in zip(class_names, hits)})
-    row.update({f'union/{c}': int(n) for c, n in zip(class_names, union)})
+    sums = task.pixel_sums(confusion)
+    row.update({'pixels': int(sums['pixels']), 'correct': int(sums['correct'])})
+    row.update({f'intersection/{c}': int(n) for c, n in zip(class_names, sums['intersection'])})
+    row.update({f'union/{c}': int(n) for c, n in zip(class_names, sums['union'])})
   return row
 
 
@@ -126,7 +123,7 @@ def _group(data_config, example) -> str:
 
 
 def _summary(confusion: np.ndarray, class_names: tuple, task: tasks.Task) -> dict:
-  results = metrics.summarize(0.0, 1.0, confusion, class_names, per_pixel=task.per_pixel)
+  results = task.summarize(0.0, 1.0, confusion, class_names)
   del results['loss'], results['num_examples']
   return {k: round(float(v), 4) for k, v in results.items()}
 
@@ -141,11 +138,11 @@ def run(config, workdir: str) -> dict:
   results = {'model': source, 'test_split': sources.resolve_splits(config.data).test,
              'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip,
              'seconds': round(time.perf_counter() - start, 1),
-             **results}
+             **predictor.task.record(), **results}
   write_pictures_csv(os.path.join(workdir, PICTURES_CSV), results.pop('per_picture'))
   _write_worst(os.path.join(workdir, WORST_DIR), results.pop('worst'), config, workdir)
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
-  headline = tasks.of(config).headline
+  headline = predictor.task.headline
   logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '
                'first: %s', source, results['test_split'], results['num_pictures'], headline,
                results[headline],

@@ -55,12 +55,24 @@ def blend(image: np.ndarray, overlay: np.ndarray, alpha) -> np.ndarray:
 def mask_overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
                  colors: np.ndarray | None = None) -> np.ndarray:
   """The mask's class colours blended over the image, to see where each class lies; ignored
-  pixels show the picture alone."""
+  pixels show the picture alone. A multi-label mask (0/1 per class, [..., H, W, classes]) shows
+  the mean colour of a pixel's classes, and the picture alone where it has none."""
   mask = np.asarray(mask)
   if mask.shape[-1] == 1:
     mask = mask[..., 0]
+  if mask.ndim == np.ndim(image):
+    return blend(image, *_multilabel_colors(mask, colors, alpha))
   alpha = np.where(mask == IGNORE, 0.0, alpha)[..., None].astype(np.float32)
   return blend(image, colorize_mask(mask, colors), alpha)
+
+
+def _multilabel_colors(labels: np.ndarray, colors, alpha: float) -> tuple:
+  """(uint8 colours, float32 alpha [..., 1]) of 0/1 labels per class."""
+  colors = class_colors(labels.shape[-1]) if colors is None else np.asarray(colors)
+  on = (labels == 1).astype(np.float32)
+  count = on.sum(-1, keepdims=True)
+  mixed = (on @ colors[:labels.shape[-1]].astype(np.float32)) / np.maximum(count, 1.0)
+  return mixed.astype(np.uint8), np.where(count > 0, alpha, 0.0).astype(np.float32)
 
 
 def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -69,8 +81,12 @@ def error_map(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np
   fails, at a glance."""
   grey = np.asarray(image, np.float32).mean(axis=-1, keepdims=True) * 0.4
   out = np.repeat(grey, 3, axis=-1).astype(np.uint8)
-  out[(truth != predicted) & (truth != IGNORE)] = (255, 0, 0)
-  out[truth == IGNORE] = (128, 128, 128)
+  truth, predicted = np.asarray(truth), np.asarray(predicted)
+  wrong, ignored = (truth != predicted) & (truth != IGNORE), truth == IGNORE
+  if truth.ndim == out.ndim:  # Multi-label: wrong in any class, ignored in every one.
+    wrong, ignored = wrong.any(-1), ignored.all(-1)
+  out[wrong] = (255, 0, 0)
+  out[ignored] = (128, 128, 128)
   return out
 
 

@@ -15,7 +15,6 @@ from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
 import tasks
-from tasks import IGNORE
 
 
 @dataclasses.dataclass
@@ -50,7 +49,7 @@ def class_maps(model: keras.Model, images: np.ndarray, layer: str, class_names,
   parts = _chunks(len(images), batch_size)
   if task.per_pixel:
     heatmaps = gradcam.concatenate(
-        [gradcam.seg_gradcam(model, images[p], layer_name=layer) for p in parts])
+        [gradcam.seg_gradcam(model, images[p], layer_name=layer, task=task) for p in parts])
     return [ClassMaps(name, gradcam.Heatmaps(heatmaps.maps[:, c], heatmaps.peaks[:, c]),
                       np.full(len(images), c)) for c, name in enumerate(class_names)]
   if top_classes:
@@ -120,12 +119,12 @@ COUNTED = '__counted__'  # A regions entry: the pixels that count (not ignored).
 
 
 def mask_regions(mask: np.ndarray, explanation: Explanation, task: tasks.Task) -> dict:
-  """Ground truth per explained label from a label mask (H, W): a segmenter's class c is
-  scored against mask == c, over the pixels that are not ignored; a classifier's classes
-  against the pet (mask != background of a trimap), the object a cat-or-dog decision should
-  rest on."""
+  """Ground truth per explained label from a label mask (H, W; multi-label: H, W, classes): a
+  segmenter's class c is scored against where the mask holds c, over the pixels that count; a
+  classifier's classes against the pet (mask != background of a trimap), the object a
+  cat-or-dog decision should rest on."""
   mask = np.asarray(mask)
   if task.per_pixel:
-    return {COUNTED: mask != IGNORE,
-            **{m.label: mask == m.classes[0] for m in explanation.class_maps}}
+    return {COUNTED: task.counted(mask),
+            **{m.label: task.class_region(mask, m.classes[0]) for m in explanation.class_maps}}
   return {m.label: mask != TRIMAP_BACKGROUND for m in explanation.class_maps}

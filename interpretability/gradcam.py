@@ -145,11 +145,12 @@ def top_classes(model: keras.Model, images: np.ndarray, count: int) -> np.ndarra
 
 
 def seg_gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None = None,
-                classes=None, pixels='predicted') -> Heatmaps:
+                classes=None, pixels='predicted', task: tasks.Task = tasks.SEGMENTATION
+                ) -> Heatmaps:
   """Seg-Grad-CAM heatmaps (B, num_classes_explained, h, w) and their peaks (B, classes).
 
-  `pixels`: 'predicted' (the pixels predicted as the class), 'all', or a mask (B, H, W) of
-  0/1 selecting the pixels whose class logits are summed.
+  `pixels`: 'predicted' (the pixels `task` predicts as the class), 'all', or a mask (B, H, W)
+  of 0/1 selecting the pixels whose class logits are summed.
   """
   grad_model = _grad_model(model, layer_name or default_layer(model, tasks.SEGMENTATION))
   images = tf.convert_to_tensor(np.asarray(images, np.float32))
@@ -158,11 +159,11 @@ def seg_gradcam(model: keras.Model, images: np.ndarray, layer_name: str | None =
     logits = tf.cast(logits, tf.float32)  # (B, H, W, C)
     num_classes = logits.shape[-1]
     classes = list(range(num_classes)) if classes is None else list(classes)
-    predicted = tf.argmax(logits, axis=-1)
+    predicted = task.predicted_regions(logits)
     scores = []
     for c in classes:
       if isinstance(pixels, str) and pixels == 'predicted':
-        region = tf.cast(tf.equal(predicted, c), tf.float32)
+        region = predicted[..., c]
       elif isinstance(pixels, str) and pixels == 'all':
         region = tf.ones_like(logits[..., 0])
       else:

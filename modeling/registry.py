@@ -102,13 +102,18 @@ def _dtype_policy(policy: str):
 
 
 def build_model(model_config, image_size: int, num_classes: int,
-                dtype_policy: str = 'float32') -> keras.Model:
+                dtype_policy: str = 'float32', head: str | None = None) -> keras.Model:
   """Builds `model_config.name` (the architecture; `load_initial_weights` fills it); layers
-  compute in `dtype_policy`, outputs stay float32."""
+  compute in `dtype_policy`, outputs stay float32. `head`: the activation of its float32
+  `probabilities` layer when not the model's own (a sigmoid per class for multi-label masks)."""
   check_model(model_config, image_size)
   with _dtype_policy(dtype_policy):
-    return _MODELS[model_config.name](image_size=image_size, num_classes=num_classes,
-                                      model_config=model_config)
+    model = _MODELS[model_config.name](image_size=image_size, num_classes=num_classes,
+                                       model_config=model_config)
+  output = model.get_layer('probabilities')
+  if head is not None and head != output.get_config()['activation']:  # Called anew by every call of the model.
+    output.activation = keras.activations.get(head)
+  return model
 
 
 def check_initial_weights(model_config) -> None:

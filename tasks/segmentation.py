@@ -1,8 +1,9 @@
 """Semantic segmentation: a class id for every pixel."""
 
-from tasks.base import MASK_FEATURE, Task
+from tasks.base import MASK_FEATURE
+from tasks.exclusive import ExclusiveClasses
 
-SEGMENTATION = Task(
+SEGMENTATION = ExclusiveClasses(
     name='segmentation', per_pixel=True, label_feature=MASK_FEATURE, headline='mean_iou',
     best_metrics=('loss', 'mean_iou', 'mean_dice', 'mean_precision', 'mean_recall',
                   'pixel_accuracy'),

@@ -168,3 +168,54 @@ def with_orientation(jpeg: bytes, tag: int, byte_order: str = '>') -> bytes:
           + struct.pack(byte_order + 'I', 0))
   app1 = b'Exif\x00\x00' + tiff
   return jpeg[:2] + b'\xff\xe1' + struct.pack('>H', len(app1) + 2) + app1 + jpeg[2:]
+
+
+MULTILABEL_CLASSES = ('disc', 'stripe', 'square')
+
+
+def multilabel_scene(rng: np.random.Generator, height: int, width: int):
+  """(picture uint8 HxWx3, 0/1 labels uint8 HxWx3): a disc (red), a horizontal stripe (blue)
+  that crosses it more often than not, and a square (green) that the stripe may cross too;
+  where two overlap, the picture shows both tints."""
+  yy, xx = np.mgrid[0:height, 0:width]
+  labels = np.zeros((height, width, 3), np.uint8)
+  cy, cx, r = rng.uniform(0.3, 0.7) * height, rng.uniform(0.2, 0.45) * width, 0.2 * height
+  labels[..., 0] = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+  top = int(cy + rng.uniform(-0.3, 0.2) * height)
+  labels[max(top, 0):max(top + int(0.15 * height), 0), :, 1] = 1
+  sy, sx, side = int(rng.uniform(0.1, 0.6) * height), int(0.62 * width), int(0.25 * height)
+  labels[sy:sy + side, sx:sx + side, 2] = 1
+  picture = rng.normal(110, 15, (height, width, 3))
+  picture += labels @ np.array([[90.0, -30, -30], [-30, -30, 90], [-30, 90, -30]])
+  picture += rng.normal(0, 8, picture.shape)
+  return np.clip(picture, 0, 255).astype(np.uint8), labels
+
+
+def encode_labels(labels: np.ndarray, encoding: str) -> dict:
+  """{path below the masks folder, without extension: PNG bytes} of 0/1 `labels` written as
+  `encoding` writes them: bands (one channel a class, 0/255), bits (bit k for class k), or
+  folders (a 0/255 mask per class in its class's sub-folder)."""
+  if encoding == 'bands':
+    return {'': tf.io.encode_png(labels * 255).numpy()}
+  if encoding == 'bits':
+    bits = (labels.astype(np.uint8) << np.arange(labels.shape[-1], dtype=np.uint8)).sum(-1)
+    return {'': tf.io.encode_png(bits.astype(np.uint8)[..., None]).numpy()}
+  return {name: tf.io.encode_png(labels[..., k:k + 1] * 255).numpy()
+          for k, name in enumerate(MULTILABEL_CLASSES)}
+
+
+def write_multilabel_set(folder: str, encoding: str, count: int = 24, size: int = 48,
+                         seed: int = 0, splits=('train', 'test')) -> dict:
+  """Pictures in <folder>/<split>/images and their multi-label masks (`encode_labels`) in
+  <folder>/<split>/masks; returns {stem: labels} of every picture."""
+  rng = np.random.default_rng(seed)
+  truth = {}
+  for split in splits:
+    for index in range(count if split == 'train' else max(count // 3, 2)):
+      picture, labels = multilabel_scene(rng, size + int(rng.integers(0, 8)), size)
+      stem = f'{split}_{index:03d}'
+      _write(os.path.join(folder, split, 'images', stem + '.png'), tf.io.encode_png(picture))
+      for below, data in encode_labels(labels, encoding).items():
+        _write(os.path.join(folder, split, 'masks', below, stem + '.png'), data)
+      truth[stem] = labels
+  return truth

@@ -234,3 +234,24 @@ def test_mask_encoding_fields_beside_annotations_are_refused(tmp_path):
   with pytest.raises(ConfigError, match="data.label_map reads mask pictures; "
                                         "data.files.train_masks names annotations"):
     _config(images, path, data__label_map='0:0,255:1', data__class_names=('a', 'b'))
+
+
+def test_multilabel_annotations_set_each_shapes_own_class_where_shapes_overlap(tmp_path):
+  images = _pictures(str(tmp_path), ['p0', 'p1', 'p2'])
+  path = _coco(str(tmp_path), [
+      {'id': 1, 'image_id': 0, 'category_id': 3, 'segmentation': [_rectangle(2, 3, 10, 8)],
+       'iscrowd': 0},
+      {'id': 2, 'image_id': 0, 'category_id': 7, 'segmentation': [_rectangle(6, 3, 20, 8)],
+       'iscrowd': 0},
+      {'id': 3, 'image_id': 1, 'category_id': 7, 'segmentation': [_rectangle(0, 0, 5, 5)],
+       'iscrowd': 1},
+  ])
+  config = _config(images, path, task='multilabel')
+  assert tuple(config.data.class_names) == ('cat', 'dog')  # No background: labels alone.
+  masks, text = _drawn(config)
+  first = masks['p0']
+  assert first.shape == SIZE + (2,)
+  assert (first[..., 0] == 1).sum() == 4 * 5 and (first[..., 1] == 1).sum() == 14 * 5
+  assert (first[3:8, 6:10] == 1).all()  # Both classes where the shapes overlap.
+  assert (masks['p1'][..., 1][0:5, 0:5] == IGNORE).all() and (masks['p1'][..., 0] == 0).all()
+  assert 'pixels two classes share (multi-label): cat/dog' in text

@@ -12,6 +12,7 @@ import pytest
 
 from configs import seg
 from errors import ConfigError
+import tasks
 from tests.conftest import REPO, main_in_process, small_config
 from training import config_checks
 from training import settle
@@ -51,7 +52,7 @@ def test_every_committed_config_passes_its_checks(name, tmp_path):
   if config.data.source == 'files':
     for split in ('train', 'validation'):
       config.data.files[f'{split}_images'] = str(tmp_path)
-      if config.task == 'segmentation':
+      if tasks.TASKS[config.task].per_pixel:
         config.data.files[f'{split}_masks'] = str(tmp_path)
     config.data.class_names = config.data.class_names or ('cats', 'dogs')
   else:

@@ -9,8 +9,8 @@ from data import input_pipeline
 from data import sources
 from modeling import models
 from tests.conftest import model_config, small_config
-from training import losses
-from training import metrics
+from tasks import losses
+from tasks import metrics
 from training import runtime
 from training import optimizers
 from training import steps as steps_lib

@@ -20,8 +20,8 @@ from modeling import sliding
 from tasks import IGNORE, MASK_FEATURE
 from tests.conftest import small_config
 from training import config_checks
-from training import losses
-from training import metrics
+from tasks import losses
+from tasks import metrics
 
 BLOCK = 8  # The test pictures are blocks of BLOCK x BLOCK pixels, one class each.
 

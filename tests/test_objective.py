@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tasks
 from tests.conftest import small_config
-from training import losses
+from tasks import losses
 from training import optimizers
 
 
@@ -65,7 +65,7 @@ def test_dice_precision_and_recall_equal_their_hand_computation_and_ignore_paddi
   """Masks of 3 classes: truth (rows) against prediction (columns), with IGNORE pixels and a
   padded (weight 0) example that must count nowhere."""
   from tasks import IGNORE  # pylint: disable=import-outside-toplevel
-  from training import metrics  # pylint: disable=import-outside-toplevel
+  from tasks import metrics  # pylint: disable=import-outside-toplevel
   truth = np.array([[0, 0, 0, 1], [1, 1, 2, IGNORE]])
   predicted = np.array([[0, 0, 1, 1], [1, 2, 2, 0]])
   confusion = metrics.label_confusion_matrix(truth, predicted, 3).numpy()
@@ -195,7 +195,7 @@ def test_lovasz_is_the_jaccard_loss_on_hard_predictions_and_smaller_when_nearly_
 def test_loss_config_errors_name_the_fix():
   from errors import ConfigError  # pylint: disable=import-outside-toplevel
   config = small_config(train__loss='cross_entropy+lovasz', train__loss_weights=(1.0, 0.5))
-  spec = losses.loss_spec(config.train)
+  spec = losses.loss_spec(config.train, tasks.SEGMENTATION)
   assert spec.terms == (('cross_entropy', 1.0), ('lovasz', 0.5))
   for fields, phrase in [
       (dict(train__loss='cross_entropy+focall'), "'focall' is not a loss term; did you mean "
@@ -205,7 +205,7 @@ def test_loss_config_errors_name_the_fix():
       (dict(train__label_smoothing=1.0), 'train.label_smoothing=1.0 must be in [0, 1)')]:
     with np.testing.assert_raises_regex(ConfigError, phrase.replace('(', r'\(').replace(
         ')', r'\)').replace('[', r'\[').replace('+', r'\+')):
-      losses.loss_spec(small_config(**fields).train)
+      losses.loss_spec(small_config(**fields).train, tasks.SEGMENTATION)
   with np.testing.assert_raises_regex(ConfigError, 'dice is a per-pixel term; '
                                       'task=classification'):
     losses.loss_spec(small_config(train__loss='dice').train, tasks.CLASSIFICATION)

@@ -20,8 +20,8 @@ from errors import DataError
 import tasks
 from tests import own_data
 from tests.conftest import main_in_process, small_config
-from training import losses
-from training import metrics
+from tasks import losses
+from tasks import metrics
 
 ENCODINGS = {  # encoding -> config fields that read it
     'binary': dict(label_map='0:0,255:1', class_names=('background', 'object')),

@@ -186,7 +186,7 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
   logged (re-measured here on the eval split), whatever its loss was."""
   import keras  # pylint: disable=import-outside-toplevel
   from data import input_pipeline, sources  # pylint: disable=import-outside-toplevel
-  from training import metrics  # pylint: disable=import-outside-toplevel
+  from tasks import metrics  # pylint: disable=import-outside-toplevel
   # A learning rate high enough that loss and mean IoU disagree on the best epoch.
   config = small_config(data__source='folder', data__folder=synthetic_folder,
                         train__optimizer='adam', train__learning_rate=1e-2, train__epochs=6,

@@ -5,6 +5,7 @@ one class and one line in `periodic_actions`. The one evaluation path the loop, 
 and the sidecar share lives here too."""
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -18,7 +19,7 @@ from interpretability import pointing
 import tasks
 from training import atomic
 from training import checkpoints
-from training import metrics
+from tasks import metrics
 from training import summaries as summaries_lib
 
 
@@ -36,17 +37,18 @@ class Evaluator:
   def __call__(self, step: int) -> dict:
     start = time.perf_counter()
     loss_sum, count, confusion = self.steps.evaluate(self.eval_data)
-    results = metrics.summarize(loss_sum, count, confusion, self.class_names,
-                                self.task.per_pixel)
+    results = self.task.summarize(loss_sum, count, confusion, self.class_names)
     results['seconds'] = time.perf_counter() - start
     self.summaries.scalars('eval', step, results)
-    self.summaries.images('eval', step, 'confusion_matrix',
-                          colormaps.confusion_image(confusion, self.class_names)[None])
-    self.summaries.text('eval', step, 'confusion_table',
-                        confusion_table(confusion, self.class_names))
+    if np.ndim(confusion) == 2:  # Classes that exclude each other: one confusion matrix.
+      self.summaries.images('eval', step, 'confusion_matrix',
+                            colormaps.confusion_image(confusion, self.class_names)[None])
+      self.summaries.text('eval', step, 'confusion_table',
+                          confusion_table(confusion, self.class_names))
     if self.preview is not None and self.task.per_pixel:
       images = self.preview['viewable']
-      predicted = np.argmax(self.steps.model(self.preview['image'], training=False), axis=-1)
+      predicted = self.task.predicting_as(results, self.class_names).predicted_labels(
+          self.steps.model(self.preview['image'], training=False)).numpy()
       for name, masks in (('ground_truth', self.preview['label'].numpy()),
                           ('prediction', predicted)):
         self.summaries.images('eval', step, f'masks/{name}', colormaps.with_legend(
@@ -86,6 +88,8 @@ class BestModelExporter:
     self.state.evals_since_best.assign(0)
     if self.writes:
       atomic.save_model(self.model, self.path)
+      atomic.write_text(os.path.join(os.path.dirname(self.path), checkpoints.BEST_RESULTS),
+                        json.dumps({k: float(v) for k, v in results.items()}, indent=1))
       logging.info('New best validation %s %.4f: exported %s.', self.best_metric, value,
                    os.path.basename(self.path))
 
@@ -112,7 +116,8 @@ class Explainer:
                                       batch_size=self.batch_size, rgb_bands=self.rgb_bands)
     lifts = None
     if self.task.per_pixel:
-      regions = [explain_lib.mask_regions(mask[..., 0], explanation, self.task)
+      regions = [explain_lib.mask_regions(mask[..., 0] if mask.shape[-1] == 1 else mask,
+                                          explanation, self.task)
                  for mask in self.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
     summaries_lib.write_explanation(self.summaries, 'eval', step, self.preview['viewable'],

@@ -19,7 +19,7 @@ from modeling import sliding
 import tasks
 from training import checkpoints
 from training import config_checks
-from training import losses
+from tasks import losses
 from training import preemption
 from training import runtime
 from training import summaries as summaries_lib
@@ -83,7 +83,7 @@ def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:
   num_classes, train = len(config.data.class_names), config.train
   with run.strategy.scope():
     model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
-                               num_classes, run.precision)
+                               num_classes, run.precision, tasks.of(config).head_activation)
     if fresh:
       models.load_initial_weights(model, config.model)
       if config.data.bands:  # After model.weights: this data's statistics, not a source's.
@@ -95,7 +95,7 @@ def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:
   logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
   steps = steps_lib.Steps(  # Builds the optimizer's slots in the strategy's scope.
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
-      num_classes=num_classes,
+      num_classes=num_classes, task=tasks.of(config),
       jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
       loss=losses.loss_spec(train, tasks.of(config)),
       accumulation_steps=train.gradient_accumulation_steps,

@@ -16,6 +16,17 @@ from modeling import weights
 from training import atomic
 
 BEST_MODEL = weights.RUN_BEST_MODEL  # model.weights=<workdir> starts a new run from it.
+# Beside it: the evaluation that made it best (what predicting reads of it: tuned thresholds).
+BEST_RESULTS = 'best_model.json'
+
+
+def read_best_results(workdir: str) -> dict | None:
+  """The evaluation results written with the workdir's best model, or None."""
+  try:
+    with open(os.path.join(workdir, BEST_RESULTS)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 

@@ -10,7 +10,7 @@ from data import sources
 from errors import ConfigError
 from modeling import models
 import tasks
-from training import losses
+from tasks import losses
 from training import runtime
 from training import optimizers
 
@@ -225,9 +225,12 @@ def _check_own_data(config) -> None:
   num_classes = len(data.class_names)
   _require(len(set(data.class_names)) == num_classes,
            f'data.class_names={tuple(data.class_names)} names a class twice.')
-  _require(not task.per_pixel or num_classes <= masks.MAX_CLASSES,
-           f'data.class_names has {num_classes} classes; masks hold at most '
-           f'{masks.MAX_CLASSES} (255 marks ignored pixels).')
+  _require(not task.per_pixel or num_classes <= task.max_classes,
+           f'data.class_names has {num_classes} classes; task={task.name} masks hold at most '
+           f'{task.max_classes}' + (' (255 marks ignored pixels).' if task.max_classes ==
+                                    masks.MAX_CLASSES else '.'))
+  if task.classes_overlap:
+    _check_overlapping_classes(config)
   label_map = masks.parse_label_map(data.label_map, num_classes)
   if data.ignore_index is not None:
     _require(data.ignore_index >= 0, 'data.ignore_index must be a mask value (0 or more) or '
@@ -294,6 +297,27 @@ def _check_own_data(config) -> None:
   _require(bool(files.validation_images or data.validation_fraction or files.test_images),
            'data.source=files has nothing to evaluate on: set data.validation_fraction > 0, '
            'or data.files.validation_images / test_images.')
+
+
+def _check_overlapping_classes(config) -> None:
+  """task=multilabel: a files set of 0/1 labels per class (masks or annotations), read as they
+  are, and thresholds a probability can be compared with."""
+  data, num_classes = config.data, len(config.data.class_names)
+  _require(data.source == 'files', f'task={config.task} reads data.source=files (a mask file '
+           'of a band per class or of bits, a file per class in class sub-folders, or '
+           f'annotations), not data.source={data.source}.')
+  _require(not data.label_map and not data.mask_colors,
+           f'task={config.task} reads each band (or bit) of a mask as one class, in '
+           'data.class_names order: remove data.label_map and data.mask_colors.')
+  chosen = config.model.thresholds
+  if chosen == 'tune':
+    return
+  values = (chosen,) if isinstance(chosen, (int, float)) else chosen
+  _require(isinstance(values, (tuple, list)) and len(values) in (1, num_classes) and all(
+      isinstance(v, (int, float)) and 0 < v < 1 and abs(v * 100 - round(v * 100)) < 1e-6
+      for v in values),
+           f"model.thresholds={chosen!r}: use 'tune', or a probability in (0, 1) in steps of "
+           f'0.01 for every class, or one per class ({num_classes}).')
 
 
 # What changes a photo's colours only: a raster's bands are not red, green and blue.

@@ -176,8 +176,7 @@ class Controller:
 
   def _epoch_results(self, step: int, totals) -> dict:
     """The epoch's training metrics and pace, also written as `epoch/*` scalars."""
-    results = progress.epoch_results(*totals, self.trainer.class_names,
-                                     self.trainer.task.per_pixel)
+    results = progress.epoch_results(*totals, self.trainer.class_names, self.trainer.task)
     self.trainer.summaries.scalars('train', step, {f'epoch/{k}': v for k, v in results.items()})
     return results
 

@@ -8,7 +8,8 @@ import time
 import keras
 import numpy as np
 
-from training import metrics
+import tasks
+from tasks import metrics
 from training.steps import StepSums
 
 
@@ -83,9 +84,9 @@ def call_scalars(sums: StepSums, num_steps: int, seconds: float, examples_per_st
   return values
 
 
-def epoch_results(sums: StepSums, seconds: float, class_names: tuple, per_pixel: bool) -> dict:
+def epoch_results(sums: StepSums, seconds: float, class_names: tuple, task: tasks.Task) -> dict:
   """The epoch's training metrics and pace."""
-  results = metrics.summarize(sums.loss_sum, sums.count, sums.confusion, class_names, per_pixel)
+  results = task.summarize(sums.loss_sum, sums.count, sums.confusion, class_names)
   results['epoch_images_per_s'] = sums.count / seconds
   results['input_wait_fraction'] = min(float(sums.waited_s) / seconds, 1.0)
   return results

@@ -13,8 +13,8 @@ import keras
 import tensorflow as tf
 
 from modeling import sliding
-from training import losses
-from training import metrics
+import tasks
+from tasks import losses
 
 
 # The time (tf.timestamp seconds) a training batch left the input pipeline.
@@ -49,7 +49,7 @@ class StepSums(NamedTuple):
   """What one train_steps call returns, summed over its steps and reduced over replicas."""
   loss_sum: tf.Tensor
   count: tf.Tensor  # Examples.
-  confusion: tf.Tensor  # [classes, classes]
+  confusion: tf.Tensor  # The task's counts of labels against predictions (counts_shape).
   waited_s: tf.Tensor  # Seconds spent waiting for input.
   grad_norm_sum: tf.Tensor  # Global gradient norms before clipping (0 without clipping).
 
@@ -67,7 +67,8 @@ class Steps:
 
   def __init__(self, strategy: tf.distribute.Strategy, model: keras.Model,
                optimizer: keras.optimizers.Optimizer, *, global_batch_size: int,
-               num_classes: int, jit_compile: bool = False,
+               num_classes: int, task: tasks.Task = tasks.SEGMENTATION,
+               jit_compile: bool = False,
                loss: losses.LossSpec = losses.LossSpec(),
                accumulation_steps: int = 1, global_clipnorm: float = 0.0,
                ema_decay: float = 0.0, class_weights: tuple | None = None,
@@ -94,6 +95,7 @@ class Steps:
     self.optimizer = optimizer
     self.global_batch_size = global_batch_size
     self.num_classes = num_classes
+    self.task = task  # How labels are lost and counted.
     self.slide = slide  # Evaluation on whole pictures, window by window (None: one pass).
     if not optimizer.built:  # Slots must exist before the step function is traced.
       with strategy.scope():
@@ -142,13 +144,13 @@ class Steps:
     """(loss sum, example count, confusion matrix), with eval padding weighted out."""
     weights = batch.get('weight', tf.ones_like(per_example))
     return (tf.reduce_sum(per_example * weights), tf.reduce_sum(weights),
-            metrics.confusion_matrix(batch['label'], probabilities, self.num_classes, weights))
+            self.task.counts(batch['label'], probabilities, self.num_classes, weights))
 
   def _loss_and_gradients(self, batch):
     with tf.GradientTape() as tape:
       probabilities = self.model(model_pictures(batch), training=True)
-      per_example = losses.per_example_loss(batch['label'], probabilities, self.loss,
-                                             self.pixel_class_weights)
+      per_example = self.task.per_example_loss(batch['label'], probabilities, self.loss,
+                                               self.pixel_class_weights)
       weighted = per_example if self.class_weights is None else per_example * tf.gather(
           self.class_weights, tf.reshape(tf.cast(batch['label'], tf.int32), [-1]))
       # Divide by the GLOBAL batch: gradients are summed across replicas by the optimizer.
@@ -201,7 +203,7 @@ class Steps:
     return StepSums(*self._train_steps_fn(iterator, num_steps))
 
   def _train_steps(self, iterator, num_steps: tf.Tensor):
-    totals = [tf.zeros([]), tf.zeros([]), tf.zeros([self.num_classes, self.num_classes]),
+    totals = [tf.zeros([]), tf.zeros([]), tf.zeros(self.task.counts_shape(self.num_classes)),
               tf.zeros([])]
     waited = tf.zeros([], tf.float64)
     updates = tf.zeros([], tf.int64)
@@ -232,7 +234,7 @@ class Steps:
     probabilities = answer(model_pictures(batch)) if self.slide is None else sliding.slide(
         answer, model_pictures(batch), self.slide.window, self.slide.stride, self.num_classes,
         self.slide.windows_per_call)
-    return self._sums(batch, probabilities, losses.per_example_loss(
+    return self._sums(batch, probabilities, self.task.per_example_loss(
         batch['label'], probabilities, self.loss))
 
   def _eval_step(self, batch):

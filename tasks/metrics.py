@@ -1,5 +1,5 @@
 """Metrics from a confusion matrix (segmentation and classification): pure functions, summed
-across replicas first; the losses are in training/losses.py.
+across replicas first; the losses are in tasks/losses.py.
 
 Accumulating one confusion matrix and deriving IoU and accuracy at the end is what Keras
 MeanIoU does; keeping the sums explicit makes cross-replica and cross-worker reduction exact.
@@ -8,7 +8,7 @@ MeanIoU does; keeping the sums explicit makes cross-replica and cross-worker red
 import numpy as np
 import tensorflow as tf
 
-from tasks import IGNORE, as_two_classes
+from tasks.base import IGNORE, as_two_classes
 
 
 def predicted_classes(probabilities: tf.Tensor) -> tf.Tensor:

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from errors import ConfigError
-from tasks import IGNORE, SEGMENTATION, Task
+from tasks.base import IGNORE, Task
 
 PIXEL_TERMS = ('cross_entropy', 'focal')
 REGION_TERMS = ('dice', 'jaccard', 'tversky', 'lovasz')
@@ -35,7 +35,7 @@ class LossSpec(NamedTuple):
   label_smoothing: float = 0.0
 
 
-def loss_spec(train_config, task: Task = SEGMENTATION) -> LossSpec:
+def loss_spec(train_config, task: Task) -> LossSpec:
   """The parsed `train.loss` fields, or a ConfigError naming the field and its fix."""
   names = [name.strip() for name in train_config.loss.split('+')]
   for name in names:
@@ -89,7 +89,7 @@ def per_example_loss(labels: tf.Tensor, probabilities: tf.Tensor, spec: LossSpec
   pixel_terms = [(n, w) for n, w in spec.terms if n in PIXEL_TERMS]
   if pixel_terms:
     pixel_loss = sum(w * _pixel_loss(n, labels, probabilities, spec) for n, w in pixel_terms)
-    total += _mean_over_pixels(pixel_loss * tf.gather(weights, labels), valid,
+    total += mean_over_pixels(pixel_loss * tf.gather(weights, labels), valid,
                                spec.top_k_fraction)
   for name, weight in spec.terms:
     if name in REGION_TERMS:
@@ -110,7 +110,7 @@ def _pixel_loss(name: str, labels, probabilities, spec: LossSpec) -> tf.Tensor:
                                                label_smoothing=spec.label_smoothing)
 
 
-def _mean_over_pixels(pixel_loss: tf.Tensor, valid: tf.Tensor, top_k_fraction: float):
+def mean_over_pixels(pixel_loss: tf.Tensor, valid: tf.Tensor, top_k_fraction: float):
   """Per example, the mean over its valid pixels of `pixel_loss` (class-weighted), or over the
   ceil(fraction x valid) largest (OHEM, as Model Garden's top_k_percent_pixels, per picture)."""
   counted = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2])
@@ -128,7 +128,13 @@ def region_loss(name: str, labels, probabilities, valid, class_weights, spec: Lo
   """Per example, 1 - the class-weighted mean over classes of a soft overlap score, from the
   probabilities over the valid pixels (Lovasz: its own extension over the classes present)."""
   truth = tf.one_hot(labels, probabilities.shape[-1], dtype=tf.float32)
-  keep = tf.cast(valid, tf.float32)[..., None]
+  return region_term(name, truth, probabilities, tf.cast(valid, tf.float32)[..., None],
+                     class_weights, spec)
+
+
+def region_term(name: str, truth, probabilities, keep, class_weights, spec: LossSpec):
+  """`region_loss` of float32 `truth` [N, H, W, C] (one-hot, or 0/1 per class) where `keep`
+  (broadcast to it) is 1: one soft score per class, whether classes exclude each other or not."""
   truth, probabilities = truth * keep, probabilities * keep
   if name == 'lovasz':
     return lovasz_softmax(truth, probabilities, class_weights)
