@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from configs import own_multilabel
 from inference import predictor as predictor_lib
+import tasks
 from tests import own_data
 from training import loop
 from training import settle
@@ -37,36 +38,54 @@ FLAGS = flags.FLAGS
 NAMES = own_data.MULTILABEL_CLASSES
 
 
-def single_label_ids(labels: np.ndarray, encoding: str) -> np.ndarray:
-  """uint8 class ids of 0/1 labels [H, W, C]: `combinations`: the combination's index (bit k
-  for class k; 0 background); `priority`: 0 background, else 1 + the last class present."""
+def bits(labels: np.ndarray) -> np.ndarray:
+  """Each pixel's combination of classes as an integer: bit k for class k."""
+  return (labels.astype(np.int64) << np.arange(labels.shape[-1])).sum(-1)
+
+
+def combinations_of(truth: dict) -> list:
+  """The combinations of classes (as `bits`) that occur in the training pictures, in order:
+  the classes of the `combinations` encoding (one that never occurs could not be learnt)."""
+  return sorted(set().union(*(np.unique(bits(labels)).tolist() for stem, labels in truth.items()
+                              if stem.startswith('train'))))
+
+
+def single_label_ids(labels: np.ndarray, encoding: str, combinations: list) -> np.ndarray:
+  """uint8 class ids of 0/1 labels [H, W, C]: `combinations`: the index of the pixel's
+  combination (IGNORE for one never trained on); `priority`: 0 background, else 1 + the last
+  class present."""
   if encoding == 'combinations':
-    return (labels << np.arange(labels.shape[-1], dtype=np.uint8)).sum(-1).astype(np.uint8)
+    table = np.full(2 ** labels.shape[-1], tasks.IGNORE, np.uint8)
+    table[combinations] = np.arange(len(combinations))
+    return table[bits(labels)]
   last = np.where(labels.any(-1), labels.shape[-1] - np.argmax(labels[..., ::-1], -1), 0)
   return last.astype(np.uint8)
 
 
-def labels_of_ids(ids: np.ndarray, encoding: str, num_classes: int) -> np.ndarray:
+def labels_of_ids(ids: np.ndarray, encoding: str, combinations: list) -> np.ndarray:
   """The 0/1 labels [H, W, C] a single-label prediction stands for."""
   if encoding == 'combinations':
-    return ((ids[..., None] >> np.arange(num_classes)) & 1).astype(np.uint8)
-  return (ids[..., None] == np.arange(1, num_classes + 1)).astype(np.uint8)
+    codes = np.asarray(combinations)[ids]
+    return ((codes[..., None] >> np.arange(len(NAMES))) & 1).astype(np.uint8)
+  return (ids[..., None] == np.arange(1, len(NAMES) + 1)).astype(np.uint8)
 
 
-def encoding_names(encoding: str) -> tuple:
+def encoding_names(encoding: str, combinations: list) -> tuple:
   if encoding == 'priority':
     return ('background',) + NAMES
-  return tuple('+'.join(n for k, n in enumerate(NAMES) if index >> k & 1) or 'background'
-               for index in range(2 ** len(NAMES)))
+  return tuple('+'.join(n for k, n in enumerate(NAMES) if code >> k & 1) or 'background'
+               for code in combinations)
 
 
-def write_single_label_masks(folder: str, truth: dict, encoding: str) -> str:
+def write_single_label_masks(folder: str, truth: dict, encoding: str,
+                             combinations: list) -> str:
   """<folder>/<encoding>/<split>/masks/<stem>.png of every picture's class ids."""
   for stem, labels in truth.items():
     split = stem.split('_')[0]
     path = os.path.join(folder, encoding, split, 'masks', stem + '.png')
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tf.io.write_file(path, tf.io.encode_png(single_label_ids(labels, encoding)[..., None]))
+    tf.io.write_file(path, tf.io.encode_png(
+        single_label_ids(labels, encoding, combinations)[..., None]))
   return os.path.join(folder, encoding)
 
 
@@ -87,6 +106,7 @@ def config_for(folder: str, masks: str, task: str, class_names: tuple):
   config.summaries.explain_every_epochs = 0
   if task != 'multilabel':
     config.model.thresholds = 0.5
+    config.data.ignore_index = tasks.IGNORE
   return settle.settle_config(config)
 
 
@@ -113,18 +133,20 @@ def main(_):
                 f'{a}/{b}': round(float(np.mean([np.mean(truth[s][..., i] & truth[s][..., j])
                                                  for s in stems])), 4)
                 for (i, a), (j, b) in itertools.combinations(enumerate(NAMES), 2)}}
+  combinations = combinations_of(truth)
   for encoding in ('multilabel', 'combinations', 'priority'):
     if encoding == 'multilabel':
       config = config_for(folder, folder, 'multilabel', NAMES)
     else:
-      masks = write_single_label_masks(FLAGS.out, truth, encoding)
-      config = config_for(folder, masks, 'segmentation', encoding_names(encoding))
+      masks = write_single_label_masks(FLAGS.out, truth, encoding, combinations)
+      config = config_for(folder, masks, 'segmentation',
+                          encoding_names(encoding, combinations))
     workdir = os.path.join(FLAGS.out, 'runs', encoding)
     loop.train(config, workdir)
     predictor, _ = predictor_lib.load(config, workdir)
     masks = predictor.masks(pictures)
     if encoding != 'multilabel':
-      masks = [labels_of_ids(m, encoding, len(NAMES)) for m in masks]
+      masks = [labels_of_ids(m, encoding, combinations) for m in masks]
     report[encoding] = per_class_iou(masks, [truth[s] for s in stems])
     if encoding == 'multilabel':
       with open(os.path.join(workdir, 'best_model.json')) as f:

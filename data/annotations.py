@@ -234,17 +234,8 @@ def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
   under = np.full((height, width), -1, np.int16)  # The class of the shape drawn last there.
   overlap = np.zeros((len(class_names), len(class_names)), np.int64)
   notes, unknown = {}, set()
-  where = annotated.source
-  for shape in shapes:
-    if shape.kind == 'point':
-      notes.setdefault('points', []).append(f'{where} ({shape.label})')
-      continue
-    if shape.label not in ids:
-      unknown.add(shape.label)
-      continue
-    region = _region(shape, annotated.style, height, width, line_width, notes, where)
-    if region is None:
-      continue
+  for shape, region in _regions(annotated, shapes, ids, height, width, line_width, notes,
+                                unknown):
     label = IGNORE if shape.crowd and crowd == 'ignore' else ids[shape.label]
     classes[region] = label
     below = under[region]
@@ -261,7 +252,22 @@ def _draw_labels(annotated: Annotated, ids: dict, height: int, width: int, crowd
   """`draw` for classes that overlap: every shape on its own class's plane."""
   labels = np.zeros((height, width, len(ids)), np.uint8)
   notes, unknown = {}, set()
-  for shape in sorted(annotated.shapes, key=lambda s: s.z_order):
+  shapes = sorted(annotated.shapes, key=lambda s: s.z_order)
+  for shape, region in _regions(annotated, shapes, ids, height, width, line_width, notes,
+                                unknown):
+    plane = labels[..., ids[shape.label]]
+    plane[region] = IGNORE if shape.crowd and crowd == 'ignore' else np.maximum(
+        plane[region], 1)
+  on = (labels == 1).reshape(-1, len(ids)).astype(np.int64)
+  overlap = np.triu(on.T @ on, 1)
+  return Drawn(labels, overlap, notes, tuple(sorted(unknown)))
+
+
+def _regions(annotated: Annotated, shapes: list, ids: dict, height: int, width: int,
+             line_width: int, notes: dict, unknown: set):
+  """(shape, bool [H, W] region) of each shape that can be drawn, in `shapes`' order; points
+  and shapes that cannot be drawn go to `notes`, labels that are no class to `unknown`."""
+  for shape in shapes:
     if shape.kind == 'point':
       notes.setdefault('points', []).append(f'{annotated.source} ({shape.label})')
       continue
@@ -271,12 +277,7 @@ def _draw_labels(annotated: Annotated, ids: dict, height: int, width: int, crowd
     region = _region(shape, annotated.style, height, width, line_width, notes,
                      annotated.source)
     if region is not None:
-      plane = labels[..., ids[shape.label]]
-      plane[region] = IGNORE if shape.crowd and crowd == 'ignore' else np.maximum(
-          plane[region], 1)
-  on = (labels == 1).reshape(-1, len(ids)).astype(np.int64)
-  overlap = np.triu(on.T @ on, 1)
-  return Drawn(labels, overlap, notes, tuple(sorted(unknown)))
+      yield shape, region
 
 
 def _region(shape: Shape, style: str, height: int, width: int, line_width: int, notes: dict,

@@ -251,7 +251,8 @@ def test_multilabel_annotations_set_each_shapes_own_class_where_shapes_overlap(t
   masks, text = _drawn(config)
   first = masks['p0']
   assert first.shape == SIZE + (2,)
-  assert (first[..., 0] == 1).sum() == 4 * 5 and (first[..., 1] == 1).sum() == 14 * 5
-  assert (first[3:8, 6:10] == 1).all()  # Both classes where the shapes overlap.
+  assert (first[..., 0] == 1).sum() == 8 * 5 and (first[..., 1] == 1).sum() == 14 * 5
+  assert (first[3:8, 6:10] == 1).all()  # Both classes where the shapes overlap: nothing is
+  assert (first.sum(-1) == 2).sum() == 4 * 5  # drawn over.
   assert (masks['p1'][..., 1][0:5, 0:5] == IGNORE).all() and (masks['p1'][..., 0] == 0).all()
   assert 'pixels two classes share (multi-label): cat/dog' in text

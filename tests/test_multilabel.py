@@ -165,6 +165,18 @@ def test_a_multilabel_config_names_what_it_cannot_take(tmp_path):
     _config(str(tmp_path), data__class_names=tuple(f'c{k}' for k in range(16)))
 
 
+def _short_run(config: str, workdir: str, folder: str, widths: str, steps: int, batch: int
+               ) -> list:
+  """main.py's arguments for a run of `steps` steps of a small Xception U-Net on 32 px."""
+  return [f'--config=configs/{config}.py', f'--workdir={workdir}',
+          f'--config.data.files.train_images={folder}/train/images',
+          f'--config.data.files.train_masks={folder}/train/masks',
+          '--config.data.image_size=32', f'--config.model.widths={widths}',
+          f'--config.train.steps={steps}', f'--config.train.steps_per_epoch={steps // 2}',
+          '--config.train.warmup_steps=1', f'--config.train.global_batch_size={batch}',
+          f'--config.eval.global_batch_size={batch}']
+
+
 def test_every_mode_on_a_multilabel_model(tmp_path, capsys):
   """Trains with tuned thresholds, then predicts (a mask per class, aligned with the
   picture), scores (per class, thresholds recorded), exports (masks [N, H, W, classes]
@@ -172,18 +184,12 @@ def test_every_mode_on_a_multilabel_model(tmp_path, capsys):
   folder = str(tmp_path / 'set')
   truth = own_data.write_multilabel_set(folder, 'folders', count=16, size=32)
   workdir = str(tmp_path / 'run')
-  args = ['--config=configs/own_multilabel.py', f'--workdir={workdir}',
-          f'--config.data.files.train_images={folder}/train/images',
-          f'--config.data.files.train_masks={folder}/train/masks',
-          f'--config.data.files.test_images={folder}/test/images',
-          f'--config.data.files.test_masks={folder}/test/masks',
-          # widths (8, 16) make oneDNN abort in Grad-CAM's gradient (TF 2.21, this CPU).
-          '--config.data.image_size=32', '--config.model.widths=(16,32)',
-          '--config.train.steps=40', '--config.train.steps_per_epoch=20',
-          '--config.train.warmup_steps=2', '--config.train.global_batch_size=8',
-          '--config.eval.global_batch_size=8',
-          '--config.summaries.explain_every_epochs=2', '--config.export.check_pictures=4',
-          '--config.summaries.explain.num_filters=2']
+  # widths (8, 16) make oneDNN abort in Grad-CAM's gradient (TF 2.21, this CPU).
+  args = _short_run('own_multilabel', workdir, folder, '(16,32)', steps=40, batch=8) + [
+      f'--config.data.files.test_images={folder}/test/images',
+      f'--config.data.files.test_masks={folder}/test/masks',
+      '--config.summaries.explain_every_epochs=2', '--config.export.check_pictures=4',
+      '--config.summaries.explain.num_filters=2']
   assert main_in_process(capsys, *args)[0] == 0
   with open(os.path.join(workdir, 'best_model.json')) as f:
     best = json.load(f)
@@ -241,16 +247,10 @@ def test_a_fourth_task_trains_predicts_and_exports_without_a_product_edit(tmp_pa
   folder = str(tmp_path / 'set')
   own_data.write_set(folder, 'ids', count=12, size=32)
   workdir = str(tmp_path / 'run')
-  args = ['--config=configs/own_data.py', f'--workdir={workdir}', '--config.task=foreground',
-          "--config.data.class_names=('background','disc','square')",
-          f'--config.data.files.train_images={folder}/train/images',
-          f'--config.data.files.train_masks={folder}/train/masks',
-          '--config.data.image_size=32', '--config.model.widths=(8,16)',
-          '--config.train.steps=10', '--config.train.steps_per_epoch=10',
-          '--config.train.warmup_steps=1', '--config.train.global_batch_size=4',
-          '--config.eval.global_batch_size=4',
-          '--config.eval.best_metric=foreground_iou', '--config.summaries.explain_every_epochs=0',
-          '--config.export.check_pictures=2']
+  args = _short_run('own_data', workdir, folder, '(8,16)', steps=10, batch=4) + [
+      '--config.task=foreground', "--config.data.class_names=('background','disc','square')",
+      '--config.eval.best_metric=foreground_iou', '--config.summaries.explain_every_epochs=0',
+      '--config.export.check_pictures=2']
   assert main_in_process(capsys, *args)[0] == 0
   with open(os.path.join(workdir, 'best_model.json')) as f:
     assert 0.0 <= json.load(f)['foreground_iou'] <= 1.0
