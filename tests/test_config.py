@@ -161,3 +161,14 @@ def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off()
   config.model.sync_batch_norm = True
   with pytest.raises(ConfigError, match=r'model: .* in the workdir, .*sync_batch_norm.: True'):
     workdir_lib.check_same_run(config, json.dumps(saved), 'DIR')
+
+
+def test_a_run_resumes_and_is_evaluated_with_other_thresholds_but_not_another_model():
+  """model.thresholds changes how a trained model is read, not what it is."""
+  config = seg.get_config()
+  saved = json.dumps(json.loads(config.to_json_best_effort()))
+  config.model.thresholds = 'tune'
+  workdir_lib.check_same_run(config, saved, 'DIR')
+  config.model.widths = (8, 16)
+  with pytest.raises(ConfigError, match=r'model: .*widths'):
+    workdir_lib.check_same_run(config, saved, 'DIR')

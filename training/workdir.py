@@ -84,6 +84,9 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'train.balance_classes', 'train.schedule',
                 'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
+# Fields inside those sections that change only how a trained model is read: a run resumes,
+# and is evaluated, with them changed.
+NOT_RUN_IDENTITY = ('model.thresholds',)
 
 
 def _with_defaults(saved: dict, defaults: dict) -> dict:
@@ -108,6 +111,10 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
                       'delete it to resume with the config given now.') from None
   saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
   current = json.loads(config.to_json_best_effort())
+  for field in NOT_RUN_IDENTITY:
+    section, name = field.split('.')
+    for values in (saved, current):
+      values.get(section, {}).pop(name, None)
   differences = []
   for field in RUN_IDENTITY:
     old, new = config_checks.field_value(saved, field), config_checks.field_value(current, field)
