@@ -5,11 +5,13 @@ sources are prepared as training would prepare them, then counted.
 """
 
 import numpy as np
+import tensorflow as tf
 
 from data import data_report
 from data import files_source
 from data import masks
 from data import sources
+from sizes import describe, sides
 import tasks
 
 
@@ -46,15 +48,64 @@ def prepared_report(builder, data_config) -> data_report.DataReport:
   return report
 
 
+def squashed_ceiling(masks_at_size, size: tuple, task: tasks.Task, class_names: tuple) -> dict:
+  """What a perfect predictor trained on pictures squashed to `size` (height, width) can
+  score: every label mask (class ids [H, W], or 0/1 per class) taken down to `size` and back
+  by nearest neighbour, as the squashed recipe's masks are, and scored against itself at its
+  own size (IGNORE in the squashed mask reads as class 0: nothing predicts "ignored")."""
+  counts = np.zeros(task.counts_shape(len(class_names)))
+  for mask in masks_at_size:
+    planes = mask if mask.ndim == 3 else mask[..., None]
+    squashed = tf.image.resize(planes, size, method='nearest')
+    restored = tf.image.resize(squashed, planes.shape[:2], method='nearest').numpy()
+    restored = np.where(restored == tasks.IGNORE, 0, restored).reshape(mask.shape)
+    counts += task.label_counts(mask, restored, len(class_names)).numpy()
+  results = task.summarize(0.0, 1.0, counts, class_names)
+  return {'mean_iou': results['mean_iou'],
+          **{name: results[f'iou/{name}'] for name in class_names}}
+
+
+# A class whose ceiling is below this at data.image_size is named with the crop fields.
+CEILING_ADVICE_BELOW = 0.9
+
+
+def ceiling_lines(scanned: dict, data_config) -> list[str]:
+  """The squashed ceiling of each split with masks (data.resize='square'), and the fields
+  that lift it when a class loses much to the squashing."""
+  if not tasks.of_data(data_config).per_pixel or data_config.resize != 'square':
+    return []
+  size = sides(data_config.image_size)
+  task = tasks.of_data(data_config)
+  lines, low = [], set()
+  for split, items in scanned.items():
+    found = [item.mapped.classes for item in items if item.mapped is not None]
+    if not found:
+      continue
+    ceiling = squashed_ceiling(found, size, task, tuple(data_config.class_names))
+    low |= {name for name in data_config.class_names if ceiling[name] < CEILING_ADVICE_BELOW}
+    lines.append(f'ceiling {split}: a perfect model at data.image_size={describe(size)} scores '
+                 f'mean IoU {ceiling["mean_iou"]:.4f} at the pictures\' own size ('
+                 + ', '.join(f'{n} {ceiling[n]:.4f}' for n in data_config.class_names) + ')')
+  if low:
+    lines.append(f'NOTE: squashed to data.image_size={describe(size)}, even a perfect model '
+                 f'scores below {CEILING_ADVICE_BELOW} IoU on {", ".join(sorted(low))}: train '
+                 "on crops at the pictures' own resolution: data.resize='none' with "
+                 'data.crop_size (and predict.window); BUILD.md "Large pictures".')
+  return lines
+
+
 def run(config, workdir: str) -> int:
-  """Prints the table; returns the exit status: 2 when there is a problem, else 0."""
+  """Prints the table (for a files source also the squashed ceiling); returns the exit
+  status: 2 when there is a problem, else 0."""
   data_config = config.data
+  ceiling = []
   if data_config.source == 'files':
-    _, report = files_source.check(data_config)
+    scanned, report = files_source.check(data_config)
+    ceiling = ceiling_lines(scanned, data_config)
   else:
     report = prepared_report(sources.prepared_builder(data_config, workdir), data_config)
   print(f'data.source={data_config.source}: {len(report.class_names)} classes '
         f'({", ".join(report.class_names)})')
-  print(report.format(data_config.files.mask_suffix))
+  print('\n'.join([report.format(data_config.files.mask_suffix)] + ceiling))
   return 2 if report.has_problems() else 0
 

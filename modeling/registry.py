@@ -83,7 +83,7 @@ def check_model(model_config, image_size: int, field: str = 'data.image_size') -
       square = isinstance(image_size, int)
       raise ConfigError(f'model.name={name} takes {field} that is a multiple of {multiple} '
                         f'(its total stride): {describe(image_size)} is not; use '
-                        f'{lower or multiple} or {lower + multiple}'
+                        + (f'{lower} or {lower + multiple}' if lower else f'{multiple}')
                         + ('.' if square else f' for its side {side}.'))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data import check_data
 from data import crops
 from data import resize as resize_lib
 from errors import ConfigError
@@ -17,11 +18,13 @@ from inference import loading
 from inference.artifacts import Artifact
 from inference.predictor import Predictor
 from modeling import sliding
+import tasks
 from tasks import IGNORE, MASK_FEATURE
-from tests.conftest import small_config
-from training import config_checks
 from tasks import losses
 from tasks import metrics
+from tests import own_data
+from tests.conftest import main_in_process, small_config
+from training import config_checks
 
 BLOCK = 8  # The test pictures are blocks of BLOCK x BLOCK pixels, one class each.
 
@@ -261,3 +264,45 @@ def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_
         tf.constant(picture[None], tf.float32)).numpy()
     np.testing.assert_allclose(Artifact(folder).outputs(picture[None])['probabilities'],
                                expected, atol=2e-4, err_msg=fmt)
+
+
+def _nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Nearest-neighbour resize by hand: output pixel i reads input floor((i + 0.5) * in / out)."""
+  rows = np.floor((np.arange(height) + 0.5) * mask.shape[0] / height).astype(int)
+  cols = np.floor((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int)
+  return mask[rows][:, cols]
+
+
+def test_check_data_names_the_ceiling_of_squashed_masks_and_the_fields_that_lift_it(
+    tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  masks = []
+  for _ in range(3):  # Thin structures: 1-2 px lines, as membranes between cells.
+    mask = np.zeros((60, 80), np.uint8)
+    mask[:, rng.integers(0, 80, 4)] = 1
+    mask[rng.integers(0, 60, 2), :] = 1
+    mask[0, 0] = IGNORE
+    masks.append(mask)
+  ceiling = check_data.squashed_ceiling(masks, (16, 20), tasks.SEGMENTATION, ('cell', 'line'))
+  hits, unions = np.zeros(2), np.zeros(2)
+  for mask in masks:
+    restored = _nearest(_nearest(mask, 16, 20), 60, 80)
+    restored[restored == IGNORE] = 0
+    counted = mask != IGNORE
+    for c in range(2):
+      hits[c] += np.sum((mask == c) & (restored == c) & counted)
+      unions[c] += np.sum(((mask == c) | (restored == c)) & counted)
+  assert ceiling['cell'] == pytest.approx(hits[0] / unions[0])
+  assert ceiling['line'] == pytest.approx(hits[1] / unions[1])
+  assert ceiling['mean_iou'] == pytest.approx((hits / unions).mean()) and ceiling['line'] < 0.6
+  folder = str(tmp_path)
+  own_data.write_set(folder, 'binary', count=6, size=48)
+  status = main_in_process(
+      capsys, '--config=configs/own_binary.py', f'--workdir={tmp_path}/run',
+      '--mode=check_data', '--config.data.image_size=16',
+      f'--config.data.files.train_images={folder}/train/images',
+      f'--config.data.files.train_masks={folder}/train/masks',
+      "--config.data.label_map=0:0,255:1")[0]
+  printed = capsys.readouterr().out
+  assert status == 0 and 'ceiling train: a perfect model at data.image_size=16' in printed
+  assert "data.resize='none' with data.crop_size" in printed
