@@ -261,6 +261,9 @@ def _predict() -> ml_collections.ConfigDict:
   predict.stride = ()  # slide: (down, across); empty: two thirds of the window.
   predict.windows_per_call = 8  # slide: windows the model answers at once.
   predict.flip = False  # Also average over mirrored pictures.
+  # Also write <name>_uncertainty.png beside each mask: the answer's entropy over the largest
+  # it can be, per pixel (jet: blue certain, red as unsure as can be).
+  predict.uncertainty = False
   # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
   # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
   predict.artifact = ''

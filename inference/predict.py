@@ -34,6 +34,8 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   batch_size, task = config.eval.global_batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
+    if config.predict.uncertainty:
+      logging.info('%s is read a strip at a time: its uncertainty is not drawn.', path)
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
     written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path)
   named_whole = [item for item in named if item not in large]
@@ -46,10 +48,15 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
-    for (path, name), picture, mask in zip(chunk, pictures, predictor.masks(pictures)):
+    answers = (predictor.masks_and_uncertainty(pictures) if config.predict.uncertainty
+               else [(mask, None) for mask in predictor.masks(pictures)])
+    for (path, name), picture, (mask, unsure) in zip(chunk, pictures, answers):
       if bands is not None:  # Nothing measured, nothing predicted.
         mask[~rasters.valid_pixels(picture, bands.nodata)] = tasks.IGNORE
       written += _write_mask(out_dir, name, mask, config, picture, mask, colors, path)
+      if unsure is not None:
+        loading.write_png(os.path.join(out_dir, name) + '_uncertainty.png',
+                          colormaps.jet(unsure))
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))

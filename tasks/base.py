@@ -94,6 +94,11 @@ class Task:
     del results, class_names
     return self
 
+  def uncertainty(self, probabilities) -> tf.Tensor:
+    """float32 [...] in [0, 1] of probabilities [..., classes]: how unsure the answer is, 0
+    certain, 1 as unsure as can be (the entropy over the largest it can be)."""
+    raise NotImplementedError
+
   def predicted_regions(self, logits) -> tf.Tensor:
     """float32 0/1 [N, H, W, classes]: where each class is predicted, from the logits (what
     Seg-Grad-CAM sums a class's scores over)."""

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tasks import losses
 from tasks import metrics
-from tasks.base import Task
+from tasks.base import Task, as_two_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +32,13 @@ class ExclusiveClasses(Task):
 
   def per_example_loss(self, labels, probabilities, spec, class_weights=None) -> tf.Tensor:
     return losses.per_example_loss(labels, probabilities, spec, class_weights)
+
+  def uncertainty(self, probabilities) -> tf.Tensor:
+    """The entropy of the class probabilities over log(classes) (a sigmoid unit: two)."""
+    probabilities = tf.cast(as_two_classes(probabilities), tf.float32)
+    entropy = -tf.reduce_sum(tf.math.multiply_no_nan(tf.math.log(probabilities), probabilities),
+                             axis=-1)
+    return entropy / tf.math.log(float(probabilities.shape[-1]))
 
   def predicted_regions(self, logits) -> tf.Tensor:
     return tf.one_hot(tf.argmax(logits, axis=-1), logits.shape[-1], dtype=tf.float32)

@@ -184,6 +184,13 @@ class Multilabel(Task):
                                              tf.cast(valid, tf.float32), weights, spec)
     return total
 
+  def uncertainty(self, probabilities) -> tf.Tensor:
+    """The mean over classes of each label's binary entropy over log 2."""
+    p = tf.clip_by_value(tf.cast(probabilities, tf.float32), 0.0, 1.0)
+    entropy = -(tf.math.multiply_no_nan(tf.math.log(p), p)
+                + tf.math.multiply_no_nan(tf.math.log(1.0 - p), 1.0 - p))
+    return tf.reduce_mean(entropy, axis=-1) / tf.math.log(2.0)
+
   def predicted_regions(self, logits) -> tf.Tensor:
     return tf.cast(self.predicted_labels(tf.sigmoid(tf.cast(logits, tf.float32))), tf.float32)
 

@@ -123,6 +123,16 @@ def test_tuned_thresholds_are_each_classes_best_iou_and_say_the_untuned_mean():
   np.testing.assert_array_equal(chosen.predicted_labels(probabilities).numpy(), truth)
 
 
+def test_uncertainty_is_0_when_sure_and_1_when_as_unsure_as_can_be():
+  sure, unsure = np.array([[0.0, 1.0, 0.0]]), np.full([1, 3], 1 / 3)
+  np.testing.assert_allclose(tasks.SEGMENTATION.uncertainty(sure), [0.0], atol=1e-6)
+  np.testing.assert_allclose(tasks.SEGMENTATION.uncertainty(unsure), [1.0], atol=1e-6)
+  np.testing.assert_allclose(tasks.SEGMENTATION.uncertainty(np.array([[0.5]])), [1.0], atol=1e-6)
+  np.testing.assert_allclose(tasks.MULTILABEL.uncertainty(np.array([[0.0, 1.0], [0.5, 0.5]])),
+                             [0.0, 1.0], atol=1e-6)
+  assert 0 < float(tasks.MULTILABEL.uncertainty(np.array([[0.9, 0.2]]))[0]) < 1
+
+
 def test_binary_losses_per_class_ignore_the_ignored_labels_and_weigh_classes():
   rng = np.random.default_rng(2)
   labels = rng.integers(0, 2, (2, 6, 6, 3)).astype(np.uint8)
@@ -195,9 +205,12 @@ def test_every_mode_on_a_multilabel_model(tmp_path, capsys):
     best = json.load(f)
   thresholds = [best[f'threshold/{name}'] for name in NAMES]
   assert best['mean_iou'] >= best['mean_iou_at_0.5']
-  assert main_in_process(capsys, *args, '--mode=predict',
+  assert main_in_process(capsys, *args, '--mode=predict', '--config.predict.uncertainty=True',
                          f'--images={folder}/test/images')[0] == 0
   stem = sorted(n for n in truth if n.startswith('test'))[0]
+  unsure = tf.io.decode_png(tf.io.read_file(os.path.join(
+      workdir, 'predict', f'{stem}_uncertainty.png'))).numpy()
+  assert unsure.shape == truth[stem].shape[:2] + (3,)
   for index, name in enumerate(NAMES):
     mask = tf.io.decode_png(tf.io.read_file(os.path.join(
         workdir, 'predict', f'{stem}_mask_{name}.png'))).numpy()[..., 0]
@@ -254,8 +267,11 @@ def test_a_fourth_task_trains_predicts_and_exports_without_a_product_edit(tmp_pa
   assert main_in_process(capsys, *args)[0] == 0
   with open(os.path.join(workdir, 'best_model.json')) as f:
     assert 0.0 <= json.load(f)['foreground_iou'] <= 1.0
-  assert main_in_process(capsys, *args, '--mode=predict', f'--images={folder}/test/images')[0] == 0
-  assert any(name.endswith('_mask.png') for name in os.listdir(os.path.join(workdir, 'predict')))
+  assert main_in_process(capsys, *args, '--mode=predict', '--config.predict.uncertainty=True',
+                         f'--images={folder}/test/images')[0] == 0
+  written = os.listdir(os.path.join(workdir, 'predict'))
+  assert any(name.endswith('_mask.png') for name in written)
+  assert any(name.endswith('_uncertainty.png') for name in written)
   assert main_in_process(capsys, *args, '--mode=export')[0] == 0
   with open(os.path.join(workdir, 'export', 'saved_model', 'export.json')) as f:
     assert json.load(f)['check']['metric'] == 'foreground_iou'
