@@ -39,6 +39,13 @@ def _data() -> ml_collections.ConfigDict:
   # whole pictures (predict.window, predict.stride) (BUILD.md "Large pictures").
   data.resize = 'square'
   data.crop_size = (512, 512)  # data.resize=none: (height, width) of every training crop.
+  # data.resize=none: where training crops lie. uniform: anywhere in the picture;
+  # class_balanced: data.crop_centred_fraction of the crops centred on a pixel of a class drawn
+  # with probability (its share of the training pixels)^data.crop_temperature (0: every class
+  # alike, 1: as its pixels occur), the rest uniform; a rare class is then seen in many crops.
+  data.crop_sampling = 'uniform'
+  data.crop_temperature = 0.5
+  data.crop_centred_fraction = 1.0
   # The label a model learns: the task's own for segmentation (segmentation_mask, also when
   # empty); classification names an integer feature: species (cat/dog) or label (breed).
   data.label_feature = 'segmentation_mask'

@@ -60,6 +60,7 @@ def model_input_size(data_config) -> tuple[int, int]:
 
 # Data fields that act after the cache: a change to them reuses the cached examples.
 AFTER_CACHE_FIELDS = ('augment', 'autotune_ram_budget_gb', 'cache', 'cache_budget_gb',
+                      'crop_centred_fraction', 'crop_sampling', 'crop_temperature',
                       'deterministic', 'service_address', 'service_mode', 'shuffle_buffer')
 
 

@@ -95,6 +95,43 @@ def test_a_crop_at_scale_one_is_the_pictures_own_pixels():
   np.testing.assert_array_equal(out['label'].numpy()[..., 0], mask[y:y + h, x:x + w])
 
 
+def _rare_class_example(height: int = 96, width: int = 160) -> tuple:
+  """(an example whose class 2 is one 3 x 3 spot, 0.06 % of the pixels; class 1 a band)."""
+  mask = np.zeros((height, width), np.uint8)
+  mask[:, 100:130] = 1
+  mask[70:73, 20:23] = 2
+  picture = (np.eye(3)[mask] * 200).astype(np.uint8)
+  return {'image': tf.io.encode_png(picture), MASK_FEATURE: tf.io.encode_png(mask[..., None])}, mask
+
+
+def test_class_balanced_crops_find_a_rare_class_and_keep_picture_and_mask_aligned():
+  example, mask = _rare_class_example()
+  chances = crops.class_probabilities(np.bincount(mask.ravel(), minlength=3), 0.0)
+  assert chances == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+  assert crops.class_probabilities((90, 10, 0), 1.0) == pytest.approx((0.9, 0.1, 0.0))
+  uniform, balanced = crops.CropSpec((32, 32)), crops.CropSpec((32, 32), class_probabilities=chances)
+  seen = {}
+  for name, spec in (('uniform', uniform), ('balanced', balanced)):
+    seen[name] = 0
+    for draw in range(60):
+      seed = tf.constant([draw, 3], tf.int64)
+      out = crops.random_crop(example, seed, spec)
+      label, image = out['label'].numpy()[..., 0], out['image'].numpy()
+      seen[name] += int((label == 2).any())
+      np.testing.assert_array_equal(image.argmax(-1), label)  # Each pixel its class's colour.
+      again = crops.random_crop(example, seed, spec)['label'].numpy()  # Seeded: a resumed run
+      np.testing.assert_array_equal(again[..., 0], label)  # draws the same crop.
+  assert seen['balanced'] >= 15 and seen['uniform'] <= 10, seen
+  half = crops.CropSpec((32, 32), class_probabilities=(0.0, 0.0, 1.0), centred_fraction=0.5)
+  centred = sum(int((crops.random_crop(example, tf.constant([d, 9], tf.int64), half)['label']
+                     .numpy() == 2).any()) for d in range(40))
+  assert 10 <= centred <= 32  # About half centred on the spot, the rest uniform.
+  with pytest.raises(ConfigError, match="class_balanced places crops .* needs data.resize='none'"):
+    small_config(data__crop_sampling='class_balanced')
+  with pytest.raises(ConfigError, match='data.crop_centred_fraction=1.5 is a share'):
+    small_config(data__resize='none', data__crop_size=(32, 32), data__crop_centred_fraction=1.5)
+
+
 def test_padding_counts_in_no_loss_term_and_no_metric():
   """A picture smaller than its crop: every loss term and the confusion matrix are the same
   on the padded crop, whatever the model answers on the padding, as on the picture alone."""

@@ -8,6 +8,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from data import crops
 from data import input_pipeline
 from data import masks
 from data import rasters
@@ -187,11 +188,26 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
   return run
 
 
+def _class_balanced(pipeline: input_pipeline.Pipeline, data_config, builder,
+                    train_split: str) -> input_pipeline.Pipeline:
+  """The pipeline with class-balanced crops: each class's chance to centre a crop on, from the
+  training split's class pixels (counted once, when the set was prepared or here)."""
+  counts = sources.class_pixel_counts(builder, data_config, train_split)[:-1]
+  chances = crops.class_probabilities(counts, data_config.crop_temperature)
+  logging.info('Class-balanced crops (data.crop_temperature=%s, %.0f%% centred): %s.',
+               data_config.crop_temperature, 100 * data_config.crop_centred_fraction,
+               ', '.join(f'{name} {p:.3f}' for name, p in zip(data_config.class_names, chances)))
+  return pipeline._replace(crop=pipeline.crop._replace(
+      class_probabilities=chances, centred_fraction=data_config.crop_centred_fraction))
+
+
 def _data(config, scratch: str) -> Data:
   """The prepared source, its split sizes and the run's length in steps."""
   builder = sources.prepared_builder(config.data, scratch)
   pipeline = input_pipeline.pipeline(config.data)
   train_split, eval_split, _ = pipeline.splits
+  if config.data.crop_sampling == 'class_balanced':
+    pipeline = _class_balanced(pipeline, config.data, builder, train_split)
   num_train = sources.num_examples(builder, train_split)
   num_eval = sources.num_examples(builder, eval_split)
   logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',

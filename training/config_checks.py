@@ -171,6 +171,16 @@ def _check_sizes(config) -> None:
            f'data.augment.scale_range={(low, high)} scales pictures before their crop: it needs '
            "data.resize='none' (crops at the pictures' own resolution); squashed pictures are "
            'cropped with data.augment.min_crop_fraction.')
+  _choice(data.crop_sampling, 'data.crop_sampling', ('uniform', 'class_balanced'))
+  _require(on_crops or data.crop_sampling == 'uniform', "data.crop_sampling=class_balanced "
+           "places crops at the pictures' own resolution: it needs data.resize='none'.")
+  _require(isinstance(data.crop_temperature, (int, float)) and data.crop_temperature >= 0,
+           f'data.crop_temperature={data.crop_temperature!r} must be 0 or more (0: every class '
+           'alike, 1: as its pixels occur).')
+  _require(isinstance(data.crop_centred_fraction, (int, float))
+           and 0 <= data.crop_centred_fraction <= 1,
+           f'data.crop_centred_fraction={data.crop_centred_fraction!r} is a share of the '
+           'crops: in [0, 1].')
   if on_crops:
     _require(per_pixel, "data.resize='none' trains segmentation on crops; a classifier "
              "sees whole pictures: use data.resize='square'.")
