@@ -32,7 +32,7 @@ flags.DEFINE_integer('test', 8, 'Test pictures.')
 flags.DEFINE_integer('side', 256, 'Pictures are side x side.')
 flags.DEFINE_integer('crop', 64, 'Training crops are crop x crop.')
 flags.DEFINE_integer('steps', 300, 'Optimizer steps of each run.')
-flags.DEFINE_float('temperature', 0.5, 'data.crop_temperature of the class-balanced run.')
+flags.DEFINE_float('temperature', 0.0, 'data.crop_temperature of the class-balanced run.')
 flags.DEFINE_integer('seed', 0, 'Random seed of the set.')
 FLAGS = flags.FLAGS
 CLASSES = ('ground', 'band', 'spot')

@@ -44,7 +44,7 @@ def _data() -> ml_collections.ConfigDict:
   # with probability (its share of the training pixels)^data.crop_temperature (0: every class
   # alike, 1: as its pixels occur), the rest uniform; a rare class is then seen in many crops.
   data.crop_sampling = 'uniform'
-  data.crop_temperature = 0.5
+  data.crop_temperature = 0.0
   data.crop_centred_fraction = 1.0
   # The label a model learns: the task's own for segmentation (segmentation_mask, also when
   # empty); classification names an integer feature: species (cat/dog) or label (breed).
