@@ -1,9 +1,11 @@
 """The multi-label task against the best single-label encodings of the same overlapping set.
 
-    python -m benchmarks.multilabel_vs_single --out=/tmp/overlap --steps=300
+    python -m benchmarks.multilabel_vs_single --out=/tmp/overlap --steps=300 [--stains=6]
 
-writes a set whose classes overlap (tests/own_data.py's discs, stripes and squares: a stripe
-crosses a disc in most pictures), trains the configs/own_multilabel.py recipe (sigmoid per
+writes a set whose classes overlap: tests/own_data.py's discs, stripes and squares (a stripe
+crosses a disc in most pictures), or with --stains=K a microscopy-like set of K-band pictures
+in which every class is cells in its own stain (band), each class in a picture with chance
+0.6 and cells of several stains overlapping at random (a cell in two stains); trains the configs/own_multilabel.py recipe (sigmoid per
 class, thresholds tuned on validation) and, with the same recipe and steps, two single-label
 encodings of the same masks: `combinations` (every combination of classes its own class, the
 lossless one) and `priority` (where classes overlap, the later one wins, as a z-ordered
@@ -23,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from configs import own_multilabel
+from data import files_pairing
 from inference import predictor as predictor_lib
 import tasks
 from tests import own_data
@@ -34,8 +37,44 @@ flags.DEFINE_integer('train', 48, 'Training pictures (a sixth held out for valid
 flags.DEFINE_integer('size', 64, 'Picture side (and the model input).')
 flags.DEFINE_integer('steps', 300, 'Optimizer steps of every run.')
 flags.DEFINE_integer('seed', 0, 'Random seed of the set.')
+flags.DEFINE_integer('stains', 0, '0: the discs, stripes and squares; K: K stains (classes).')
 FLAGS = flags.FLAGS
 NAMES = own_data.MULTILABEL_CLASSES
+
+
+def stained_cells(rng: np.random.Generator, size: int, stains: int) -> tuple:
+  """(float32 picture [size, size, stains], 0/1 labels [size, size, stains]): each stain's
+  cells (1-2 discs) present with chance 0.6, glowing in its own band over a noisy background
+  with a little of the other bands' light (cross-talk)."""
+  yy, xx = np.mgrid[0:size, 0:size]
+  labels = np.zeros((size, size, stains), np.uint8)
+  for k in range(stains):
+    if rng.uniform() < 0.6:
+      for _ in range(int(rng.integers(1, 3))):
+        cy, cx = rng.uniform(0.15, 0.85, 2) * size
+        radius = rng.uniform(0.1, 0.2) * size
+        labels[..., k] |= ((yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2).astype(np.uint8)
+  mixing = np.eye(stains) * 100 + 8
+  picture = labels @ mixing + rng.normal(40, 12, (size, size, stains))
+  return picture.astype(np.float32), labels
+
+
+def write_stained_set(folder: str, count: int, size: int, stains: int, seed: int) -> dict:
+  """Pictures as .npy in <folder>/<split>/images, masks as bitmask PNGs (bit k: stain k) in
+  <folder>/<split>/masks; returns {stem: labels}."""
+  rng = np.random.default_rng(seed)
+  truth = {}
+  for split in ('train', 'test'):
+    for index in range(count if split == 'train' else max(count // 3, 2)):
+      picture, labels = stained_cells(rng, size, stains)
+      stem = f'{split}_{index:03d}'
+      for kind in ('images', 'masks'):
+        os.makedirs(os.path.join(folder, split, kind), exist_ok=True)
+      np.save(os.path.join(folder, split, 'images', stem + '.npy'), picture)
+      tf.io.write_file(os.path.join(folder, split, 'masks', stem + '.png'),
+                       tf.io.encode_png(bits(labels).astype(np.uint16)[..., None]))
+      truth[stem] = labels
+  return truth
 
 
 def bits(labels: np.ndarray) -> np.ndarray:
@@ -44,10 +83,13 @@ def bits(labels: np.ndarray) -> np.ndarray:
 
 
 def combinations_of(truth: dict) -> list:
-  """The combinations of classes (as `bits`) that occur in the training pictures, in order:
-  the classes of the `combinations` encoding (one that never occurs could not be learnt)."""
+  """The combinations of classes (as `bits`) that occur in the pictures trained on (not held
+  out for validation), in order: the classes of the `combinations` encoding (one that never
+  occurs could not be learnt)."""
+  held_out = own_multilabel.get_config().data.validation_fraction
   return sorted(set().union(*(np.unique(bits(labels)).tolist() for stem, labels in truth.items()
-                              if stem.startswith('train'))))
+                              if stem.startswith('train')
+                              and not files_pairing.is_held_out(stem, held_out))))
 
 
 def single_label_ids(labels: np.ndarray, encoding: str, combinations: list) -> np.ndarray:
@@ -91,6 +133,9 @@ def write_single_label_masks(folder: str, truth: dict, encoding: str,
 
 def config_for(folder: str, masks: str, task: str, class_names: tuple):
   config = own_multilabel.get_config()
+  if FLAGS.stains:
+    config.data.bands = FLAGS.stains
+    config.data.augment.color_jitter = 0.0
   config.task = task
   config.data.class_names = class_names
   config.data.image_size = FLAGS.size
@@ -120,20 +165,32 @@ def per_class_iou(predicted: list, truth: list) -> dict:
 
 
 def main(_):
+  global NAMES  # pylint: disable=global-statement
   folder = os.path.join(FLAGS.out, 'set')
-  truth = own_data.write_multilabel_set(folder, 'bands', count=FLAGS.train, size=FLAGS.size,
-                                        seed=FLAGS.seed)
+  if FLAGS.stains:
+    NAMES = tuple(f'stain{k}' for k in range(FLAGS.stains))
+    truth = write_stained_set(folder, FLAGS.train, FLAGS.size, FLAGS.stains, FLAGS.seed)
+    pictures = [np.load(os.path.join(folder, 'test', 'images', s + '.npy'))
+                for s in sorted(s for s in truth if s.startswith('test'))]
+  else:
+    truth = own_data.write_multilabel_set(folder, 'bands', count=FLAGS.train, size=FLAGS.size,
+                                          seed=FLAGS.seed)
+    pictures = [tf.io.decode_png(tf.io.read_file(os.path.join(folder, 'test', 'images',
+                                                              s + '.png'))).numpy()
+                for s in sorted(s for s in truth if s.startswith('test'))]
   stems = sorted(s for s in truth if s.startswith('test'))
-  pictures = [tf.io.decode_png(tf.io.read_file(os.path.join(folder, 'test', 'images',
-                                                            s + '.png'))).numpy()
-              for s in stems]
+  combinations = combinations_of(truth)
+  unseen = {int(code) for s in stems for code in np.unique(bits(truth[s]))} - set(combinations)
   report = {'train_pictures': FLAGS.train, 'test_pictures': len(stems), 'size': FLAGS.size,
-            'steps': FLAGS.steps,
+            'steps': FLAGS.steps, 'classes': len(NAMES),
+            'combinations_in_train': len(combinations),
+            'test_share_of_combinations_unseen_in_train': round(float(np.mean(
+                [np.isin(bits(truth[s]), list(unseen)).mean() for s in stems])), 4),
             'overlap_share': {
                 f'{a}/{b}': round(float(np.mean([np.mean(truth[s][..., i] & truth[s][..., j])
                                                  for s in stems])), 4)
-                for (i, a), (j, b) in itertools.combinations(enumerate(NAMES), 2)}}
-  combinations = combinations_of(truth)
+                for (i, a), (j, b) in itertools.combinations(enumerate(NAMES), 2)
+                if FLAGS.stains == 0}}
   for encoding in ('multilabel', 'combinations', 'priority'):
     if encoding == 'multilabel':
       config = config_for(folder, folder, 'multilabel', NAMES)
