@@ -126,8 +126,10 @@ def _strip_mask(path: str, bands: rasters.BandSpec, predictor) -> tuple:
   raster slid over a strip at a time: memory follows a strip and the mask, not the bands."""
   source = _open_rows(path, bands)
   try:
-    mask = np.zeros((source.height, source.width), np.uint8)
-    missing = np.zeros(mask.shape, bool)
+    channels = predictor.task.mask_channels(predictor.num_classes)
+    mask = np.zeros((source.height, source.width) + ((channels,) if channels > 1 else ()),
+                    np.uint8)
+    missing = np.zeros(mask.shape[:2], bool)
 
     def read_rows(top: int, bottom: int) -> np.ndarray:
       pixels = source.rows(top, bottom)

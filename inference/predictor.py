@@ -71,17 +71,21 @@ class Predictor:
   @property
   def reads_in_strips(self) -> bool:
     """Whether `strip_labels` can answer: sliding at the picture's own scale."""
-    return (self.per_pixel and not self.task.classes_overlap and self.slides
-            and self.scales == (1.0,))
+    return self.per_pixel and self.slides and self.scales == (1.0,)
 
   def strip_labels(self, rows, height: int, windows_down: int = 8):
-    """(top, uint8 labels [rows, width]) of a picture `height` rows high, read `rows(top,
-    bottom)` (whole rows across) a strip of `windows_down` window rows at a time, top to
-    bottom: memory follows the strip, not the picture, and the labels are those `masks` gives
-    the whole picture (the same windows, their sums carried across strips)."""
+    """(top, uint8 labels [rows, width] (multi-label: [rows, width, classes])) of a picture
+    `height` rows high, read `rows(top, bottom)` (whole rows across) a strip of `windows_down`
+    window rows at a time, top to bottom: memory follows the strip, not the picture, and the
+    labels are those `masks` gives the whole picture (the same windows, their sums carried
+    across strips, then averaged over the windows and views that cover each row)."""
     window_h = self.window[0]
     corners = sliding.window_corners(tf.constant(max(height, window_h)), window_h,
                                      self.stride[0]).numpy().tolist()
+    coverage = np.zeros(max(height, window_h), np.float32)  # Windows over each row.
+    for corner in corners:
+      coverage[corner:corner + window_h] += 1
+    coverage *= 2 if self.flip else 1
     carried = None  # Summed answers of rows that the next strip's windows reach too.
     for first in range(0, len(corners), windows_down):
       top = corners[first]
@@ -91,7 +95,8 @@ class Predictor:
       if carried is not None:
         sums[:len(carried)] += carried
       done = len(sums) if last else corners[first + windows_down] - top
-      yield top, np.argmax(sums[:done], axis=-1).astype(np.uint8)
+      average = sums[:done] / coverage[top:top + done, None, None]
+      yield top, self.task.predicted_labels(average).numpy()
       carried = sums[done:]
 
   def _strip_sums(self, pixels: np.ndarray) -> np.ndarray:
