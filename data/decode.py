@@ -51,8 +51,13 @@ def decode_mask(encoded: tf.Tensor, lookup: np.ndarray | None = None) -> tf.Tens
 
 
 def mask_labels(encoded: tf.Tensor, lookup=None) -> np.ndarray:
-  """`decode_mask` as numpy labels: [H, W] class ids, or [H, W, classes] 0/1 labels."""
-  mask = decode_mask(encoded, lookup).numpy()
+  """`decode_mask` as numpy labels (`label_array`)."""
+  return label_array(decode_mask(encoded, lookup).numpy())
+
+
+def label_array(mask: np.ndarray) -> np.ndarray:
+  """A decoded mask's labels: [H, W] class ids of a one-channel mask, or [H, W, classes] 0/1
+  labels as they are."""
   return mask[..., 0] if mask.shape[-1] == 1 else mask
 
 

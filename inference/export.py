@@ -22,7 +22,6 @@ from inference import artifacts
 from inference import export_check
 from inference import loading
 from inference.predictor import Predictor, all_layers, label_masks, settled_task
-import tasks
 from training import atomic
 from training import workdir as workdir_lib
 
@@ -82,12 +81,12 @@ def pictures_type(config, workdir: str) -> str:
   return chosen if chosen in RASTER_INPUT_TYPES else 'float32'
 
 
-def serving_function(predictor: Predictor, task: tasks.Task, bands: int = 0,
-                     dtype: str = 'uint8'):
+def serving_function(predictor: Predictor, bands: int = 0, dtype: str = 'uint8'):
   """`pictures_spec` pictures of any size -> class-id masks [N, H, W] (multi-label: 0/1
   [N, H, W, classes] at the task's thresholds) and the averaged probabilities at the model's
   side, or the picture's when it slides (classification: [N, classes]), as predict makes
-  them: the task's outputs."""
+  them: the outputs of the predictor's task."""
+  task = predictor.task
   @tf.function(input_signature=[pictures_spec(bands, dtype)])
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
@@ -195,7 +194,7 @@ def write(config, predictor: Predictor, out_dir: str, calibration, dtype: str = 
           ) -> str:
   """The artefact of export.format in `out_dir`, taking `dtype` pictures: the SavedModel
   itself, or its conversion."""
-  serve = serving_function(predictor, predictor.task, config.data.bands, dtype)
+  serve = serving_function(predictor, config.data.bands, dtype)
   kind, quantize = config.export.format, config.export.quantize
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)

@@ -58,23 +58,27 @@ def threshold_bins(thresholds, num_classes: int) -> np.ndarray:
   return np.rint(values * BINS).astype(np.int64)
 
 
+def _at_every_edge(counts: np.ndarray) -> tuple:
+  """(true positive, false positive, false negative, true negative) per class [C, BINS + 1]
+  at every threshold bin edge k (predicted 1 from bin k on): the counts summed from the top."""
+  counts = np.asarray(counts, np.float64)
+  from_top = np.concatenate([np.cumsum(counts[..., ::-1], -1)[..., ::-1],
+                             np.zeros(counts.shape[:2] + (1,))], -1)  # [C, 2, BINS + 1]
+  tp, fp = from_top[:, 1], from_top[:, 0]
+  return tp, fp, from_top[:, 1, :1] - tp, from_top[:, 0, :1] - fp
+
+
 def binary_counts(counts: np.ndarray, bins: np.ndarray) -> tuple:
   """(true positive, false positive, false negative, true negative) per class at `bins`."""
-  counts = np.asarray(counts, np.float64)
-  above = np.arange(BINS)[None] >= np.asarray(bins)[:, None]  # [C, BINS]: predicted 1.
-  negative, positive = counts[:, 0], counts[:, 1]
-  return ((positive * above).sum(1), (negative * above).sum(1),
-          (positive * ~above).sum(1), (negative * ~above).sum(1))
+  rows = np.arange(len(counts))
+  return tuple(values[rows, np.asarray(bins)] for values in _at_every_edge(counts))
 
 
 def best_bins(counts: np.ndarray) -> np.ndarray:
   """Each class's threshold bin (1..BINS-1) of the highest IoU on `counts` (ties: nearest 0.5)."""
+  tp, fp, fn, _ = (values[:, 1:BINS] for values in _at_every_edge(counts))
+  ious = np.divide(tp, tp + fp + fn, out=np.zeros_like(tp), where=tp + fp + fn > 0)
   candidates = np.arange(1, BINS)
-  ious = []
-  for edge in candidates:
-    tp, fp, fn, _ = binary_counts(counts, np.full(len(counts), edge))
-    ious.append(np.divide(tp, tp + fp + fn, out=np.zeros_like(tp), where=tp + fp + fn > 0))
-  ious = np.stack(ious, 1)  # [C, candidates]
   closeness = -np.abs(candidates - BINS // 2)[None] * 1e-12
   return candidates[np.argmax(ious + closeness, axis=1)]
 

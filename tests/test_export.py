@@ -213,7 +213,7 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
   config.data.image_size = size
   config.task = task.name
   predictor = Predictor(model, config)
-  serve = export.serving_function(predictor, task)
+  serve = export.serving_function(predictor)
   picture = np.random.default_rng(1).integers(0, 256, (45, 60, 3), dtype=np.uint8)
   expected = serve(tf.constant(picture[None]))['probabilities'].numpy()
   for fmt in ('onnx', 'litert'):

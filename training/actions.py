@@ -13,6 +13,7 @@ import time
 from absl import logging
 import numpy as np
 
+from data import decode
 from interpretability import colormaps
 from interpretability import explanation as explain_lib
 from interpretability import pointing
@@ -116,8 +117,7 @@ class Explainer:
                                       batch_size=self.batch_size, rgb_bands=self.rgb_bands)
     lifts = None
     if self.task.per_pixel:
-      regions = [explain_lib.mask_regions(mask[..., 0] if mask.shape[-1] == 1 else mask,
-                                          explanation, self.task)
+      regions = [explain_lib.mask_regions(decode.label_array(mask), explanation, self.task)
                  for mask in self.preview['label'].numpy()]
       lifts = pointing.summarize(explain_lib.score(explanation, regions))
     summaries_lib.write_explanation(self.summaries, 'eval', step, self.preview['viewable'],
