@@ -115,7 +115,7 @@ def _annotations() -> ml_collections.ConfigDict:
   annotations = ml_collections.ConfigDict()
   annotations.crowd = 'ignore'  # COCO iscrowd / CVAT occluded shapes: 'ignore' or 'class'.
   annotations.class_priority = ()  # Class names, lowest first: overlaps go to the later one.
-  annotations.line_width = 3  # Pixels: LabelMe lines and linestrips, CVAT polylines.
+  annotations.line_width = 10  # Pixels: LabelMe lines (labelme's own width), CVAT polylines.
   return annotations
 
 

@@ -14,6 +14,8 @@ Pure functions on files and arrays; problems (what stops preparation) and notes 
 reports) are collected, not raised, except a file that does not parse.
 """
 
+import base64
+import io
 import json
 import os
 from typing import NamedTuple
@@ -26,12 +28,16 @@ from tasks import IGNORE
 
 FILE_SUFFIXES = ('.json', '.xml')  # A split's annotations in one file: COCO, CVAT.
 LABELME_SUFFIX = '.json'  # A folder of LabelMe files, one a picture.
+# labelme2voc's labels that name no class, and what their regions are: the ignore label, and
+# the background (labelme2coco also writes it as category 0).
+TOOL_LABELS = {'__ignore__': IGNORE, '_background_': 0}
 
 
 class Shape(NamedTuple):
   label: str
-  kind: str  # polygon, rectangle, circle, line, rle (COCO), mask (CVAT), point.
-  points: tuple  # ((x, y), ...); COCO RLE: its dict; CVAT mask: (left, top, width, height, rle).
+  kind: str  # polygon, rectangle, circle, line, rle (COCO), mask (CVAT), bitmap (LabelMe), point.
+  points: tuple  # ((x, y), ...); COCO RLE: its dict; CVAT mask: (left, top, width, height, rle);
+  # LabelMe mask: (left, top, base64 PNG).
   z_order: int = 0
   crowd: bool = False  # COCO iscrowd, CVAT occluded.
 
@@ -113,7 +119,12 @@ def read_coco(path: str) -> AnnotationSet:
                           crowd=crowd) for polygon in segmentation or [])
   pictures = {key: Annotated(path, 'coco', height, width, tuple(shapes))
               for key, height, width, shapes in images.values()}
-  return AnnotationSet(pictures, tuple(names.values()), problems)
+  return AnnotationSet(pictures, _classes(names.values()), problems)
+
+
+def _classes(labels) -> tuple:
+  """A file's labels that are classes, in its order."""
+  return tuple(label for label in labels if label not in TOOL_LABELS)
 
 
 def _points(text: str) -> tuple:
@@ -133,7 +144,7 @@ def read_cvat(path: str) -> AnnotationSet:
     raise DataError(f'{path} is not a CVAT for images 1.1 file (its root is <{root.tag}>, '
                     'not <annotations>).')
   meta = root.find('meta')
-  labels = tuple(dict.fromkeys(label.findtext('name') for label in (
+  labels = _classes(dict.fromkeys(label.findtext('name') for label in (
       meta.iter('label') if meta is not None else ())))
   problems, pictures, seen = {}, {}, set()
   for image in root.iter('image'):
@@ -162,15 +173,20 @@ def read_cvat(path: str) -> AnnotationSet:
 
 
 def read_labelme(path: str) -> Annotated:
-  """One LabelMe file: polygon, rectangle, circle, line, linestrip, point (skipped)."""
+  """One LabelMe file: polygon, rectangle, circle, line, linestrip, mask (a PNG over its box, as
+  labelme's AI tools write), point (skipped)."""
   data = _load_json(path)
   if not isinstance(data, dict) or 'shapes' not in data:
     raise DataError(f'{path} is not a LabelMe file: it has no "shapes".')
   shapes = []
   for shape in data['shapes']:
     kind = shape.get('shape_type') or 'polygon'  # Older files leave it out.
-    shapes.append(Shape(shape['label'], 'line' if kind == 'linestrip' else kind,
-                        tuple(tuple(p) for p in shape['points'])))
+    points = tuple(tuple(p) for p in shape['points'])
+    if kind == 'mask':
+      (left, top), _ = np.asarray(points).astype(int)
+      shapes.append(Shape(shape['label'], 'bitmap', (left, top, shape.get('mask') or '')))
+      continue
+    shapes.append(Shape(shape['label'], 'line' if kind == 'linestrip' else kind, points))
   return Annotated(path, 'labelme', data.get('imageHeight'), data.get('imageWidth'),
                    tuple(shapes))
 
@@ -188,7 +204,7 @@ def read_split(masks: str) -> AnnotationSet:
         file = os.path.join(folder, name)
         pictures[picture_key(os.path.relpath(file, masks))] = read_labelme(file)
   labels = sorted({shape.label for item in pictures.values() for shape in item.shapes})
-  return AnnotationSet(pictures, tuple(labels), {})
+  return AnnotationSet(pictures, _classes(labels), {})
 
 
 def is_labelme_folder(folder: str | None) -> bool:
@@ -219,7 +235,7 @@ class Drawn(NamedTuple):
 
 
 def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
-         crowd: str = 'ignore', class_priority: tuple = (), line_width: int = 3,
+         crowd: str = 'ignore', class_priority: tuple = (), line_width: int = 10,
          overlapping: bool = False) -> Drawn:
   """The class ids of one picture's shapes at its own size (`height`, `width`); `overlapping`
   (multi-label): 0/1 labels [H, W, classes], each shape setting its own class's (a crowd
@@ -236,8 +252,10 @@ def draw(annotated: Annotated, class_names: tuple, height: int, width: int,
   notes, unknown = {}, set()
   for shape, region in _regions(annotated, shapes, ids, height, width, line_width, notes,
                                 unknown):
-    label = IGNORE if shape.crowd and crowd == 'ignore' else ids[shape.label]
-    classes[region] = label
+    if shape.label in TOOL_LABELS:
+      classes[region], under[region] = TOOL_LABELS[shape.label], -1
+      continue
+    classes[region] = IGNORE if shape.crowd and crowd == 'ignore' else ids[shape.label]
     below = under[region]
     below = below[(below >= 0) & (below != ids[shape.label])]
     for other, count in zip(*np.unique(below, return_counts=True)):
@@ -255,6 +273,9 @@ def _draw_labels(annotated: Annotated, ids: dict, height: int, width: int, crowd
   shapes = sorted(annotated.shapes, key=lambda s: s.z_order)
   for shape, region in _regions(annotated, shapes, ids, height, width, line_width, notes,
                                 unknown):
+    if shape.label in TOOL_LABELS:
+      labels[region] = TOOL_LABELS[shape.label]
+      continue
     plane = labels[..., ids[shape.label]]
     plane[region] = IGNORE if shape.crowd and crowd == 'ignore' else np.maximum(
         plane[region], 1)
@@ -271,7 +292,7 @@ def _regions(annotated: Annotated, shapes: list, ids: dict, height: int, width: 
     if shape.kind == 'point':
       notes.setdefault('points', []).append(f'{annotated.source} ({shape.label})')
       continue
-    if shape.label not in ids:
+    if shape.label not in ids and shape.label not in TOOL_LABELS:
       unknown.add(shape.label)
       continue
     region = _region(shape, annotated.style, height, width, line_width, notes,
@@ -287,6 +308,8 @@ def _region(shape: Shape, style: str, height: int, width: int, line_width: int, 
     return _coco_rle(shape.points, height, width)
   if shape.kind == 'mask':
     return _cvat_mask(*shape.points, height, width)
+  if shape.kind == 'bitmap':
+    return _labelme_mask(*shape.points, height, width)
   points = np.asarray(shape.points, np.float64).reshape(-1, 2)
   if shape.kind == 'polygon' and len(points) < 3:
     notes.setdefault('few_points', []).append(f'{where} ({shape.label}, {len(points)} points)')
@@ -324,16 +347,27 @@ def _cvat_mask(left: int, top: int, box_width: int, box_height: int, rle: str, h
   values = np.repeat(np.arange(len(runs)) % 2 == 1, runs)
   box = np.zeros(box_width * box_height, bool)
   box[:min(len(values), box.size)] = values[:box.size]
-  out = np.zeros((height, width), bool)
-  piece = box.reshape(box_height, box_width)[:max(0, height - top), :max(0, width - left)]
-  out[top:top + piece.shape[0], left:left + piece.shape[1]] = piece
-  return out
+  return _placed(box.reshape(box_height, box_width), height, width, top, left)
 
 
-def _placed(region: np.ndarray, height: int, width: int) -> np.ndarray:
+def _labelme_mask(left: int, top: int, png: str, height: int, width: int) -> np.ndarray:
+  """LabelMe's mask shape: a base64 PNG whose nonzero pixels are the shape, its top-left
+  corner at (left, top)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  with Image.open(io.BytesIO(base64.b64decode(png))) as picture:
+    region = np.asarray(picture) != 0
+  if region.ndim == 3:
+    region = region.any(axis=-1)
+  return _placed(region, height, width, top, left)
+
+
+def _placed(region: np.ndarray, height: int, width: int, top: int = 0,
+            left: int = 0) -> np.ndarray:
+  """`region` on a [height, width] canvas with its top-left corner at (left, top)."""
   out = np.zeros((height, width), bool)
-  rows, cols = min(height, region.shape[0]), min(width, region.shape[1])
-  out[:rows, :cols] = region[:rows, :cols]
+  rows = max(0, min(height - top, region.shape[0]))
+  cols = max(0, min(width - left, region.shape[1]))
+  out[top:top + rows, left:left + cols] = region[:rows, :cols]
   return out
 
 

@@ -52,17 +52,23 @@ def squashed_ceiling(masks_at_size, size: tuple, task: tasks.Task, class_names: 
   """What a perfect predictor trained on pictures squashed to `size` (height, width) can
   score: every label mask (class ids [H, W], or 0/1 per class) taken down to `size` and back
   by nearest neighbour, as the squashed recipe's masks are, and scored against itself at its
-  own size (IGNORE in the squashed mask reads as class 0: nothing predicts "ignored")."""
+  own size (IGNORE in the squashed mask reads as class 0: nothing predicts "ignored"). Classes
+  the masks do not hold are left out."""
   counts = np.zeros(task.counts_shape(len(class_names)))
+  held = np.zeros_like(counts)  # The masks against themselves: IoU 1 where a class is held.
   for mask in masks_at_size:
     planes = mask if mask.ndim == 3 else mask[..., None]
     squashed = tf.image.resize(planes, size, method='nearest')
     restored = tf.image.resize(squashed, planes.shape[:2], method='nearest').numpy()
     restored = np.where(restored == tasks.IGNORE, 0, restored).reshape(mask.shape)
     counts += task.label_counts(mask, restored, len(class_names)).numpy()
+    held += task.label_counts(mask, np.where(mask == tasks.IGNORE, 0, mask),
+                              len(class_names)).numpy()
   results = task.summarize(0.0, 1.0, counts, class_names)
+  present = task.summarize(0.0, 1.0, held, class_names)
   return {'mean_iou': results['mean_iou'],
-          **{name: results[f'iou/{name}'] for name in class_names}}
+          **{name: results[f'iou/{name}'] for name in class_names
+             if present[f'iou/{name}'] > 0}}
 
 
 # A class whose ceiling is below this at data.image_size is named with the crop fields.
@@ -82,10 +88,11 @@ def ceiling_lines(scanned: dict, data_config) -> list[str]:
     if not found:
       continue
     ceiling = squashed_ceiling(found, size, task, tuple(data_config.class_names))
-    low |= {name for name in data_config.class_names if ceiling[name] < CEILING_ADVICE_BELOW}
+    held = [name for name in data_config.class_names if name in ceiling]
+    low |= {name for name in held if ceiling[name] < CEILING_ADVICE_BELOW}
     lines.append(f'ceiling {split}: a perfect model at data.image_size={describe(size)} scores '
                  f'mean IoU {ceiling["mean_iou"]:.4f} at the pictures\' own size ('
-                 + ', '.join(f'{n} {ceiling[n]:.4f}' for n in data_config.class_names) + ')')
+                 + ', '.join(f'{n} {ceiling[n]:.4f}' for n in held) + ')')
   if low:
     lines.append(f'NOTE: squashed to data.image_size={describe(size)}, even a perfect model '
                  f'scores below {CEILING_ADVICE_BELOW} IoU on {", ".join(sorted(low))}: train '

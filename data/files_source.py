@@ -118,7 +118,7 @@ class Drawing(NamedTuple):
   class_names: tuple
   crowd: str = 'ignore'
   class_priority: tuple = ()
-  line_width: int = 3
+  line_width: int = 10
   overlapping: bool = False
 
 

@@ -2,6 +2,7 @@
 test writes its own files; the drawn masks are checked against each tool's own pixel
 convention, and check_data's problems and notes against the faults planted."""
 
+import base64
 import json
 import os
 
@@ -17,6 +18,7 @@ from tasks import IGNORE
 from tests.conftest import small_config
 
 SIZE = (40, 50)  # height, width of every picture.
+PATCH = np.array([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1]], np.uint8)  # A LabelMe mask shape.
 
 
 def _pictures(folder: str, names: list) -> str:
@@ -112,6 +114,12 @@ def test_labelme_shapes_are_drawn_as_labelme_draws_them(tmp_path):
       {'label': 'tree', 'shape_type': 'circle', 'points': [[20, 30], [23, 30]]},
       {'label': 'road', 'shape_type': 'linestrip', 'points': [[0, 38], [49, 38]]},
       {'label': 'tree', 'shape_type': 'point', 'points': [[5, 5]]},
+      # labelme2voc's own labels: a region no loss sees, and background over the tree.
+      {'label': '__ignore__', 'shape_type': 'rectangle', 'points': [[40, 2], [45, 6]]},
+      {'label': '_background_', 'shape_type': 'rectangle', 'points': [[32, 22], [33, 23]]},
+      # An AI-assisted mask: a PNG over its box, its top-left corner the first point.
+      {'label': 'road', 'shape_type': 'mask', 'points': [[14, 12], [17, 14]],
+       'mask': base64.b64encode(tf.io.encode_png(PATCH[..., None] * 255).numpy()).decode()},
   ]
   for name, listed in (('a', shapes), ('b', [])):
     with open(os.path.join(labels, name + '.json'), 'w') as f:
@@ -122,11 +130,34 @@ def test_labelme_shapes_are_drawn_as_labelme_draws_them(tmp_path):
   drawn = masks['a']
   # PIL, as labelme's shape_to_mask: vertices on pixel centres, the outline filled too.
   assert drawn[3:9, 2:11].min() == 1 and drawn[2, 2] == 0 and drawn[3, 11] == 0
-  assert (drawn[20:26, 30:35] == 2).all() and (drawn == 2)[15:27, 25:40].sum() == 30
+  assert (drawn[22:24, 32:34] == 0).all() and (drawn == 2)[15:27, 25:40].sum() == 30 - 4
+  assert (drawn[20:26, 30:32] == 2).all() and (drawn[20:22, 30:35] == 2).all()
   assert drawn[30, 20] == 2 and drawn[30, 23] == 2 and drawn[30, 25] == 0
-  assert (drawn[37:40, 10] == 1).all() and drawn[35, 10] == 0  # A line 3 pixels wide.
+  # A line as wide as labelme's own (10 pixels, 5 above its centre row 38, 4 below).
+  assert (drawn[34:40, 10] == 1).all() and drawn[33, 10] == 0
+  assert (drawn[2:7, 40:46] == IGNORE).all() and drawn[7, 40] == 0 and drawn[2, 39] == 0
+  np.testing.assert_array_equal(drawn[12:15, 14:18], PATCH)
+  assert drawn[11, 14:18].max() == 0 and drawn[12:15, 13].max() == 0
   assert 'NOTE train: 1 point annotations, not drawn' in text
   assert 'pictures without any annotation, trained as background: b' in text
+
+
+def test_the_tools_own_background_and_ignore_labels_are_no_classes(tmp_path):
+  # labelme2coco writes `_background_` as category 0; labelme2voc's labels.txt starts
+  # `__ignore__`, `_background_`. Neither becomes a class of its own.
+  images = _pictures(str(tmp_path), ['p0'])
+  path = os.path.join(str(tmp_path), 'instances.json')
+  with open(path, 'w') as f:
+    json.dump({'images': [{'id': 0, 'file_name': 'p0.png', 'height': SIZE[0],
+                           'width': SIZE[1]}],
+               'annotations': [{'id': 1, 'image_id': 0, 'category_id': 1, 'iscrowd': 0,
+                                'segmentation': [_rectangle(2, 3, 10, 8)]}],
+               'categories': [{'id': 0, 'name': '_background_'}, {'id': 1, 'name': 'dog'},
+                              {'id': 2, 'name': '__ignore__'}]}, f)
+  config = _config(images, path)
+  assert tuple(config.data.class_names) == ('background', 'dog')
+  masks, _ = _drawn(config)
+  assert (masks['p0'] == 1).sum() == 8 * 5
 
 
 CVAT = """<?xml version="1.0" encoding="utf-8"?>

@@ -332,6 +332,9 @@ def test_check_data_names_the_ceiling_of_squashed_masks_and_the_fields_that_lift
   assert ceiling['cell'] == pytest.approx(hits[0] / unions[0])
   assert ceiling['line'] == pytest.approx(hits[1] / unions[1])
   assert ceiling['mean_iou'] == pytest.approx((hits / unions).mean()) and ceiling['line'] < 0.6
+  # A class the masks do not hold has no ceiling (it is not advice-worthy at 0).
+  assert check_data.squashed_ceiling(masks, (16, 20), tasks.SEGMENTATION,
+                                     ('cell', 'line', 'absent')).keys() == ceiling.keys()
   folder = str(tmp_path)
   own_data.write_set(folder, 'binary', count=6, size=48)
   status = main_in_process(
