@@ -35,7 +35,8 @@ TOOL_LABELS = {'__ignore__': IGNORE, '_background_': 0}
 
 class Shape(NamedTuple):
   label: str
-  kind: str  # polygon, rectangle, circle, line, rle (COCO), mask (CVAT), bitmap (LabelMe), point.
+  kind: str  # polygon, rectangle, circle, line, rle (COCO), mask (CVAT), bitmap (LabelMe), point,
+  # no_area (CVAT's cuboids and skeletons: points names the element).
   points: tuple  # ((x, y), ...); COCO RLE: its dict; CVAT mask: (left, top, width, height, rle);
   # LabelMe mask: (left, top, base64 PNG).
   z_order: int = 0
@@ -49,6 +50,7 @@ class Annotated(NamedTuple):
   height: int | None  # What the file says the picture's size is (None: not said).
   width: int | None
   shapes: tuple
+  subset: str = ''  # The subset a CVAT project's export puts the picture in ('': none).
 
 
 class AnnotationSet(NamedTuple):
@@ -148,28 +150,59 @@ def read_cvat(path: str) -> AnnotationSet:
       meta.iter('label') if meta is not None else ())))
   problems, pictures, seen = {}, {}, set()
   for image in root.iter('image'):
-    if image.get('id') in seen:
-      problems.setdefault('image_id_twice', []).append(f'{path}: image id {image.get("id")}')
+    # A project's export numbers images per task, and names its subsets.
+    subset = image.get('subset', '')
+    number = (image.get('task_id'), subset, image.get('id'))
+    if number in seen:
+      problems.setdefault('image_id_twice', []).append(
+          f'{path}: image id {image.get("id")}' + (f' of subset {subset}' if subset else ''))
       continue
-    seen.add(image.get('id'))
-    shapes = []
-    for element in image:
-      attrs = element.attrib
-      common = dict(label=attrs.get('label', ''), z_order=int(attrs.get('z_order', 0)),
-                    crowd=attrs.get('occluded') == '1')
-      if element.tag in ('polygon', 'polyline', 'points'):
-        kind = {'polygon': 'polygon', 'polyline': 'line', 'points': 'point'}[element.tag]
-        shapes.append(Shape(kind=kind, points=_points(attrs['points']), **common))
-      elif element.tag == 'box':
-        x0, y0, x1, y1 = (float(attrs[k]) for k in ('xtl', 'ytl', 'xbr', 'ybr'))
-        shapes.append(Shape(kind='polygon', points=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
-                            **common))
-      elif element.tag == 'mask':
-        shapes.append(Shape(kind='mask', points=tuple(int(float(attrs[k])) for k in (
-            'left', 'top', 'width', 'height')) + (attrs['rle'],), **common))
-    pictures[picture_key(image.get('name'))] = Annotated(
-        path, 'coco', int(image.get('height')), int(image.get('width')), tuple(shapes))
+    seen.add(number)
+    shapes = tuple(_cvat_shape(element) for element in image if element.tag != 'tag')
+    key = picture_key(image.get('name'))
+    pictures[f'{subset}/{key}' if subset else key] = Annotated(
+        path, 'coco', int(image.get('height')), int(image.get('width')), shapes, subset)
   return AnnotationSet(pictures, labels, problems)
+
+
+def _cvat_shape(element) -> Shape:
+  """One shape of a CVAT image: boxes and ellipses (turned by their `rotation`, degrees
+  clockwise about their centre) as polygons; cuboids and skeletons have no area."""
+  attrs = element.attrib
+  common = dict(label=attrs.get('label', ''), z_order=int(attrs.get('z_order', 0)),
+                crowd=attrs.get('occluded') == '1')
+  turn = np.radians(float(attrs.get('rotation', 0)))
+  if element.tag in ('polygon', 'polyline', 'points'):
+    kind = {'polygon': 'polygon', 'polyline': 'line', 'points': 'point'}[element.tag]
+    return Shape(kind=kind, points=_points(attrs['points']), **common)
+  if element.tag == 'box':
+    x0, y0, x1, y1 = (float(attrs[k]) for k in ('xtl', 'ytl', 'xbr', 'ybr'))
+    corners = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    return Shape(kind='polygon', points=_turned(corners, ((x0 + x1) / 2, (y0 + y1) / 2), turn),
+                 **common)
+  if element.tag == 'ellipse':
+    cx, cy, rx, ry = (float(attrs[k]) for k in ('cx', 'cy', 'rx', 'ry'))
+    around = np.linspace(0, 2 * np.pi, ELLIPSE_POINTS, endpoint=False)
+    rim = np.stack([cx + rx * np.cos(around), cy + ry * np.sin(around)], axis=-1)
+    return Shape(kind='polygon', points=_turned(rim, (cx, cy), turn), **common)
+  if element.tag == 'mask':
+    return Shape(kind='mask', points=tuple(int(float(attrs[k])) for k in (
+        'left', 'top', 'width', 'height')) + (attrs['rle'],), **common)
+  return Shape(kind='no_area', points=element.tag, **common)
+
+
+ELLIPSE_POINTS = 360  # Vertices of the polygon an ellipse is drawn as.
+
+
+def _turned(points: np.ndarray, centre: tuple, turn: float) -> tuple:
+  """`points` turned by `turn` radians clockwise on the picture (y points down) about
+  `centre`, as ((x, y), ...)."""
+  if not turn:
+    return tuple(map(tuple, points.tolist()))
+  cos, sin = np.cos(turn), np.sin(turn)
+  x, y = points[:, 0] - centre[0], points[:, 1] - centre[1]
+  turned = np.stack([centre[0] + x * cos - y * sin, centre[1] + x * sin + y * cos], axis=-1)
+  return tuple(map(tuple, turned.tolist()))
 
 
 def read_labelme(path: str) -> Annotated:
@@ -291,6 +324,10 @@ def _regions(annotated: Annotated, shapes: list, ids: dict, height: int, width: 
   for shape in shapes:
     if shape.kind == 'point':
       notes.setdefault('points', []).append(f'{annotated.source} ({shape.label})')
+      continue
+    if shape.kind == 'no_area':
+      notes.setdefault('no_area', []).append(f'{annotated.source} ({shape.label} '
+                                             f'{shape.points})')
       continue
     if shape.label not in ids and shape.label not in TOOL_LABELS:
       unknown.add(shape.label)

@@ -279,6 +279,7 @@ NOTES = {
     'outside': 'shapes reaching outside their picture, drawn where they are inside',
     'self_intersecting': 'self-intersecting polygons, drawn as the tool draws them',
     'points': 'point annotations, not drawn (a point has no area)',
+    'no_area': 'shapes without an area (CVAT cuboids, skeletons), not drawn',
 }
 
 

@@ -100,14 +100,14 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0,
     found = annotations.read_split(masks_dir)
     for kind, details in found.problems.items():
       problems.setdefault(kind, []).extend(details)
-    masks = _annotated_pictures(found.pictures, pictures)
+    masks = _annotated_pictures(found.pictures, pictures, images_dir)
   else:
     masks = _walk_masks(masks_dir, f'data.files.{split}_masks',
                         RASTER_MASK_SUFFIXES if bands else PICTURE_SUFFIXES,
                         files_config.mask_suffix, class_folders_of)
-  for kind, found in (('duplicate', pictures), ('duplicate', masks)):
-    problems.setdefault(kind, []).extend(
-        p for paths in found.values() if len(paths) > 1 for p in paths[1:])
+  for found in (pictures, masks):
+    problems.setdefault('duplicate', []).extend(
+        _named(p, stem) for stem, paths in found.items() if len(paths) > 1 for p in paths[1:])
   list_file = files_config[f'{split}_list']
   if list_file:
     stems = read_list(list_file, f'data.files.{split}_list')
@@ -116,10 +116,16 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0,
   else:
     stems = sorted(pictures)
     problems.setdefault('no_picture', []).extend(
-        f'{masks[s][0].source}: {s}' if isinstance(masks[s][0], annotations.Annotated)
-        else str(masks[s][0]) for s in sorted(masks) if s not in pictures)
+        _named(masks[s][0], s) for s in sorted(masks) if s not in pictures)
   problems.setdefault('no_mask', []).extend(pictures[s][0] for s in stems if s not in masks)
   return [Example(s, pictures[s][0], masks[s][0]) for s in stems if s in masks]
+
+
+def _named(target, stem: str) -> str:
+  """A mask's path, or the annotation file and picture of annotations, for a problem line."""
+  if isinstance(target, annotations.Annotated):
+    return f'{target.source}: {stem}' + (f' (subset {target.subset})' if target.subset else '')
+  return str(target)
 
 
 def _walk_masks(masks_dir: str, field: str, suffixes: tuple, mask_suffix: str,
@@ -136,17 +142,22 @@ def _walk_masks(masks_dir: str, field: str, suffixes: tuple, mask_suffix: str,
                                   for found in per_class))] for stem in stems}
 
 
-def _annotated_pictures(annotated: dict, pictures: dict) -> dict:
+def _annotated_pictures(annotated: dict, pictures: dict, images_dir: str) -> dict:
   """{picture key: [Annotated]} of a split's annotations, keyed as `pictures` are: by the name
   the annotation gives, or by its last part where that names one picture alone (COCO's
-  file_name may carry its folder)."""
+  file_name may carry its folder). Where the annotations name subsets (a CVAT project) and the
+  pictures' folder is named like one (`images/Train`), only that subset's are the split's."""
+  folder = os.path.basename(os.path.normpath(images_dir)).lower()
+  if any(item.subset.lower() == folder for item in annotated.values()):
+    annotated = {name: item for name, item in annotated.items()
+                 if item.subset.lower() == folder}
   by_base = {}
   for key in pictures:
     by_base.setdefault(os.path.basename(key), []).append(key)
   keyed = {}
   for name, item in annotated.items():
     base = by_base.get(os.path.basename(name), [])
-    keyed[name if name in pictures or len(base) != 1 else base[0]] = [item]
+    keyed.setdefault(name if name in pictures or len(base) != 1 else base[0], []).append(item)
   return keyed
 
 

@@ -196,6 +196,50 @@ def test_cvat_shapes_follow_z_order_and_occluded_shapes_are_ignored(tmp_path):
   assert 'No problems found.' in text
 
 
+CVAT_PROJECT = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><project><labels><label><name>car</name></label><label><name>pond</name></label>
+  </labels></project></meta>
+  <image height="40" id="0" name="f0.png" subset="Train" task_id="1" width="50">
+    <box label="car" occluded="0" xtl="5" ytl="10" xbr="15" ybr="14" rotation="90.0" z_order="0"/>
+    <ellipse label="pond" occluded="0" cx="30" cy="20" rx="10" ry="5" z_order="0"/>
+    <cuboid label="car" occluded="0" xtl1="1" ytl1="1" xbl1="1" ybl1="3" xtr1="3" ytr1="1"
+            xbr1="3" ybr1="3" xtl2="4" ytl2="1" xbl2="4" ybl2="3" xtr2="6" ytr2="1" xbr2="6"
+            ybr2="3" z_order="0"/>
+    <tag label="car"/>
+  </image>
+  <image height="40" id="0" name="f0.png" subset="Test" task_id="2" width="50">
+    <box label="pond" occluded="0" xtl="0" ytl="0" xbr="50" ybr="40" z_order="0"/>
+  </image>
+</annotations>
+"""
+
+
+def test_a_cvat_project_export_gives_each_split_its_subset_and_turns_boxes_and_ellipses(
+    tmp_path):
+  # As CVAT exports a project: image ids and names repeat across its subsets, and the pictures
+  # lie in images/<subset>/.
+  train = os.path.join(str(tmp_path), 'export', 'images', 'Train')
+  os.makedirs(os.path.dirname(train))
+  os.rename(_pictures(str(tmp_path), ['f0']), train)
+  path = os.path.join(str(tmp_path), 'annotations.xml')
+  with open(path, 'w') as f:
+    f.write(CVAT_PROJECT)
+  config = _config(train, path)
+  assert tuple(config.data.class_names) == ('background', 'car', 'pond')
+  masks, text = _drawn(config)
+  drawn = masks['f0']
+  # The 10 x 4 box turned 90 degrees about its centre (10, 12): 4 wide and 10 tall.
+  assert (drawn[8:16, 9:12] == 1).all() and drawn[12, 6] == 0 and drawn[12, 14] == 0
+  # The ellipse as a polygon of pycocotools: its area, within its rim.
+  pond = drawn == 2
+  assert abs(pond.sum() - np.pi * 10 * 5) < 6 and pond[20, 21] and not pond[20, 19]
+  assert pond[16, 30] and not pond[14, 30] and not pond.any(axis=1)[:14].any()
+  assert 'NOTE train: 1 shapes without an area (CVAT cuboids, skeletons), not drawn' in text
+  assert 'PROBLEM' not in text
+
+
 def test_annotation_faults_are_named_with_the_fix_before_anything_is_prepared(tmp_path):
   images = _pictures(str(tmp_path), ['p0', 'p1', 'p2'])
   path = _coco(str(tmp_path), [
