@@ -1,4 +1,5 @@
-"""Test process set-up: 2 logical CPU devices (so tests get 2 replicas) and shared fixtures."""
+"""Test process set-up: 2 logical CPU devices (tests of distribution take both as 2 replicas,
+the rest run on one) and shared fixtures."""
 
 import os
 import subprocess
@@ -28,7 +29,8 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
 
 
 def small_config(workdir_data: str | None = None, settle: bool = True, **overrides):
-  """The book config shrunk to seconds: synthetic data, 32 px, batch 8, 2 logical CPUs;
+  """The book config shrunk to seconds: synthetic data, 32 px, batch 8, one replica
+  (`runtime__cpu_devices=2`: two, for tests of distribution);
   settled as main.py settles it (`settle=False`: as written, for tests of the checks)."""
   config = seg.get_config()
   config.data.source = 'synthetic'
@@ -41,7 +43,7 @@ def small_config(workdir_data: str | None = None, settle: bool = True, **overrid
   config.train.global_batch_size = 8
   config.eval.global_batch_size = 8
   config.train.epochs = 1
-  config.runtime.cpu_devices = 2
+  config.runtime.cpu_devices = 1
   config.summaries.num_images = 2
   for dotted, value in overrides.items():
     node = config
@@ -83,7 +85,7 @@ def trained_unet(tmp_path_factory, synthetic_folder):
                         train__learning_rate=3e-3, train__epochs=12, train__steps_per_call=3,
                         data__deterministic=True, summaries__explain_every_epochs=12,
                         summaries__explain__num_filters=4,
-                        summaries__explain__num_filter_layers=1)
+                        summaries__explain__num_filter_layers=1, runtime__cpu_devices=2)
   from training import loop  # pylint: disable=import-outside-toplevel
   results = loop.train(config, workdir)
   assert results['eval']['iou/pet'] > 0.6, results['eval']  # It has learned the shapes.

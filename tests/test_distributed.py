@@ -19,7 +19,8 @@ from training import steps as steps_lib
 def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
   """Training reads all 48 trainval examples and evaluation the 13 test ones."""
   config = small_config(data__source='folder', data__folder=synthetic_folder,
-                        data__validation_fraction=0.0, **overrides)
+                        data__validation_fraction=0.0,
+                        **{'runtime__cpu_devices': 2, **overrides})  # Tests of replicas.
   strategy = runtime.create_strategy(config.runtime)
   builder = sources.prepared_builder(config.data, str(tmp_path))
   with strategy.scope():
@@ -174,7 +175,7 @@ def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
   rng = np.random.default_rng(5)
   batch = {'image': tf.constant(rng.uniform(0, 255, (2, 32, 32, 3)), tf.float32),
            'label': tf.constant(rng.integers(0, 3, (2, 32, 32, 1)), tf.uint8)}
-  two = runtime.create_strategy(small_config().runtime)
+  two = runtime.create_strategy(small_config(runtime__cpu_devices=2).runtime)
   assert two.num_replicas_in_sync == 2
   one = tf.distribute.OneDeviceStrategy('/cpu:0')
   keras.utils.set_random_seed(0)

@@ -250,7 +250,7 @@ def crop_run(tmp_path_factory):
                         data__augment__scale_range=(0.75, 1.5), train__optimizer='adam',
                         train__epochs=2, data__deterministic=True, predict__stride=(16, 24),
                         data__validation_fraction=0.3, summaries__explain_every_epochs=2,
-                        summaries__explain__num_filters=4)
+                        summaries__explain__num_filters=4, runtime__cpu_devices=2)
   return workdir, config, loop.train(config, workdir)
 
 

@@ -211,8 +211,8 @@ def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
 # and one three-class set with ignored pixels train.
 @pytest.mark.slow
 @pytest.mark.parametrize('encoding', ['binary', 'palette'])
-def test_two_replicas_train_evaluate_predict_and_score_two_and_three_classes(own_sets, encoding,
-                                                                             tmp_path):
+def test_own_sets_train_evaluate_predict_and_score_two_and_three_classes(own_sets, encoding,
+                                                                          tmp_path):
   from inference import predict, score  # pylint: disable=import-outside-toplevel
   from training import loop  # pylint: disable=import-outside-toplevel
   folder, _ = own_sets[encoding]

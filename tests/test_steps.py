@@ -57,7 +57,7 @@ EVERY_TERM = losses.LossSpec(terms=(('focal', 1.0), ('dice', 0.5), ('tversky', 0
 @pytest.mark.parametrize('replicas, loss', [(1, losses.LossSpec()), (2, losses.LossSpec()),
                                             (2, EVERY_TERM)])
 def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas, loss):
-  strategy = (runtime.create_strategy(small_config().runtime) if replicas == 2
+  strategy = (runtime.create_strategy(small_config(runtime__cpu_devices=2).runtime) if replicas == 2
               else tf.distribute.OneDeviceStrategy('/cpu:0'))
   rng = np.random.default_rng(0)
   batch = {'image': tf.constant(rng.uniform(0, 255, (8, 32, 32, 3)), tf.float32),
@@ -81,7 +81,7 @@ def test_two_accumulated_batches_of_4_update_like_one_batch_of_8(replicas, loss)
 
 def _two_updates(decay: float, clipnorm: float = 0.0):
   """(weights after each of two SGD updates, EMA after each, grad norms) on 2 replicas."""
-  strategy = runtime.create_strategy(small_config().runtime)
+  strategy = runtime.create_strategy(small_config(runtime__cpu_devices=2).runtime)
   trainer = _sgd_trainer(strategy, 4, global_clipnorm=clipnorm, ema_decay=decay)
   model = trainer.model
   rng = np.random.default_rng(1)
@@ -151,7 +151,7 @@ def test_ema_is_checkpointed_and_restored(tmp_path):
 def test_class_weights_scale_each_examples_share_of_the_update():
   """Every example of class 1 with weight 3: the SGD update is 3 times the unweighted one, on
   2 replicas; with weight 1 it is the same update."""
-  strategy = runtime.create_strategy(small_config().runtime)
+  strategy = runtime.create_strategy(small_config(runtime__cpu_devices=2).runtime)
   rng = np.random.default_rng(5)
   batch = {'image': tf.constant(rng.uniform(0, 255, (4, 32, 32, 3)), tf.float32),
            'label': tf.constant([1, 1, 1, 1], tf.int32)}
@@ -238,7 +238,8 @@ def test_input_wait_counts_only_time_the_step_waited_for_a_batch():
   """2 replicas of a model that keeps both cores busy: with the input ready in memory the
   step waits for nothing (a timestamp after get_next read 0.10-0.66 here); with a batch every
   0.25 s it waits for most of each call."""
-  config = small_config(model__name='xception_unet', model__widths=(16, 32))
+  config = small_config(model__name='xception_unet', model__widths=(16, 32),
+                        runtime__cpu_devices=2)
   strategy = runtime.create_strategy(config.runtime)
   with strategy.scope():
     model = models.build_model(config.model, 64, 3)

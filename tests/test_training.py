@@ -189,7 +189,7 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
   from tasks import metrics  # pylint: disable=import-outside-toplevel
   # A learning rate high enough that loss and mean IoU disagree on the best epoch.
   config = small_config(data__source='folder', data__folder=synthetic_folder,
-                        train__optimizer='adam', train__learning_rate=1e-2, train__epochs=6,
+                        train__optimizer='adam', train__learning_rate=3e-3, train__epochs=6,
                         train__steps_per_epoch=3, eval__best_metric='mean_iou',
                         data__deterministic=True, summaries__explain_every_epochs=0,
                         data__validation_fraction=0.0)

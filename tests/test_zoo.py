@@ -1,7 +1,7 @@
 """The model zoo (keras-hub families and backbones) and model.weights: every backbone builds
-offline, each family trains on 2 replicas in mixed precision, resumes and serves, weights carry
-across runs and from keras-hub preset folders (with their image converter), fine-tuning
-controls, and the one-line errors."""
+offline, each family trains in mixed precision (on 2 replicas: test_models), resumes and
+serves, weights carry across runs and from keras-hub preset folders (with their image
+converter), fine-tuning controls, and the one-line errors."""
 
 import os
 import time
@@ -74,9 +74,9 @@ class FamilyRun(NamedTuple):
 
 @pytest.fixture(scope='module', params=list(FAMILIES))
 def family_run(request, tmp_path_factory, synthetic_folder):
-  """A family trained on 2 replicas in its precision: two epochs of two steps with EMA,
-  clipping and the encoder frozen in the first, the second resumed from the first's
-  checkpoint."""
+  """A family trained in its precision on one replica (test_models trains each on 2): two
+  epochs of two steps with EMA, clipping and the encoder frozen in the first, the second
+  resumed from the first's checkpoint."""
   name = request.param
   backbone, precision = FAMILIES[name]
   config = _zoo_config(synthetic_folder, name, backbone, runtime__precision=precision,
@@ -104,7 +104,7 @@ def family_run(request, tmp_path_factory, synthetic_folder):
 
 
 @pytest.mark.slow
-def test_family_trains_on_two_replicas_resumes_predicts_exports_and_explains(
+def test_family_trains_resumes_predicts_exports_and_explains(
     tmp_path, synthetic_folder, family_run):
   """Then predict, the SavedModel export (its masks equal predict's) and explain, all from
   the workdir."""

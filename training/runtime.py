@@ -16,8 +16,8 @@ JIT_COMPILE_SETTINGS = ('auto', 'on', 'off')
 def configure_cpu_devices(cpu_devices: int) -> None:
   """Splits the host CPU into `cpu_devices` logical devices, so N replicas run without GPUs.
 
-  Must run before TensorFlow initialises its devices; a second call with the same count is
-  a no-op (tests configure the process once).
+  Must run before TensorFlow initialises its devices; a later call for as many devices or
+  fewer is a no-op (the strategy takes the first `cpu_devices`: tests split a process once).
   """
   if cpu_devices <= 0:
     return
@@ -27,7 +27,7 @@ def configure_cpu_devices(cpu_devices: int) -> None:
         cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
   except RuntimeError as e:
     existing = len(tf.config.list_logical_devices('CPU'))
-    if existing != cpu_devices:
+    if existing < cpu_devices:
       raise ConfigError(f'runtime.cpu_devices={cpu_devices} cannot be applied: TensorFlow '
                         f'already runs with {existing} CPU devices in this process.') from e
 
@@ -47,6 +47,7 @@ def create_strategy(runtime_config) -> tf.distribute.Strategy:
     if gpus:
       return tf.distribute.MirroredStrategy()
     cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
+    cpus = cpus[:runtime_config.cpu_devices or len(cpus)]
     return tf.distribute.MirroredStrategy(
         devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
   return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else '/cpu:0')
