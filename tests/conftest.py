@@ -103,8 +103,11 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
   """main.py's flag parsing and `main` in this process: (exit status, what it printed to
   stderr; its log lines are in caplog, what it printed to stdout is left for
   `capsys.readouterr().out`). Seconds cheaper than `run_main`, which starts TensorFlow again;
-  the flags are as before the call after it."""
+  the flags are as before the call after it. It runs on one replica, as a fresh process does,
+  unless the args set runtime.cpu_devices."""
   import main  # pylint: disable=import-outside-toplevel
+  if not any(arg.startswith('--config.runtime.cpu_devices') for arg in args):
+    args = (*args, '--config.runtime.cpu_devices=1')  # One replica, as in a fresh process.
   level, argv, defined = tf.get_logger().level, sys.argv, set(main.FLAGS)
   sys.argv = ['main.py', *args]  # config_flags finds the --config.<field> overrides there.
   try:

@@ -154,7 +154,7 @@ def test_cls_config_learns_species_on_synthetic_data(tmp_path, synthetic_folder)
   config.train.epochs = 10
   config.train.steps_per_epoch = 12  # 48 pictures, seen 4 times an epoch.
   config.model.bn_momentum = 0.8  # Statistics that settle within a 30-step run.
-  config.runtime.cpu_devices = 2
+  config.runtime.cpu_devices = 1  # Learning, not distribution: one replica.
   config.summaries.explain_every_epochs = 10
   config.summaries.explain.num_filters = 8
   results = loop.train(config, str(tmp_path))
