@@ -43,7 +43,8 @@ def encoder_network(model_config, image_size, num_classes: int = 0, weights: str
 
 
 @registry.register('mobilenet_v2_unet', size_multiple=32, encoder_layers=encoder_layers,
-                   application=encoder_network)
+                   application=encoder_network,
+                   test_scale=dict(decoder_widths=(64, 32, 32, 16)))
 def mobilenet_v2_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   momentum = model_config.bn_momentum
   sync_bn = model_config.sync_batch_norm

@@ -8,5 +8,5 @@ from modeling import xception_unet  # noqa: F401  pylint: disable=unused-import
 from modeling import zoo  # noqa: F401  pylint: disable=unused-import
 from modeling.blocks import set_band_statistics  # noqa: F401
 from modeling.registry import (  # noqa: F401
-    build_model, check_initial_weights, check_model, encoder_layers, has_encoder,
-    load_initial_weights, names, runs_without_checkpoint)
+    Family, build_model, check_initial_weights, check_model, encoder_layers, family,
+    has_encoder, load_initial_weights, names, runs_without_checkpoint)

@@ -1,7 +1,7 @@
 """Models by name, so a config picks one with `model.name`, built under a dtype policy."""
 
 import contextlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import keras
 
@@ -9,74 +9,74 @@ from errors import ConfigError
 from modeling import weights as weights_lib
 from sizes import describe, sides
 
-_MODELS: dict[str, Callable[..., keras.Model]] = {}
-_SIZE_MULTIPLES: dict[str, int] = {}
-_ENCODERS: dict[str, Callable[[keras.Model], list]] = {}
-_CHECKS: dict[str, Callable] = {}
-# keras.applications networks that load 'imagenet' and Keras' own .h5 files, by model name.
-_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {}
-_RUNS_WITHOUT_CHECKPOINT: set[str] = set()
+
+class Family(NamedTuple):
+  """Everything the product asks of a model family by its name: one record a family."""
+  build: Callable[..., keras.Model]  # fn(image_size, num_classes, model_config).
+  size_multiple: int = 1  # Its total stride: input sides must be a multiple of it.
+  # fn(model) -> the layers of its (pretrained) encoder, which model.freeze_encoder_epochs
+  # freezes and train.encoder_lr_multiplier slows; None: it has no encoder.
+  encoder_layers: Callable[[keras.Model], list] | None = None
+  # fn(model_config, image_size, field): a ConfigError for fields (or an input size, config
+  # `field`) it cannot be built with.
+  check: Callable | None = None
+  # fn(model_config, image_size, num_classes, weights): the keras.applications network inside
+  # it, built alone with `weights` ('imagenet' or Keras' own .h5 file) loaded: the source those
+  # two kinds of model.weights are copied from.
+  application: Callable[..., keras.Model] | None = None
+  # model.weights can hold the whole network, head included, so predict, score, explain and
+  # export may use it without a trained run.
+  runs_without_checkpoint: bool = False
+  # model fields that build the same code at a fraction of its weights and layers, for tests
+  # that are not about its real size (and smoke runs).
+  test_scale: dict = {}
 
 
-def register(name: str, size_multiple: int = 1,
-             encoder_layers: Callable[[keras.Model], list] | None = None,
-             check: Callable | None = None,
-             application: Callable[..., keras.Model] | None = None,
-             runs_without_checkpoint: bool = False):
-  """Decorator: makes a model builder `fn(image_size, num_classes, model_config)` findable.
+_FAMILIES: dict[str, Family] = {}
 
-  `size_multiple`: the model's total stride; input sides must be a multiple of it.
-  `encoder_layers(model)`: for models with a (pretrained) encoder, its layers that train.
-  `check(model_config, image_size, field)`: raises a ConfigError for fields (or an input size,
-  config `field`) the model cannot be built with.
-  `application(model_config, image_size, num_classes, weights)`: the keras.applications
-  network inside the model, built alone with `weights` ('imagenet' or Keras' own .h5 file)
-  loaded: the source those two kinds of model.weights are copied from.
-  `runs_without_checkpoint`: model.weights can hold the whole network, head included, so
-  predict, score, explain and export may use the model without a trained run.
-  """
+
+def register(name: str, **record):
+  """Decorator: makes a builder `fn(image_size, num_classes, model_config)` the family `name`,
+  with the rest of its Family record."""
   def wrap(fn):
-    _MODELS[name] = fn
-    _SIZE_MULTIPLES[name] = size_multiple
-    if encoder_layers:
-      _ENCODERS[name] = encoder_layers
-    if check:
-      _CHECKS[name] = check
-    if application:
-      _APPLICATIONS[name] = application
-    if runs_without_checkpoint:
-      _RUNS_WITHOUT_CHECKPOINT.add(name)
+    _FAMILIES[name] = Family(fn, **record)
     return fn
   return wrap
 
 
+def family(name: str) -> Family:
+  return _FAMILIES[name]
+
+
 def has_encoder(name: str) -> bool:
-  return name in _ENCODERS
+  return name in _FAMILIES and _FAMILIES[name].encoder_layers is not None
 
 
 def encoder_layers(name: str, model: keras.Model) -> list:
   """The layers model.freeze_encoder_epochs freezes; none for a model without an encoder."""
-  return _ENCODERS[name](model) if name in _ENCODERS else []
+  return _FAMILIES[name].encoder_layers(model) if has_encoder(name) else []
 
 
 def runs_without_checkpoint(name: str) -> bool:
-  return name in _RUNS_WITHOUT_CHECKPOINT
+  return _FAMILIES[name].runs_without_checkpoint
 
 
 def check_model(model_config, image_size: int, field: str = 'data.image_size') -> None:
   """A clear error for an unknown model, fields it cannot be built with or an input size
   (config `field`) it cannot take."""
   name = model_config.name
-  if name not in _MODELS:
+  if name not in _FAMILIES:
     raise ConfigError(f'Unknown model.name={name!r}; registered models: {", ".join(names())}.')
-  if name in _CHECKS:
-    _CHECKS[name](model_config, image_size, field)
-  if model_config.weights == weights_lib.IMAGENET and name not in _APPLICATIONS:
+  record = _FAMILIES[name]
+  if record.check:
+    record.check(model_config, image_size, field)
+  if model_config.weights == weights_lib.IMAGENET and not record.application:
+    applications = sorted(n for n, f in _FAMILIES.items() if f.application)
     raise ConfigError(f"model.weights='imagenet' is Keras' download for "
-                      f'{" and ".join(sorted(_APPLICATIONS))}; model.name={name} starts from a '
+                      f'{" and ".join(applications)}; model.name={name} starts from a '
                       'keras-hub preset name or folder (BUILD.md "Model zoo"), a file, a run, '
                       "or 'random'.")
-  multiple = _SIZE_MULTIPLES[name]
+  multiple = record.size_multiple
   for side in sides(image_size):
     if side % multiple:
       lower = side // multiple * multiple
@@ -88,7 +88,7 @@ def check_model(model_config, image_size: int, field: str = 'data.image_size') -
 
 
 def names() -> list[str]:
-  return sorted(_MODELS)
+  return sorted(_FAMILIES)
 
 
 @contextlib.contextmanager
@@ -108,8 +108,8 @@ def build_model(model_config, image_size: int, num_classes: int,
   `probabilities` layer when not the model's own (a sigmoid per class for multi-label masks)."""
   check_model(model_config, image_size)
   with _dtype_policy(dtype_policy):
-    model = _MODELS[model_config.name](image_size=image_size, num_classes=num_classes,
-                                       model_config=model_config)
+    model = _FAMILIES[model_config.name].build(image_size=image_size, num_classes=num_classes,
+                                               model_config=model_config)
   output = model.get_layer('probabilities')
   if head is not None and head != output.get_config()['activation']:  # Called anew by every call of the model.
     output.activation = keras.activations.get(head)
@@ -127,8 +127,9 @@ def load_initial_weights(model: keras.Model, model_config) -> str:
   keras.applications network built alone, then copied by name like every other source."""
   weights = model_config.weights
   source = None
-  if model_config.name in _APPLICATIONS and weights_lib.is_application_file(weights):
-    source = _APPLICATIONS[model_config.name](
+  application = _FAMILIES[model_config.name].application
+  if application and weights_lib.is_application_file(weights):
+    source = application(
         model_config=model_config, image_size=tuple(model.input_shape[1:3]),
         num_classes=model.output_shape[-1], weights=weights)
   return weights_lib.load_into(model, weights, source)

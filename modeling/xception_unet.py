@@ -42,7 +42,7 @@ def _decoder_stage(x, skip, filters: int, momentum: float, sync_bn: bool, upsamp
   return layers.Activation('relu', name=f'{name}_out')(x)
 
 
-@registry.register('xception_unet', size_multiple=16)
+@registry.register('xception_unet', size_multiple=16, test_scale=dict(widths=(16, 32)))
 def xception_unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   widths = tuple(model_config.widths)
   momentum = model_config.bn_momentum

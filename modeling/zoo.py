@@ -105,12 +105,14 @@ class FeaturePyramid(keras.Model):
         config['backbone'])})
 
 
-def _register(name):
+def _register(name, test_backbone: str, **test_scale):
+  """A zoo family; at test scale on `test_backbone` (backbones.py's tiny entries)."""
   return registry.register(name, size_multiple=backbones.MAX_STRIDE,
-                           encoder_layers=encoder_layers, check=check)
+                           encoder_layers=encoder_layers, check=check,
+                           test_scale=dict(backbone=test_backbone, **test_scale))
 
 
-@_register('deeplabv3plus')
+@_register('deeplabv3plus', 'resnet_tiny')
 def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
   body = keras_hub.models.DeepLabV3Backbone(
@@ -122,7 +124,7 @@ def deeplabv3plus(image_size: int, num_classes: int, model_config) -> keras.Mode
   return _probabilities(inputs, logits, 'deeplabv3plus', model_config)
 
 
-@_register('segformer')
+@_register('segformer', 'mit_tiny')
 def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
   encoder = backbones.build(model_config.backbone, image_size, _channels(model_config))
@@ -135,7 +137,7 @@ def segformer(image_size: int, num_classes: int, model_config) -> keras.Model:
   return _probabilities(inputs, logits, 'segformer', model_config)
 
 
-@_register('unet')
+@_register('unet', 'resnet_tiny', decoder_widths=(32, 16))
 def unet(image_size: int, num_classes: int, model_config) -> keras.Model:
   inputs, x = _pictures(model_config, image_size)
   features = FeaturePyramid(backbones.build(model_config.backbone, image_size,

@@ -162,7 +162,7 @@ def test_zoo_bodies_are_read_not_their_class_scores(name, backbone, expected, si
 @pytest.mark.parametrize('name, size, expected', SEGMENTERS)
 def test_default_segmentation_layer_is_the_last_main_path_block_below_full_size(name, size,
                                                                                  expected):
-  model = models.build_model(test_models.zoo_model_config(name), size, 3)
+  model = models.build_model(model_config(name), size, 3)  # Its real blocks and names.
   layer = model.get_layer(gradcam.default_layer(model, tasks.SEGMENTATION))
   assert layer.name == expected
   assert layer.name not in gradcam.shortcut_projections(model)

@@ -35,18 +35,14 @@ MODELS = [('book_segmentation', (32, 48), 3), ('xception_unet', (32, 64), 3),
 # Trained on 2 replicas in mixed_float16 elsewhere: by
 # test_frozen_encoder_stays_put_then_trains_under_mixed_precision_on_two_replicas below.
 TRAINED_ELSEWHERE = ('mobilenet_v2_unet',)
-# The zoo's families on their test-scale backbones (modeling/backbones.py).
-ZOO_BACKBONES = {'unet': 'resnet_tiny', 'deeplabv3plus': 'resnet_tiny', 'segformer': 'mit_tiny'}
-
-
-# Small decoders for the models that have one (MobileNetV2's U-Net takes four levels).
-DECODER_WIDTHS = {'unet': (32, 16), 'mobilenet_v2_unet': (64, 32, 32, 16)}
 
 
 def zoo_model_config(name):
-  """model_config(name), the zoo's families on small backbones and decoders."""
-  return model_config(name, backbone=ZOO_BACKBONES.get(name, 'resnet50'),
-                      decoder_widths=DECODER_WIDTHS.get(name, (512, 256, 128, 64)))
+  """model_config(name) at its family's test scale (registry.Family.test_scale): the same
+  code at a fraction of its layers; the real sizes build in test_book_parameter_counts,
+  test_conv_bn_and_separable_blocks_follow_their_patterns and test_zoo's backbone test."""
+  return model_config(name, **(models.family(name).test_scale if name in models.names()
+                               else {}))
 
 
 def test_every_registered_model_is_covered():
@@ -83,7 +79,7 @@ def test_conv_bn_and_separable_blocks_follow_their_patterns():
   assert names == ['c_conv', 'c_bn', 'c_relu', 's_sepconv', 's_bn', 's_relu']
   assert not model.get_layer('c_conv').use_bias and not model.get_layer('s_sepconv').use_bias
   assert isinstance(model.get_layer('s_sepconv'), keras.layers.SeparableConv2D)
-  unet = models.build_model(zoo_model_config('xception_unet'), 32, 3)
+  unet = models.build_model(model_config('xception_unet'), 32, 3)  # Its real widths.
   convs = [l for l in unet.layers if type(l) is keras.layers.Conv2D]  # pylint: disable=unidiomatic-typecheck
   separable = [l for l in unet.layers if isinstance(l, keras.layers.SeparableConv2D)]
   assert len(separable) >= 14  # Everything past the stem is separable but 1x1 projections.

@@ -27,23 +27,22 @@ from training import loop
 from training import optimizers
 from training import steps as steps_lib
 
-# Each family on its test-scale backbone (the real ones build in
+# Each family at its test scale (registry.Family.test_scale; the real backbones build in
 # test_every_backbone_builds_offline_with_random_weights_and_a_pyramid_to_1_32), with the
-# precision it trains in. Gradient
-# accumulation is the same code for every model: test_multiworker's two-worker run trains the
-# zoo U-Net with it (and with synchronized batch norm, clipping and EMA).
-FAMILIES = {'unet': ('resnet_tiny', 'mixed_float16'),
-            'deeplabv3plus': ('resnet_tiny', 'mixed_bfloat16'),
-            'segformer': ('mit_tiny', 'mixed_float16')}
+# precision it trains in. Gradient accumulation is the same code for every model:
+# test_multiworker's two-worker run trains the zoo U-Net with it (and with synchronized batch
+# norm, clipping and EMA).
+FAMILIES = {'unet': 'mixed_float16', 'deeplabv3plus': 'mixed_bfloat16',
+            'segformer': 'mixed_float16'}
 
 
-def _zoo_config(folder, name, backbone, **overrides):
+def _zoo_config(folder, name, **overrides):
+  scale = {f'model__{field}': value for field, value in models.family(name).test_scale.items()}
   return small_config(data__source='folder', data__folder=folder, data__image_size=64,
-                      model__name=name, model__backbone=backbone,
-                      model__decoder_widths=(32, 16), train__optimizer='adam',
+                      model__name=name, train__optimizer='adam',
                       summaries__num_images=1, summaries__explain__num_filters=2,
                       summaries__explain__num_filter_layers=1,
-                      summaries__explain__num_activation_layers=1, **overrides)
+                      summaries__explain__num_activation_layers=1, **scale, **overrides)
 
 
 def _variables_by_key(model):
@@ -78,8 +77,8 @@ def family_run(request, tmp_path_factory, synthetic_folder):
   epochs of two steps with EMA, clipping and the encoder frozen in the first, the second
   resumed from the first's checkpoint."""
   name = request.param
-  backbone, precision = FAMILIES[name]
-  config = _zoo_config(synthetic_folder, name, backbone, runtime__precision=precision,
+  precision = FAMILIES[name]
+  config = _zoo_config(synthetic_folder, name, runtime__precision=precision,
                        train__steps_per_epoch=2, train__ema_decay=0.5,
                        train__global_clipnorm=1.0, model__freeze_encoder_epochs=1,
                        summaries__explain_every_epochs=0)
