@@ -3,12 +3,14 @@ output folders, a disk that fills while the data is prepared. Each ends as one l
 `Error:`, exit status 2, naming the path and the fix."""
 
 import contextlib
+import json
 import os
 import re
 import subprocess
 
 import pytest
 
+from configs import base
 from data import builders
 from data import sources
 from errors import ConfigError, DataError, UserError
@@ -140,3 +142,32 @@ def test_disk_full_while_writing_the_cache_is_clear(tmp_path, synthetic_folder):
     with pytest.raises(UserError, match='Writing failed: .*No space left on device.*Free disk '
                                         'space or make that folder writable'):
       loop.train(config, str(tmp_path / 'w'))
+
+
+def _leaves(values: dict, prefix: str = ''):
+  for key, value in values.items():
+    if isinstance(value, dict):
+      yield from _leaves(value, f'{prefix}{key}.')
+    else:
+      yield prefix + key
+
+
+def test_every_config_field_declares_whether_it_is_part_of_a_runs_identity():
+  """A field added to configs/base.py goes in workdir.RUN_IDENTITY (a run resumes only with it
+  unchanged) or workdir.RESUMABLE; every declaration names a field that exists."""
+  fields = list(_leaves(json.loads(base.get_base_config().to_json_best_effort())))
+  undeclared = [field for field in fields if workdir_lib.declaration(field) is None]
+  assert not undeclared, f'declare these in training/workdir.py: {undeclared}'
+  for name in workdir_lib.RUN_IDENTITY + workdir_lib.RESUMABLE:
+    assert any(f == name or f.startswith(name + '.') for f in fields), name
+  assert workdir_lib.declaration('model.thresholds') == 'resumable'
+  assert workdir_lib.declaration('model.widths') == 'identity'
+  config = small_config(model__name='xception_unet')
+  saved = config.to_json_best_effort()
+  for field, value in (('model.thresholds', 0.3), ('train.epochs', 9), ('runtime.precision',
+                                                                          'float32')):
+    changed = small_config(**{'model__name': 'xception_unet', field.replace('.', '__'): value})
+    workdir_lib.check_same_run(changed, saved, 'w')  # Resumes.
+  with pytest.raises(ConfigError, match=r'model: .* in the workdir'):
+    workdir_lib.check_same_run(small_config(model__name='xception_unet', model__widths=(8, 16)),
+                           saved, 'w')

@@ -84,9 +84,36 @@ RUN_IDENTITY = ('task', 'seed', 'model', 'data.source', 'data.image_size', 'data
                 'train.balance_classes', 'train.schedule',
                 'train.warmup_steps',
                 'train.steps_per_epoch', 'eval.best_metric')
-# Fields inside those sections that change only how a trained model is read: a run resumes,
-# and is evaluated, with them changed.
-NOT_RUN_IDENTITY = ('model.thresholds',)
+# Fields (and whole sections) that may change when a run resumes: how long and how it runs,
+# what it logs, and how a trained model is read (model.thresholds: a run resumes, and is
+# evaluated, with them changed). Every field of configs/base.py is declared here or in
+# RUN_IDENTITY (the most specific declaration wins; tests/test_workdir.py checks it).
+RESUMABLE = ('model.thresholds', 'runtime', 'summaries', 'predict', 'export',
+             'train.epochs', 'train.steps', 'train.steps_per_call',
+             'train.encoder_lr_multiplier', 'train.checkpoint_every_steps',
+             'train.max_checkpoints_to_keep', 'train.log_every_steps', 'train.loss_upper_bound',
+             'train.recovery_max_trials',
+             'eval.global_batch_size', 'eval.every_epochs', 'eval.continuous_timeout_s',
+             'eval.patience', 'eval.worst_pictures',
+             # Where the data is and how it streams (what is read is data.source's fields and
+             # the prepared cache's key, data/input_pipeline.py).
+             'data.image_key', 'data.mask_key', 'data.data_dir', 'data.manual_dir',
+             'data.download', 'data.folder', 'data.files', 'data.synthetic', 'data.test_split',
+             'data.skip_bad_examples', 'data.label_feature', 'data.shuffle_buffer',
+             'data.deterministic', 'data.cache', 'data.cache_budget_gb',
+             'data.autotune_ram_budget_gb', 'data.service_address', 'data.service_mode',
+             'data.crop_sampling', 'data.crop_temperature', 'data.crop_centred_fraction',
+             'data.bands', 'data.read_bands', 'data.rgb_bands', 'data.nodata', 'data.band_stats',
+             'data.annotations')
+
+
+def declaration(field: str) -> str | None:
+  """'identity' or 'resumable': the most specific of RUN_IDENTITY and RESUMABLE that holds
+  the dotted `field`; None where neither does."""
+  found = [(len(name), kind) for kind, names in (('identity', RUN_IDENTITY),
+                                                 ('resumable', RESUMABLE))
+           for name in names if field == name or field.startswith(name + '.')]
+  return max(found)[1] if found else None
 
 
 def _with_defaults(saved: dict, defaults: dict) -> dict:
@@ -111,10 +138,13 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
                       'delete it to resume with the config given now.') from None
   saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
   current = json.loads(config.to_json_best_effort())
-  for field in NOT_RUN_IDENTITY:
-    section, name = field.split('.')
-    for values in (saved, current):
-      values.get(section, {}).pop(name, None)
+  for field in RESUMABLE:  # Those inside a part of the run's identity are left out of it.
+    *parents, name = field.split('.')
+    if parents and declaration('.'.join(parents)) == 'identity':
+      for values in (saved, current):
+        for parent in parents:
+          values = values.get(parent, {})
+        values.pop(name, None)
   differences = []
   for field in RUN_IDENTITY:
     old, new = config_checks.field_value(saved, field), config_checks.field_value(current, field)
