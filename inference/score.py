@@ -19,11 +19,13 @@ from inference import predictor as predictor_lib
 from interpretability import colormaps
 import tasks
 from training import atomic
+from training import summaries
 from training import workdir as workdir_lib
 
 
 PICTURES_CSV = 'score_pictures.csv'  # Beside score.json: where the model fails.
 WORST_DIR = 'score_worst'  # Its eval.worst_pictures worst pictures, drawn.
+SCORE_RUN = 'score'  # The TensorBoard run holding the same gallery.
 
 
 def test_metrics(predictor, builder, config) -> dict:
@@ -82,24 +84,32 @@ def _picture_row(example, group: str, confusion: np.ndarray, class_names: tuple,
   return row
 
 
-def _write_worst(folder: str, worst: list, config, workdir: str) -> None:
-  """Each of the worst pictures as one PNG, worst first (`01_<name>.png`): the picture, its
-  truth, the prediction and the error map side by side, the legend below."""
+def _write_worst(workdir: str, worst: list, config) -> None:
+  """Each of the worst pictures as one PNG, worst first (`score_worst/01_<name>.png`): the
+  picture, its truth, the prediction and the error map side by side, the legend below; the
+  same in TensorBoard's `score` run (`score_worst/01`, the picture's name in its description).
+  A rerun's gallery replaces the last one's in both."""
   if not worst:
     return
-  workdir_lib.ensure_writable_dir(folder, '--workdir')
-  for old in os.listdir(folder):  # A rerun's gallery replaces the last one's.
-    os.remove(os.path.join(folder, old))
+  folder, board_folder = os.path.join(workdir, WORST_DIR), os.path.join(workdir, SCORE_RUN)
+  for where in (folder, board_folder):
+    workdir_lib.ensure_writable_dir(where, '--workdir')
+    for old in os.listdir(where):
+      os.remove(os.path.join(where, old))
   data = config.data
   colors = colormaps.class_colors(len(data.class_names), sources.own_class_colors(data, workdir))
   gap = lambda picture: np.pad(picture, ((0, 0), (0, 4), (0, 0)), constant_values=255)
+  board = summaries.Summaries(workdir, enabled=True, runs=(SCORE_RUN,))
   for rank, (name, picture, truth, predicted) in enumerate(worst, 1):
     shown = rasters.viewable(picture, data.bands, data.rgb_bands, data.nodata)
     row = np.concatenate([gap(shown), gap(colormaps.mask_overlay(shown, truth, colors=colors)),
                           gap(colormaps.mask_overlay(shown, predicted, colors=colors)),
                           colormaps.error_map(shown, truth, predicted)], 1)
-    loading.write_png(os.path.join(folder, f'{rank:02d}_{os.path.basename(name) or rank}.png'),
-                      colormaps.with_legend(row, data.class_names, colors))
+    drawn = colormaps.with_legend(row, data.class_names, colors)
+    label = os.path.basename(name) or str(rank)
+    loading.write_png(os.path.join(folder, f'{rank:02d}_{label}.png'), drawn)
+    board.images(SCORE_RUN, 0, f'{WORST_DIR}/{rank:02d}', drawn[None], description=label)
+  board.flush()
 
 
 def write_pictures_csv(path: str, rows: list) -> None:
@@ -140,7 +150,7 @@ def run(config, workdir: str) -> dict:
              'seconds': round(time.perf_counter() - start, 1),
              **predictor.task.record(), **results}
   write_pictures_csv(os.path.join(workdir, PICTURES_CSV), results.pop('per_picture'))
-  _write_worst(os.path.join(workdir, WORST_DIR), results.pop('worst'), config, workdir)
+  _write_worst(workdir, results.pop('worst'), config)
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = predictor.task.headline
   logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '

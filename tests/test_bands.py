@@ -228,7 +228,7 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   np.testing.assert_allclose(layer.mean.numpy(), prepared[0]['bands']['mean'], rtol=1e-5)
   tif = os.path.join(folder, 'test', 'images', 'test_000.tif')
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=predict',
-                                                  f'--images={tif}'))
+                                                  f'--images={tif}', '--config.predict.vectors=True'))
   assert status == 0, stderr[-2000:]
   mask = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'predict',
                                                        'test_000_mask.png'))).numpy()
@@ -240,6 +240,14 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
     assert (on_map.crs, on_map.transform) == (source.crs, source.transform)
     assert on_map.nodata == IGNORE and on_map.profile['tiled']
     np.testing.assert_array_equal(on_map.read(1), mask[..., 0])
+    with open(os.path.join(workdir, 'predict', 'test_000_mask.geojson')) as f:
+      regions = json.load(f)  # Its regions on the map, every predicted pixel in one.
+    assert regions['crs']['properties']['name'].endswith(str(source.crs.to_epsg()))
+    assert sum(f['properties']['pixels'] for f in regions['features']) == mask.size
+    left, bottom, right, top = source.bounds
+    corners = np.concatenate([np.asarray(ring).reshape(-1, 2) for f in regions['features']
+                              for ring in f['geometry']['coordinates']])
+    assert corners[:, 0].min() >= left - 1e-6 and corners[:, 1].max() <= top + 1e-6
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=score'))
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'score.json')) as f:
@@ -258,6 +266,13 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   assert worst[0] == f'01_{rows[0]["picture"]}.png' and len(worst) == len(rows)
   drawn = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'score_worst', worst[0])))
   assert drawn.shape[1] == 4 * 32 + 3 * 4  # Picture, truth, prediction, errors.
+  shown = {}  # The same gallery in TensorBoard's score run, a tag a rank.
+  for path in tf.io.gfile.glob(os.path.join(workdir, 'score', 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        shown[value.tag] = tf.io.decode_png(value.tensor.string_val[2]).numpy()
+  assert sorted(shown) == [f'score_worst/{rank:02d}' for rank in range(1, len(worst) + 1)]
+  np.testing.assert_array_equal(shown['score_worst/01'], drawn.numpy())
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=export',
                                                   '--config.export.format=onnx'))
   assert status == 0, stderr[-2000:]

@@ -32,10 +32,12 @@ class Summaries:
       for name, value in values.items():
         tf.summary.scalar(name, float(value))
 
-  def images(self, run: str, step: int, name: str, images: np.ndarray) -> None:
+  def images(self, run: str, step: int, name: str, images: np.ndarray,
+             description: str | None = None) -> None:
     """A batch of uint8 HxWx3 pictures under one tag."""
     with self._writer(run).as_default(step=step):
-      tf.summary.image(name, np.asarray(images), max_outputs=len(images))
+      tf.summary.image(name, np.asarray(images), max_outputs=len(images),
+                       description=description)
 
   def text(self, run: str, step: int, name: str, markdown: str) -> None:
     with self._writer(run).as_default(step=step):
