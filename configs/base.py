@@ -271,6 +271,10 @@ def _predict() -> ml_collections.ConfigDict:
   # Also write <name>_uncertainty.png beside each mask: the answer's entropy over the largest
   # it can be, per pixel (jet: blue certain, red as unsure as can be).
   predict.uncertainty = False
+  # Also write <name>_mask.geojson: each class's regions as polygons (holes kept), in a
+  # GeoTIFF's own coordinates (else in pixels), simplified within predict.simplify pixels.
+  predict.vectors = False
+  predict.simplify = 1.0
   # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
   # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
   predict.artifact = ''

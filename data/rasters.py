@@ -143,6 +143,14 @@ def band_indices(path: str, file_bands: int, spec: BandSpec) -> list[int]:
   return [b - 1 for b in spec.read] if spec.read else list(range(file_bands))
 
 
+def grid_of(path: str) -> dict:
+  """{'transform', 'crs'} of a GeoTIFF (None where it has none)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  with rasterio.open(path) as source:
+    return dict(transform=None if source.transform.is_identity else source.transform,
+                crs=source.crs)
+
+
 def write_mask_like(path: str, mask: np.ndarray, like: str, nodata: int) -> None:
   """uint8 class ids [H, W] (or 0/1 labels [H, W, classes]: a band per class) as a
   cloud-optimised GeoTIFF on the grid of the raster `like` (its transform and CRS): tiled,
@@ -150,8 +158,7 @@ def write_mask_like(path: str, mask: np.ndarray, like: str, nodata: int) -> None
   was measured at; written beside `path`, then moved there."""
   import rasterio  # pylint: disable=import-outside-toplevel
   import rasterio.shutil  # pylint: disable=import-outside-toplevel
-  with rasterio.open(like) as source:
-    grid = dict(crs=source.crs, transform=source.transform)
+  grid = grid_of(like)
   bands = mask if mask.ndim == 3 else mask[..., None]
   height, width, count = bands.shape
   plain, cog = path + '.plain.tif', path + '.cog.tif'

@@ -1,6 +1,7 @@
 """--mode=predict: masks (segmentation) or predictions.csv (classification) for the user's
 pictures, at each picture's own size."""
 
+import json
 import os
 
 from absl import logging
@@ -11,6 +12,7 @@ from data import sources
 from errors import DataError, UserError
 from inference import loading
 from inference import predictor as predictor_lib
+from inference import vectors
 from interpretability import colormaps
 import tasks
 from training import atomic
@@ -84,8 +86,14 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
   else:
     paths = [stem + '_mask.png']
     loading.write_png(paths[0], mask)
-  if config.data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
+  on_grid = (config.data.bands
+             and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS)
+  if on_grid:
     rasters.write_mask_like(stem + '_mask.tif', mask, picture_path, tasks.IGNORE)
+  if config.predict.vectors:
+    grid = rasters.grid_of(picture_path) if on_grid else {}
+    atomic.write_text(stem + '_mask.geojson', json.dumps(vectors.polygons(
+        mask, tuple(config.data.class_names), tolerance_px=config.predict.simplify, **grid)))
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
       colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
                                               config.data.nodata), shown_mask, colors=colors),

@@ -346,3 +346,45 @@ def test_check_data_names_the_ceiling_of_squashed_masks_and_the_fields_that_lift
   printed = capsys.readouterr().out
   assert status == 0 and 'ceiling train: a perfect model at data.image_size=16' in printed
   assert "data.resize='none' with data.crop_size" in printed
+
+
+def test_vectors_trace_each_class_with_its_holes_on_the_rasters_grid():
+  """predict.vectors' polygons: every predicted pixel in exactly one class's regions (the
+  ignore label in none), holes kept, corners on the raster's grid, and a simplification that
+  keeps each outline within its tolerance."""
+  import affine  # pylint: disable=import-outside-toplevel
+  from rasterio.crs import CRS  # pylint: disable=import-outside-toplevel
+  import shapely.geometry  # pylint: disable=import-outside-toplevel
+  from inference import vectors  # pylint: disable=import-outside-toplevel
+  mask = np.zeros((40, 50), np.uint8)
+  mask[5:25, 5:25] = 1
+  mask[10:15, 10:15] = 0  # A hole in the square.
+  rows, cols = np.mgrid[:40, :50]
+  mask[(rows - 28) ** 2 + (cols - 38) ** 2 < 81] = 2  # A disc.
+  mask[36:, :4] = IGNORE
+  grid = affine.Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 4000000.0)  # 10 m pixels, north up.
+  exact = vectors.polygons(mask, ('ground', 'square', 'disc'), grid, CRS.from_epsg(32633), 0)
+  assert exact['crs']['properties']['name'] == 'urn:ogc:def:crs:EPSG::32633'
+  by_class = {}
+  for feature in exact['features']:
+    shape = shapely.geometry.shape(feature['geometry'])
+    by_class.setdefault(feature['properties']['class'], []).append(shape)
+    assert shape.area == feature['properties']['pixels'] * 100.0
+  for index, name in enumerate(('ground', 'square', 'disc')):
+    assert sum(s.area for s in by_class[name]) == np.sum(mask == index) * 100.0, name
+  (square,) = by_class['square']
+  assert len(square.interiors) == 1 and square.bounds == (500050.0, 3999750.0, 500250.0,
+                                                          3999950.0)
+  (disc,) = by_class['disc']
+  simple = shapely.geometry.shape(next(f['geometry'] for f in vectors.polygons(
+      mask, ('ground', 'square', 'disc'), grid, None, 1.5)['features']
+                                       if f['properties']['class'] == 'disc'))
+  assert len(simple.exterior.coords) < len(disc.exterior.coords)
+  assert disc.hausdorff_distance(simple) <= 15.0  # 1.5 pixels of 10 m.
+  labels = np.stack([mask == 1, (mask == 1) | (mask == 2)], axis=-1).astype(np.uint8)
+  overlapping = vectors.polygons(labels, ('square', 'blob'), None, None, 0)  # In pixels.
+  areas = {f['properties']['class']: f['properties']['pixels'] for f in overlapping['features']
+           if f['properties']['class'] == 'square'}
+  assert areas['square'] == np.sum(mask == 1) and 'crs' not in overlapping
+  assert sum(f['properties']['pixels'] for f in overlapping['features']
+             if f['properties']['class'] == 'blob') == np.sum((mask == 1) | (mask == 2))

@@ -201,6 +201,10 @@ def _check_sizes(config) -> None:
   for size in predict.sizes:
     _size(size, 'every predict.sizes entry')
     models.check_model(config.model, size, field='every predict.sizes entry')
+  _require(not predict.vectors or per_pixel, 'predict.vectors draws the regions of a mask; a '
+           'classifier answers whole pictures: set predict.vectors=False.')
+  _require(predict.simplify >= 0, f'predict.simplify={predict.simplify}: how far, in pixels, '
+           'a simplified outline may stray: 0 or more (0: the pixels\' own edges).')
   _size(tuple(predict.window), 'predict.window', empty_ok=True)
   _size(tuple(predict.stride), 'predict.stride', empty_ok=True)
   if slides and predict.window:
