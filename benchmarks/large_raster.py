@@ -4,9 +4,13 @@ Trains two small xception_unet models on 128 px crops (a few steps: memory, not 
 measured), one on 8-band uint16 GeoTIFFs and one on the same scenes as JPEG photos, then
 predicts, each in its own process, one `--raster_side` square 8-band uint16 GeoTIFF (tiled,
 deflate, written window by window) and one `--photo_size` JPEG, sliding 128 px windows over
-them. Prints each process's peak resident memory (ru_maxrss) and seconds.
+them; then exports the photo model to each of --formats and predicts the same photo through
+each exported file (predict.artifact: the file slides its windows itself,
+predict.windows_per_call at a time). Prints each process's peak resident memory (ru_maxrss)
+and seconds.
 
     python -m benchmarks.large_raster [--raster_side=10000 --photo_size=6000,4000]
+        [--formats=saved_model,onnx,litert]
 """
 
 import os
@@ -28,6 +32,8 @@ flags.DEFINE_integer('raster_side', 10000, 'Side of the square 8-band raster pre
 flags.DEFINE_list('photo_size', ['6000', '4000'], 'Width and height of the photo predicted.')
 flags.DEFINE_integer('train_steps', 4, 'Steps each model trains (memory does not need more).')
 flags.DEFINE_string('folder', '/tmp/segstream_bench_large_raster', 'Where files are written.')
+flags.DEFINE_list('formats', ['saved_model', 'onnx', 'litert'],
+                  'Export formats the photo is also predicted through (empty: none).')
 FLAGS = flags.FLAGS
 
 BANDS = 8
@@ -132,6 +138,14 @@ def main(argv):
     peak, seconds = _run([*runs[kind], '--mode=predict', f'--images={picture}',
                           f'--output={folder}/predict_{kind}'])
     print(f'{label:<44} {peak:8.2f} {seconds:8.1f}')
+  for fmt in FLAGS.formats:
+    exported = os.path.join(folder, f'export_{fmt}')
+    _run([*runs['photo'], '--mode=export', f'--config.export.format={fmt}',
+          f'--output={exported}'])
+    peak, seconds = _run([*runs['photo'], '--mode=predict', f'--images={photo}',
+                          f'--config.predict.artifact={exported}',
+                          f'--output={folder}/predict_photo_{fmt}'])
+    print(f'{f"photo {width}x{height} JPEG through {fmt}":<44} {peak:8.2f} {seconds:8.1f}')
 
 
 if __name__ == '__main__':

@@ -262,6 +262,7 @@ def run(config, workdir: str, output: str | None) -> str:
             'predict_sizes': [size if isinstance(size, int) else list(size)
                               for size in predictor.sizes],
             'predict_scales': list(predictor.scales) if predictor.slides else [],
+            'predict_windows_per_call': predictor.windows_per_call if predictor.slides else 0,
             'predict_flip': predictor.flip, **predictor.task.record()}
   minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
   check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)

@@ -128,7 +128,7 @@ class Predictor:
           pictures, (size[0], size[1]), exportable)
       probabilities = sliding.slide(
           lambda windows: model(windows, training=False), scaled, self.window, self.stride,
-          self.num_classes, 0 if exportable else self.windows_per_call)
+          self.num_classes, self.windows_per_call)
       yield probabilities if scale == 1.0 else tf.image.resize(probabilities, (height, width))
 
   def picture_probabilities(self, pictures: list[np.ndarray]):

@@ -279,13 +279,15 @@ def test_training_on_crops_evaluates_every_whole_picture_once_as_predict_answers
 
 
 def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_path):
-  """The slide (windows gathered, answered at once, scattered back and averaged) is inside
-  the exported file, which answers pictures of any size as the Predictor does."""
+  """The slide (windows gathered, answered predict.windows_per_call at a time in a loop,
+  scattered back and averaged) is inside the exported file, which answers pictures of any size
+  as the Predictor does, in memory that does not grow with the number of windows."""
   from inference import export  # pylint: disable=import-outside-toplevel
   workdir, config, _ = crop_run
   for fmt in ('saved_model', 'litert', 'onnx'):
     config = config.copy_and_resolve_references()
     config.export.format = fmt
+    config.predict.windows_per_call = 3  # The 53 x 70 picture's 4 windows: two calls a view.
     if fmt == 'saved_model':  # Scales and mirror images compose with the slide, in the file too.
       config.predict.scales, config.predict.flip = (0.75, 1.0), True
     folder = export.run(config, workdir, str(tmp_path / fmt))
@@ -293,6 +295,7 @@ def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_
       record = json.load(f)
     assert record['predict_mode'] == 'slide' and record['check']['passed'], (fmt, record)
     assert record['predict_scales'] == list(config.predict.scales or (1.0,))
+    assert record['predict_windows_per_call'] == 3
     assert record['check']['agreement'] >= 0.999, (fmt, record['check'])
     # Probabilities too: where windows overlap they are averaged in every runtime (ONNX's
     # ScatterND once kept one window's answer there, which masks alone did not show).
