@@ -275,6 +275,8 @@ def _predict() -> ml_collections.ConfigDict:
   # GeoTIFF's own coordinates (else in pixels), simplified within predict.simplify pixels.
   predict.vectors = False
   predict.simplify = 1.0
+  # Also write <name>_probabilities.tif: float32, a band per class, on a GeoTIFF's own grid.
+  predict.probabilities = False
   # An exported file (--mode=export's SavedModel folder, .onnx or .tflite) that predict and
   # score run in its own runtime instead of the workdir's model; empty: the workdir's model.
   predict.artifact = ''

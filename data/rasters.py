@@ -151,6 +151,29 @@ def grid_of(path: str) -> dict:
                 crs=source.crs)
 
 
+def write_probabilities(path: str, probabilities: np.ndarray, missing: np.ndarray | None,
+                        like: str | None) -> None:
+  """float32 probabilities [H, W, classes] as a tiled, deflated TIFF of a band per class (on
+  the grid of the raster `like`, when given), NaN (its nodata) where `missing` is True;
+  written beside `path`, then moved there."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  bands = np.array(probabilities, np.float32)
+  if missing is not None:
+    bands[missing] = np.nan
+  height, width, count = bands.shape
+  grid = {k: v for k, v in (grid_of(like) if like else {}).items() if v is not None}
+  partial = path + '.partial.tif'
+  try:
+    with rasterio.open(partial, 'w', driver='GTiff', width=width, height=height, count=count,
+                       dtype='float32', nodata=np.nan, tiled=True, compress='deflate',
+                       predictor=3, **grid) as out:
+      out.write(np.transpose(bands, (2, 0, 1)))
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
 def write_mask_like(path: str, mask: np.ndarray, like: str, nodata: int) -> None:
   """uint8 class ids [H, W] (or 0/1 labels [H, W, classes]: a band per class) as a
   cloud-optimised GeoTIFF on the grid of the raster `like` (its transform and CRS): tiled,

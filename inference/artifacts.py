@@ -77,14 +77,14 @@ class Artifact:
     """Label masks (uint8) at each picture's own size, one picture at a time."""
     return [self.outputs(picture[None])['masks'][0] for picture in pictures]
 
-  def masks_and_uncertainty(self, pictures: list[np.ndarray]) -> list[tuple]:
-    """(label mask, uncertainty [H, W]) at each picture's own size: the file's own mask, and
-    the task's uncertainty of its probabilities brought to that size."""
+  def masks_and_probabilities(self, pictures: list[np.ndarray]) -> list[tuple]:
+    """(label mask, float32 probabilities [H, W, classes]) at each picture's own size: the
+    file's own mask, and its probabilities brought to that size."""
     found = []
     for picture in pictures:
       answer = self.outputs(picture[None])
-      resized = tf.image.resize(answer['probabilities'], picture.shape[:2])
-      found.append((answer['masks'][0], self.task.uncertainty(resized)[0].numpy()))
+      found.append((answer['masks'][0], tf.image.resize(answer['probabilities'],
+                                                        picture.shape[:2])[0].numpy()))
     return found
 
   def picture_probabilities(self, pictures: list[np.ndarray]) -> np.ndarray:

@@ -36,8 +36,9 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   batch_size, task = config.eval.global_batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
-    if config.predict.uncertainty:
-      logging.info('%s is read a strip at a time: its uncertainty is not drawn.', path)
+    if config.predict.uncertainty or config.predict.probabilities:
+      logging.info('%s is read a strip at a time: its uncertainty and probabilities are not '
+                   'written.', path)
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
     written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path)
   named_whole = [item for item in named if item not in large]
@@ -50,15 +51,21 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
         best = int(np.argmax(probs))
         rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
       continue
-    answers = (predictor.masks_and_uncertainty(pictures) if config.predict.uncertainty
+    answers = (predictor.masks_and_probabilities(pictures)
+               if config.predict.uncertainty or config.predict.probabilities
                else [(mask, None) for mask in predictor.masks(pictures)])
-    for (path, name), picture, (mask, unsure) in zip(chunk, pictures, answers):
-      if bands is not None:  # Nothing measured, nothing predicted.
-        mask[~rasters.valid_pixels(picture, bands.nodata)] = tasks.IGNORE
+    for (path, name), picture, (mask, probabilities) in zip(chunk, pictures, answers):
+      missing = None if bands is None else ~rasters.valid_pixels(picture, bands.nodata)
+      if missing is not None:  # Nothing measured, nothing predicted.
+        mask[missing] = tasks.IGNORE
       written += _write_mask(out_dir, name, mask, config, picture, mask, colors, path)
-      if unsure is not None:
-        loading.write_png(os.path.join(out_dir, name) + '_uncertainty.png',
-                          colormaps.jet(unsure))
+      stem = os.path.join(out_dir, name)
+      if config.predict.uncertainty:
+        loading.write_png(stem + '_uncertainty.png',
+                          colormaps.jet(task.uncertainty(probabilities[None])[0].numpy()))
+      if config.predict.probabilities:
+        rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing,
+                                    path if _on_grid(config, path) else None)
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
@@ -86,8 +93,7 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
   else:
     paths = [stem + '_mask.png']
     loading.write_png(paths[0], mask)
-  on_grid = (config.data.bands
-             and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS)
+  on_grid = _on_grid(config, picture_path)
   if on_grid:
     rasters.write_mask_like(stem + '_mask.tif', mask, picture_path, tasks.IGNORE)
   if config.predict.vectors:
@@ -99,6 +105,12 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
                                               config.data.nodata), shown_mask, colors=colors),
       config.data.class_names, colors))
   return paths
+
+
+def _on_grid(config, picture_path: str) -> bool:
+  """Whether a picture is a raster whose outputs are written on its grid (GeoTIFFs)."""
+  return bool(config.data.bands
+              and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS)
 
 
 # A raster of more pixels than this is read a strip of rows at a time, each strip's float32

@@ -156,11 +156,14 @@ class Predictor:
     return [label_masks(probabilities, picture.shape[:2], self.task)[0].numpy()
             for probabilities, picture in zip(self._answers(pictures), pictures)]
 
-  def masks_and_uncertainty(self, pictures: list[np.ndarray]) -> list[tuple]:
-    """(label mask, float32 uncertainty [H, W] in [0, 1]) at each picture's own size, from
-    the same probabilities."""
-    return [answer_at(probabilities, picture.shape[:2], self.task)
-            for probabilities, picture in zip(self._answers(pictures), pictures)]
+  def masks_and_probabilities(self, pictures: list[np.ndarray]) -> list[tuple]:
+    """(label mask, float32 probabilities [H, W, classes]) at each picture's own size, the mask
+    read off those probabilities."""
+    found = []
+    for probabilities, picture in zip(self._answers(pictures), pictures):
+      resized = tf.image.resize(probabilities, picture.shape[:2])
+      found.append((self.task.predicted_labels(resized)[0].numpy(), resized[0].numpy()))
+    return found
 
 
 def rebuilt(model: keras.Model, config, size) -> keras.Model:
@@ -185,12 +188,6 @@ def in_float32(model: keras.Model, config) -> keras.Model:
 def all_layers(model: keras.Model):
   """Every layer, those inside others' attributes included (keras-hub's MiT blocks)."""
   return model._flatten_layers(include_self=False)  # pylint: disable=protected-access
-
-
-def answer_at(probabilities, size, task: tasks.Task) -> tuple:
-  """(label mask, uncertainty) of one picture's probabilities [1, h, w, classes] at `size`."""
-  resized = tf.image.resize(probabilities, size)
-  return (task.predicted_labels(resized)[0].numpy(), task.uncertainty(resized)[0].numpy())
 
 
 def label_masks(probabilities: tf.Tensor, size, task: tasks.Task) -> tf.Tensor:

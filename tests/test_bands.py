@@ -227,8 +227,9 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
   prepared = [json.load(open(p)) for p in _reports(workdir)]
   np.testing.assert_allclose(layer.mean.numpy(), prepared[0]['bands']['mean'], rtol=1e-5)
   tif = os.path.join(folder, 'test', 'images', 'test_000.tif')
-  status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=predict',
-                                                  f'--images={tif}', '--config.predict.vectors=True'))
+  status, stderr = main_in_process(capsys, *_args(
+      folder, workdir, '--mode=predict', f'--images={tif}', '--config.predict.vectors=True',
+      '--config.predict.probabilities=True'))
   assert status == 0, stderr[-2000:]
   mask = tf.io.decode_png(tf.io.read_file(os.path.join(workdir, 'predict',
                                                        'test_000_mask.png'))).numpy()
@@ -240,6 +241,11 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
     assert (on_map.crs, on_map.transform) == (source.crs, source.transform)
     assert on_map.nodata == IGNORE and on_map.profile['tiled']
     np.testing.assert_array_equal(on_map.read(1), mask[..., 0])
+    with rasterio.open(os.path.join(workdir, 'predict', 'test_000_probabilities.tif')) as odds:
+      assert (odds.crs, odds.transform, odds.count) == (source.crs, source.transform, 3)
+      answered = np.moveaxis(odds.read(), 0, -1)  # Its mask's class is each pixel's likeliest.
+      np.testing.assert_allclose(answered.sum(-1), 1.0, atol=1e-4)
+      np.testing.assert_array_equal(answered.argmax(-1), mask[..., 0])
     with open(os.path.join(workdir, 'predict', 'test_000_mask.geojson')) as f:
       regions = json.load(f)  # Its regions on the map, every predicted pixel in one.
     assert regions['crs']['properties']['name'].endswith(str(source.crs.to_epsg()))

@@ -201,8 +201,9 @@ def _check_sizes(config) -> None:
   for size in predict.sizes:
     _size(size, 'every predict.sizes entry')
     models.check_model(config.model, size, field='every predict.sizes entry')
-  _require(not predict.vectors or per_pixel, 'predict.vectors draws the regions of a mask; a '
-           'classifier answers whole pictures: set predict.vectors=False.')
+  for field in ('vectors', 'probabilities'):
+    _require(not predict[field] or per_pixel, f'predict.{field} is written beside a mask; a '
+             f'classifier answers whole pictures (predictions.csv): set predict.{field}=False.')
   _require(predict.simplify >= 0, f'predict.simplify={predict.simplify}: how far, in pixels, '
            'a simplified outline may stray: 0 or more (0: the pixels\' own edges).')
   _size(tuple(predict.window), 'predict.window', empty_ok=True)
