@@ -35,7 +35,7 @@ def slide(answer, pictures: tf.Tensor, window: tuple, stride: tuple, num_classes
   `pictures` (C: 3, or a raster's bands), `stride` (down, across) apart, averaged where they
   overlap. A picture smaller than the window is padded with black at the bottom and right, as
   training crops are. `windows_per_call` > 0 answers that many windows (of every picture) at a
-  time (0: all at once, one call, which every converter takes)."""
+  time, in a loop that SavedModel, ONNX and LiteRT all take (0: all at once, one call)."""
   total, rows, cols = slide_sums(answer, pictures, window, stride, num_classes,
                                  windows_per_call)
   return total / (tf.reshape(rows, [1, -1, 1, 1]) * tf.reshape(cols, [1, 1, -1, 1]))
