@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import rasterio
 import tensorflow as tf
 
 from data import files_source
@@ -230,6 +231,22 @@ def test_every_mode_on_a_multilabel_model(tmp_path, capsys):
   served = tf.saved_model.load(os.path.join(workdir, 'export', 'saved_model')).signatures
   answer = served['serve'](pictures=tf.zeros([1, 40, 30, 3], tf.uint8))
   assert answer['masks'].shape == (1, 40, 30, 3) and answer['masks'].dtype == tf.uint8
+  # Through the exported file: each class's regions (overlapping) and probabilities.
+  out = str(tmp_path / 'served')
+  assert main_in_process(capsys, *args, '--mode=predict', f'--images={folder}/test/images',
+                         f'--config.predict.artifact={workdir}/export/saved_model',
+                         '--config.predict.vectors=True', '--config.predict.probabilities=True',
+                         '--config.predict.simplify=0', f'--output={out}')[0] == 0
+  with rasterio.open(os.path.join(out, f'{stem}_probabilities.tif')) as odds:
+    answered = np.moveaxis(odds.read(), 0, -1)
+  with open(os.path.join(out, f'{stem}_mask.geojson')) as f:
+    regions = json.load(f)['features']
+  for index, name in enumerate(NAMES):
+    mask = tf.io.decode_png(tf.io.read_file(os.path.join(
+        out, f'{stem}_mask_{name}.png'))).numpy()[..., 0]
+    assert np.mean(mask == (answered[..., index] > thresholds[index])) > 0.99, name
+    assert sum(r['properties']['pixels'] for r in regions
+               if r['properties']['class'] == name) == mask.sum(), name
   assert main_in_process(capsys, *args, '--mode=explain')[0] == 0
   explained = os.listdir(os.path.join(workdir, 'explain'))
   assert all(any(name in f for f in explained) for name in NAMES), explained
