@@ -15,6 +15,8 @@ reports) are collected, not raised, except a file that does not parse.
 """
 
 import base64
+import binascii
+import contextlib
 import io
 import json
 import os
@@ -65,6 +67,26 @@ def is_annotation_file(path: str | None) -> bool:
   return bool(path) and os.path.isfile(path) and path.lower().endswith(FILE_SUFFIXES)
 
 
+@contextlib.contextmanager
+def _entry(path: str, what: str):
+  """An entry of an annotation file that lacks a field or holds the wrong kind of value: one
+  line naming the file, the entry and the field, not a KeyError from inside the reader."""
+  try:
+    yield
+  except KeyError as e:
+    raise DataError(f'{path}: {what} has no {e.args[0]!r}. Export the annotations again from '
+                    'the tool, or add it there.') from None
+  except (TypeError, ValueError, IndexError, AttributeError, binascii.Error, OSError) as e:
+    raise DataError(f'{path}: {what} is malformed ({type(e).__name__}: {e}). Export the '
+                    'annotations again from the tool, or fix it there.') from None
+
+
+def _described(kind: str, index: int, entry) -> str:
+  """How a problem line names an entry: its place in the file's list, and its id."""
+  return f'{kind} {index}' + (f' (id {entry["id"]})' if isinstance(entry, dict)
+                              and 'id' in entry else '')
+
+
 def _load_json(path: str):
   try:
     with open(path, encoding='utf-8') as f:
@@ -90,38 +112,50 @@ def read_coco(path: str) -> AnnotationSet:
                                                               'categories')):
     raise DataError(f'{path} is not a COCO annotations file: it needs "images", "annotations" '
                     'and "categories" (LabelMe files go in a folder, one per picture).')
-  problems = {}
-  names = {c['id']: c['name'] for c in sorted(data['categories'], key=lambda c: c['id'])}
+  problems, names = {}, {}
+  for index, category in enumerate(data['categories']):
+    with _entry(path, _described('category', index, category)):
+      names[category['id']] = category['name']
+  names = dict(sorted(names.items()))
   images, seen = {}, set()
-  for image in data['images']:
-    if image['id'] in seen:
-      problems.setdefault('image_id_twice', []).append(f'{path}: image id {image["id"]}')
-      continue
-    seen.add(image['id'])
-    images[image['id']] = (picture_key(image['file_name']), image.get('height'),
-                           image.get('width'), [])
-  for annotation in data['annotations']:
-    if annotation.get('category_id') not in names:
-      problems.setdefault('undeclared_category', []).append(
-          f'{path}: annotation {annotation.get("id")} has category_id '
-          f'{annotation.get("category_id")}')
-      continue
-    if annotation.get('image_id') not in images:
-      problems.setdefault('unknown_image', []).append(
-          f'{path}: annotation {annotation.get("id")} names image_id '
-          f'{annotation.get("image_id")}')
-      continue
-    segmentation = annotation.get('segmentation')
-    label, crowd = names[annotation['category_id']], bool(annotation.get('iscrowd', 0))
-    shapes = images[annotation['image_id']][3]
-    if isinstance(segmentation, dict):
-      shapes.append(Shape(label, 'rle', segmentation, crowd=crowd))
-    else:
-      shapes.extend(Shape(label, 'polygon', tuple(zip(polygon[::2], polygon[1::2])),
-                          crowd=crowd) for polygon in segmentation or [])
+  for index, image in enumerate(data['images']):
+    with _entry(path, _described('image', index, image)):
+      if image['id'] in seen:
+        problems.setdefault('image_id_twice', []).append(f'{path}: image id {image["id"]}')
+        continue
+      seen.add(image['id'])
+      images[image['id']] = (picture_key(image['file_name']), image.get('height'),
+                             image.get('width'), [])
+  for index, annotation in enumerate(data['annotations']):
+    with _entry(path, _described('annotation', index, annotation)):
+      _add_coco_annotation(annotation, path, names, images, problems)
   pictures = {key: Annotated(path, 'coco', height, width, tuple(shapes))
               for key, height, width, shapes in images.values()}
   return AnnotationSet(pictures, _classes(names.values()), problems)
+
+
+def _add_coco_annotation(annotation: dict, path: str, names: dict, images: dict,
+                         problems: dict) -> None:
+  """One COCO annotation into its image's shapes, or into `problems`."""
+  if annotation.get('category_id') not in names:
+    problems.setdefault('undeclared_category', []).append(
+        f'{path}: annotation {annotation.get("id")} has category_id '
+        f'{annotation.get("category_id")}')
+    return
+  if annotation.get('image_id') not in images:
+    problems.setdefault('unknown_image', []).append(
+        f'{path}: annotation {annotation.get("id")} names image_id '
+        f'{annotation.get("image_id")}')
+    return
+  segmentation = annotation.get('segmentation')
+  label, crowd = names[annotation['category_id']], bool(annotation.get('iscrowd', 0))
+  shapes = images[annotation['image_id']][3]
+  if isinstance(segmentation, dict):
+    shapes.append(Shape(label, 'rle', segmentation, crowd=crowd))
+  else:
+    shapes.extend(Shape(label, 'polygon', tuple(zip(
+        map(float, polygon[::2]), map(float, polygon[1::2]))), crowd=crowd)
+                  for polygon in segmentation or [])
 
 
 def _classes(labels) -> tuple:
@@ -158,10 +192,11 @@ def read_cvat(path: str) -> AnnotationSet:
           f'{path}: image id {image.get("id")}' + (f' of subset {subset}' if subset else ''))
       continue
     seen.add(number)
-    shapes = tuple(_cvat_shape(element) for element in image if element.tag != 'tag')
-    key = picture_key(image.get('name'))
-    pictures[f'{subset}/{key}' if subset else key] = Annotated(
-        path, 'coco', int(image.get('height')), int(image.get('width')), shapes, subset)
+    with _entry(path, f'<image id="{image.get("id")}">'):
+      shapes = tuple(_cvat_shape(element) for element in image if element.tag != 'tag')
+      key = picture_key(image.attrib['name'])
+      pictures[f'{subset}/{key}' if subset else key] = Annotated(
+          path, 'coco', int(image.attrib['height']), int(image.attrib['width']), shapes, subset)
   return AnnotationSet(pictures, labels, problems)
 
 
@@ -212,14 +247,15 @@ def read_labelme(path: str) -> Annotated:
   if not isinstance(data, dict) or 'shapes' not in data:
     raise DataError(f'{path} is not a LabelMe file: it has no "shapes".')
   shapes = []
-  for shape in data['shapes']:
-    kind = shape.get('shape_type') or 'polygon'  # Older files leave it out.
-    points = tuple(tuple(p) for p in shape['points'])
-    if kind == 'mask':
-      (left, top), _ = np.asarray(points).astype(int)
-      shapes.append(Shape(shape['label'], 'bitmap', (left, top, shape.get('mask') or '')))
-      continue
-    shapes.append(Shape(shape['label'], 'line' if kind == 'linestrip' else kind, points))
+  for index, shape in enumerate(data['shapes']):
+    with _entry(path, f'shape {index}'):
+      kind = shape.get('shape_type') or 'polygon'  # Older files leave it out.
+      points = tuple(tuple(float(v) for v in p) for p in shape['points'])
+      if kind == 'mask':
+        (left, top), _ = np.asarray(points).astype(int)
+        shapes.append(Shape(shape['label'], 'bitmap', (left, top, shape['mask'])))
+        continue
+      shapes.append(Shape(shape['label'], 'line' if kind == 'linestrip' else kind, points))
   return Annotated(path, 'labelme', data.get('imageHeight'), data.get('imageWidth'),
                    tuple(shapes))
 
@@ -332,8 +368,9 @@ def _regions(annotated: Annotated, shapes: list, ids: dict, height: int, width: 
     if shape.label not in ids and shape.label not in TOOL_LABELS:
       unknown.add(shape.label)
       continue
-    region = _region(shape, annotated.style, height, width, line_width, notes,
-                     annotated.source)
+    with _entry(annotated.source, f'a shape of {shape.label!r} ({shape.kind})'):
+      region = _region(shape, annotated.style, height, width, line_width, notes,
+                       annotated.source)
     if region is not None:
       yield shape, region
 

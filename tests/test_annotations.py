@@ -267,6 +267,45 @@ def test_annotation_faults_are_named_with_the_fix_before_anything_is_prepared(tm
     _drawn(_config(images, path, data__class_names=('background', 'cat')))
 
 
+def test_a_malformed_entry_is_one_line_naming_its_file_entry_and_field(tmp_path):
+  """What an annotation file lacks or holds wrongly stops with the file, the entry and the
+  field, not a KeyError from inside the reader; a broken RLE or mask PNG when it is drawn."""
+  def written(name, content):
+    path = os.path.join(str(tmp_path), name)
+    with open(path, 'w') as f:
+      f.write(content if isinstance(content, str) else json.dumps(content))
+    return path
+  image = {'id': 0, 'file_name': 'p0.png', 'height': 40, 'width': 50}
+  category = [{'id': 1, 'name': 'cat'}]
+  cases = [
+      (written('a.json', {'images': [{'id': 0, 'height': 4}], 'annotations': [],
+                          'categories': category}), r"a.json: image 0 \(id 0\) has no 'file_name'"),
+      (written('b.json', {'images': [image], 'categories': category, 'annotations': [
+          {'id': 7, 'image_id': 0, 'category_id': 1, 'segmentation': [[1, 'x', 3, 4, 5, 6]]}]}),
+       r'b.json: annotation 0 \(id 7\) is malformed \(ValueError'),
+      (written('c.json', {'images': [image], 'annotations': [], 'categories': [{'id': 1}]}),
+       r"c.json: category 0 \(id 1\) has no 'name'"),
+      (written('d.xml', '<annotations><image id="3" name="p0.png" width="50">'
+                        '<box label="cat" xtl="1" ytl="1" xbr="4" ybr="4"/></image></annotations>'),
+       r'd.xml: <image id="3"> has no \'height\''),
+  ]
+  for path, message in cases:
+    with pytest.raises(DataError, match=message):
+      annotations.read_split(path)
+  labelme = os.path.join(str(tmp_path), 'labelme')
+  os.makedirs(labelme)
+  written(os.path.join('labelme', 'p0.json'), {'shapes': [{'label': 'cat', 'points': [[1, 2]]},
+                                                          {'label': 'cat'}]})
+  with pytest.raises(DataError, match=r"p0.json: shape 1 has no 'points'"):
+    annotations.read_split(labelme)
+  broken = written('e.json', {'images': [image], 'categories': category, 'annotations': [
+      {'id': 8, 'image_id': 0, 'category_id': 1,
+       'segmentation': {'size': [40, 50], 'counts': 'not-rle!!'}}]})
+  annotated = annotations.read_split(broken).pictures['p0']
+  with pytest.raises(DataError, match=r"e.json: a shape of 'cat' \(rle\) is malformed"):
+    annotations.draw(annotated, ('background', 'cat'), 40, 50)
+
+
 def test_a_self_intersecting_polygon_is_told_from_a_concave_one():
   bow_tie = np.array([[0, 0], [10, 10], [10, 0], [0, 10]], float)
   concave = np.array([[0, 0], [10, 0], [10, 10], [5, 3], [0, 10]], float)
