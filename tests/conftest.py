@@ -1,6 +1,7 @@
 """Test process set-up: 2 logical CPU devices (tests of distribution take both as 2 replicas,
 the rest run on one) and shared fixtures."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,6 +19,21 @@ from training import settle as settled
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 runtime.configure_cpu_devices(2)
 tf.get_logger().setLevel('ERROR')
+# Grappler's graph rewrites pay on long runs; a test's graphs run a few steps, and rewriting
+# them costs more than it saves (measured: docs/results.md). Processes a test starts keep them.
+tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
+
+
+@contextlib.contextmanager
+def graph_rewrites():
+  """Grappler's rewrites on, as in a process a test starts: for a run in this process whose
+  weights are compared with such a process's (fused ops round differently, and 60 steps of
+  SGD carry the difference into the weights)."""
+  tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': False})
+  try:
+    yield
+  finally:
+    tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
 
 def model_config(name: str, **fields) -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests import slurm_local
-from tests.conftest import REPO, main_in_process
+from tests.conftest import REPO, graph_rewrites, main_in_process
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(slurm_local.unavailable() is not None,
@@ -88,7 +88,7 @@ def test_two_tasks_train_as_one_cluster_and_a_sigterm_requeues_the_job_which_res
     assert any(n.startswith('events.out') for n in os.listdir(os.path.join(workdir, run)))
   # The same command as 2 replicas, through main.py's `main` in this process
   # (test_multiworker shows launch_local's two workers end so too).
-  with caplog.at_level(logging.INFO, logger='absl'):
+  with caplog.at_level(logging.INFO, logger='absl'), graph_rewrites():
     status, stderr = main_in_process(capsys, '--config=configs/seg.py', *ARGS,
                                      f'--workdir={tmp_path / "local"}',
                                      '--config.train.steps_per_epoch=60',
