@@ -144,13 +144,19 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
 
 # Module or session fixtures too cheap to be worth keeping their tests on one worker.
 _CHEAP_SHARED = {'synthetic_folder', 'tmp_path_factory'}
+# Tests that wait for processes they start (Slurm's requeue, workers joining a cluster, a
+# killed run): handed out first, so the other workers' tests fill their waits.
+_WAITING_FILES = ('test_slurm.py', 'test_multiworker.py', 'test_reliability.py',
+                  'test_continuous_eval.py')
 
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
   """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup) every test that shares a costly
   module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
-  worker that built it: a fixture is built once per worker process."""
+  worker that built it: a fixture is built once per worker process. The tests that wait for
+  launched processes come first."""
+  items.sort(key=lambda item: item.path.name not in _WAITING_FILES)  # Stable: else as found.
   for item in items:
     definitions = item._fixtureinfo.name2fixturedefs  # pylint: disable=protected-access
     shared = [name for name in item.fixturenames
