@@ -152,16 +152,16 @@ def grid_of(path: str) -> dict:
 
 
 def write_probabilities(path: str, probabilities: np.ndarray, missing: np.ndarray | None,
-                        like: str | None) -> None:
+                        grid: dict | None) -> None:
   """float32 probabilities [H, W, classes] as a tiled, deflated TIFF of a band per class (on
-  the grid of the raster `like`, when given), NaN (its nodata) where `missing` is True;
-  written beside `path`, then moved there."""
+  `grid`, grid_of a raster, when given), NaN (its nodata) where `missing` is True; written
+  beside `path`, then moved there."""
   import rasterio  # pylint: disable=import-outside-toplevel
   bands = np.array(probabilities, np.float32)
   if missing is not None:
     bands[missing] = np.nan
   height, width, count = bands.shape
-  grid = {k: v for k, v in (grid_of(like) if like else {}).items() if v is not None}
+  grid = {k: v for k, v in (grid or {}).items() if v is not None}
   partial = path + '.partial.tif'
   try:
     with rasterio.open(partial, 'w', driver='GTiff', width=width, height=height, count=count,
@@ -174,14 +174,13 @@ def write_probabilities(path: str, probabilities: np.ndarray, missing: np.ndarra
       os.remove(partial)
 
 
-def write_mask_like(path: str, mask: np.ndarray, like: str, nodata: int) -> None:
+def write_mask_on_grid(path: str, mask: np.ndarray, grid: dict, nodata: int) -> None:
   """uint8 class ids [H, W] (or 0/1 labels [H, W, classes]: a band per class) as a
-  cloud-optimised GeoTIFF on the grid of the raster `like` (its transform and CRS): tiled,
+  cloud-optimised GeoTIFF on `grid` (grid_of a raster: its transform and CRS): tiled,
   deflated, with overviews (nearest: every value a class) and `nodata` marking pixels nothing
   was measured at; written beside `path`, then moved there."""
   import rasterio  # pylint: disable=import-outside-toplevel
   import rasterio.shutil  # pylint: disable=import-outside-toplevel
-  grid = grid_of(like)
   bands = mask if mask.ndim == 3 else mask[..., None]
   height, width, count = bands.shape
   plain, cog = path + '.plain.tif', path + '.cog.tif'

@@ -40,7 +40,8 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       logging.info('%s is read a strip at a time: its uncertainty and probabilities are not '
                    'written.', path)
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
-    written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors, path)
+    written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors,
+                           _grid(config, path))
   named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -58,14 +59,14 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       missing = None if bands is None else ~rasters.valid_pixels(picture, bands.nodata)
       if missing is not None:  # Nothing measured, nothing predicted.
         mask[missing] = tasks.IGNORE
-      written += _write_mask(out_dir, name, mask, config, picture, mask, colors, path)
+      grid = _grid(config, path)
+      written += _write_mask(out_dir, name, mask, config, picture, mask, colors, grid)
       stem = os.path.join(out_dir, name)
       if config.predict.uncertainty:
         loading.write_png(stem + '_uncertainty.png',
                           colormaps.jet(task.uncertainty(probabilities[None])[0].numpy()))
       if config.predict.probabilities:
-        rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing,
-                                    path if _on_grid(config, path) else None)
+        rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing, grid)
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
         config.data.class_names, colors.tolist()))
@@ -79,7 +80,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
 
 
 def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.ndarray,
-                shown_mask: np.ndarray, colors: np.ndarray, picture_path: str) -> list[str]:
+                shown_mask: np.ndarray, colors: np.ndarray, grid: dict | None) -> list[str]:
   """The class-id mask PNG (multi-label: a 0/1 mask PNG per class, `_mask_<class>.png`; a
   TIFF's also as a GeoTIFF on its grid, a band per class) and, beside it, the overlay of
   `shown_mask` on the picture `shown` (a large raster's: its overview); returns the masks'
@@ -93,13 +94,12 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
   else:
     paths = [stem + '_mask.png']
     loading.write_png(paths[0], mask)
-  on_grid = _on_grid(config, picture_path)
-  if on_grid:
-    rasters.write_mask_like(stem + '_mask.tif', mask, picture_path, tasks.IGNORE)
+  if grid is not None:
+    rasters.write_mask_on_grid(stem + '_mask.tif', mask, grid, tasks.IGNORE)
   if config.predict.vectors:
-    grid = rasters.grid_of(picture_path) if on_grid else {}
     atomic.write_text(stem + '_mask.geojson', json.dumps(vectors.polygons(
-        mask, tuple(config.data.class_names), tolerance_px=config.predict.simplify, **grid)))
+        mask, tuple(config.data.class_names), tolerance_px=config.predict.simplify,
+        **(grid or {}))))
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
       colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
                                               config.data.nodata), shown_mask, colors=colors),
@@ -107,10 +107,12 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
   return paths
 
 
-def _on_grid(config, picture_path: str) -> bool:
-  """Whether a picture is a raster whose outputs are written on its grid (GeoTIFFs)."""
-  return bool(config.data.bands
-              and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS)
+def _grid(config, picture_path: str) -> dict | None:
+  """The grid (transform, CRS) a raster's outputs are written on (a TIFF's, read once), or
+  None for a picture whose outputs are plain pictures."""
+  if config.data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
+    return rasters.grid_of(picture_path)
+  return None
 
 
 # A raster of more pixels than this is read a strip of rows at a time, each strip's float32
