@@ -21,6 +21,7 @@ from data import sources
 from inference import loading
 from inference import predictor
 from inference import score
+import specs
 from training import loop
 
 flags.DEFINE_string('folder', '../shared/oxford_pets_sample', 'Official extracted layout.')
@@ -59,9 +60,9 @@ def main(argv):
     start = time.perf_counter()
     results = loop.train(config, workdir)
     seconds = time.perf_counter() - start
-    model, _ = loading.load_model(config, workdir)
+    model, _ = loading.load_model(specs.describe(config).network, workdir)
     builder = sources.prepared_builder(config.data, workdir)
-    native = score.test_metrics(predictor.Predictor(model, config), builder, config)
+    native = score.test_metrics(predictor.Predictor(model, specs.describe(config)), builder, config)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

@@ -47,12 +47,13 @@ def main(argv):
   del argv
   from inference import artifacts, export, export_check, loading  # pylint: disable=import-outside-toplevel
   from inference.predictor import Predictor  # pylint: disable=import-outside-toplevel
-  trained, _ = loading.load_model(FLAGS.config, FLAGS.workdir)
+  import specs  # pylint: disable=import-outside-toplevel
+  trained, _ = loading.load_model(specs.describe(FLAGS.config).network, FLAGS.workdir)
   rng = np.random.default_rng(0)
   for side in map(int, FLAGS.sides):
     config = FLAGS.config.copy_and_resolve_references()
     config.data.image_size, config.predict.sizes, config.predict.flip = side, (), False
-    predictor = Predictor(trained, config)
+    predictor = Predictor(trained, specs.describe(config))
     model = tf.function(lambda x, m=predictor.models[side]: m(x, training=False))
     calibration = export.calibration_pictures(config, FLAGS.workdir)
     for batch in map(int, FLAGS.batches):

@@ -22,6 +22,7 @@ from inference import loading
 from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
+import specs
 import tasks
 
 FLAGS = flags.FLAGS
@@ -37,7 +38,7 @@ def main(argv):
   config = FLAGS.config
   config.summaries.num_images = FLAGS.num_images
   task = tasks.of(config)
-  model, _ = loading.load_model(config, FLAGS.workdir)
+  model, _ = loading.load_model(specs.describe(config).network, FLAGS.workdir)
   pictures = loading.named_pictures(config, FLAGS.workdir, None)
   inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
   default = gradcam.default_layer(model, task)

@@ -27,6 +27,7 @@ import tensorflow as tf
 from configs import own_multilabel
 from data import files_pairing
 from inference import predictor as predictor_lib
+import specs
 import tasks
 from tests import own_data
 from training import loop
@@ -200,7 +201,7 @@ def main(_):
                           encoding_names(encoding, combinations))
     workdir = os.path.join(FLAGS.out, 'runs', encoding)
     loop.train(config, workdir)
-    predictor, _ = predictor_lib.load(config, workdir)
+    predictor, _ = predictor_lib.load(specs.describe(config), workdir)
     masks = predictor.masks(pictures)
     if encoding != 'multilabel':
       masks = [labels_of_ids(m, encoding, combinations) for m in masks]

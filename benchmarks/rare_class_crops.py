@@ -23,6 +23,7 @@ from configs import own_data
 from inference import score
 from inference import predictor as predictor_lib
 from data import sources
+import specs
 from training import loop
 from training import settle
 
@@ -94,7 +95,7 @@ def main(_):
     config = config_for(folder, sampling)
     workdir = os.path.join(FLAGS.out, 'runs', sampling)
     loop.train(config, workdir)
-    predictor, _ = predictor_lib.load(config, workdir)
+    predictor, _ = predictor_lib.load(specs.describe(config), workdir)
     results = score.test_metrics(predictor, sources.prepared_builder(config.data, workdir),
                                  config)
     report[sampling] = {'mean_iou': round(results['mean_iou'], 4),

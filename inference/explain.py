@@ -7,17 +7,16 @@ import os
 
 from absl import logging
 
-from data import input_pipeline
 from data import rasters
 from inference import loading
 from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
 from modeling import xception_imagenet
-import tasks
-from training import atomic
-from training import summaries as summaries_lib
-from training import workdir as workdir_lib
+from records import atomic
+from records import summaries as summaries_lib
+from records import workdir as workdir_lib
+import specs
 
 
 def explained_class_names(config) -> list[str]:
@@ -33,11 +32,11 @@ def run(config, workdir: str, images: str | None) -> dict:
   """Activation grids, filter grids and Grad-CAM overlays as PNGs in DIR/explain/, named after
   the pictures and at their own size; gradcam.json with each heatmap's pointing scores where a
   mask is known; the same pictures in TensorBoard (run folder explain/)."""
-  model, source = loading.load_model(config, workdir)
+  run = specs.describe(config)
+  model, source = loading.load_model(run.network, workdir)
   pictures = loading.named_pictures(config, workdir, images)
-  task = tasks.of(config)
-  inputs = loading.model_input([p.pixels for p in pictures],
-                               input_pipeline.model_input_size(config.data), model)
+  task = run.task
+  inputs = loading.model_input([p.pixels for p in pictures], run.network.input_size, model)
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
                                     config.data.class_names, task,
                                     activation_pictures=len(pictures),

@@ -22,8 +22,9 @@ from inference import artifacts
 from inference import export_check
 from inference import loading
 from inference.predictor import Predictor, all_layers, label_masks, settled_task
-from training import atomic
-from training import workdir as workdir_lib
+from records import atomic
+from records import workdir as workdir_lib
+import specs
 
 # Each format and the quantizations it takes (int8: weights and activations, calibrated;
 # float16: weights stored in half precision).
@@ -235,8 +236,9 @@ def run(config, workdir: str, output: str | None) -> str:
   check against the model; a UserError (exit 5) when the check fails, naming the classes."""
   check_settings(config.export)
   kind, quantize = config.export.format, config.export.quantize
-  model, source = loading.load_model(config, workdir)
-  predictor = Predictor(model, config, settled_task(config, workdir))
+  run = specs.describe(config)
+  model, source = loading.load_model(run.network, workdir)
+  predictor = Predictor(model, run, settled_task(run, workdir))
   check_convertible(next(iter(predictor.models.values())), kind)
   dtype = pictures_type(config, workdir)
   calibration = ([picture.astype(dtype) for picture in calibration_pictures(config, workdir)]

@@ -13,23 +13,22 @@ import tensorflow as tf
 
 from data import decode
 from data import files_pairing
-from data import input_pipeline
 from data import rasters
 from data import resize as resize_lib
 from data import sources
 from errors import DataError, UserError, first_line, write_failed
 from modeling import blocks
 from modeling import models
+from records import checkpoints
+import specs
 import tasks
-from training import checkpoints
 
 
-def load_model(config, workdir: str) -> tuple[keras.Model, str]:
+def load_model(network: specs.Network, workdir: str) -> tuple[keras.Model, str]:
   """The workdir's best model if it loads and fits the config, else its newest readable
   checkpoint (said so), else (for a model whose `model.weights` holds a whole network) the
   model with those weights loaded as training loads them; a UserError when there is none. The
   second value names what was loaded, and how much of it."""
-  num_classes = len(config.data.class_names)
   best = os.path.join(workdir, checkpoints.BEST_MODEL)
   if os.path.isfile(best):
     try:
@@ -38,25 +37,26 @@ def load_model(config, workdir: str) -> tuple[keras.Model, str]:
       logging.warning('%s cannot be read (%s); using the newest readable checkpoint instead.',
                       best, first_line(e))
     else:
-      if tasks.predicts_classes(model.output_shape[-1], num_classes):
+      if tasks.predicts_classes(model.output_shape[-1], network.num_classes):
         return model, best
       logging.warning('%s predicts %d classes, data.class_names has %d; using the newest '
-                      'readable checkpoint instead.', best, model.output_shape[-1], num_classes)
+                      'readable checkpoint instead.', best, model.output_shape[-1],
+                      network.num_classes)
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
-  model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
-                             num_classes, head=tasks.of(config).head_activation)
+  model = models.build_model(network, network.input_size, network.num_classes,
+                             head=network.head)
   latest = checkpoints.restore_newest_readable(
       tf.train.Checkpoint(model=checkpoints.tracked_model(model)), checkpoint_dir,
       'They are damaged, or of another network: rerun with the config the run was trained '
       f'with (saved in {workdir}/config.json), or train again.',
       partial=True) if os.path.isdir(checkpoint_dir) else None
   if latest:
-    if config.train.ema_decay:  # What evaluation and best_model.keras use: the average.
+    if network.averaged_weights:  # What evaluation and best_model.keras use: the average.
       checkpoints.restore_moving_average(model, latest)
     return model, latest
-  if models.runs_without_checkpoint(config.model.name):  # Its model.weights is a whole network.
-    models.check_initial_weights(config.model)
-    return model, f'{config.model.name} ({models.load_initial_weights(model, config.model)})'
+  if models.runs_without_checkpoint(network.name):  # Its model.weights is a whole network.
+    models.check_initial_weights(network)
+    return model, f'{network.name} ({models.load_initial_weights(model, network)})'
   raise UserError(f'No model in --workdir={workdir}: it has neither a readable '
                   f'{checkpoints.BEST_MODEL} nor a checkpoint. Train first '
                   '(--mode=train_and_eval) or point --workdir at a trained run.')

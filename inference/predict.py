@@ -14,9 +14,10 @@ from inference import loading
 from inference import predictor as predictor_lib
 from inference import vectors
 from interpretability import colormaps
+from records import atomic
+from records import workdir as workdir_lib
+import specs
 import tasks
-from training import atomic
-from training import workdir as workdir_lib
 
 
 def run(config, workdir: str, images: str, output: str | None) -> list[str]:
@@ -25,23 +26,25 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   where it has them) and legend.csv. Classes: predictions.csv with one line per picture."""
   if not images:
     raise UserError('--mode=predict needs --images=a.jpg,b.png (files, folders or globs).')
-  predictor, source = predictor_lib.load(config, workdir)
-  named = loading.picture_paths(images, config.data.bands)
-  bands = rasters.band_spec(config.data)
+  run = specs.describe(config)
+  prediction = run.prediction
+  predictor, source = predictor_lib.load(run, workdir)
+  named = loading.picture_paths(images, run.pictures.band_count)
+  bands = run.pictures.bands
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
-  colors = colormaps.class_colors(len(config.data.class_names),
+  colors = colormaps.class_colors(len(run.pictures.class_names),
                                   sources.own_class_colors(config.data, workdir))
-  batch_size, task = config.eval.global_batch_size, predictor.task
+  batch_size, task = prediction.batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
-    if config.predict.uncertainty or config.predict.probabilities:
+    if prediction.uncertainty or prediction.probabilities:
       logging.info('%s is read a strip at a time: its uncertainty and probabilities are not '
                    'written.', path)
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
-    written += _write_mask(out_dir, name, mask, config, shown, shown_mask, colors,
-                           _grid(config, path))
+    written += _write_mask(out_dir, name, mask, run, shown, shown_mask, colors,
+                           _grid(run.pictures, path))
   named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -50,26 +53,26 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
       for (path, _), probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
-        rows.append(f'{path},{config.data.class_names[best]},{probs[best]:.6f}\n')
+        rows.append(f'{path},{run.pictures.class_names[best]},{probs[best]:.6f}\n')
       continue
     answers = (predictor.masks_and_probabilities(pictures)
-               if config.predict.uncertainty or config.predict.probabilities
+               if prediction.uncertainty or prediction.probabilities
                else [(mask, None) for mask in predictor.masks(pictures)])
     for (path, name), picture, (mask, probabilities) in zip(chunk, pictures, answers):
       missing = None if bands is None else ~rasters.valid_pixels(picture, bands.nodata)
       if missing is not None:  # Nothing measured, nothing predicted.
         mask[missing] = tasks.IGNORE
-      grid = _grid(config, path)
-      written += _write_mask(out_dir, name, mask, config, picture, mask, colors, grid)
+      grid = _grid(run.pictures, path)
+      written += _write_mask(out_dir, name, mask, run, picture, mask, colors, grid)
       stem = os.path.join(out_dir, name)
-      if config.predict.uncertainty:
+      if prediction.uncertainty:
         loading.write_png(stem + '_uncertainty.png',
                           colormaps.jet(task.uncertainty(probabilities[None])[0].numpy()))
-      if config.predict.probabilities:
+      if prediction.probabilities:
         rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing, grid)
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
-        config.data.class_names, colors.tolist()))
+        run.pictures.class_names, colors.tolist()))
     atomic.write_text(os.path.join(out_dir, 'legend.csv'), 'class,r,g,b\n' + legend)
   else:
     csv_path = os.path.join(out_dir, 'predictions.csv')
@@ -79,16 +82,18 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   return written
 
 
-def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.ndarray,
-                shown_mask: np.ndarray, colors: np.ndarray, grid: dict | None) -> list[str]:
+def _write_mask(out_dir: str, name: str, mask: np.ndarray, run: specs.Run,
+                shown: np.ndarray, shown_mask: np.ndarray, colors: np.ndarray,
+                grid: dict | None) -> list[str]:
   """The class-id mask PNG (multi-label: a 0/1 mask PNG per class, `_mask_<class>.png`; a
   TIFF's also as a GeoTIFF on its grid, a band per class) and, beside it, the overlay of
   `shown_mask` on the picture `shown` (a large raster's: its overview); returns the masks'
   paths."""
+  pictures, prediction = run.pictures, run.prediction
   stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   if mask.ndim == 3:
-    paths = [f'{stem}_mask_{class_name}.png' for class_name in config.data.class_names]
+    paths = [f'{stem}_mask_{class_name}.png' for class_name in pictures.class_names]
     for index, path in enumerate(paths):
       loading.write_png(path, mask[..., index])
   else:
@@ -96,21 +101,20 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, config, shown: np.nda
     loading.write_png(paths[0], mask)
   if grid is not None:
     rasters.write_mask_on_grid(stem + '_mask.tif', mask, grid, tasks.IGNORE)
-  if config.predict.vectors:
+  if prediction.vectors:
     atomic.write_text(stem + '_mask.geojson', json.dumps(vectors.polygons(
-        mask, tuple(config.data.class_names), tolerance_px=config.predict.simplify,
-        **(grid or {}))))
+        mask, pictures.class_names, tolerance_px=prediction.simplify, **(grid or {}))))
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
-      colormaps.mask_overlay(rasters.viewable(shown, config.data.bands, config.data.rgb_bands,
-                                              config.data.nodata), shown_mask, colors=colors),
-      config.data.class_names, colors))
+      colormaps.mask_overlay(rasters.viewable(shown, pictures.band_count, pictures.rgb_bands,
+                                              pictures.nodata), shown_mask, colors=colors),
+      pictures.class_names, colors))
   return paths
 
 
-def _grid(config, picture_path: str) -> dict | None:
+def _grid(pictures: specs.Pictures, picture_path: str) -> dict | None:
   """The grid (transform, CRS) a raster's outputs are written on (a TIFF's, read once), or
   None for a picture whose outputs are plain pictures."""
-  if config.data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
+  if pictures.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
     return rasters.grid_of(picture_path)
   return None
 

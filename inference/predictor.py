@@ -1,20 +1,21 @@
 """Masks and class probabilities as predict, score and export make them: one Predictor."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from data import input_pipeline
 from data import resize as resize_lib
 from inference.artifacts import Artifact
 from inference.loading import load_model
 from modeling import blocks
 from modeling import models
 from modeling import sliding
+from records import checkpoints
 from sizes import sides
+import specs
 import tasks
-from training import checkpoints
-from training import config_checks
 
 
 class Predictor:
@@ -28,24 +29,21 @@ class Predictor:
   second opinion (`predict.flip`). All in float32, whatever the training precision.
   """
 
-  def __init__(self, model: keras.Model, config, task: tasks.Task | None = None):
-    model = in_float32(model, config)
-    self.flip = config.predict.flip
-    self.task = task or tasks.of(config)  # How labels are read off probabilities.
+  def __init__(self, model: keras.Model, run: specs.Run, task: tasks.Task | None = None):
+    prediction = run.prediction
+    model = in_float32(model, run.network)
+    self.flip = prediction.flip
+    self.task = task or run.task  # How labels are read off probabilities.
     self.per_pixel = self.task.per_pixel
-    self.slides = config_checks.predict_mode(config) == 'slide'
-    self.windows_per_call = config.predict.windows_per_call
+    self.slides = prediction.slides
+    self.windows_per_call = prediction.windows_per_call
     self.num_classes = model.output_shape[-1]
-    if self.slides:
-      self.window, self.stride = sliding.window_and_stride(
-          config.predict.window, config.predict.stride,
-          input_pipeline.model_input_size(config.data))
-      self.scales = tuple(config.predict.scales) or (1.0,)
-      self.sizes = (self.window,)
-    else:  # As configured: sides, or (height, width) pairs.
-      self.sizes = tuple(config.predict.sizes) or (config.data.image_size,)
+    self.window, self.stride, self.scales = (prediction.window, prediction.stride,
+                                             prediction.scales)
+    self.sizes = prediction.sizes
     self.models = {sides(size): model if sides(size) == tuple(model.input_shape[1:3])
-                   else rebuilt(model, config, sides(size)) for size in self.sizes}
+                   else rebuilt(model, run.network, sides(size))
+                   for size in self.sizes}
     self.filled = blocks.missing_filled(model)  # Before any resize.
 
   def probabilities(self, pictures: tf.Tensor, exportable: bool = False) -> tf.Tensor:
@@ -166,23 +164,21 @@ class Predictor:
     return found
 
 
-def rebuilt(model: keras.Model, config, size) -> keras.Model:
+def rebuilt(model: keras.Model, network: specs.Network, size) -> keras.Model:
   """`model`'s network rebuilt at input side `size`, in float32, with its weights (model.weights
   is not read: nothing is downloaded)."""
-  model_config = config.model.copy_and_resolve_references()
-  model_config.weights = 'random'
-  copy = models.build_model(model_config, size, len(config.data.class_names),
-                            head=tasks.of(config).head_activation)
+  copy = models.build_model(dataclasses.replace(network, weights='random'), size,
+                            network.num_classes, head=network.head)
   copy.set_weights(model.get_weights())
   return copy
 
 
-def in_float32(model: keras.Model, config) -> keras.Model:
+def in_float32(model: keras.Model, network: specs.Network) -> keras.Model:
   """The model computing in float32, so that predict, score and every export give the same
   masks (and converters take it); one trained in mixed precision is rebuilt."""
   if all(layer.dtype_policy.name == 'float32' for layer in all_layers(model)):
     return model
-  return rebuilt(model, config, model.input_shape[1])
+  return rebuilt(model, network, model.input_shape[1])
 
 
 def all_layers(model: keras.Model):
@@ -198,19 +194,19 @@ def label_masks(probabilities: tf.Tensor, size, task: tasks.Task) -> tf.Tensor:
   return task.predicted_labels(tf.image.resize(probabilities, size))
 
 
-def load(config, workdir: str) -> tuple[Predictor | Artifact, str]:
+def load(run: specs.Run, workdir: str) -> tuple[Predictor | Artifact, str]:
   """What predict and score answer with, and its name: `predict.artifact` in its own runtime
   (checked to be of the config's classes), else the workdir's model."""
-  if config.predict.artifact:
-    artifact = Artifact(config.predict.artifact)
-    artifact.check_fits(config.data.class_names, tasks.of(config))
-    artifact.task = tasks.of(config).from_record(artifact.record)
+  if run.prediction.artifact:
+    artifact = Artifact(run.prediction.artifact)
+    artifact.check_fits(run.pictures.class_names, run.task)
+    artifact.task = run.task.from_record(artifact.record)
     return artifact, artifact.file
-  model, source = load_model(config, workdir)
-  return Predictor(model, config, settled_task(config, workdir)), source
+  model, source = load_model(run.network, workdir)
+  return Predictor(model, run, settled_task(run, workdir)), source
 
 
-def settled_task(config, workdir: str) -> tasks.Task:
-  """The config's task predicting as the workdir's best evaluation chose (tuned thresholds)."""
-  task = tasks.of(config)
-  return task.predicting_as(checkpoints.read_best_results(workdir), config.data.class_names)
+def settled_task(run: specs.Run, workdir: str) -> tasks.Task:
+  """The task predicting as the workdir's best evaluation chose (tuned thresholds)."""
+  return run.task.predicting_as(checkpoints.read_best_results(workdir),
+                                    run.pictures.class_names)

@@ -17,10 +17,11 @@ from data import sources
 from inference import loading
 from inference import predictor as predictor_lib
 from interpretability import colormaps
+from records import atomic
+from records import summaries
+from records import workdir as workdir_lib
+import specs
 import tasks
-from training import atomic
-from training import summaries
-from training import workdir as workdir_lib
 
 
 PICTURES_CSV = 'score_pictures.csv'  # Beside score.json: where the model fails.
@@ -142,7 +143,7 @@ def run(config, workdir: str) -> dict:
   """The workdir's model scored on the test split, with predict's answers (segmentation: at
   the pictures' own resolution); logged and written to DIR/score.json, and each picture's
   scores to DIR/score_pictures.csv, worst first."""
-  predictor, source = predictor_lib.load(config, workdir)
+  predictor, source = predictor_lib.load(specs.describe(config), workdir)
   start = time.perf_counter()
   results = test_metrics(predictor, sources.prepared_builder(config.data, workdir), config)
   results = {'model': source, 'test_split': sources.resolve_splits(config.data).test,

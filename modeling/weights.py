@@ -29,7 +29,7 @@ import numpy as np
 
 from errors import ConfigError, first_line
 
-RUN_BEST_MODEL = 'best_model.keras'  # What a run keeps of itself (training/checkpoints.py).
+RUN_BEST_MODEL = 'best_model.keras'  # What a run keeps of itself (records/checkpoints.py).
 KAGGLE_HOST = 'api.kaggle.com'  # Where kagglehub downloads presets from.
 RANDOM = 'random'
 PRESET_WEIGHTS = 'model.weights.h5'  # A keras-hub preset folder's backbone weights.

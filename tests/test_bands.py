@@ -23,6 +23,7 @@ from modeling import blocks
 from modeling import models
 from modeling import sliding
 from modeling import weights as weights_lib
+import specs
 import tasks
 from tasks import IGNORE
 from tests.conftest import main_in_process, model_config
@@ -407,7 +408,7 @@ def test_the_predictor_fills_missing_values_before_it_resizes():
   missing, filled = picture.copy(), picture.copy()
   missing[:, :, :6] = -9999.0
   filled[:, :, :6] = [0.25, 0.5]
-  predictor = Predictor(model, config)
+  predictor = Predictor(model, specs.describe(config))
   np.testing.assert_allclose(predictor.probabilities(tf.constant(missing)).numpy(),
                              predictor.probabilities(tf.constant(filled)).numpy(), atol=1e-5)
 
@@ -563,7 +564,7 @@ def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp
   pixels[40:52, 10:30] = 0
   path = str(tmp_path / 'scene.tif')
   _write_tiff(path, pixels, nodata=0, tiled=True, blockxsize=16, blockysize=16)
-  predictor = Predictor(model, config, tasks.TASKS[task])
+  predictor = Predictor(model, specs.describe(config), tasks.TASKS[task])
   assert predictor.reads_in_strips
   read = rasters.read(path, rasters.BandSpec(3))
   picture = rasters.tagged_missing(read.pixels, read.nodata_tag)

@@ -14,9 +14,9 @@ from configs import seg
 from errors import ConfigError
 import tasks
 from tests.conftest import REPO, main_in_process, small_config
+from records import workdir as workdir_lib
 from training import config_checks
 from training import settle
-from training import workdir as workdir_lib
 
 
 def _parse(*overrides):

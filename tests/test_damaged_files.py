@@ -16,12 +16,13 @@ from data import sources
 from errors import ConfigError, DataError, UserError, WriteFailure
 from inference import loading
 from modeling import models
+import specs
 from tests import own_data
 from tests.conftest import small_config
-from training import checkpoints
-from training import summaries as summaries_lib
+from records import checkpoints
+from records import summaries as summaries_lib
+from records import workdir as workdir_lib
 from training import loop
-from training import workdir as workdir_lib
 
 
 def _quick(folder, **overrides):
@@ -85,7 +86,7 @@ def test_predict_reads_past_a_damaged_best_model_and_damaged_checkpoints(
   best = os.path.join(copy, checkpoints.BEST_MODEL)
   with open(best, 'r+b') as f:
     f.truncate(os.path.getsize(best) // 3)
-  model, source = loading.load_model(config, copy)
+  model, source = loading.load_model(specs.describe(config).network, copy)
   newest = tf.train.latest_checkpoint(os.path.join(copy, 'checkpoints'))
   assert source == newest
   assert 'best_model.keras cannot be read' in caplog.text
@@ -103,7 +104,7 @@ def test_predict_reads_past_a_damaged_best_model_and_damaged_checkpoints(
         f.truncate(50)
   with pytest.raises(UserError, match=r'None of the checkpoints .* can be read .* damaged, or '
                                       r'of another network: rerun with the config'):
-    loading.load_model(other, copy)
+    loading.load_model(specs.describe(other).network, copy)
   assert 'predicts 3 classes, data.class_names has 2' in caplog.text
 
 
@@ -202,11 +203,11 @@ def test_a_checkpoint_read_for_predict_gives_the_moving_average_when_training_us
   average = [tf.Variable(v + 1.0) for v in model.trainable_variables]
   checkpoints.TrainState(model, keras.optimizers.SGD(), str(tmp_path / 'checkpoints'), 2,
                          ema=average).save()
-  loaded, _ = loading.load_model(config, str(tmp_path))
+  loaded, _ = loading.load_model(specs.describe(config).network, str(tmp_path))
   for got, want in zip(loaded.trainable_variables, average):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
   config.train.ema_decay = 0.0
-  raw, _ = loading.load_model(config, str(tmp_path))
+  raw, _ = loading.load_model(specs.describe(config).network, str(tmp_path))
   for got, want in zip(raw.trainable_variables, model.trainable_variables):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 

@@ -20,6 +20,7 @@ from inference import score
 from inference import predictor as predictor_lib
 from inference.predictor import Predictor
 from modeling import models
+import specs
 import tasks
 from tests.conftest import main_in_process, small_config
 from tests.test_models import zoo_model_config
@@ -78,7 +79,7 @@ def test_onnx_file_alone_gives_the_models_masks_at_the_pictures_size(trained_run
                                          providers=['CPUExecutionProvider'])
   picture = loading.read_picture(_test_pictures(config)[0])
   masks, probabilities = session.run(['masks', 'probabilities'], {'pictures': picture[None]})
-  model, _ = loading.load_model(config, workdir)
+  model, _ = loading.load_model(specs.describe(config).network, workdir)
   # The file's antialiased downscale is data/resize.py's exportable one.
   expected = model(resize_lib.resize_pictures(picture[None], 32, exportable=True)).numpy()
   np.testing.assert_allclose(probabilities, expected, atol=1e-5)
@@ -194,7 +195,7 @@ def test_an_artefact_of_other_classes_is_refused(trained_run, tmp_path):
 def test_a_mixed_precision_model_predicts_and_exports_in_float32():
   config = small_config()
   mixed = models.build_model(config.model, 32, 3, 'mixed_float16')
-  exported = predictor_lib.in_float32(mixed, config)
+  exported = predictor_lib.in_float32(mixed, specs.describe(config).network)
   assert all(layer.dtype_policy.name == 'float32' for layer in exported.layers)
   pictures = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
   np.testing.assert_allclose(exported(pictures), mixed(pictures), atol=2e-2)
@@ -212,7 +213,7 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
   model = models.build_model(config.model, size, 3)
   config.data.image_size = size
   config.task = task.name
-  predictor = Predictor(model, config)
+  predictor = Predictor(model, specs.describe(config))
   serve = export.serving_function(predictor)
   picture = np.random.default_rng(1).integers(0, 256, (45, 60, 3), dtype=np.uint8)
   expected = serve(tf.constant(picture[None]))['probabilities'].numpy()

@@ -16,6 +16,7 @@ from inference import loading
 from inference import predict
 from inference import predictor
 from inference import score
+import specs
 import tasks
 from tests.conftest import main_in_process, small_config
 from tests.test_models import xception_test_config
@@ -54,7 +55,7 @@ def test_training_writes_explain_summaries_and_explain_mode_writes_pngs(trained_
 def test_no_model_and_missing_picture_are_clear(tmp_path):
   config = small_config()
   with pytest.raises(Exception, match='No model in --workdir'):
-    loading.load_model(config, str(tmp_path))
+    loading.load_model(specs.describe(config).network, str(tmp_path))
   with pytest.raises(Exception, match='does not exist'):
     loading.picture_paths(str(tmp_path / 'cat.jpg'))
   (tmp_path / 'notes.jpg').write_text('not a picture')
@@ -94,7 +95,7 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
   loaded = tf.saved_model.load(export_dir)
   picture = loading.read_picture(pictures[0])
   served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
-  model, _ = loading.load_model(config, workdir)
+  model, _ = loading.load_model(specs.describe(config).network, workdir)
   # Inside the file: the antialiased downscale every converter takes (data/resize.py).
   probabilities = model(resize_lib.resize_pictures(picture[None], 32, exportable=True))
   expected = np.argmax(tf.image.resize(probabilities, picture.shape[:2]), -1)[0]
@@ -112,14 +113,14 @@ def test_flip_averaging_makes_predictions_mirror_symmetric(trained_run):
   mirror of the picture's (a forgotten flip back would break this), at every test-time side."""
   workdir, _, config = trained_run
   config = _with_test_time_averaging(config)
-  model, _ = loading.load_model(config, workdir)
-  averaging = predictor.Predictor(model, config)
+  model, _ = loading.load_model(specs.describe(config).network, workdir)
+  averaging = predictor.Predictor(model, specs.describe(config))
   picture = np.random.default_rng(4).uniform(0, 255, (1, 50, 70, 3)).astype(np.float32)
   straight = averaging.probabilities(picture).numpy()
   mirrored = averaging.probabilities(np.ascontiguousarray(picture[:, :, ::-1])).numpy()
   assert straight.shape == (1, 40, 40, 3)
   np.testing.assert_allclose(mirrored[:, :, ::-1], straight, atol=1e-5)
-  single = predictor.Predictor(model, trained_run[2]).probabilities(picture)
+  single = predictor.Predictor(model, specs.describe(trained_run[2])).probabilities(picture)
   assert np.abs(tf.image.resize(single, (40, 40)).numpy() - straight).max() > 1e-3
 
 @pytest.mark.slow
@@ -163,8 +164,8 @@ def test_trained_unet_explains_every_class_and_points_at_the_pet(trained_unet):
   config = config.copy_and_resolve_references()
   config.summaries.num_images = 13  # Every eval picture, scored at its own size.
   report = explain_mode.run(config, workdir, None)
-  assert report['layer'] == gradcam.default_layer(loading.load_model(config, workdir)[0],
-                                                  tasks.SEGMENTATION)
+  model = loading.load_model(specs.describe(config).network, workdir)[0]
+  assert report['layer'] == gradcam.default_layer(model, tasks.SEGMENTATION)
   assert report['num_scored'] == 13
   for name in ('pet', 'background', 'outline'):
     assert report['summary'][name]['non_blank'] == 1.0, report['summary']
@@ -238,6 +239,6 @@ def test_a_binary_classifiers_best_model_is_the_one_loaded(tmp_path):
   model = models.build_model(config.model, 36, 2)
   assert model.output_shape[-1] == 1
   model.save(tmp_path / 'best_model.keras')
-  loaded, source = loading.load_model(config, str(tmp_path))
+  loaded, source = loading.load_model(specs.describe(config).network, str(tmp_path))
   assert source == str(tmp_path / 'best_model.keras')
   assert isinstance(loaded, keras.Model)

@@ -14,6 +14,7 @@ from interpretability import filters
 from interpretability import gradcam
 from interpretability import pointing
 from modeling import models
+import specs
 import tasks
 from tests import test_models
 from tests.conftest import model_config, small_config
@@ -201,7 +202,7 @@ def test_pointing_scores_against_hand_built_maps():
 def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
   """The measure tells a useless layer from a useful one on the same model and pictures."""
   workdir, config = trained_unet
-  model, _ = loading.load_model(config, workdir)
+  model, _ = loading.load_model(specs.describe(config).network, workdir)
   config = config.copy_and_resolve_references()
   config.summaries.num_images = 13
   pictures = loading.named_pictures(config, workdir, None)

@@ -18,6 +18,7 @@ from inference import loading
 from inference.artifacts import Artifact
 from inference.predictor import Predictor
 from modeling import sliding
+import specs
 import tasks
 from tasks import IGNORE, MASK_FEATURE
 from tasks import losses
@@ -270,7 +271,7 @@ def test_training_on_crops_evaluates_every_whole_picture_once_as_predict_answers
   assert results['eval']['num_examples'] == sources.num_examples(builder, eval_split)
   config = config.copy_and_resolve_references()
   config.data.test_split = eval_split
-  predictor, _ = predictor_lib.load(config, workdir)
+  predictor, _ = predictor_lib.load(specs.describe(config), workdir)
   assert predictor.slides and predictor.window == (40, 48) and predictor.stride == (16, 24)
   scored = score.test_metrics(predictor, builder, config)
   assert scored['num_pictures'] == results['eval']['num_examples']
@@ -300,7 +301,8 @@ def test_a_model_trained_on_crops_exports_with_its_sliding_window(crop_run, tmp_
     # Probabilities too: where windows overlap they are averaged in every runtime (ONNX's
     # ScatterND once kept one window's answer there, which masks alone did not show).
     picture = np.random.default_rng(1).integers(0, 255, (53, 70, 3)).astype(np.uint8)
-    expected = Predictor(loading.load_model(config, workdir)[0], config).probabilities(
+    run = specs.describe(config)
+    expected = Predictor(loading.load_model(run.network, workdir)[0], run).probabilities(
         tf.constant(picture[None], tf.float32)).numpy()
     np.testing.assert_allclose(Artifact(folder).outputs(picture[None])['probabilities'],
                                expected, atol=2e-4, err_msg=fmt)

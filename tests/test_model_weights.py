@@ -19,6 +19,7 @@ from modeling import backbones
 from modeling import models
 from modeling import xception_imagenet as xception_model
 from modeling import weights as weights_lib
+import specs
 from tests.conftest import main_in_process, model_config
 from tests.test_models import save_keras_h5, xception_test_config
 
@@ -67,7 +68,8 @@ def weight_files(tmp_path_factory):
 @pytest.mark.parametrize('kind', ['keras', 'weights_h5', 'keras_h5', 'workdir'])
 def test_each_whole_network_source_loads_every_tensor_and_says_so(kind, weight_files, tmp_path):
   files, expected, pictures, _ = weight_files
-  model, source = loading.load_model(_config(files[kind]), str(tmp_path / 'fresh'))
+  model, source = loading.load_model(specs.describe(_config(files[kind])).network,
+                                     str(tmp_path / 'fresh'))
   restored, total = map(int, RESTORED.search(source).groups())
   assert restored == total == len(model.weights), source
   assert f'model.weights={files[kind]}' in source
@@ -87,12 +89,13 @@ def test_weights_that_do_not_fit_stop_in_one_line(kind, message, weight_files, t
   shutil.copytree(files['preset'], files['preset_without_weights'],
                   ignore=shutil.ignore_patterns('model.weights.h5'))
   with pytest.raises(ConfigError, match=message) as error:
-    loading.load_model(_config(files[kind]), str(tmp_path / 'fresh'))
+    loading.load_model(specs.describe(_config(files[kind])).network, str(tmp_path / 'fresh'))
   assert '\n' not in str(error.value)
 
 
 def test_random_weights_say_nothing_was_restored(tmp_path):
-  model, source = loading.load_model(_config('random'), str(tmp_path / 'fresh'))
+  model, source = loading.load_model(specs.describe(_config('random')).network,
+                                     str(tmp_path / 'fresh'))
   assert f'restored 0 of {len(model.weights)} weight tensors' in source, source
 
 
@@ -108,7 +111,7 @@ def test_imagenet_offline_stops_in_one_line(monkeypatch, tmp_path):
   monkeypatch.setattr(file_utils, 'urlretrieve', offline)
   config = _config('imagenet', tuple(str(i) for i in range(xception_model.IMAGENET_CLASSES)))
   with pytest.raises(ConfigError, match='Keras could not get the ImageNet weights') as error:
-    loading.load_model(config, str(tmp_path / 'fresh'))
+    loading.load_model(specs.describe(config).network, str(tmp_path / 'fresh'))
   assert '\n' not in str(error.value)
 
 

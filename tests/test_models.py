@@ -21,10 +21,10 @@ from modeling import blocks
 from modeling import models
 from modeling import xception_imagenet as xception_model
 from tests.conftest import model_config, small_config
-from training import checkpoints
-from training import runtime
+from records import checkpoints
 from training import loop
 from training import optimizers
+from training import runtime
 from training import steps as steps_lib
 
 # (name, two input sizes, classes) for every registered model.

@@ -17,7 +17,7 @@ from data import builders
 from data import sources
 from errors import ConfigError, DataError, TrainingDiverged, UserError
 from tests.conftest import REPO, main_in_process, small_config
-from training import checkpoints
+from records import checkpoints
 from training import loop
 
 SMOKE_ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',

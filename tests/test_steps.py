@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from modeling import models
 from tests.conftest import model_config, small_config
-from training import checkpoints
+from records import checkpoints
 from tasks import losses
-from training import runtime
 from training import optimizers
+from training import runtime
 from training import steps as steps_lib
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.conftest import main_in_process, small_config
-from training import checkpoints
+from records import checkpoints
 from training import loop
 from training import optimizers
 

@@ -16,9 +16,9 @@ from data import sources
 from errors import ConfigError, DataError, UserError
 from inference import predict
 from tests.conftest import main_in_process, run_main, small_config
+from records import workdir as workdir_lib
 from training import config_checks
 from training import settle
-from training import workdir as workdir_lib
 
 CONFIG_FILES = [
     ('missing.py', None, 'no such file'),
@@ -157,7 +157,7 @@ def test_every_config_field_declares_whether_it_is_part_of_a_runs_identity():
   unchanged) or workdir.RESUMABLE; every declaration names a field that exists."""
   fields = list(_leaves(json.loads(base.get_base_config().to_json_best_effort())))
   undeclared = [field for field in fields if workdir_lib.declaration(field) is None]
-  assert not undeclared, f'declare these in training/workdir.py: {undeclared}'
+  assert not undeclared, f'declare these in records/workdir.py: {undeclared}'
   for name in workdir_lib.RUN_IDENTITY + workdir_lib.RESUMABLE:
     assert any(f == name or f.startswith(name + '.') for f in fields), name
   assert workdir_lib.declaration('model.thresholds') == 'resumable'

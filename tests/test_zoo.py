@@ -22,7 +22,7 @@ from modeling import backbones
 from modeling import models
 from modeling import weights as weights_lib
 from tests.conftest import main_in_process, model_config, small_config
-from training import checkpoints
+from records import checkpoints
 from training import loop
 from training import optimizers
 from training import steps as steps_lib

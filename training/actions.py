@@ -17,11 +17,11 @@ from data import decode
 from interpretability import colormaps
 from interpretability import explanation as explain_lib
 from interpretability import pointing
-import tasks
-from training import atomic
-from training import checkpoints
+from records import atomic
+from records import checkpoints
+from records import summaries as summaries_lib
 from tasks import metrics
-from training import summaries as summaries_lib
+import tasks
 
 
 @dataclasses.dataclass

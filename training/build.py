@@ -16,18 +16,17 @@ from data import sources
 from errors import DataError
 from interpretability import colormaps
 from modeling import models
-from modeling import sliding
-import tasks
-from training import checkpoints
-from training import config_checks
+from records import checkpoints
+from records import summaries as summaries_lib
+from records import workdir as workdir_lib
+import specs
 from tasks import losses
+from training import config_checks
+from training import optimizers
 from training import preemption
 from training import runtime
-from training import summaries as summaries_lib
-from training import optimizers
 from training import steps as steps_lib
 from training.trainer import Data, Preview, Runtime, Trainer
-from training import workdir as workdir_lib
 
 
 SIDECAR_LOCK = '.continuous_eval.lock'
@@ -39,14 +38,15 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
   not the training's, writes no config.json and only the eval run's events."""
   runtime.join_cluster(config.runtime)
   runtime.configure_cpu_devices(config.runtime.cpu_devices)
+  spec = specs.describe(config)
   run = _runtime(config, workdir, sidecar)
   # A new run starts from model.weights; a resumed one (or a sidecar) from its checkpoints.
   fresh = not sidecar and not checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR))
   if fresh:
-    models.check_initial_weights(config.model)  # In seconds, before any data is read.
+    models.check_initial_weights(spec.network)  # In seconds, before any data is read.
   data = _data(config, run.scratch)
-  model, encoder_layers, optimizer, steps = _model_and_steps(config, run, data, fresh)
+  model, encoder_layers, optimizer, steps = _model_and_steps(config, spec, run, data, fresh)
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
       config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
@@ -69,7 +69,7 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
     return input_pipeline.train_dataset(data.builder, data.pipeline, train.global_batch_size,
                                         config.seed, step * train.gradient_accumulation_steps,
                                         ctx)
-  return Trainer(workdir, run, data, tasks.of(config), config.data.class_names, model,
+  return Trainer(workdir, run, data, spec.task, spec.pictures.class_names, model,
                  encoder_layers, optimizer, steps, state,
                  summaries_lib.Summaries(workdir, run.is_chief,
                                          runs=('eval',) if sidecar else ('train', 'eval')),
@@ -77,42 +77,40 @@ def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
                  Preview(preview, class_colors, tuple(config.data.rgb_bands)))
 
 
-def _model_and_steps(config, run: Runtime, data: Data, fresh: bool) -> tuple:
+def _model_and_steps(config, spec: specs.Run, run: Runtime, data: Data, fresh: bool) -> tuple:
   """(model, its encoder layers, optimizer, step functions), built in the strategy's scope
   from the same seed on every worker."""
   keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
-  num_classes, train = len(config.data.class_names), config.train
+  network, task, train = spec.network, spec.task, config.train
   with run.strategy.scope():
-    model = models.build_model(config.model, input_pipeline.model_input_size(config.data),
-                               num_classes, run.precision, tasks.of(config).head_activation)
+    model = models.build_model(network, network.input_size, network.num_classes, run.precision,
+                               network.head)
     if fresh:
-      models.load_initial_weights(model, config.model)
+      models.load_initial_weights(model, network)
       if config.data.bands:  # After model.weights: this data's statistics, not a source's.
         models.set_band_statistics(model, *sources.band_statistics(config.data, data.builder))
-    encoder_layers = models.encoder_layers(config.model.name, model)  # Before any is frozen.
+    encoder_layers = models.encoder_layers(network.name, model)  # Before any is frozen.
     optimizer = optimizers.make_optimizer(
         train, run.precision, data.total_steps,
         [v for layer in encoder_layers for v in layer.trainable_variables])
-  logging.info('Model %s: %s parameters.', config.model.name, f'{model.count_params():,}')
+  logging.info('Model %s: %s parameters.', network.name, f'{model.count_params():,}')
   steps = steps_lib.Steps(  # Builds the optimizer's slots in the strategy's scope.
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
-      num_classes=num_classes, task=tasks.of(config),
+      num_classes=network.num_classes, task=task,
       jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
-      loss=losses.loss_spec(train, tasks.of(config)),
+      loss=losses.loss_spec(train, task),
       accumulation_steps=train.gradient_accumulation_steps,
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
       class_weights=_class_weights(config, data),
-      pixel_class_weights=_pixel_class_weights(config, data), slide=_eval_slide(config))
+      pixel_class_weights=_pixel_class_weights(config, data), slide=_eval_slide(spec.prediction))
   return model, encoder_layers, optimizer, steps
 
 
-def _eval_slide(config) -> steps_lib.Slide | None:
+def _eval_slide(prediction: specs.Prediction) -> steps_lib.Slide | None:
   """Training on crops, evaluation slides over each whole picture at its own resolution."""
-  if not input_pipeline.on_crops(config.data):
+  if not prediction.evaluation_slides:
     return None
-  window, stride = sliding.window_and_stride(config.predict.window, config.predict.stride,
-                                             input_pipeline.model_input_size(config.data))
-  return steps_lib.Slide(window, stride, config.predict.windows_per_call)
+  return steps_lib.Slide(prediction.window, prediction.stride, prediction.windows_per_call)
 
 
 def _class_weights(config, data: Data) -> tuple | None:

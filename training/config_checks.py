@@ -9,10 +9,12 @@ from data import masks
 from data import sources
 from errors import ConfigError
 from modeling import models
-import tasks
+from records.workdir import field_value
+import specs
 from tasks import losses
-from training import runtime
+import tasks
 from training import optimizers
+from training import runtime
 
 
 def _require(condition: bool, message: str) -> None:
@@ -151,11 +153,6 @@ def _size(value, field: str, empty_ok: bool = False) -> None:
            '(512, 1024).')
 
 
-def predict_mode(config) -> str:
-  """predict.mode, its empty default resolved: slide when training on crops, else resize."""
-  return config.predict.mode or ('slide' if input_pipeline.on_crops(config.data) else 'resize')
-
-
 def _check_sizes(config) -> None:
   """Picture sizes, crops and windows: each one the model takes, each mode's own fields."""
   data, predict, per_pixel = config.data, config.predict, tasks.of(config).per_pixel
@@ -188,7 +185,7 @@ def _check_sizes(config) -> None:
     models.check_model(config.model, tuple(data.crop_size), field='data.crop_size')
   else:
     models.check_model(config.model, data.image_size)
-  slides = predict_mode(config) == 'slide'
+  slides = specs.predict_mode(config) == 'slide'
   _require(not slides or per_pixel, 'predict.mode=slide answers every pixel of a picture; '
            "a classifier answers whole pictures: use predict.mode='resize'.")
   _require(not (slides and predict.sizes), f'predict.sizes={tuple(predict.sizes)} are the '
@@ -375,15 +372,6 @@ def _check_bands(data) -> None:
     _require(not data.augment[field], f'data.augment.{field} changes a photo\'s colours; '
              f'with data.bands={count} set it to 0 (color_jitter changes the bands of '
              'data.augment.jitter_bands; flips, crops, scales, blur and noise work on every band).')
-
-
-def field_value(tree, dotted: str):
-  """The value of a dotted field such as `train.global_batch_size` in a ConfigDict or in its
-  saved JSON (a dict); None where a part of the path is missing."""
-  value = tree
-  for part in dotted.split('.'):
-    value = value.get(part) if value is not None else None
-  return value
 
 
 def check_batch_divides(global_batch_size: int, num_replicas: int, field: str) -> None:

@@ -17,8 +17,8 @@ from absl import logging
 import tensorflow as tf
 
 from errors import UserError, first_line
-from training import atomic
-from training import checkpoints
+from records import atomic
+from records import checkpoints
 from training import actions as actions_lib
 from training import build
 

@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from errors import Preempted, TrainingDiverged
+from records import checkpoints
+from records import summaries as summaries_lib
 from training import actions as actions_lib
-from training import checkpoints
 from training import progress
-from training import summaries as summaries_lib
 from training.trainer import Trainer
 
 

@@ -10,10 +10,10 @@ import keras
 import tensorflow as tf
 
 from data import input_pipeline
+from records import checkpoints
+from records import summaries as summaries_lib
 import tasks
-from training import checkpoints
 from training import steps as steps_lib
-from training import summaries as summaries_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Training state on disk: tf.train checkpoints (step, best evaluation value, model, optimizer
 and moving average), the resolved config, and reading them back past damaged ones; the best
-model and config.json are written atomically (training/atomic.py)."""
+model and config.json are written atomically (records/atomic.py)."""
 
 import glob
 import json
@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from errors import UserError, first_line
 from modeling import weights
-from training import atomic
+from records import atomic
 
 BEST_MODEL = weights.RUN_BEST_MODEL  # model.weights=<workdir> starts a new run from it.
 # Beside it: the evaluation that made it best (what predicting reads of it: tuned thresholds).

@@ -11,7 +11,6 @@ import tempfile
 
 from configs import base
 from errors import ConfigError, UserError
-from training import config_checks
 
 LOCK_FILE = '.lock'
 _HINTS = {
@@ -128,6 +127,15 @@ def _with_defaults(saved: dict, defaults: dict) -> dict:
   return merged
 
 
+def field_value(tree, dotted: str):
+  """The value of a dotted field such as `train.global_batch_size` in a ConfigDict or in its
+  saved JSON (a dict); None where a part of the path is missing."""
+  value = tree
+  for part in dotted.split('.'):
+    value = value.get(part) if value is not None else None
+  return value
+
+
 def check_same_run(config, saved_config_json: str, workdir: str) -> None:
   """Refuses to resume a workdir whose checkpoints were trained with a different config."""
   try:
@@ -147,7 +155,7 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
         values.pop(name, None)
   differences = []
   for field in RUN_IDENTITY:
-    old, new = config_checks.field_value(saved, field), config_checks.field_value(current, field)
+    old, new = field_value(saved, field), field_value(current, field)
     if old != new:
       differences.append(f'{field}: {old!r} in the workdir, {new!r} now')
   if differences:
