@@ -16,6 +16,7 @@ from inference import explain
 from inference import export
 from inference import predict
 from inference import score
+import specs
 from training import continuous_eval
 from training import loop
 from training import settle
@@ -31,7 +32,8 @@ MODES = {
     'predict': lambda config, workdir: predict.run(config, workdir, FLAGS.images, FLAGS.output),
     'score': score.run,
     'export': lambda config, workdir: export.run(config, workdir, FLAGS.output),
-    'check_data': lambda config, workdir: sys.exit(check_data.run(config, workdir)),
+    'check_data': lambda config, workdir: sys.exit(check_data.run(specs.describe(config).data,
+                                                                  workdir)),
 }
 config_flags.DEFINE_config_file('config', None, 'Experiment config file; override any field '
                                 'with --config.<field>=<value>.', lock_config=True)

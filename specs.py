@@ -1,13 +1,13 @@
-"""What the modes that use a trained model take instead of the config: small frozen specs made
-from the settled config once, where a mode starts (`describe`). The facts that follow from
-several fields (the model's input size, how predict covers a picture, the task) are worked out
-here and nowhere else; the record keepers (records/: config.json, the same-run check, HParams)
-read the config itself."""
+"""What every part of the product takes instead of the config: frozen specs made from the
+settled config once, where a mode starts (`describe`). The facts that follow from several
+fields (the model's input size, how predict covers a picture, the task) are worked out here and
+nowhere else; the record keepers (records/: config.json, the same-run check, HParams) read the
+config itself. configs/base.py documents every field."""
 
 import dataclasses
 
 from data import input_pipeline
-from data import rasters
+from data import spec as data_spec
 from modeling import sliding
 import tasks
 
@@ -35,22 +35,6 @@ class Network:
 
 
 @dataclasses.dataclass(frozen=True)
-class Pictures:
-  """What a picture is to the modes that read and draw one."""
-  class_names: tuple[str, ...]
-  bands: rasters.BandSpec | None  # None: 8-bit RGB photos.
-  rgb_bands: tuple[int, ...]  # Which bands make the viewable picture ((): 1, 2, 3).
-
-  @property
-  def band_count(self) -> int:
-    return self.bands.count if self.bands else 0
-
-  @property
-  def nodata(self) -> float | None:
-    return self.bands.nodata if self.bands else None
-
-
-@dataclasses.dataclass(frozen=True)
 class Prediction:
   """How predict, score and export turn a model into masks, every default resolved."""
   slides: bool  # A window slid over the picture at its own resolution; else resized.
@@ -70,22 +54,106 @@ class Prediction:
 
 
 @dataclasses.dataclass(frozen=True)
+class Train:
+  """train.*: the optimizer, schedule, loss, and the run's length and recovery."""
+  global_batch_size: int
+  epochs: int
+  steps_per_epoch: int | None
+  steps: int | None
+  steps_per_call: int
+  gradient_accumulation_steps: int
+  global_clipnorm: float
+  ema_decay: float
+  optimizer: str
+  learning_rate: float
+  weight_decay: float
+  encoder_lr_multiplier: float
+  loss: str
+  loss_weights: tuple
+  focal_gamma: float
+  tversky_alpha: float
+  tversky_beta: float
+  top_k_percent_pixels: float
+  label_smoothing: float
+  balance_classes: bool
+  class_weights: str | tuple
+  schedule: str
+  warmup_steps: int
+  checkpoint_every_steps: int
+  max_checkpoints_to_keep: int
+  log_every_steps: int
+  loss_upper_bound: float | None
+  recovery_max_trials: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Eval:
+  """eval.*: evaluation in the training loop and the continuous sidecar."""
+  global_batch_size: int
+  every_epochs: int
+  continuous_timeout_s: int
+  best_metric: str
+  patience: int
+  worst_pictures: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Explain:
+  """summaries.explain.*: activations, filter patterns and Grad-CAM."""
+  activation_layers: tuple
+  num_activation_layers: int
+  filter_layers: tuple
+  num_filter_layers: int
+  num_filters: int
+  gradcam_layer: str
+  top_classes: int
+  class_index: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Summaries:
+  """summaries.*: what TensorBoard shows besides the losses and metrics."""
+  num_images: int
+  profile_steps: tuple
+  explain_every_epochs: int
+  explain: Explain
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+  """runtime.*: devices, strategy and precision."""
+  strategy: str
+  precision: str
+  jit_compile: str
+  cpu_devices: int
+  collective: str
+  collective_timeout_s: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Run:
-  """Everything a mode that answers with a trained model takes."""
+  """The run's specs: each part of the product takes the ones it reads."""
+  data: data_spec.Data
   network: Network
-  pictures: Pictures
   prediction: Prediction
   task: tasks.Task
+  train: Train
+  eval: Eval
+  summaries: Summaries
+  devices: Devices
+  seed: int
 
 
-def predict_mode(config) -> str:
-  """predict.mode, its empty default resolved: slide when training on crops, else resize."""
-  return config.predict.mode or ('slide' if input_pipeline.on_crops(config.data) else 'resize')
+def predict_mode(mode: str, data) -> str:
+  """predict.mode (`mode`), its empty default resolved: slide when training on crops of the
+  data section's pictures, else resize."""
+  return mode or ('slide' if input_pipeline.on_crops(data) else 'resize')
 
 
 def describe(config) -> Run:
   """The specs of a settled config (training/settle.py has checked every field)."""
-  data, model, predict = config.data, config.model, config.predict
+  data = of_section(config.data, data_spec.Data)
+  model, predict = config.model, config.predict
   size = input_pipeline.model_input_size(data)
   task = tasks.of(config)
   network = Network(
@@ -96,11 +164,7 @@ def describe(config) -> Run:
       alpha=model.alpha, decoder_widths=tuple(model.decoder_widths), input_size=size,
       num_classes=len(data.class_names), head=task.head_activation,
       averaged_weights=bool(config.train.ema_decay))
-  bands = (rasters.BandSpec(data.bands, tuple(data.read_bands), data.nodata) if data.bands
-           else None)
-  pictures = Pictures(class_names=tuple(data.class_names), bands=bands,
-                      rgb_bands=tuple(data.rgb_bands))
-  slides = predict_mode(config) == 'slide'
+  slides = predict_mode(predict.mode, data) == 'slide'
   window, stride = sliding.window_and_stride(tuple(predict.window), tuple(predict.stride), size)
   prediction = Prediction(
       slides=slides, sizes=(window,) if slides else (tuple(predict.sizes) or (data.image_size,)),
@@ -110,4 +174,24 @@ def describe(config) -> Run:
       batch_size=config.eval.global_batch_size, uncertainty=predict.uncertainty,
       probabilities=predict.probabilities, vectors=predict.vectors, simplify=predict.simplify,
       artifact=predict.artifact)
-  return Run(network=network, pictures=pictures, prediction=prediction, task=task)
+  return Run(data=data, network=network, prediction=prediction, task=task,
+             train=of_section(config.train, Train), eval=of_section(config.eval, Eval),
+             summaries=of_section(config.summaries, Summaries),
+             devices=of_section(config.runtime, Devices), seed=config.seed)
+
+
+def _plain(value):
+  """A config value as a frozen one: lists (at any depth) become tuples."""
+  if isinstance(value, (list, tuple)):
+    return tuple(_plain(v) for v in value)
+  return value
+
+
+def of_section(section, record):
+  """`record` made from a config section of the same fields (sub-sections into their own)."""
+  values = {}
+  for field in dataclasses.fields(record):
+    value = section[field.name]
+    values[field.name] = (of_section(value, field.type) if dataclasses.is_dataclass(field.type)
+                          else _plain(value))
+  return record(**values)

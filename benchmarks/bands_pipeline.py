@@ -32,6 +32,7 @@ from configs import own_data
 from data import input_pipeline
 from data import sources
 from data import synthetic
+import specs
 from training import settle
 
 flags.DEFINE_integer('num_images', 200, 'Pictures in each set.')
@@ -112,7 +113,8 @@ def main(argv):
     limit = _decode_limit(folder, bands)
     config = _config(folder, bands)
     start = time.process_time()
-    builder = sources.prepared_builder(config.data, os.path.join(folder, 'prepared'))
+    builder = sources.prepared_builder(specs.describe(config).data,
+                                       os.path.join(folder, 'prepared'))
     prepared = time.process_time() - start
     start = time.process_time()
     count = _epoch(builder, config.data)

@@ -76,6 +76,7 @@ def streaming(config, builder, start):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from data import input_pipeline  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
+  import specs  # pylint: disable=import-outside-toplevel
   from training import optimizers  # pylint: disable=import-outside-toplevel
   from training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   strategy = tf.distribute.get_strategy()
@@ -90,8 +91,8 @@ def streaming(config, builder, start):
         'label': tf.zeros([FLAGS.batch, side, side, 1], tf.uint8)}).repeat()
   else:
     dataset = steps_lib.with_ready_times(
-        input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), FLAGS.batch, 0,
-                                     0))
+        input_pipeline.train_dataset(
+            builder, input_pipeline.pipeline(specs.describe(config).data), FLAGS.batch, 0, 0))
   iterator = iter(dataset)
   waited = trainer.train_steps(iterator, tf.constant(1)).waited_s.numpy()
   first = time.perf_counter()

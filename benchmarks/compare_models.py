@@ -60,9 +60,10 @@ def main(argv):
     start = time.perf_counter()
     results = loop.train(config, workdir)
     seconds = time.perf_counter() - start
-    model, _ = loading.load_model(specs.describe(config).network, workdir)
-    builder = sources.prepared_builder(config.data, workdir)
-    native = score.test_metrics(predictor.Predictor(model, specs.describe(config)), builder, config)
+    run = specs.describe(config)
+    model, _ = loading.load_model(run.network, workdir)
+    builder = sources.prepared_builder(run.data, workdir)
+    native = score.test_metrics(predictor.Predictor(model, run), builder, run.data)
     steps = results['step']
     print(json.dumps({
         'name': config.model.name, 'config': path, 'parameters': model.count_params(),

@@ -134,8 +134,12 @@ def _assigned_from(node, tainted: set) -> set:
   names = set(tainted)
   for statement in sorted((n for n in ast.walk(node) if isinstance(n, ast.Assign)),
                           key=lambda n: n.lineno):
-    if _config_like(statement.value, names):
-      names |= {t.id for t in statement.targets if isinstance(t, ast.Name)}
+    for target in statement.targets:
+      pairs = (zip(target.elts, statement.value.elts)  # `a, b = config.a, config.b`
+               if isinstance(target, ast.Tuple) and isinstance(statement.value, ast.Tuple)
+               else [(target, statement.value)])
+      names |= {t.id for t, value in pairs
+                if isinstance(t, ast.Name) and _config_like(value, names)}
   return names - set(tainted)
 
 

@@ -36,6 +36,7 @@ from configs import own_large
 from data import crops
 from data import input_pipeline
 from data import sources
+import specs
 from tasks import MASK_FEATURE
 
 flags.DEFINE_integer('num_images', 48, 'Training pictures written.')
@@ -136,7 +137,7 @@ def main(argv):
   config.data.crop_size = (FLAGS.crop, FLAGS.crop)
   config.data.augment.scale_range = (FLAGS.scale_low, FLAGS.scale_high)
   config.data.augment.color_jitter = 0.0
-  builder = sources.prepared_builder(config.data, FLAGS.data_dir)
+  builder = sources.prepared_builder(specs.describe(config).data, FLAGS.data_dir)
   images = sources.num_examples(builder, 'train')
   examples = list(sources.read_encoded(builder, 'train').as_numpy_iterator())
   encoded = {key: tf.constant([ex[key] for ex in examples]) for key in ('image', MASK_FEATURE)}

@@ -53,21 +53,25 @@ def main(argv):
   for side in map(int, FLAGS.sides):
     config = FLAGS.config.copy_and_resolve_references()
     config.data.image_size, config.predict.sizes, config.predict.flip = side, (), False
-    predictor = Predictor(trained, specs.describe(config))
+    run = specs.describe(config)
+    predictor = Predictor(trained, run)
     model = tf.function(lambda x, m=predictor.models[side]: m(x, training=False))
-    calibration = export.calibration_pictures(config, FLAGS.workdir)
+    calibration = export.calibration_pictures(run.data, FLAGS.workdir,
+                                              config.export.calibration_pictures)
     for batch in map(int, FLAGS.batches):
       pictures = rng.integers(0, 256, (batch, side, side, 3), dtype=np.uint8)
       seconds = _seconds_per_call(lambda p: model(tf.cast(p, tf.float32)).numpy(), pictures)
       print(json.dumps(_row(side, 'keras', batch, seconds)), flush=True)
     for kind, quantizations in export.FORMATS.items():
       for quantize in quantizations:
-        config.export.format, config.export.quantize = kind, quantize
         with tempfile.TemporaryDirectory() as folder:
-          path = export.write(config, predictor, folder, calibration)
+          path = export.write(predictor, folder, kind=kind, quantize=quantize,
+                              bands=run.data.bands, calibration=calibration)
           artifact = artifacts.Artifact(path)
-          check = export_check.check(artifact, predictor, config, FLAGS.workdir,
-                                     export.DEFAULT_MIN_AGREEMENT[quantize])
+          check = export_check.check(
+              artifact, predictor, run.data, FLAGS.workdir,
+              count=config.export.check_pictures,
+              min_agreement=export.DEFAULT_MIN_AGREEMENT[quantize])
           name = kind if quantize == 'none' else f'{kind}-{quantize}'
           for batch in map(int, FLAGS.batches):
             pictures = rng.integers(0, 256, (batch, side, side, 3), dtype=np.uint8)

@@ -23,6 +23,7 @@ import tensorflow as tf
 from benchmarks import oxford_sized
 from data import input_pipeline
 from data import sources
+import specs
 
 oxford_sized.define_flags(2000, 128, 32, '/tmp/segstream_bench_files')
 FLAGS = flags.FLAGS
@@ -57,7 +58,7 @@ def main(argv):
   prepared = os.path.join(FLAGS.data_dir, 'files_prepared')
   shutil.rmtree(prepared, ignore_errors=True)
   start_wall, start_cpu = time.perf_counter(), time.process_time()
-  files = sources.prepared_builder(files_config.data, prepared)
+  files = sources.prepared_builder(specs.describe(files_config).data, prepared)
   pictures = sum(files.info.splits[s].num_examples for s in files.info.splits)
   print(json.dumps({'case': 'files_preparation', 'pictures': pictures,
                     'ms_per_picture': round(1000 * (time.perf_counter() - start_wall) /

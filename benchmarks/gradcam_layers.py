@@ -23,7 +23,6 @@ from interpretability import explanation as explain_lib
 from interpretability import gradcam
 from interpretability import pointing
 import specs
-import tasks
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'The trained run\'s config.')
@@ -36,10 +35,10 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   config = FLAGS.config
-  config.summaries.num_images = FLAGS.num_images
-  task = tasks.of(config)
-  model, _ = loading.load_model(specs.describe(config).network, FLAGS.workdir)
-  pictures = loading.named_pictures(config, FLAGS.workdir, None)
+  run = specs.describe(config)
+  task = run.task
+  model, _ = loading.load_model(run.network, FLAGS.workdir)
+  pictures = loading.named_pictures(run.data, FLAGS.workdir, None, FLAGS.num_images)
   inputs = loading.model_input([p.pixels for p in pictures], config.data.image_size)
   default = gradcam.default_layer(model, task)
   shortcuts = gradcam.shortcut_projections(model)

@@ -7,6 +7,7 @@ from absl import flags
 from configs import seg
 from data import sources
 from data import synthetic
+import specs
 
 
 def book_config_on_oxford_sized(num_images: int, image_size: int, data_dir: str,
@@ -22,7 +23,7 @@ def book_config_on_oxford_sized(num_images: int, image_size: int, data_dir: str,
   config.data.validation_fraction = 0.0  # Every picture in train+test.
   config.data.train_split = config.data.eval_split = 'train+test'
   config.data.cache = 'memory'
-  return config, folder, sources.prepared_builder(config.data, data_dir)
+  return config, folder, sources.prepared_builder(specs.describe(config).data, data_dir)
 
 
 def define_flags(num_images: int, image_size: int, batch: int, data_dir: str) -> None:

@@ -24,6 +24,7 @@ import tensorflow as tf
 from data import decode
 from data import sources
 from inference.predictor import label_masks
+import specs
 from tasks import IGNORE
 from tasks import metrics
 
@@ -82,8 +83,8 @@ class _StopAfter(keras.callbacks.Callback):
 def main(argv):
   del argv
   config = FLAGS.config
-  builder = sources.prepared_builder(config.data, FLAGS.workdir)
-  splits = sources.resolve_splits(config.data)
+  builder = sources.prepared_builder(specs.describe(config).data, FLAGS.workdir)
+  splits = sources.resolve_splits(specs.describe(config).data)
   bands = config.data.bands
   x, y = _arrays(builder, splits.train, FLAGS.size, bands)
   y = np.where(y == IGNORE, 0, y)  # The plain way has no ignore label.

@@ -95,9 +95,10 @@ def main(_):
     config = config_for(folder, sampling)
     workdir = os.path.join(FLAGS.out, 'runs', sampling)
     loop.train(config, workdir)
-    predictor, _ = predictor_lib.load(specs.describe(config), workdir)
-    results = score.test_metrics(predictor, sources.prepared_builder(config.data, workdir),
-                                 config)
+    run = specs.describe(config)
+    predictor, _ = predictor_lib.load(run, workdir)
+    results = score.test_metrics(predictor, sources.prepared_builder(run.data, workdir),
+                                 run.data)
     report[sampling] = {'mean_iou': round(results['mean_iou'], 4),
                         **{name: round(results[f'iou/{name}'], 4) for name in CLASSES}}
   print(json.dumps(report))

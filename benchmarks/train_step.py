@@ -33,6 +33,7 @@ def measure(devices: int) -> dict:
   from configs import seg  # pylint: disable=import-outside-toplevel
   from data import input_pipeline, sources  # pylint: disable=import-outside-toplevel
   from modeling import models  # pylint: disable=import-outside-toplevel
+  import specs  # pylint: disable=import-outside-toplevel
   from training import optimizers, runtime  # pylint: disable=import-outside-toplevel
   from training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   runtime.configure_cpu_devices(devices)
@@ -43,10 +44,10 @@ def measure(devices: int) -> dict:
   config.data.cache = 'memory'
   config.runtime.cpu_devices = devices
   strategy = runtime.create_strategy(config.runtime)
-  builder = sources.prepared_builder(config.data, FLAGS.data_dir)
+  builder = sources.prepared_builder(specs.describe(config).data, FLAGS.data_dir)
   make = lambda ctx: steps_lib.with_ready_times(
-      input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), FLAGS.batch, 0, 0,
-                                   ctx))
+      input_pipeline.train_dataset(
+          builder, input_pipeline.pipeline(specs.describe(config).data), FLAGS.batch, 0, 0, ctx))
   warmup, steps, per_call = 2 * FLAGS.steps_per_call, FLAGS.steps, FLAGS.steps_per_call
 
   with strategy.scope():

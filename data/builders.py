@@ -100,8 +100,8 @@ def _other_tfds_builder(data_config) -> tfds.core.DatasetBuilder:
                       f'{e}\nPrepare it on a connected machine and set data.data_dir.') from None
   features = builder.info.features
   for field in ('image_key', 'mask_key'):
-    if data_config[field] not in features:
-      raise DataError(f'data.{field}={data_config[field]!r} is not a feature of {name} '
+    if getattr(data_config, field) not in features:
+      raise DataError(f'data.{field}={getattr(data_config, field)!r} is not a feature of {name} '
                       f'(features: {", ".join(features.keys())}).')
   builder.example_keys = {'image': data_config.image_key,
                           'segmentation_mask': data_config.mask_key}

@@ -101,10 +101,9 @@ def ceiling_lines(scanned: dict, data_config) -> list[str]:
   return lines
 
 
-def run(config, workdir: str) -> int:
-  """Prints the table (for a files source also the squashed ceiling); returns the exit
-  status: 2 when there is a problem, else 0."""
-  data_config = config.data
+def run(data_config, workdir: str) -> int:
+  """Prints the table of the data section's data (for a files source also the squashed
+  ceiling); returns the exit status: 2 when there is a problem, else 0."""
   ceiling = []
   if data_config.source == 'files':
     scanned, report = files_source.check(data_config)

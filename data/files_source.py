@@ -10,6 +10,7 @@ files' names, sizes and times, the lists, the encoding): a changed folder is pre
 
 import collections
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,15 +47,17 @@ def _stat_signature(splits: dict, data_config) -> str:
           entries.append(f'{split}|{example.name}|{path}|{stat.st_size}|{stat.st_mtime_ns}')
         else:
           entries.append(f'{split}|{example.name}|{path}')
-  fields = {k: data_config[k] for k in ('label_map', 'mask_colors', 'ignore_index',
-                                         'class_names', 'validation_fraction')}
+  fields = {k: getattr(data_config, k) for k in ('label_map', 'mask_colors', 'ignore_index',
+                                                  'class_names', 'validation_fraction')}
   if tasks.of_data(data_config).classes_overlap:  # Other tasks keep their keys.
     fields['task'] = data_config.label_feature
   if data_config.bands:  # Photos keep their keys (and prepared sets) as they were.
-    fields.update({k: data_config[k] for k in ('bands', 'read_bands', 'nodata', 'band_stats')})
+    fields.update({k: getattr(data_config, k)
+                   for k in ('bands', 'read_bands', 'nodata', 'band_stats')})
   if any(isinstance(e.target, annotations.Annotated) for part in splits.values() for e in part):
-    fields['annotations'] = data_config.annotations.to_dict()
-  text = json.dumps([_VERSION, fields, data_config.files.to_dict()], sort_keys=True, default=str)
+    fields['annotations'] = dataclasses.asdict(data_config.annotations)
+  text = json.dumps([_VERSION, fields, dataclasses.asdict(data_config.files)], sort_keys=True,
+                    default=str)
   return hashlib.sha1('\n'.join([text] + entries).encode()).hexdigest()[:16]
 
 

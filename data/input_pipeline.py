@@ -8,12 +8,12 @@ Pictures leave as uint8 batches: the host copies a quarter of float32's bytes to
 and the training step casts them there.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
 
 from data import augment as augment_lib
@@ -103,11 +103,11 @@ def pipeline(data_config) -> Pipeline:
       label_channels=tasks.of_data(data_config).mask_channels(len(data_config.class_names)),
       bands=data_config.bands,
       augmentation=augment_lib.Augmentation(
-          **{field: augment[field] for field in augment_lib.Augmentation._fields
+          **{field: getattr(augment, field) for field in augment_lib.Augmentation._fields
              if field != 'jitter_bands'}, jitter_bands=jitter_bands(data_config)),
       shuffle_buffer=data_config.shuffle_buffer, cache=data_config.cache,
       cache_budget_gb=data_config.cache_budget_gb,
-      cache_fields={k: v for k, v in data_config.to_dict().items()
+      cache_fields={k: v for k, v in dataclasses.asdict(data_config).items()
                     if k not in AFTER_CACHE_FIELDS},
       deterministic=data_config.deterministic,
       ram_budget_gb=data_config.autotune_ram_budget_gb,

@@ -19,11 +19,11 @@ from records import workdir as workdir_lib
 import specs
 
 
-def explained_class_names(config) -> list[str]:
+def explained_class_names(class_names: tuple, class_index: str) -> list[str]:
   """data.class_names, or the ImageNet names when summaries.explain.class_index=imagenet and
   Keras can get them."""
-  names = list(config.data.class_names)
-  if config.summaries.explain.class_index == 'imagenet':
+  names = list(class_names)
+  if class_index == 'imagenet':
     names = xception_imagenet.imagenet_class_names() or names
   return names
 
@@ -34,14 +34,15 @@ def run(config, workdir: str, images: str | None) -> dict:
   mask is known; the same pictures in TensorBoard (run folder explain/)."""
   run = specs.describe(config)
   model, source = loading.load_model(run.network, workdir)
-  pictures = loading.named_pictures(config, workdir, images)
+  pictures = loading.named_pictures(run.data, workdir, images,
+                                    max(config.summaries.num_images, 1))
   task = run.task
   inputs = loading.model_input([p.pixels for p in pictures], run.network.input_size, model)
   explanation = explain_lib.explain(model, inputs, config.summaries.explain,
-                                    config.data.class_names, task,
+                                    run.data.class_names, task,
                                     activation_pictures=len(pictures),
                                     batch_size=config.eval.global_batch_size,
-                                    rgb_bands=tuple(config.data.rgb_bands))
+                                    rgb_bands=run.data.rgb_bands)
   out_dir = os.path.join(workdir, 'explain')
   workdir_lib.ensure_writable_dir(out_dir, '--workdir')
   for layer, grids in explanation.activation_grids.items():
@@ -49,8 +50,8 @@ def run(config, workdir: str, images: str | None) -> dict:
       loading.write_png(os.path.join(out_dir, f'activations_{layer}_{picture.name}.png'), grid)
   for layer, grid in explanation.filter_grids.items():
     loading.write_png(os.path.join(out_dir, f'filters_{layer}.png'), grid)
-  viewable = lambda pixels: rasters.viewable(pixels, config.data.bands, config.data.rgb_bands,
-                                             config.data.nodata)
+  viewable = lambda pixels: rasters.viewable(pixels, run.data.bands, run.data.rgb_bands,
+                                             run.data.nodata)
   for maps in explanation.class_maps:
     for picture, heatmap in zip(pictures, maps.heatmaps.maps):
       loading.write_png(os.path.join(out_dir, f'gradcam_{maps.label}_{picture.name}.png'),
@@ -58,7 +59,8 @@ def run(config, workdir: str, images: str | None) -> dict:
   scores = explain_lib.score(explanation, [
       None if p.mask is None else explain_lib.mask_regions(p.mask, explanation, task)
       for p in pictures])
-  report = gradcam_report(explanation, pictures, scores, explained_class_names(config), source)
+  report = gradcam_report(explanation, pictures, scores, explained_class_names(
+      run.data.class_names, config.summaries.explain.class_index), source)
   atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
   summaries_lib.write_explanation(writer, 'explain', 0, viewable(inputs), explanation,

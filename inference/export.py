@@ -17,6 +17,7 @@ import tf2onnx
 
 from data import decode
 from data import sources
+from data import spec as data_spec
 from errors import ConfigError, UserError, first_line, is_write_failure, write_failed
 from inference import artifacts
 from inference import export_check
@@ -71,14 +72,13 @@ def pictures_spec(bands: int, dtype: str = 'uint8') -> tf.TensorSpec:
   return tf.TensorSpec([None, None, None, bands or 3], dtype, name='pictures')
 
 
-def pictures_type(config, workdir: str) -> str:
-  """The type of the pictures an export takes: uint8 photos; rasters of export.pictures_dtype,
-  else of the training set's own sample type where a float32 holds it exactly (uint8, uint16,
-  int16), else float32. A sensor's uint16 goes in as it is read."""
-  if not config.data.bands:
+def pictures_type(data: data_spec.Data, chosen: str, workdir: str) -> str:
+  """The type of the pictures an export takes: uint8 photos; rasters of `chosen`
+  (export.pictures_dtype), else of the training set's own sample type where a float32 holds it
+  exactly (uint8, uint16, int16), else float32. A sensor's uint16 goes in as it is read."""
+  if not data.bands:
     return 'uint8'
-  chosen = config.export.pictures_dtype or sources.raster_sample_type(
-      config.data, sources.prepared_builder(config.data, workdir))
+  chosen = chosen or sources.raster_sample_type(data, sources.prepared_builder(data, workdir))
   return chosen if chosen in RASTER_INPUT_TYPES else 'float32'
 
 
@@ -181,22 +181,21 @@ def _write_litert(saved_model: str, path: str, quantize: str, calibration) -> st
   return path
 
 
-def calibration_pictures(config, workdir: str) -> list[np.ndarray]:
-  """The first export.calibration_pictures training pictures, uint8 at their own size (what the
-  file will be given: its resize is calibrated too), read before anything is converted (a
-  source that cannot be read fails here, in one line)."""
-  builder = sources.prepared_builder(config.data, workdir)
-  examples = sources.read_encoded(builder, sources.resolve_splits(config.data).train)
-  return [decode.decode_picture(example['image'], config.data.bands).numpy()
-          for example in examples.take(config.export.calibration_pictures)]
+def calibration_pictures(data: data_spec.Data, workdir: str, count: int) -> list[np.ndarray]:
+  """The first `count` (export.calibration_pictures) training pictures, uint8 at their own
+  size (what the file will be given: its resize is calibrated too), read before anything is
+  converted (a source that cannot be read fails here, in one line)."""
+  builder = sources.prepared_builder(data, workdir)
+  examples = sources.read_encoded(builder, sources.resolve_splits(data).train)
+  return [decode.decode_picture(example['image'], data.bands).numpy()
+          for example in examples.take(count)]
 
 
-def write(config, predictor: Predictor, out_dir: str, calibration, dtype: str = 'uint8'
-          ) -> str:
-  """The artefact of export.format in `out_dir`, taking `dtype` pictures: the SavedModel
-  itself, or its conversion."""
-  serve = serving_function(predictor, config.data.bands, dtype)
-  kind, quantize = config.export.format, config.export.quantize
+def write(predictor: Predictor, out_dir: str, *, kind: str, quantize: str, bands: int,
+          calibration, dtype: str = 'uint8') -> str:
+  """The artefact of `kind` (export.format) in `out_dir`, taking `dtype` pictures of `bands`
+  bands (0: RGB photos): the SavedModel itself, or its conversion."""
+  serve = serving_function(predictor, bands, dtype)
   if kind == 'saved_model':
     return _write_saved_model(predictor, serve, out_dir)
   if kind == 'onnx':
@@ -240,14 +239,15 @@ def run(config, workdir: str, output: str | None) -> str:
   model, source = loading.load_model(run.network, workdir)
   predictor = Predictor(model, run, settled_task(run, workdir))
   check_convertible(next(iter(predictor.models.values())), kind)
-  dtype = pictures_type(config, workdir)
-  calibration = ([picture.astype(dtype) for picture in calibration_pictures(config, workdir)]
-                 if quantize == 'int8' else None)
+  dtype = pictures_type(run.data, config.export.pictures_dtype, workdir)
+  calibration = ([picture.astype(dtype) for picture in calibration_pictures(
+      run.data, workdir, config.export.calibration_pictures)] if quantize == 'int8' else None)
   name = kind if quantize == 'none' else f'{kind}-{quantize}'
   out_dir = output or os.path.join(workdir, 'export', name)
   staging = _staging(out_dir, '--output' if output else '--workdir')
   try:
-    path = write(config, predictor, staging, calibration, dtype)
+    path = write(predictor, staging, kind=kind, quantize=quantize, bands=run.data.bands,
+                 calibration=calibration, dtype=dtype)
   except Exception as e:  # pylint: disable=broad-except  Converters raise many kinds.
     shutil.rmtree(staging, ignore_errors=True)
     if is_write_failure(e):
@@ -257,9 +257,9 @@ def run(config, workdir: str, output: str | None) -> str:
                     f'{export_check.OTHER_FORMATS}') from None
   record = {'format': kind, 'quantize': quantize, 'file': os.path.relpath(path, staging),
             'bytes': export_check.size_in_bytes(path), 'model': source,
-            'class_names': list(config.data.class_names), 'image_size': config.data.image_size,
-            'pictures': {'bands': config.data.bands or 3, 'dtype': dtype,
-                         'nodata': config.data.nodata},
+            'class_names': list(run.data.class_names), 'image_size': run.data.image_size,
+            'pictures': {'bands': run.data.bands or 3, 'dtype': dtype,
+                         'nodata': run.data.nodata},
             'predict_mode': 'slide' if predictor.slides else 'resize',
             'predict_sizes': [size if isinstance(size, int) else list(size)
                               for size in predictor.sizes],
@@ -267,7 +267,8 @@ def run(config, workdir: str, output: str | None) -> str:
             'predict_windows_per_call': predictor.windows_per_call if predictor.slides else 0,
             'predict_flip': predictor.flip, **predictor.task.record()}
   minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
-  check = export_check.check(artifacts.Artifact(path), predictor, config, workdir, minimum)
+  check = export_check.check(artifacts.Artifact(path), predictor, run.data, workdir,
+                             count=config.export.check_pictures, min_agreement=minimum)
   record['check'] = check
   atomic.write_text(os.path.join(staging, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
   _replace(staging, out_dir)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from data import spec as data_spec
 from errors import UserError
 from inference import loading
 from inference.artifacts import Artifact
@@ -49,19 +50,19 @@ def agreement(confusion: np.ndarray, class_names, task: tasks.Task) -> tuple[flo
           class_names, sums['intersection'], sums['union']) if union > 0}
 
 
-def check(artifact: Artifact, predictor: Predictor, config, workdir: str,
-          min_agreement: float) -> dict:
-  """The export against the model on the first export.check_pictures validation pictures:
-  agreement overall and per class, and each one's mean IoU (accuracy) against the truth.
-  Passed when both the overall agreement and the mean class agreement reach `min_agreement`."""
-  count = config.export.check_pictures
+def check(artifact: Artifact, predictor: Predictor, data: data_spec.Data, workdir: str, *,
+          count: int, min_agreement: float) -> dict:
+  """The export against the model on the first `count` (export.check_pictures) validation
+  pictures: agreement overall and per class, and each one's mean IoU (accuracy) against the
+  truth. Passed when both the overall agreement and the mean class agreement reach
+  `min_agreement`."""
   if not count:
     return {}
-  class_names, task = config.data.class_names, predictor.task
+  class_names, task = data.class_names, predictor.task
   num_classes = len(class_names)
   between = np.zeros(task.counts_shape(num_classes))
   scored = {'model': 0.0, 'export': 0.0}
-  for picture in loading.eval_pictures(config, workdir, count):
+  for picture in loading.eval_pictures(data, workdir, count):
     if task.per_pixel:
       labels = {'model': predictor.masks([picture.pixels])[0],
                 'export': artifact.masks([picture.pixels])[0]}

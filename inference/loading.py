@@ -16,6 +16,7 @@ from data import files_pairing
 from data import rasters
 from data import resize as resize_lib
 from data import sources
+from data import spec as data_spec
 from errors import DataError, UserError, first_line, write_failed
 from modeling import blocks
 from modeling import models
@@ -148,33 +149,34 @@ def _unique(names: list[str]) -> list[str]:
   return result
 
 
-def named_pictures(config, workdir: str, images: str | None) -> list[Picture]:
+def named_pictures(data: data_spec.Data, workdir: str, images: str | None, count: int
+                   ) -> list[Picture]:
   """`--images` with the trimaps the official layout keeps beside them, else the first
-  summaries.num_images pictures of the eval split with theirs."""
+  `count` pictures of the eval split with theirs."""
   if images:
-    named = picture_paths(images, config.data.bands)  # a/b.jpg in a sub-folder: a_b.
+    named = picture_paths(images, data.bands)  # a/b.jpg in a sub-folder: a_b.
     names = _unique([name.replace(os.sep, '_') for _, name in named])
     trimaps = [trimap_beside(path) for path, _ in named]
-    bands = rasters.band_spec(config.data)
+    bands = rasters.band_spec(data)
     return [Picture(name, read_picture(path, bands), _read_trimap(trimap) if trimap else None)
             for name, (path, _), trimap in zip(names, named, trimaps)]
-  return eval_pictures(config, workdir, max(config.summaries.num_images, 1))
+  return eval_pictures(data, workdir, count)
 
 
-def eval_pictures(config, workdir: str, count: int) -> list[Picture]:
+def eval_pictures(data: data_spec.Data, workdir: str, count: int) -> list[Picture]:
   """The first `count` pictures of the eval split with their masks and labels: the fixed
   pictures that training shows, explain explains and export is checked on."""
-  builder = sources.prepared_builder(config.data, workdir)
-  lookup = sources.mask_lookup(config.data)
+  builder = sources.prepared_builder(data, workdir)
+  lookup = sources.mask_lookup(data)
   pictures = []
   for index, example in enumerate(sources.first_examples(
-      builder, sources.resolve_splits(config.data).eval, count)):
+      builder, sources.resolve_splits(data).eval, count)):
     name = example['file_name'].numpy().decode() if 'file_name' in example else str(index)
     mask = example.get(tasks.MASK_FEATURE)
-    label = None if tasks.of(config).per_pixel else example[config.data.label_feature].numpy()
+    label = None if tasks.of_data(data).per_pixel else example[data.label_feature].numpy()
     pictures.append(Picture(
         os.path.splitext(name.replace('/', '_'))[0],
-        decode.decode_picture(example['image'], config.data.bands).numpy(),
+        decode.decode_picture(example['image'], data.bands).numpy(),
         None if mask is None else decode.mask_labels(mask, lookup), label))
   return pictures
 

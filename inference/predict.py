@@ -9,6 +9,7 @@ import numpy as np
 
 from data import rasters
 from data import sources
+from data import spec as data_spec
 from errors import DataError, UserError
 from inference import loading
 from inference import predictor as predictor_lib
@@ -29,13 +30,13 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   run = specs.describe(config)
   prediction = run.prediction
   predictor, source = predictor_lib.load(run, workdir)
-  named = loading.picture_paths(images, run.pictures.band_count)
-  bands = run.pictures.bands
+  named = loading.picture_paths(images, run.data.bands)
+  bands = rasters.band_spec(run.data)
   out_dir = output or os.path.join(workdir, 'predict')
   workdir_lib.ensure_writable_dir(out_dir, '--output' if output else '--workdir')
   written, rows = [], ['picture,class,probability\n']
-  colors = colormaps.class_colors(len(run.pictures.class_names),
-                                  sources.own_class_colors(config.data, workdir))
+  colors = colormaps.class_colors(len(run.data.class_names),
+                                  sources.own_class_colors(run.data, workdir))
   batch_size, task = prediction.batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
@@ -44,7 +45,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
                    'written.', path)
     mask, shown, shown_mask = _strip_mask(path, bands, predictor)
     written += _write_mask(out_dir, name, mask, run, shown, shown_mask, colors,
-                           _grid(run.pictures, path))
+                           _grid(run.data, path))
   named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -53,7 +54,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       probabilities = tasks.as_two_classes(predictor.picture_probabilities(pictures))
       for (path, _), probs in zip(chunk, np.asarray(probabilities)):
         best = int(np.argmax(probs))
-        rows.append(f'{path},{run.pictures.class_names[best]},{probs[best]:.6f}\n')
+        rows.append(f'{path},{run.data.class_names[best]},{probs[best]:.6f}\n')
       continue
     answers = (predictor.masks_and_probabilities(pictures)
                if prediction.uncertainty or prediction.probabilities
@@ -62,7 +63,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       missing = None if bands is None else ~rasters.valid_pixels(picture, bands.nodata)
       if missing is not None:  # Nothing measured, nothing predicted.
         mask[missing] = tasks.IGNORE
-      grid = _grid(run.pictures, path)
+      grid = _grid(run.data, path)
       written += _write_mask(out_dir, name, mask, run, picture, mask, colors, grid)
       stem = os.path.join(out_dir, name)
       if prediction.uncertainty:
@@ -72,7 +73,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
         rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing, grid)
   if 'masks' in task.outputs:  # The overlays' legend.
     legend = ''.join(f'{name},{r},{g},{b}\n' for name, (r, g, b) in zip(
-        run.pictures.class_names, colors.tolist()))
+        run.data.class_names, colors.tolist()))
     atomic.write_text(os.path.join(out_dir, 'legend.csv'), 'class,r,g,b\n' + legend)
   else:
     csv_path = os.path.join(out_dir, 'predictions.csv')
@@ -89,11 +90,11 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, run: specs.Run,
   TIFF's also as a GeoTIFF on its grid, a band per class) and, beside it, the overlay of
   `shown_mask` on the picture `shown` (a large raster's: its overview); returns the masks'
   paths."""
-  pictures, prediction = run.pictures, run.prediction
+  data, prediction = run.data, run.prediction
   stem = os.path.join(out_dir, name)  # A sub-folder's pictures go to that sub-folder.
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   if mask.ndim == 3:
-    paths = [f'{stem}_mask_{class_name}.png' for class_name in pictures.class_names]
+    paths = [f'{stem}_mask_{class_name}.png' for class_name in data.class_names]
     for index, path in enumerate(paths):
       loading.write_png(path, mask[..., index])
   else:
@@ -103,18 +104,18 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, run: specs.Run,
     rasters.write_mask_on_grid(stem + '_mask.tif', mask, grid, tasks.IGNORE)
   if prediction.vectors:
     atomic.write_text(stem + '_mask.geojson', json.dumps(vectors.polygons(
-        mask, pictures.class_names, tolerance_px=prediction.simplify, **(grid or {}))))
+        mask, data.class_names, tolerance_px=prediction.simplify, **(grid or {}))))
   loading.write_png(stem + '_overlay.png', colormaps.with_legend(
-      colormaps.mask_overlay(rasters.viewable(shown, pictures.band_count, pictures.rgb_bands,
-                                              pictures.nodata), shown_mask, colors=colors),
-      pictures.class_names, colors))
+      colormaps.mask_overlay(rasters.viewable(shown, data.bands, data.rgb_bands, data.nodata),
+                             shown_mask, colors=colors),
+      data.class_names, colors))
   return paths
 
 
-def _grid(pictures: specs.Pictures, picture_path: str) -> dict | None:
+def _grid(data: data_spec.Data, picture_path: str) -> dict | None:
   """The grid (transform, CRS) a raster's outputs are written on (a TIFF's, read once), or
   None for a picture whose outputs are plain pictures."""
-  if pictures.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
+  if data.bands and os.path.splitext(picture_path)[1].lower() in rasters.TIFF_EXTENSIONS:
     return rasters.grid_of(picture_path)
   return None
 

@@ -199,7 +199,7 @@ def load(run: specs.Run, workdir: str) -> tuple[Predictor | Artifact, str]:
   (checked to be of the config's classes), else the workdir's model."""
   if run.prediction.artifact:
     artifact = Artifact(run.prediction.artifact)
-    artifact.check_fits(run.pictures.class_names, run.task)
+    artifact.check_fits(run.data.class_names, run.task)
     artifact.task = run.task.from_record(artifact.record)
     return artifact, artifact.file
   model, source = load_model(run.network, workdir)
@@ -209,4 +209,4 @@ def load(run: specs.Run, workdir: str) -> tuple[Predictor | Artifact, str]:
 def settled_task(run: specs.Run, workdir: str) -> tasks.Task:
   """The task predicting as the workdir's best evaluation chose (tuned thresholds)."""
   return run.task.predicting_as(checkpoints.read_best_results(workdir),
-                                    run.pictures.class_names)
+                                    run.data.class_names)

@@ -14,6 +14,7 @@ import numpy as np
 from data import decode
 from data import rasters
 from data import sources
+from data import spec as data_spec
 from inference import loading
 from inference import predictor as predictor_lib
 from interpretability import colormaps
@@ -29,36 +30,37 @@ WORST_DIR = 'score_worst'  # Its eval.worst_pictures worst pictures, drawn.
 SCORE_RUN = 'score'  # The TensorBoard run holding the same gallery.
 
 
-def test_metrics(predictor, builder, config) -> dict:
+def test_metrics(predictor, builder, data: data_spec.Data, worst_pictures: int = 0) -> dict:
   """The test split scored as predict answers: segmentation masks at each picture's own
   resolution (pixel accuracy, IoU), or classes (accuracy); over every picture and per breed
   (`per_group`: breeds, or sub-folders of a files source), worst first. Ignored pixels
   (data.ignore_index, colours off data.mask_colors) count nowhere.
 
   Masks are made as --mode=predict makes them (probabilities resized back, then the argmax) and
-  compared with the original masks, as a user of the predicted masks would see them.
+  compared with the original masks, as a user of the predicted masks would see them. The
+  `worst_pictures` worst (segmentation) come back too, for the gallery.
   """
-  class_names, task = config.data.class_names, predictor.task
-  lookup = sources.mask_lookup(config.data) if task.per_pixel else None
+  class_names, task = data.class_names, predictor.task
+  lookup = sources.mask_lookup(data) if task.per_pixel else None
   confusions, counts, pictures, worst = {}, {}, [], []
-  for example in sources.read_encoded(builder, sources.resolve_splits(config.data).test):
-    picture = decode.decode_picture(example['image'], config.data.bands).numpy()
+  for example in sources.read_encoded(builder, sources.resolve_splits(data).test):
+    picture = decode.decode_picture(example['image'], data.bands).numpy()
     if task.per_pixel:
       truth = decode.mask_labels(example[tasks.MASK_FEATURE], lookup)
       predicted = predictor.masks([picture])[0]
     else:
-      truth = example[config.data.label_feature].numpy()
+      truth = example[data.label_feature].numpy()
       predicted = task.predicted_labels(predictor.picture_probabilities([picture])).numpy()[0]
-    group = _group(config.data, example)
+    group = _group(data, example)
     confusion = task.label_counts(  # IGNORE counts nowhere.
         truth, predicted, len(class_names)).numpy().astype(np.int64)
     confusions[group] = confusions.get(group, 0) + confusion
     counts[group] = counts.get(group, 0) + 1
     pictures.append(_picture_row(example, group, confusion, class_names, task))
-    if task.per_pixel and config.eval.worst_pictures:  # The k worst kept: a bounded heap.
+    if task.per_pixel and worst_pictures:  # The k worst kept: a bounded heap.
       heapq.heappush(worst, (-pictures[-1][task.headline], len(pictures),
                              (pictures[-1]['picture'], picture, truth, predicted)))
-      if len(worst) > config.eval.worst_pictures:
+      if len(worst) > worst_pictures:
         heapq.heappop(worst)
   results = _summary(sum(confusions.values()), class_names, task)
   per_group = {group: {'num_pictures': counts[group], **_summary(confusion, class_names, task)}
@@ -85,7 +87,7 @@ def _picture_row(example, group: str, confusion: np.ndarray, class_names: tuple,
   return row
 
 
-def _write_worst(workdir: str, worst: list, config) -> None:
+def _write_worst(workdir: str, worst: list, data: data_spec.Data) -> None:
   """Each of the worst pictures as one PNG, worst first (`score_worst/01_<name>.png`): the
   picture, its truth, the prediction and the error map side by side, the legend below; the
   same in TensorBoard's `score` run (`score_worst/01`, the picture's name in its description).
@@ -97,7 +99,6 @@ def _write_worst(workdir: str, worst: list, config) -> None:
     workdir_lib.ensure_writable_dir(where, '--workdir')
     for old in os.listdir(where):
       os.remove(os.path.join(where, old))
-  data = config.data
   colors = colormaps.class_colors(len(data.class_names), sources.own_class_colors(data, workdir))
   gap = lambda picture: np.pad(picture, ((0, 0), (0, 4), (0, 0)), constant_values=255)
   board = summaries.Summaries(workdir, enabled=True, runs=(SCORE_RUN,))
@@ -143,15 +144,17 @@ def run(config, workdir: str) -> dict:
   """The workdir's model scored on the test split, with predict's answers (segmentation: at
   the pictures' own resolution); logged and written to DIR/score.json, and each picture's
   scores to DIR/score_pictures.csv, worst first."""
-  predictor, source = predictor_lib.load(specs.describe(config), workdir)
+  run = specs.describe(config)
+  predictor, source = predictor_lib.load(run, workdir)
   start = time.perf_counter()
-  results = test_metrics(predictor, sources.prepared_builder(config.data, workdir), config)
-  results = {'model': source, 'test_split': sources.resolve_splits(config.data).test,
+  results = test_metrics(predictor, sources.prepared_builder(run.data, workdir), run.data,
+                         config.eval.worst_pictures)
+  results = {'model': source, 'test_split': sources.resolve_splits(run.data).test,
              'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip,
              'seconds': round(time.perf_counter() - start, 1),
              **predictor.task.record(), **results}
   write_pictures_csv(os.path.join(workdir, PICTURES_CSV), results.pop('per_picture'))
-  _write_worst(workdir, results.pop('worst'), config)
+  _write_worst(workdir, results.pop('worst'), run.data)
   atomic.write_text(os.path.join(workdir, 'score.json'), json.dumps(results, indent=1) + '\n')
   headline = predictor.task.headline
   logging.info('Score of %s on %s (%d pictures): %s %.4f; per group (breed or folder), worst '

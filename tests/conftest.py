@@ -13,6 +13,7 @@ import tensorflow as tf
 from configs import base
 from configs import seg
 from data import synthetic
+import specs
 from training import runtime
 from training import settle as settled
 
@@ -42,6 +43,11 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
   config.name = name
   config.update(fields)
   return config
+
+
+def data_spec(config):
+  """The config's data section as the data layer takes it (what the modes hand it)."""
+  return specs.describe(config).data
 
 
 def small_config(workdir_data: str | None = None, settle: bool = True, **overrides):

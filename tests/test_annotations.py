@@ -15,7 +15,7 @@ from data import annotations
 from data import files_source
 from errors import DataError
 from tasks import IGNORE
-from tests.conftest import small_config
+from tests.conftest import data_spec, small_config
 
 SIZE = (40, 50)  # height, width of every picture.
 PATCH = np.array([[1, 1, 0, 1], [0, 1, 1, 0], [1, 0, 0, 1]], np.uint8)  # A LabelMe mask shape.
@@ -39,7 +39,7 @@ def _config(images: str, masks: str, **more):
 
 
 def _drawn(config) -> tuple[dict, str]:
-  scanned, report = files_source.check(config.data)
+  scanned, report = files_source.check(data_spec(config))
   masks = {item.example.name: item.mapped.classes for item in scanned['train']}
   return masks, report.format()
 

@@ -26,7 +26,7 @@ from modeling import weights as weights_lib
 import specs
 import tasks
 from tasks import IGNORE
-from tests.conftest import main_in_process, model_config
+from tests.conftest import data_spec, main_in_process, model_config
 from tests.test_models import zoo_model_config
 
 
@@ -313,7 +313,7 @@ def test_bad_rasters_are_named_before_anything_is_prepared(tmp_path):
   config = small_config(data__source='files', data__bands=4, data__files__train_images=images,
                         data__files__train_masks=os.path.join(folder, 'train', 'masks'),
                         data__class_names=synthetic.MULTISPECTRAL_CLASSES)
-  _, report = files_source.check(config.data)
+  _, report = files_source.check(data_spec(config))
   text = report.format()
   assert 'train_001.tif has 3 bands; data.bands=4' in text
   assert 'float rasters with NaN pixels and no data.nodata' in text and 'train_003' in text
@@ -325,7 +325,7 @@ def test_bad_rasters_are_named_before_anything_is_prepared(tmp_path):
                         data__files__train_images=images,
                         data__files__train_masks=os.path.join(folder, 'train', 'masks'),
                         data__class_names=synthetic.MULTISPECTRAL_CLASSES)
-  _, report = files_source.check(config.data)
+  _, report = files_source.check(data_spec(config))
   text = report.format()
   assert 'PROBLEM train: 2 rasters of another sample type' in text  # NaN is nodata now.
   assert 'train_003.tif (float32; most are uint16)' in text
@@ -497,7 +497,7 @@ def test_a_nodata_tag_that_marks_pixels_is_named_until_data_nodata_says_it(tmp_p
     config = small_config(data__source='files', data__bands=4, data__files__train_images=images,
                           data__files__train_masks=os.path.join(folder, 'train', 'masks'),
                           data__class_names=synthetic.MULTISPECTRAL_CLASSES, **nodata)
-    return files_source.check(config.data)[1].format()
+    return files_source.check(data_spec(config))[1].format()
   text = report_text()
   assert '1 rasters whose own nodata tag marks pixels that data.nodata does not' in text
   assert 'train_001.tif (tag 0: 25.0% of its pixels)' in text and 'set data.nodata' in text

@@ -9,7 +9,7 @@ import re
 from tests.conftest import REPO
 
 PACKAGES = ('main', 'configs', 'errors', 'tasks', 'sizes', 'data', 'modeling', 'interpretability',
-            'training', 'inference', 'launch', 'benchmarks', 'tests')
+            'specs', 'records', 'training', 'inference', 'launch', 'benchmarks', 'tests')
 
 
 def allowed_imports(build_md: str) -> dict:

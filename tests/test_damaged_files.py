@@ -18,7 +18,7 @@ from inference import loading
 from modeling import models
 import specs
 from tests import own_data
-from tests.conftest import small_config
+from tests.conftest import data_spec, small_config
 from records import checkpoints
 from records import summaries as summaries_lib
 from records import workdir as workdir_lib
@@ -110,7 +110,7 @@ def test_predict_reads_past_a_damaged_best_model_and_damaged_checkpoints(
 
 def _prepared(synthetic_folder, workdir):
   config = _quick(synthetic_folder)
-  return config, sources.prepared_builder(config.data, workdir)
+  return config, sources.prepared_builder(data_spec(config), workdir)
 
 
 def _train_records(builder) -> str:
@@ -124,7 +124,7 @@ def test_a_damaged_prepared_set_is_prepared_again(tmp_path, synthetic_folder, ca
   size = os.path.getsize(records)
   with open(records, 'r+b') as f:
     f.truncate(size // 2)
-  again = sources.prepared_builder(config.data, workdir)
+  again = sources.prepared_builder(data_spec(config), workdir)
   assert 'is damaged: the train split\'s record files hold' in caplog.text
   assert os.path.getsize(_train_records(again)) == size
   assert sources.num_examples(again, 'train') == sum(1 for _ in again.as_dataset(split='train'))
@@ -132,7 +132,7 @@ def test_a_damaged_prepared_set_is_prepared_again(tmp_path, synthetic_folder, ca
   with open(info, 'w') as f:
     f.write('{"name": "oxford')
   caplog.clear()
-  third = sources.prepared_builder(config.data, workdir)
+  third = sources.prepared_builder(data_spec(config), workdir)
   assert 'dataset_info.json cannot be read' in caplog.text
   json.load(open(os.path.join(third.data_dir, 'dataset_info.json')))
 
@@ -144,7 +144,7 @@ def test_a_damaged_tfds_data_dir_is_named_not_deleted(tmp_path):
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path))
   with pytest.raises(DataError, match=r'The prepared data set in .*4.0.0 is damaged: '
                                       r'dataset_info.json cannot be read .* Delete '):
-    sources.prepared_builder(config.data, str(tmp_path / 'w'))
+    sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   assert (folder / 'dataset_info.json').exists()
 
 
@@ -156,7 +156,7 @@ def test_a_record_damaged_in_place_stops_training_with_the_file_and_fix(
   cache = str(tmp_path / 'cache')
   config = _quick(synthetic_folder, data__cache=cache)
   loop.train(config, workdir, evaluate=False)
-  builder = sources.prepared_builder(config.data, workdir)
+  builder = sources.prepared_builder(data_spec(config), workdir)
   path = _train_records(builder) if damaged == 'record' else glob.glob(
       cache + '.train-0-*.index')[0]
   with open(path, 'r+b') as f:  # Same size, other bytes: only reading finds it.
@@ -219,12 +219,12 @@ def test_a_damaged_report_of_a_prepared_files_set_is_written_again(tmp_path):
                         data__class_names=('background', 'object'), **{
                             f'data__files__{split}_{kind}': os.path.join(folder, split, kind)
                             for split in ('train', 'test') for kind in ('images', 'masks')})
-  first = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  first = sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   report = os.path.join(first.data_dir_root, files_source.REPORT_FILE)
   records = _train_records(first)
   written = os.path.getmtime(records)
   with open(report, 'w') as f:
     f.write('{"class_names": ["back')
-  again = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  again = sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   assert files_source.stored_report(again).splits['train'].examples == 5  # 6 less 1 held out.
   assert os.path.getmtime(_train_records(again)) == written  # The records were reused.

@@ -12,14 +12,14 @@ from data import input_pipeline
 from data import builders
 from data import sources
 from errors import DataError
-from tests.conftest import small_config
+from tests.conftest import data_spec, small_config
 
 SAMPLE = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'oxford_pets_sample')
 
 
 def test_folder_source_has_official_features(synthetic_folder, tmp_path):
   config = small_config(data__source='folder', data__folder=synthetic_folder)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   assert sources.num_examples(builder, 'train') == 40
   assert sources.num_examples(builder, 'validation') == 8
   assert sources.num_examples(builder, 'test') == 13
@@ -51,9 +51,9 @@ def test_validation_is_a_fixed_share_of_each_breed_apart_from_training_and_test(
   read validation and test."""
   config = small_config(data__source='folder', data__folder=synthetic_folder,
                         data__validation_fraction=0.25)
-  splits = sources.resolve_splits(config.data)
+  splits = sources.resolve_splits(data_spec(config))
   assert (splits.train, splits.eval, splits.test) == ('train', 'validation', 'test')
-  builder = sources.prepared_builder(config.data, str(tmp_path / 'a'))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path / 'a'))
   train, validation = set(_names(builder, 'train')), set(_names(builder, 'validation'))
   trainval = {line.split()[0] for line in open(
       os.path.join(synthetic_folder, 'annotations', 'trainval.txt'))}
@@ -72,8 +72,8 @@ def test_validation_is_a_fixed_share_of_each_breed_apart_from_training_and_test(
 
   no_hold_out = small_config(data__source='folder', data__folder=synthetic_folder,
                              data__validation_fraction=0.0)
-  assert sources.resolve_splits(no_hold_out.data).eval == 'test'
-  builder = sources.prepared_builder(no_hold_out.data, str(tmp_path / 'a'))
+  assert sources.resolve_splits(data_spec(no_hold_out)).eval == 'test'
+  builder = sources.prepared_builder(data_spec(no_hold_out), str(tmp_path / 'a'))
   assert sources.num_examples(builder, 'train') == 48
 
 
@@ -134,9 +134,9 @@ def test_augmented_batches_keep_their_static_shapes(synthetic_folder, tmp_path):
   config = small_config(data__source='folder', data__folder=synthetic_folder)
   config.data.augment.update(STRONG_GEOMETRY._replace(
       color_jitter=0.3, hue=0.2, grayscale=0.5, blur=0.5, noise=0.1)._asdict())
-  builder = sources.prepared_builder(config.data, str(tmp_path))
-  spec = input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8, seed=0,
-                                      start_step=0).element_spec
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
+  spec = input_pipeline.train_dataset(builder, input_pipeline.pipeline(data_spec(config)), 8,
+                                      seed=0, start_step=0).element_spec
   assert spec['image'].shape == (8, 32, 32, 3) and spec['label'].shape == (8, 32, 32, 1)
   assert spec['image'].dtype == tf.uint8  # A quarter of float32's bytes to each device.
 
@@ -210,18 +210,18 @@ def test_augmentation_is_a_function_of_the_seed():
 def test_missing_folder_and_missing_data_are_clear(tmp_path):
   config = small_config(data__source='folder', data__folder=str(tmp_path / 'nowhere'))
   with pytest.raises(DataError, match='is not a directory'):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
   (tmp_path / 'half' / 'images').mkdir(parents=True)
   config = small_config(data__source='folder', data__folder=str(tmp_path / 'half'))
   with pytest.raises(DataError, match='lacks annotations/trimaps'):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
 
 
 def test_no_data_offline_names_the_three_ways(tmp_path, monkeypatch):
   monkeypatch.setattr(builders, '_download_host_reachable', lambda timeout_s=5.0: False)
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path / 'tfds'))
   with pytest.raises(DataError) as error:
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
   message = str(error.value)
   for phrase in ('data.data_dir', 'data.manual_dir', 'data.source=folder',
                  'data.source=synthetic', 'cannot be reached'):
@@ -234,17 +234,17 @@ def test_manual_dir_missing_an_archive(tmp_path):
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path / 'tfds'),
                         data__manual_dir=str(tmp_path / 'archives'))
   with pytest.raises(DataError, match='lacks annotations.tar.gz'):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
 
 
 @pytest.mark.skipif(not os.path.isdir(SAMPLE), reason='../shared/oxford_pets_sample is absent')
 def test_real_sample_folder(tmp_path):
   config = small_config(data__source='folder', data__folder=SAMPLE)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   assert sources.num_examples(builder, 'train') == 255
   assert sources.num_examples(builder, 'validation') == 45  # 15 of each of the 3 breeds.
   assert sources.num_examples(builder, 'test') == 102
-  ds = input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data),
+  ds = input_pipeline.eval_dataset(builder, input_pipeline.pipeline(data_spec(config)),
                                    global_batch_size=15)
   batches = list(ds)
   assert len(batches) == 3 and all(b['image'].shape == (15, 32, 32, 3) for b in batches)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from data import input_pipeline
 from data import sources
 from modeling import models
-from tests.conftest import model_config, small_config
+from tests.conftest import data_spec, model_config, small_config
 from tasks import losses
 from tasks import metrics
 from training import runtime
@@ -22,7 +22,7 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
                         data__validation_fraction=0.0,
                         **{'runtime__cpu_devices': 2, **overrides})  # Tests of replicas.
   strategy = runtime.create_strategy(config.runtime)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   with strategy.scope():
     model = models.build_model(config.model, config.data.image_size, 3, precision)
     optimizer = optimizers.make_optimizer(config.train, precision)
@@ -35,7 +35,7 @@ def _setup(synthetic_folder, tmp_path, precision='float32', **overrides):
 def test_two_replicas_split_the_global_batch(synthetic_folder, tmp_path):
   config, strategy, builder, _ = _setup(synthetic_folder, tmp_path)
   assert strategy.num_replicas_in_sync == 2
-  pipeline = input_pipeline.pipeline(config.data)
+  pipeline = input_pipeline.pipeline(data_spec(config))
   dist = strategy.distribute_datasets_from_function(
       lambda ctx: input_pipeline.train_dataset(builder, pipeline, 8, seed=1, start_step=0,
                                                input_context=ctx))
@@ -48,7 +48,7 @@ def test_two_replicas_split_the_global_batch(synthetic_folder, tmp_path):
 def test_every_validation_example_counted_once(synthetic_folder, tmp_path, global_batch):
   """13 examples on 2 replicas: partial last batches, a replica with nothing left, no drops."""
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path)
-  pipeline = input_pipeline.pipeline(config.data)
+  pipeline = input_pipeline.pipeline(data_spec(config))
   dist = strategy.distribute_datasets_from_function(
       lambda ctx: input_pipeline.eval_dataset(builder, pipeline, global_batch, ctx))
   loss_sum, count, confusion = trainer.evaluate(dist)
@@ -70,8 +70,8 @@ def test_weights_identical_across_replicas_and_equal_to_one_device(synthetic_fol
   config, strategy, builder, trainer = _setup(synthetic_folder, tmp_path,
                                               train__optimizer='sgd', train__learning_rate=0.1)
   initial = [v.numpy() for v in trainer.model.trainable_variables]
-  batch = next(iter(input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8,
-                                                 seed=3, start_step=0)))
+  pipeline = input_pipeline.pipeline(data_spec(config))
+  batch = next(iter(input_pipeline.train_dataset(builder, pipeline, 8, seed=3, start_step=0)))
   halves = [{k: v[i * 4:(i + 1) * 4] for k, v in batch.items()} for i in range(2)]
   dist = strategy.distribute_datasets_from_function(
       lambda ctx: tf.data.Dataset.from_tensors(halves[0]).concatenate(
@@ -116,12 +116,12 @@ def test_replica_batches_do_not_depend_on_how_replicas_spread_over_workers(synth
                                                                              tmp_path):
   config, _, builder, _ = _setup(synthetic_folder, tmp_path, data__deterministic=True)
   one_worker = input_pipeline.train_dataset(
-      builder, input_pipeline.pipeline(config.data), 8, seed=5, start_step=2,
+      builder, input_pipeline.pipeline(data_spec(config)), 8, seed=5, start_step=2,
       input_context=tf.distribute.InputContext(1, 0, 2))
   first_rounds = [b['image'].numpy() for b in one_worker.take(4)]
   for worker in range(2):
-    own = input_pipeline.train_dataset(builder, input_pipeline.pipeline(config.data), 8, seed=5,
-                                       start_step=2,
+    own = input_pipeline.train_dataset(builder, input_pipeline.pipeline(data_spec(config)), 8,
+                                       seed=5, start_step=2,
                                        input_context=tf.distribute.InputContext(2, worker, 2))
     for round_index, got in enumerate(b['image'].numpy() for b in own.take(2)):
       np.testing.assert_array_equal(got, first_rounds[2 * round_index + worker])

@@ -225,9 +225,9 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
         export.check_convertible(model, fmt)
       continue
     export.check_convertible(model, fmt)
-    config.export.format = fmt
     os.makedirs(tmp_path / fmt)
-    path = export.write(config, predictor, str(tmp_path / fmt), calibration=None)
+    path = export.write(predictor, str(tmp_path / fmt), kind=fmt, quantize='none', bands=0,
+                        calibration=None)
     outputs = artifacts.Artifact(path).outputs(picture[None])
     np.testing.assert_allclose(outputs['probabilities'], expected, atol=1e-4)
     assert set(outputs) == set(task.outputs)

@@ -17,7 +17,7 @@ from modeling import models
 import specs
 import tasks
 from tests import test_models
-from tests.conftest import model_config, small_config
+from tests.conftest import data_spec, model_config, small_config
 
 
 def _two_region_image():
@@ -203,9 +203,7 @@ def test_shortcut_projection_is_what_fails_and_is_reported_so(trained_unet):
   """The measure tells a useless layer from a useful one on the same model and pictures."""
   workdir, config = trained_unet
   model, _ = loading.load_model(specs.describe(config).network, workdir)
-  config = config.copy_and_resolve_references()
-  config.summaries.num_images = 13
-  pictures = loading.named_pictures(config, workdir, None)
+  pictures = loading.named_pictures(data_spec(config), workdir, None, 13)
   inputs = loading.model_input([p.pixels for p in pictures], 64)
   lifts = {}
   for layer in (gradcam.default_layer(model, tasks.SEGMENTATION), 'encoder3_project'):

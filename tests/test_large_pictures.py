@@ -24,7 +24,7 @@ from tasks import IGNORE, MASK_FEATURE
 from tasks import losses
 from tasks import metrics
 from tests import own_data
-from tests.conftest import main_in_process, small_config
+from tests.conftest import data_spec, main_in_process, small_config
 from training import config_checks
 
 BLOCK = 8  # The test pictures are blocks of BLOCK x BLOCK pixels, one class each.
@@ -263,8 +263,8 @@ def test_training_on_crops_evaluates_every_whole_picture_once_as_predict_answers
   from inference import predictor as predictor_lib  # pylint: disable=import-outside-toplevel
   from inference import score  # pylint: disable=import-outside-toplevel
   workdir, config, results = crop_run
-  builder = sources.prepared_builder(config.data, workdir)
-  eval_split = sources.resolve_splits(config.data).eval
+  builder = sources.prepared_builder(data_spec(config), workdir)
+  eval_split = sources.resolve_splits(data_spec(config)).eval
   heights = {int(tf.image.decode_image(example['image']).shape[0])
              for example in sources.read_encoded(builder, eval_split)}
   assert len(heights) > 1  # Pictures of several sizes, each evaluated at its own.
@@ -273,7 +273,7 @@ def test_training_on_crops_evaluates_every_whole_picture_once_as_predict_answers
   config.data.test_split = eval_split
   predictor, _ = predictor_lib.load(specs.describe(config), workdir)
   assert predictor.slides and predictor.window == (40, 48) and predictor.stride == (16, 24)
-  scored = score.test_metrics(predictor, builder, config)
+  scored = score.test_metrics(predictor, builder, data_spec(config))
   assert scored['num_pictures'] == results['eval']['num_examples']
   for key in ('pixel_accuracy', 'mean_iou', 'iou/background', 'iou/disc', 'iou/square'):
     assert abs(scored[key] - results['eval'][key]) < 2e-3, (key, scored, results['eval'])

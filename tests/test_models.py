@@ -346,5 +346,4 @@ def test_xception_imagenet_offline_is_a_clear_config_error(monkeypatch):
   monkeypatch.setattr(keras.applications.imagenet_utils, 'decode_predictions',
                       lambda *a, **k: offline())
   assert xception_model.imagenet_class_names() is None
-  config.summaries.explain.class_index = 'imagenet'
-  assert explain_mode.explained_class_names(config)[:2] == ['0', '1']
+  assert explain_mode.explained_class_names(config.data.class_names, 'imagenet')[:2] == ['0', '1']

@@ -19,7 +19,7 @@ from data import sources
 from errors import DataError
 import tasks
 from tests import own_data
-from tests.conftest import main_in_process, small_config
+from tests.conftest import data_spec, main_in_process, small_config
 from tasks import losses
 from tasks import metrics
 
@@ -61,7 +61,7 @@ def own_sets(tmp_path_factory):
 def test_prepared_masks_equal_the_expected_class_ids(own_sets, encoding, tmp_path):
   folder, truth = own_sets[encoding]
   config = files_config(folder, encoding)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   seen = 0
   for split in builder.info.splits:
     for example in sources.read_encoded(builder, split):
@@ -90,17 +90,17 @@ def test_a_second_run_reuses_the_prepared_set_and_a_changed_folder_is_prepared_a
   folder = str(tmp_path / 'data')
   own_data.write_set(folder, 'binary', count=6)
   config = files_config(folder, 'binary')
-  first = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  first = sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   report = os.path.join(first.data_dir_root, files_source.REPORT_FILE)
   written = os.path.getmtime(report)
-  again = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  again = sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   assert again.data_dir_root == first.data_dir_root and os.path.getmtime(report) == written
   own_data.write_set(str(tmp_path / 'more'), 'binary', count=3, seed=5)
   os.replace(str(tmp_path / 'more' / 'train' / 'images' / 'train_000.jpg'),
              os.path.join(folder, 'train', 'images', 'train_100.jpg'))
   os.replace(str(tmp_path / 'more' / 'train' / 'masks' / 'train_000.png'),
              os.path.join(folder, 'train', 'masks', 'train_100.png'))
-  changed = sources.prepared_builder(config.data, str(tmp_path / 'w'))
+  changed = sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   assert changed.data_dir_root != first.data_dir_root
   assert sum(changed.info.splits[s].num_examples for s in changed.info.splits) == \
       sum(first.info.splits[s].num_examples for s in first.info.splits) + 1
@@ -173,13 +173,13 @@ def _planted(tmp_path) -> tuple:
 def test_check_data_names_each_planted_problem_and_training_stops_on_them(tmp_path, capsys):
   folder, planted = _planted(tmp_path)
   config = files_config(folder, 'binary', data__label_map='')  # 255 maps to no class.
-  _, report = files_source.check(config.data)
+  _, report = files_source.check(data_spec(config))
   text = report.format()
   for name, phrase in planted.items():
     line = next((l for l in text.splitlines() if name in l), '')
     assert phrase in line or phrase in text, (name, text)
   with pytest.raises(DataError, match='nothing was prepared'):
-    sources.prepared_builder(config.data, str(tmp_path / 'w'))
+    sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
   assert not os.path.exists(tmp_path / 'w' / 'prepared_data') or not any(
       files_source.FilesDataset(class_names=('a', 'b'), task=tasks.SEGMENTATION,
                                 data_dir=str(tmp_path / 'w' / 'prepared_data' / d)).is_prepared()
@@ -201,7 +201,7 @@ def test_a_class_that_never_occurs_in_train_is_a_problem(own_sets):
   folder, _ = own_sets['ids']
   config = files_config(folder, 'ids', data__class_names=('background', 'disc', 'square',
                                                           'triangle'))
-  _, report = files_source.check(config.data)
+  _, report = files_source.check(data_spec(config))
   assert report.splits['train'].problems == {'missing_class': ['triangle']}
   assert 'triangle' in report.format()
 
@@ -265,7 +265,7 @@ def test_classification_from_class_folders(tmp_path):
   assert results['eval']['num_examples'] >= 1
   assert score.run(config, workdir)['num_pictures'] == 6
   counted = data_report.DataReport.read(os.path.join(
-      sources.prepared_builder(config.data, workdir).data_dir_root, files_source.REPORT_FILE))
+      sources.prepared_builder(data_spec(config), workdir).data_dir_root, files_source.REPORT_FILE))
   assert counted.splits['test'].class_pixels.tolist() == [3, 3]  # Pictures per class.
 
 
@@ -273,12 +273,12 @@ def test_check_data_counts_a_prepared_source_and_finds_values_without_a_class(
     synthetic_folder, tmp_path):
   from data import check_data  # pylint: disable=import-outside-toplevel
   config = small_config(data__source='folder', data__folder=synthetic_folder)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
-  report = check_data.prepared_report(builder, config.data)
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
+  report = check_data.prepared_report(builder, data_spec(config))
   assert not report.has_problems(), report.format()
   assert report.splits['train'].examples == 40 and report.splits['train'].class_pixels.all()
   config.data.label_map = '1:0,2:1'  # The outline's value 3 maps to no class.
-  report = check_data.prepared_report(builder, config.data)
+  report = check_data.prepared_report(builder, data_spec(config))
   assert 'unmapped' in report.splits['train'].problems
   assert "data.label_map='1:0,2:1,3:2'" in report.format()
 
@@ -310,8 +310,8 @@ def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
                         data__ignore_index=255, data__class_names=('background', 'disc',
                                                                    'square'),
                         train__epochs=2, summaries__explain_every_epochs=0)
-  builder = sources.prepared_builder(config.data, str(tmp_path))
-  report = check_data.prepared_report(builder, config.data)
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
+  report = check_data.prepared_report(builder, data_spec(config))
   assert not report.has_problems(), report.format()
   assert report.splits['train'].ignore_pixels == 24 * 40  # The first row of each mask.
   results = loop.train(config, str(tmp_path / 'run'))
@@ -319,7 +319,7 @@ def test_any_tfds_set_by_name_with_its_own_feature_names(tmp_path):
   assert score.run(config, str(tmp_path / 'run'))['num_pictures'] == 6
   config.data.mask_key = 'segmentation'
   with pytest.raises(DataError, match="data.mask_key='segmentation' is not a feature"):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
 
 
 def test_overlays_carry_a_legend_and_leave_ignored_pixels_uncoloured():

@@ -16,7 +16,7 @@ from data import synthetic
 from errors import DataError
 from inference import loading
 from tests import own_data
-from tests.conftest import small_config
+from tests.conftest import data_spec, small_config
 from tests.test_own_data import files_config
 
 # Where the stored picture's first pixel of its first row, and its last, are seen upright,
@@ -67,9 +67,9 @@ def test_a_phone_photo_pairs_and_aligns_with_its_upright_mask(tmp_path):
   folder = str(tmp_path / 'phone')
   truth = _sideways_set(folder)
   config = files_config(folder, 'ids')
-  _, report = files_source.check(config.data)
+  _, report = files_source.check(data_spec(config))
   assert not report.has_problems(), report.format()
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   seen = 0
   for split in builder.info.splits:
     for example in sources.read_encoded(builder, split):
@@ -103,7 +103,7 @@ def test_list_files_with_a_bom_crlf_and_blank_lines_read_as_written(tmp_path):
       f.write(b'\xef\xbb\xbf' + b'\r\n'.join(l.encode() for l in lines) + b'\r\n\r\n')
   config = small_config(data__source='folder', data__folder=official,
                         data__validation_fraction=0.0)
-  builder = sources.prepared_builder(config.data, str(tmp_path / 'work'))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path / 'work'))
   assert {split: info.num_examples for split, info in builder.info.splits.items()} == {
       'train': 12, 'test': 4}
 
@@ -111,7 +111,7 @@ def test_list_files_with_a_bom_crlf_and_blank_lines_read_as_written(tmp_path):
 def test_a_tfds_name_that_does_not_exist_is_one_line_with_the_nearest():
   config = small_config(data__source='tfds', data__tfds_name='oxford_pets_iiit')
   with pytest.raises(DataError) as raised:
-    sources.prepared_builder(config.data, '/nonexistent')
+    sources.prepared_builder(data_spec(config), '/nonexistent')
   message = str(raised.value)
   assert "data.tfds_name='oxford_pets_iiit': TFDS" in message and 'oxford_iiit_pet' in message
   assert '\n' not in message and len(message) < 400

@@ -16,7 +16,7 @@ import tensorflow as tf
 from data import builders
 from data import sources
 from errors import ConfigError, DataError, TrainingDiverged, UserError
-from tests.conftest import REPO, main_in_process, small_config
+from tests.conftest import data_spec, main_in_process, REPO, small_config
 from records import checkpoints
 from training import loop
 
@@ -209,7 +209,7 @@ def test_bad_examples_in_a_folder_are_listed_or_skipped(tmp_path, synthetic_fold
   folder, bad_names = _broken_copy(synthetic_folder, tmp_path)
   config = _quick(folder)
   with pytest.raises(DataError) as error:
-    sources.prepared_builder(config.data, str(tmp_path / 'w1'))
+    sources.prepared_builder(data_spec(config), str(tmp_path / 'w1'))
   message = str(error.value)
   assert message.startswith('5 of 48 examples in annotations/trainval.txt')
   for name, phrase in zip(bad_names, ('not a readable picture', 'not a readable picture',
@@ -219,7 +219,7 @@ def test_bad_examples_in_a_folder_are_listed_or_skipped(tmp_path, synthetic_fold
   assert 'data.skip_bad_examples=True' in message
 
   config = _quick(folder, data__skip_bad_examples=True)
-  builder = sources.prepared_builder(config.data, str(tmp_path / 'w2'))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path / 'w2'))
   assert sources.num_examples(builder, 'train') + sources.num_examples(builder,
                                                                        'validation') == 43
   assert 'Skipping 5 of 48 examples' in caplog.text
@@ -240,7 +240,7 @@ def test_tfds_dir_with_another_version_is_clear(tmp_path):
                         data__download=False)
   with pytest.raises(DataError, match=r'holds oxford_iiit_pet version 3.2.0, but TFDS .* reads '
                                       r'version 4.0.0'):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))
 
 
 def test_manual_dir_with_wrong_archives_is_clear(tmp_path):
@@ -251,4 +251,4 @@ def test_manual_dir_with_wrong_archives_is_clear(tmp_path):
   config = small_config(data__source='tfds', data__data_dir=str(tmp_path / 'tfds'),
                         data__manual_dir=str(archives))
   with pytest.raises(DataError, match='(?s)has wrong checksum.*must be the official, complete'):
-    sources.prepared_builder(config.data, str(tmp_path))
+    sources.prepared_builder(data_spec(config), str(tmp_path))

@@ -8,13 +8,13 @@ import tensorflow as tf
 
 from data import input_pipeline
 from data import sources
-from tests.conftest import small_config
+from tests.conftest import data_spec, small_config
 from training import runtime
 
 
 def _builder(synthetic_folder, tmp_path, **overrides):
   config = small_config(data__source='folder', data__folder=synthetic_folder, **overrides)
-  return config, sources.prepared_builder(config.data, str(tmp_path))
+  return config, sources.prepared_builder(data_spec(config), str(tmp_path))
 
 
 def _images(ds):
@@ -24,10 +24,11 @@ def _images(ds):
 @pytest.mark.parametrize('cache', ['memory', 'file', 'auto'])
 def test_cache_modes_give_the_examples_of_no_cache(synthetic_folder, tmp_path, cache):
   config, builder = _builder(synthetic_folder, tmp_path, data__cache='none')
-  expected = _images(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data), 8))
+  expected = _images(input_pipeline.eval_dataset(
+      builder, input_pipeline.pipeline(data_spec(config)), 8))
   cached_config, _ = _builder(synthetic_folder, tmp_path, data__cache=(
       str(tmp_path / 'cache') if cache == 'file' else cache))
-  ds = input_pipeline.eval_dataset(builder, input_pipeline.pipeline(cached_config.data), 8)
+  ds = input_pipeline.eval_dataset(builder, input_pipeline.pipeline(data_spec(cached_config)), 8)
   np.testing.assert_array_equal(_images(ds), expected)
   np.testing.assert_array_equal(_images(ds), expected)  # Second pass: from the cache.
   if cache == 'file':
@@ -40,25 +41,27 @@ def test_one_cache_prefix_shared_by_other_sizes_and_shardings_serves_each_its_ow
   two_pipelines = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0,
                                              num_replicas_in_sync=2)
   config, builder = _builder(synthetic_folder, tmp_path, data__cache=cache)
-  half = _images(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data), 8,
+  half = _images(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(data_spec(config)), 8,
                                              two_pipelines))
   for size in (32, 48):  # The first reuses the prefix with one pipeline, the second resizes.
     plain, _ = _builder(synthetic_folder, tmp_path, data__cache='none', data__image_size=size)
     cached, _ = _builder(synthetic_folder, tmp_path, data__cache=cache, data__image_size=size)
-    expected = _images(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(plain.data), 8))
+    expected = _images(input_pipeline.eval_dataset(
+        builder, input_pipeline.pipeline(data_spec(plain)), 8))
     assert len(expected) > len(half)
     np.testing.assert_array_equal(
-        _images(input_pipeline.eval_dataset(builder, input_pipeline.pipeline(cached.data), 8)),
+        _images(input_pipeline.eval_dataset(
+            builder, input_pipeline.pipeline(data_spec(cached)), 8)),
         expected)
   config.data.augment.flip = False  # Each example is one picture then; the key ignores it.
   # Batches in stream order: without it a parallel map may hand out a batch of the second epoch
   # before the last of the first, and 13 batches can then miss an example (seen once: 38 of 40).
   config.data.deterministic = True
-  train = sources.num_examples(builder, sources.resolve_splits(config.data).train)
+  train = sources.num_examples(builder, sources.resolve_splits(data_spec(config)).train)
   two_replicas = tf.distribute.InputContext(1, 0, num_replicas_in_sync=2)
   for batch, context in ((8, two_replicas), (4, None)):  # Both read replica 0's slice first.
     seen = {image.tobytes() for b in input_pipeline.train_dataset(
-        builder, input_pipeline.pipeline(config.data), batch, seed=1, start_step=0,
+        builder, input_pipeline.pipeline(data_spec(config)), batch, seed=1, start_step=0,
         input_context=context).take(13)
             for image in b['image'].numpy()}
     assert len(seen) == train  # Every training example, not one replica's half.
@@ -66,17 +69,17 @@ def test_one_cache_prefix_shared_by_other_sizes_and_shardings_serves_each_its_ow
 
 def test_cache_auto_says_what_it_chose():
   config = small_config(data__cache='auto', data__cache_budget_gb=0.001)
-  assert input_pipeline.resolve_cache(input_pipeline.pipeline(config.data), 10)[0] == 'memory'
-  mode, why = input_pipeline.resolve_cache(input_pipeline.pipeline(config.data), 1000)
+  assert input_pipeline.resolve_cache(input_pipeline.pipeline(data_spec(config)), 10)[0] == 'memory'
+  mode, why = input_pipeline.resolve_cache(input_pipeline.pipeline(data_spec(config)), 1000)
   assert mode == 'none' and 'more than data.cache_budget_gb=0.001' in why
 
 
 def test_deterministic_order_is_the_same_twice(synthetic_folder, tmp_path):
   config, builder = _builder(synthetic_folder, tmp_path, data__deterministic=True)
   first = [b['image'].numpy() for b in input_pipeline.train_dataset(
-      builder, input_pipeline.pipeline(config.data), 8, seed=4, start_step=0).take(8)]
+      builder, input_pipeline.pipeline(data_spec(config)), 8, seed=4, start_step=0).take(8)]
   second = [b['image'].numpy() for b in input_pipeline.train_dataset(
-      builder, input_pipeline.pipeline(config.data), 8, seed=4, start_step=0).take(8)]
+      builder, input_pipeline.pipeline(data_spec(config)), 8, seed=4, start_step=0).take(8)]
   np.testing.assert_array_equal(np.stack(first), np.stack(second))
 
 

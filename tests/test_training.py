@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import main_in_process, small_config
+from tests.conftest import data_spec, main_in_process, small_config
 from records import checkpoints
 from training import loop
 from training import optimizers
@@ -198,9 +198,9 @@ def test_best_model_is_best_at_the_chosen_metric(tmp_path, synthetic_folder):
   assert len(logged) == 6
   assert np.argmax(logged) != np.argmin(losses), (logged, losses)
   model = keras.models.load_model(os.path.join(tmp_path, checkpoints.BEST_MODEL))
-  builder = sources.prepared_builder(config.data, str(tmp_path))
+  builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   confusion = 0.0
-  for batch in input_pipeline.eval_dataset(builder, input_pipeline.pipeline(config.data), 8):
+  for batch in input_pipeline.eval_dataset(builder, input_pipeline.pipeline(data_spec(config)), 8):
     confusion += metrics.confusion_matrix(batch['label'], model(batch['image']), 3,
                                           batch['weight']).numpy()
   best = metrics.summarize(0.0, 1.0, confusion, ('pet', 'background', 'outline'))

@@ -15,7 +15,7 @@ from data import builders
 from data import sources
 from errors import ConfigError, DataError, UserError
 from inference import predict
-from tests.conftest import main_in_process, run_main, small_config
+from tests.conftest import data_spec, main_in_process, run_main, small_config
 from records import workdir as workdir_lib
 from training import config_checks
 from training import settle
@@ -87,13 +87,13 @@ def test_disk_full_while_preparing_data_is_clear_and_never_half_used(tmp_path, s
     with pytest.raises(DataError, match=f'Writing oxford_iiit_pet_folder into {small}.* failed'
                                         ': .*No space left on device. Free disk space there or '
                                         'set --config.data.data_dir'):
-      sources.prepared_builder(config.data, str(tmp_path / 'w'))
+      sources.prepared_builder(data_spec(config), str(tmp_path / 'w'))
     (key,) = os.listdir(small)  # The folder's own subfolder, where preparing failed.
     builder = builders.oxford_pets_folder.OxfordIiitPetFolder(
         folder=synthetic_folder, data_dir=os.path.join(small, key))
     assert not builder.is_prepared()  # The next run prepares again rather than reading half.
   config.data.data_dir = str(tmp_path / 'roomy')
-  assert sources.num_examples(sources.prepared_builder(config.data, str(tmp_path / 'w')),
+  assert sources.num_examples(sources.prepared_builder(data_spec(config), str(tmp_path / 'w')),
                               'test') == 13
 
 

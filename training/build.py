@@ -1,6 +1,6 @@
 """A run's Trainer, built once in phases: runtime -> data -> model and state -> streams and
-writers. Each phase takes only what the earlier ones produced; the config is read here and
-goes no further than the data layer."""
+writers. Each phase takes only what the earlier ones produced and the specs it reads
+(specs.py); the config itself is only kept in the workdir and checked against its own."""
 
 import os
 
@@ -13,6 +13,7 @@ from data import input_pipeline
 from data import masks
 from data import rasters
 from data import sources
+from data import spec as data_spec
 from errors import DataError
 from interpretability import colormaps
 from modeling import models
@@ -32,63 +33,62 @@ from training.trainer import Data, Preview, Runtime, Trainer
 SIDECAR_LOCK = '.continuous_eval.lock'
 
 
-def build_trainer(config, workdir: str, sidecar: bool = False) -> Trainer:
-  """The runtime, data, model, state, streams and writers of a run.
+def build_trainer(config, spec: specs.Run, workdir: str, sidecar: bool = False) -> Trainer:
+  """The runtime, data, model, state, streams and writers of the run `spec` describes; the
+  `config` it was described from is only kept (config.json) and checked against the workdir's.
   A `sidecar` (--mode=continuous_eval) evaluates beside a training: it takes its own lock,
   not the training's, writes no config.json and only the eval run's events."""
-  runtime.join_cluster(config.runtime)
-  runtime.configure_cpu_devices(config.runtime.cpu_devices)
-  spec = specs.describe(config)
-  run = _runtime(config, workdir, sidecar)
+  runtime.join_cluster(spec.devices)
+  runtime.configure_cpu_devices(spec.devices.cpu_devices)
+  run = _runtime(config, spec, workdir, sidecar)
   # A new run starts from model.weights; a resumed one (or a sidecar) from its checkpoints.
   fresh = not sidecar and not checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR))
   if fresh:
     models.check_initial_weights(spec.network)  # In seconds, before any data is read.
-  data = _data(config, run.scratch)
-  model, encoder_layers, optimizer, steps = _model_and_steps(config, spec, run, data, fresh)
+  data = _data(spec.data, spec.train, run.scratch)
+  model, encoder_layers, optimizer, steps = _model_and_steps(spec, run, data, fresh)
   state = checkpoints.TrainState(
       model, optimizer, os.path.join(workdir, checkpoints.CHECKPOINT_DIR),
-      config.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
+      spec.train.max_checkpoints_to_keep, scratch_directory=None if run.is_chief else
       os.path.join(run.scratch, checkpoints.CHECKPOINT_DIR), ema=steps.ema)
   eval_data = run.strategy.distribute_datasets_from_function(
       lambda ctx: input_pipeline.eval_dataset(data.builder, data.pipeline,
-                                              config.eval.global_batch_size, ctx))
+                                              spec.eval.global_batch_size, ctx))
   preview = (input_pipeline.preview_batch(data.builder, data.pipeline,
-                                         config.summaries.num_images)
-             if config.summaries.num_images else None)
+                                         spec.summaries.num_images)
+             if spec.summaries.num_images else None)
   if preview is not None:  # What the summaries draw on: a raster's composite of three bands.
-    preview['viewable'] = rasters.viewable(preview['image'].numpy(), config.data.bands,
-                                           config.data.rgb_bands)
+    preview['viewable'] = rasters.viewable(preview['image'].numpy(), spec.data.bands,
+                                           spec.data.rgb_bands)
   class_colors = colormaps.class_colors(
-      len(config.data.class_names), sources.own_class_colors(config.data, run.scratch,
-                                                             data.builder))
-  train = config.train
+      len(spec.data.class_names), sources.own_class_colors(spec.data, run.scratch, data.builder))
+  train = spec.train
 
   def train_stream(step: int, ctx: tf.distribute.InputContext) -> tf.data.Dataset:
     return input_pipeline.train_dataset(data.builder, data.pipeline, train.global_batch_size,
-                                        config.seed, step * train.gradient_accumulation_steps,
+                                        spec.seed, step * train.gradient_accumulation_steps,
                                         ctx)
-  return Trainer(workdir, run, data, spec.task, spec.pictures.class_names, model,
+  return Trainer(workdir, run, data, spec.task, spec.data.class_names, model,
                  encoder_layers, optimizer, steps, state,
                  summaries_lib.Summaries(workdir, run.is_chief,
                                          runs=('eval',) if sidecar else ('train', 'eval')),
                  train_stream, eval_data,
-                 Preview(preview, class_colors, tuple(config.data.rgb_bands)))
+                 Preview(preview, class_colors, spec.data.rgb_bands))
 
 
-def _model_and_steps(config, spec: specs.Run, run: Runtime, data: Data, fresh: bool) -> tuple:
+def _model_and_steps(spec: specs.Run, run: Runtime, data: Data, fresh: bool) -> tuple:
   """(model, its encoder layers, optimizer, step functions), built in the strategy's scope
   from the same seed on every worker."""
-  keras.utils.set_random_seed(config.seed)  # Same initial weights on every worker and rerun.
-  network, task, train = spec.network, spec.task, config.train
+  keras.utils.set_random_seed(spec.seed)  # Same initial weights on every worker and rerun.
+  network, task, train = spec.network, spec.task, spec.train
   with run.strategy.scope():
     model = models.build_model(network, network.input_size, network.num_classes, run.precision,
                                network.head)
     if fresh:
       models.load_initial_weights(model, network)
-      if config.data.bands:  # After model.weights: this data's statistics, not a source's.
-        models.set_band_statistics(model, *sources.band_statistics(config.data, data.builder))
+      if data.spec.bands:  # After model.weights: this data's statistics, not a source's.
+        models.set_band_statistics(model, *sources.band_statistics(data.spec, data.builder))
     encoder_layers = models.encoder_layers(network.name, model)  # Before any is frozen.
     optimizer = optimizers.make_optimizer(
         train, run.precision, data.total_steps,
@@ -97,12 +97,13 @@ def _model_and_steps(config, spec: specs.Run, run: Runtime, data: Data, fresh: b
   steps = steps_lib.Steps(  # Builds the optimizer's slots in the strategy's scope.
       run.strategy, model, optimizer, global_batch_size=train.global_batch_size,
       num_classes=network.num_classes, task=task,
-      jit_compile=runtime.resolve_jit_compile(config.runtime.jit_compile),
+      jit_compile=runtime.resolve_jit_compile(spec.devices.jit_compile),
       loss=losses.loss_spec(train, task),
       accumulation_steps=train.gradient_accumulation_steps,
       global_clipnorm=train.global_clipnorm, ema_decay=train.ema_decay,
-      class_weights=_class_weights(config, data),
-      pixel_class_weights=_pixel_class_weights(config, data), slide=_eval_slide(spec.prediction))
+      class_weights=_class_weights(train.balance_classes, data),
+      pixel_class_weights=_pixel_class_weights(train.class_weights, data),
+      slide=_eval_slide(spec.prediction))
   return model, encoder_layers, optimizer, steps
 
 
@@ -113,51 +114,49 @@ def _eval_slide(prediction: specs.Prediction) -> steps_lib.Slide | None:
   return steps_lib.Slide(prediction.window, prediction.stride, prediction.windows_per_call)
 
 
-def _class_weights(config, data: Data) -> tuple | None:
+def _class_weights(balance_classes: bool, data: Data) -> tuple | None:
   """train.balance_classes: n / (classes x n_c) per class of the training split (logged)."""
-  if not config.train.balance_classes:
+  if not balance_classes:
     return None
-  num_classes = len(config.data.class_names)
-  split = sources.resolve_splits(config.data).train
+  class_names, split = data.spec.class_names, data.pipeline.splits.train
+  num_classes = len(class_names)
   labels = [int(label) for label in sources.read_encoded(data.builder, split).map(
-      lambda example: example[config.data.label_feature]).as_numpy_iterator()]
+      lambda example: example[data.spec.label_feature]).as_numpy_iterator()]
   counts = [labels.count(c) for c in range(num_classes)]
   if 0 in counts:
     raise DataError(f'train.balance_classes: the training split {split!r} has no example of '
-                    f'class {config.data.class_names[counts.index(0)]!r}.')
+                    f'class {class_names[counts.index(0)]!r}.')
   weights = tuple(len(labels) / (num_classes * n) for n in counts)
   logging.info('Class weights (train.balance_classes): %s.', ', '.join(
-      f'{name} {w:.3f} ({n} examples)' for name, w, n in zip(config.data.class_names, weights,
-                                                            counts)))
+      f'{name} {w:.3f} ({n} examples)' for name, w, n in zip(class_names, weights, counts)))
   return weights
 
 
-def _pixel_class_weights(config, data: Data) -> tuple | None:
-  """train.class_weights for a segmenter: None ('none'), median frequency balancing of the
-  training masks' pixel counts ('auto'), or the configured tuple (all logged)."""
-  setting = config.train.class_weights
+def _pixel_class_weights(setting, data: Data) -> tuple | None:
+  """train.class_weights (`setting`) for a segmenter: None ('none'), median frequency
+  balancing of the training masks' pixel counts ('auto'), or the configured tuple (all
+  logged)."""
   if setting == 'none':
     return None
   if setting == 'auto':
-    split = sources.resolve_splits(config.data).train
-    counts = sources.class_pixel_counts(data.builder, config.data, split)[:-1]
+    counts = sources.class_pixel_counts(data.builder, data.spec, data.pipeline.splits.train)[:-1]
     weights = masks.median_frequency_weights(counts)
   else:
     weights = tuple(float(w) for w in setting)
   logging.info('Class weights of the pixel loss (train.class_weights=%s): %s.', setting,
-               ', '.join(f'{n} {w:.3f}' for n, w in zip(config.data.class_names, weights)))
+               ', '.join(f'{n} {w:.3f}' for n, w in zip(data.spec.class_names, weights)))
   return weights
 
 
-def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
+def _runtime(config, spec: specs.Run, workdir: str, sidecar: bool) -> Runtime:
   """The strategy and this task's place in it; takes the workdir (the chief) and refuses one
   in use by another run or holding checkpoints of another config."""
-  strategy = runtime.create_strategy(config.runtime)
+  strategy = runtime.create_strategy(spec.devices)
   preemption.take_back_signals()
   replicas = strategy.num_replicas_in_sync
-  config_checks.check_batch_divides(config.train.global_batch_size, replicas,
+  config_checks.check_batch_divides(spec.train.global_batch_size, replicas,
                                     'train.global_batch_size')
-  config_checks.check_batch_divides(config.eval.global_batch_size, replicas,
+  config_checks.check_batch_divides(spec.eval.global_batch_size, replicas,
                                     'eval.global_batch_size')
   is_chief, task = runtime.is_chief(strategy), runtime.task_name(strategy)
   scratch = workdir if is_chief else os.path.join(workdir, 'workers', task.replace(' ', '_'))
@@ -176,7 +175,7 @@ def _runtime(config, workdir: str, sidecar: bool) -> Runtime:
       workdir_lib.check_same_run(config, f.read(), workdir)
   if is_chief and not sidecar:
     checkpoints.write_config(config, workdir)
-  run = Runtime(strategy, runtime.resolve_precision(config.runtime.precision), is_chief, task,
+  run = Runtime(strategy, runtime.resolve_precision(spec.devices.precision), is_chief, task,
                 runtime.num_workers(strategy), scratch)
   logging.info('Config:\n%s', config)
   logging.info('Strategy %s with %d replicas (%d workers) on %s; precision %s; task %s%s.',
@@ -199,21 +198,21 @@ def _class_balanced(pipeline: input_pipeline.Pipeline, data_config, builder,
       class_probabilities=chances, centred_fraction=data_config.crop_centred_fraction))
 
 
-def _data(config, scratch: str) -> Data:
-  """The prepared source, its split sizes and the run's length in steps."""
-  builder = sources.prepared_builder(config.data, scratch)
-  pipeline = input_pipeline.pipeline(config.data)
+def _data(data_config: data_spec.Data, train, scratch: str) -> Data:
+  """The prepared source, its split sizes and the run's length in steps (the `train`
+  section's)."""
+  builder = sources.prepared_builder(data_config, scratch)
+  pipeline = input_pipeline.pipeline(data_config)
   train_split, eval_split, _ = pipeline.splits
-  if config.data.crop_sampling == 'class_balanced':
-    pipeline = _class_balanced(pipeline, config.data, builder, train_split)
+  if data_config.crop_sampling == 'class_balanced':
+    pipeline = _class_balanced(pipeline, data_config, builder, train_split)
   num_train = sources.num_examples(builder, train_split)
   num_eval = sources.num_examples(builder, eval_split)
   logging.info('Data %s: %d training examples (%s), %d validation examples (%s).',
-               config.data.source, num_train, train_split, num_eval, eval_split)
-  logging.info('data.cache=%s: %s (%s).', config.data.cache,
+               data_config.source, num_train, train_split, num_eval, eval_split)
+  logging.info('data.cache=%s: %s (%s).', data_config.cache,
                *input_pipeline.resolve_cache(pipeline, num_train,
                                              sources.split_bytes(builder, train_split)))
-  train = config.train
   examples_per_step = train.global_batch_size * train.gradient_accumulation_steps
   steps_per_epoch = train.steps_per_epoch or num_train // examples_per_step
   if steps_per_epoch < 1:
@@ -221,5 +220,5 @@ def _data(config, scratch: str) -> Data:
                     f'train.global_batch_size={train.global_batch_size} x '
                     f'train.gradient_accumulation_steps={train.gradient_accumulation_steps}: '
                     'lower them or set train.steps_per_epoch.')
-  return Data(builder, pipeline, num_train, num_eval, examples_per_step, steps_per_epoch,
-              train.steps or train.epochs * steps_per_epoch)
+  return Data(data_config, builder, pipeline, num_train, num_eval, examples_per_step,
+              steps_per_epoch, train.steps or train.epochs * steps_per_epoch)

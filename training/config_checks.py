@@ -185,7 +185,7 @@ def _check_sizes(config) -> None:
     models.check_model(config.model, tuple(data.crop_size), field='data.crop_size')
   else:
     models.check_model(config.model, data.image_size)
-  slides = specs.predict_mode(config) == 'slide'
+  slides = specs.predict_mode(predict.mode, data) == 'slide'
   _require(not slides or per_pixel, 'predict.mode=slide answers every pixel of a picture; '
            "a classifier answers whole pictures: use predict.mode='resize'.")
   _require(not (slides and predict.sizes), f'predict.sizes={tuple(predict.sizes)} are the '

@@ -19,6 +19,7 @@ import tensorflow as tf
 from errors import UserError, first_line
 from records import atomic
 from records import checkpoints
+import specs
 from training import actions as actions_lib
 from training import build
 
@@ -28,18 +29,19 @@ POLL_S = 2.0
 
 def run(config, workdir: str) -> dict:
   """Evaluates checkpoints as they appear; returns the record {steps: {step: results}, ...}."""
-  if config.runtime.strategy == 'multi_worker':
+  run = specs.describe(config)
+  if run.devices.strategy == 'multi_worker':
     raise UserError('--mode=continuous_eval runs as one process beside the training: set '
                     '--config.runtime.strategy=mirrored (every local GPU) for it.')
   checkpoint_dir = os.path.join(workdir, checkpoints.CHECKPOINT_DIR)
-  timeout_s = config.eval.continuous_timeout_s
+  timeout_s = run.eval.continuous_timeout_s
   if not _wait(lambda: _checkpoints(checkpoint_dir), timeout_s):
     raise UserError(f'--mode=continuous_eval: no checkpoint appeared in {checkpoint_dir} '
                     f'within eval.continuous_timeout_s={timeout_s} s. Start the training (same '
                     '--workdir) first or with it.')
   # After the training prepared the data.
-  trainer = build.build_trainer(config, workdir, sidecar=True)
-  best = actions_lib.KeepBest.of(config.eval)
+  trainer = build.build_trainer(config, run, workdir, sidecar=True)
+  best = actions_lib.KeepBest.of(run.eval)
   record = _load_record(workdir)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.
 

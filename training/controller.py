@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from errors import Preempted, TrainingDiverged
 from records import checkpoints
-from records import summaries as summaries_lib
+import specs
 from training import actions as actions_lib
 from training import progress
 from training.trainer import Trainer
@@ -39,21 +39,21 @@ class Timing:
   best: actions_lib.KeepBest
 
 
-def build_controller(config, trainer: Trainer, evaluate: bool) -> 'Controller':
-  """The run's Controller: the config's time fields, the periodic actions and the HParams."""
-  every = actions_lib.Every(config.eval.every_epochs if evaluate else 0,
-                            config.summaries.explain_every_epochs,
-                            config.train.checkpoint_every_steps)
-  best = actions_lib.KeepBest.of(config.eval)
-  train = config.train
+def build_controller(run: specs.Run, trainer: Trainer, evaluate: bool, hparams: dict
+                     ) -> 'Controller':
+  """The run's Controller: the time fields of its specs, the periodic actions and the
+  `hparams` (the config's scalar fields, for TensorBoard)."""
+  every = actions_lib.Every(run.eval.every_epochs if evaluate else 0,
+                            run.summaries.explain_every_epochs, run.train.checkpoint_every_steps)
+  best = actions_lib.KeepBest.of(run.eval)
+  train = run.train
   timing = Timing(trainer.data.steps_per_epoch, trainer.data.total_steps, train.steps_per_call,
-                  train.log_every_steps, config.model.freeze_encoder_epochs,
+                  train.log_every_steps, run.network.freeze_encoder_epochs,
                   train.loss_upper_bound, train.recovery_max_trials,
-                  tuple(config.summaries.profile_steps), every, best)
-  actions = actions_lib.periodic_actions(trainer, every, best, config.summaries.explain,
-                                         config.eval.global_batch_size)
-  return Controller(trainer, timing, actions, summaries_lib.scalar_fields(config),
-                    clipped=bool(train.global_clipnorm))
+                  run.summaries.profile_steps, every, best)
+  actions = actions_lib.periodic_actions(trainer, every, best, run.summaries.explain,
+                                         run.eval.global_batch_size)
+  return Controller(trainer, timing, actions, hparams, clipped=bool(train.global_clipnorm))
 
 
 class Controller:

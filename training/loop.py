@@ -10,6 +10,8 @@ import tensorflow as tf
 from data import prepared_checks
 from errors import UserError, WorkerLost
 from errors import is_write_failure, write_failed
+from records import summaries as summaries_lib
+import specs
 from training import actions as actions_lib
 from training import build
 from training import controller as controller_lib
@@ -24,20 +26,23 @@ def train(config, workdir: str, evaluate: bool = True) -> dict:
   # Signals count from the start: one that arrives while the run is built stops it at the
   # first step boundary (setup takes SIGTERM back from TensorFlow's preemption notifier).
   with preemption.stop_on_signals() as stop:
-    trainer = build.build_trainer(config, workdir)
-    controller = controller_lib.build_controller(config, trainer, evaluate)
-    return _errors_explained(trainer, config.data, lambda: controller.run(stop))
+    run = specs.describe(config)
+    trainer = build.build_trainer(config, run, workdir)
+    controller = controller_lib.build_controller(run, trainer, evaluate,
+                                                 summaries_lib.scalar_fields(config))
+    return _errors_explained(trainer, lambda: controller.run(stop))
 
 
 def evaluate(config, workdir: str) -> dict:
   """One evaluation of the workdir's newest checkpoint."""
-  trainer = build.build_trainer(config, workdir)
+  run = specs.describe(config)
+  trainer = build.build_trainer(config, run, workdir)
   step = trainer.state.restore_latest()
   if not trainer.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
                     '(--mode=train_and_eval) or point --workdir at a trained run.')
-  best = actions_lib.KeepBest.of(config.eval)
-  results = _errors_explained(trainer, config.data, lambda: actions_lib.evaluate_now(
+  best = actions_lib.KeepBest.of(run.eval)
+  results = _errors_explained(trainer, lambda: actions_lib.evaluate_now(
       trainer, step, best, keep_best=False))
   return {'step': step, 'eval': results}
 
@@ -47,7 +52,7 @@ _PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError,
                 tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
-def _errors_explained(trainer: Trainer, data_config, work):
+def _errors_explained(trainer: Trainer, work):
   """Runs `work()`; in a multi-worker job a lost peer becomes a WorkerLost naming it, and a
   write that fails (a cache file, TensorBoard events) a UserError naming the file."""
   try:
@@ -64,7 +69,7 @@ def _errors_explained(trainer: Trainer, data_config, work):
         f'({reason[:200]}). The job cannot go on; restart every worker with the same command '
         f'to resume from {trainer.state.latest}.') from None
   except tf.errors.DataLossError as e:
-    raise prepared_checks.read_failure(e, data_config, trainer.data.builder.data_dir,
+    raise prepared_checks.read_failure(e, trainer.data.spec, trainer.data.builder.data_dir,
                                        trainer.state.latest) from None
   except (OSError, tf.errors.OpError) as e:
     if not is_write_failure(e):

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from data import input_pipeline
+from data import spec as data_spec
 from records import checkpoints
 from records import summaries as summaries_lib
 import tasks
@@ -28,6 +29,7 @@ class Runtime:
 
 @dataclasses.dataclass(frozen=True)
 class Data:
+  spec: data_spec.Data  # The data section it was made from.
   builder: object  # A prepared tfds.core.DatasetBuilder.
   pipeline: input_pipeline.Pipeline  # What the streams read of data.*.
   num_train: int
