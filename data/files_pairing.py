@@ -91,7 +91,8 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0,
   folder has a sub-folder for each of `class_folders_of`, or the picture's annotations);
   pictures without a mask, masks without a picture, listed stems without a picture and
   ambiguous stems go to `problems` (kind -> names)."""
-  images_dir, masks_dir = files_config[f'{split}_images'], files_config[f'{split}_masks']
+  images_dir = getattr(files_config, f'{split}_images')
+  masks_dir = getattr(files_config, f'{split}_masks')
   pictures = _walk(images_dir, f'data.files.{split}_images', picture_suffixes(bands))
   if files_config.mask_suffix and os.path.abspath(masks_dir) == os.path.abspath(images_dir):
     pictures = {k: v for k, v in pictures.items() if not k.endswith(files_config.mask_suffix)}
@@ -108,7 +109,7 @@ def pair_split(files_config, split: str, problems: dict, bands: int = 0,
   for found in (pictures, masks):
     problems.setdefault('duplicate', []).extend(
         _named(p, stem) for stem, paths in found.items() if len(paths) > 1 for p in paths[1:])
-  list_file = files_config[f'{split}_list']
+  list_file = getattr(files_config, f'{split}_list')
   if list_file:
     stems = read_list(list_file, f'data.files.{split}_list')
     problems.setdefault('not_found', []).extend(s for s in stems if s not in pictures)
@@ -198,7 +199,7 @@ def split_examples(data_config, problems: dict) -> dict:
   files = data_config.files
   splits = {}
   for split in SPLITS:
-    if not files[f'{split}_images']:
+    if not getattr(files, f'{split}_images'):
       continue
     task = tasks.of_data(data_config)
     if task.per_pixel:
@@ -206,7 +207,7 @@ def split_examples(data_config, problems: dict) -> dict:
           files, split, problems.setdefault(split, {}), data_config.bands,
           tuple(data_config.class_names) if task.classes_overlap else ())
     else:
-      splits[split] = classify_split(files[f'{split}_images'], data_config.class_names,
+      splits[split] = classify_split(getattr(files, f'{split}_images'), data_config.class_names,
                                      f'data.files.{split}_images',
                                      problems.setdefault(split, {}), data_config.bands)
   if 'validation' not in splits and data_config.validation_fraction and splits['train']:

@@ -75,7 +75,7 @@ def has_split(data_config, split: str) -> bool:
     return True
   if data_config.source != 'files':
     return split != 'validation'
-  return bool(data_config.files[f'{split}_images'])
+  return bool(getattr(data_config.files, f'{split}_images'))
 
 
 def prepared_builder(data_config, workdir: str) -> tfds.core.DatasetBuilder:
