@@ -167,9 +167,9 @@ class KeepBest:
   patience: int
 
   @classmethod
-  def of(cls, eval_config) -> 'KeepBest':
-    """From the config's eval section: the one place these two fields are read."""
-    return cls(eval_config.best_metric, eval_config.patience)
+  def of(cls, eval_spec) -> 'KeepBest':
+    """From the eval section's spec: the one place these two fields are read."""
+    return cls(eval_spec.best_metric, eval_spec.patience)
 
 
 def evaluator(trainer) -> Evaluator:
@@ -213,7 +213,7 @@ def evaluate_now(trainer, step: int, best: KeepBest, keep_best: bool) -> dict:
   return results
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Every:
   """How often the periodic work runs (0: never): eval.every_epochs,
   summaries.explain_every_epochs, train.checkpoint_every_steps."""

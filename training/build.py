@@ -69,12 +69,13 @@ def build_trainer(config, spec: specs.Run, workdir: str, sidecar: bool = False) 
     return input_pipeline.train_dataset(data.builder, data.pipeline, train.global_batch_size,
                                         spec.seed, step * train.gradient_accumulation_steps,
                                         ctx)
-  return Trainer(workdir, run, data, spec.task, spec.data.class_names, model,
-                 encoder_layers, optimizer, steps, state,
-                 summaries_lib.Summaries(workdir, run.is_chief,
-                                         runs=('eval',) if sidecar else ('train', 'eval')),
-                 train_stream, eval_data,
-                 Preview(preview, class_colors, spec.data.rgb_bands))
+  return Trainer(
+      workdir=workdir, runtime=run, data=data, task=spec.task, class_names=spec.data.class_names,
+      model=model, encoder_layers=encoder_layers, optimizer=optimizer, steps=steps, state=state,
+      summaries=summaries_lib.Summaries(workdir, run.is_chief,
+                                        runs=('eval',) if sidecar else ('train', 'eval')),
+      train_stream=train_stream, eval_data=eval_data,
+      preview=Preview(batch=preview, class_colors=class_colors, rgb_bands=spec.data.rgb_bands))
 
 
 def _model_and_steps(spec: specs.Run, run: Runtime, data: Data, fresh: bool) -> tuple:
@@ -175,8 +176,9 @@ def _runtime(config, spec: specs.Run, workdir: str, sidecar: bool) -> Runtime:
       workdir_lib.check_same_run(config, f.read(), workdir)
   if is_chief and not sidecar:
     checkpoints.write_config(config, workdir)
-  run = Runtime(strategy, runtime.resolve_precision(spec.devices.precision), is_chief, task,
-                runtime.num_workers(strategy), scratch)
+  run = Runtime(strategy=strategy, precision=runtime.resolve_precision(spec.devices.precision),
+                is_chief=is_chief, task=task, num_workers=runtime.num_workers(strategy),
+                scratch=scratch)
   logging.info('Config:\n%s', config)
   logging.info('Strategy %s with %d replicas (%d workers) on %s; precision %s; task %s%s.',
                type(strategy).__name__, replicas, run.num_workers,
@@ -220,5 +222,7 @@ def _data(data_config: data_spec.Data, train, scratch: str) -> Data:
                     f'train.global_batch_size={train.global_batch_size} x '
                     f'train.gradient_accumulation_steps={train.gradient_accumulation_steps}: '
                     'lower them or set train.steps_per_epoch.')
-  return Data(data_config, builder, pipeline, num_train, num_eval, examples_per_step,
-              steps_per_epoch, train.steps or train.epochs * steps_per_epoch)
+  return Data(spec=data_config, builder=builder, pipeline=pipeline, num_train=num_train,
+              num_eval=num_eval, examples_per_step=examples_per_step,
+              steps_per_epoch=steps_per_epoch,
+              total_steps=train.steps or train.epochs * steps_per_epoch)

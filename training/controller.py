@@ -24,7 +24,7 @@ class _Diverged(Exception):
   """The training loss is not finite or above train.loss_upper_bound."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Timing:
   """When things happen, in steps (read from the config once, by `build_controller`)."""
   steps_per_epoch: int
@@ -43,14 +43,18 @@ def build_controller(run: specs.Run, trainer: Trainer, evaluate: bool, hparams: 
                      ) -> 'Controller':
   """The run's Controller: the time fields of its specs, the periodic actions and the
   `hparams` (the config's scalar fields, for TensorBoard)."""
-  every = actions_lib.Every(run.eval.every_epochs if evaluate else 0,
-                            run.summaries.explain_every_epochs, run.train.checkpoint_every_steps)
+  every = actions_lib.Every(evaluate_epochs=run.eval.every_epochs if evaluate else 0,
+                            explain_epochs=run.summaries.explain_every_epochs,
+                            checkpoint_steps=run.train.checkpoint_every_steps)
   best = actions_lib.KeepBest.of(run.eval)
   train = run.train
-  timing = Timing(trainer.data.steps_per_epoch, trainer.data.total_steps, train.steps_per_call,
-                  train.log_every_steps, run.network.freeze_encoder_epochs,
-                  train.loss_upper_bound, train.recovery_max_trials,
-                  run.summaries.profile_steps, every, best)
+  timing = Timing(steps_per_epoch=trainer.data.steps_per_epoch,
+                  total_steps=trainer.data.total_steps, steps_per_call=train.steps_per_call,
+                  log_every_steps=train.log_every_steps,
+                  freeze_encoder_epochs=run.network.freeze_encoder_epochs,
+                  loss_upper_bound=train.loss_upper_bound,
+                  recovery_max_trials=train.recovery_max_trials,
+                  profile_steps=run.summaries.profile_steps, every=every, best=best)
   actions = actions_lib.periodic_actions(trainer, every, best, run.summaries.explain,
                                          run.eval.global_batch_size)
   return Controller(trainer, timing, actions, hparams, clipped=bool(train.global_clipnorm))

@@ -17,7 +17,7 @@ import tasks
 from training import steps as steps_lib
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Runtime:
   strategy: tf.distribute.Strategy
   precision: str
@@ -27,7 +27,7 @@ class Runtime:
   scratch: str  # Files only this task writes: other workers keep theirs apart from the chief's.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Data:
   spec: data_spec.Data  # The data section it was made from.
   builder: object  # A prepared tfds.core.DatasetBuilder.
@@ -39,7 +39,7 @@ class Data:
   total_steps: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Preview:
   """The fixed validation batch shown at every evaluation, and the colours masks are drawn in."""
   batch: dict | None  # None: summaries.num_images=0.
@@ -47,7 +47,7 @@ class Preview:
   rgb_bands: tuple = ()  # data.rgb_bands: the bands a raster model's filter patterns show.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Trainer:
   workdir: str
   runtime: Runtime
