@@ -9,6 +9,7 @@ import dataclasses
 from data import input_pipeline
 from data import spec as data_spec
 from modeling import sliding
+from records import checkpoints
 import tasks
 
 
@@ -120,6 +121,17 @@ class Summaries:
 
 
 @dataclasses.dataclass(frozen=True)
+class Export:
+  """export.*: the formats --mode=export writes, and how each is checked."""
+  format: str
+  quantize: str
+  calibration_pictures: int
+  check_pictures: int
+  pictures_dtype: str
+  min_agreement: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Devices:
   """runtime.*: devices, strategy and precision."""
   strategy: str
@@ -140,8 +152,10 @@ class Run:
   train: Train
   eval: Eval
   summaries: Summaries
+  export: Export
   devices: Devices
   seed: int
+  record: str  # The config as config.json holds it: for the record keepers alone (records/).
 
 
 def predict_mode(mode: str, data) -> str:
@@ -177,7 +191,9 @@ def describe(config) -> Run:
   return Run(data=data, network=network, prediction=prediction, task=task,
              train=of_section(config.train, Train), eval=of_section(config.eval, Eval),
              summaries=of_section(config.summaries, Summaries),
-             devices=of_section(config.runtime, Devices), seed=config.seed)
+             export=of_section(config.export, Export),
+             devices=of_section(config.runtime, Devices), seed=config.seed,
+             record=checkpoints.config_record(config))
 
 
 def _plain(value):

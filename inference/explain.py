@@ -35,13 +35,13 @@ def run(config, workdir: str, images: str | None) -> dict:
   run = specs.describe(config)
   model, source = loading.load_model(run.network, workdir)
   pictures = loading.named_pictures(run.data, workdir, images,
-                                    max(config.summaries.num_images, 1))
+                                    max(run.summaries.num_images, 1))
   task = run.task
   inputs = loading.model_input([p.pixels for p in pictures], run.network.input_size, model)
-  explanation = explain_lib.explain(model, inputs, config.summaries.explain,
+  explanation = explain_lib.explain(model, inputs, run.summaries.explain,
                                     run.data.class_names, task,
                                     activation_pictures=len(pictures),
-                                    batch_size=config.eval.global_batch_size,
+                                    batch_size=run.eval.global_batch_size,
                                     rgb_bands=run.data.rgb_bands)
   out_dir = os.path.join(workdir, 'explain')
   workdir_lib.ensure_writable_dir(out_dir, '--workdir')
@@ -60,7 +60,7 @@ def run(config, workdir: str, images: str | None) -> dict:
       None if p.mask is None else explain_lib.mask_regions(p.mask, explanation, task)
       for p in pictures])
   report = gradcam_report(explanation, pictures, scores, explained_class_names(
-      run.data.class_names, config.summaries.explain.class_index), source)
+      run.data.class_names, run.summaries.explain.class_index), source)
   atomic.write_text(os.path.join(out_dir, 'gradcam.json'), json.dumps(report, indent=1) + '\n')
   writer = summaries_lib.Summaries(workdir, enabled=True, runs=('explain',))
   summaries_lib.write_explanation(writer, 'explain', 0, viewable(inputs), explanation,

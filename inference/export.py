@@ -233,15 +233,15 @@ def _replace(staging: str, out_dir: str) -> None:
 def run(config, workdir: str, output: str | None) -> str:
   """The export in WORKDIR/export/<format>[-<quantize>]/ (or --output) with export.json, its
   check against the model; a UserError (exit 5) when the check fails, naming the classes."""
-  check_settings(config.export)
-  kind, quantize = config.export.format, config.export.quantize
   run = specs.describe(config)
+  check_settings(run.export)
+  kind, quantize = run.export.format, run.export.quantize
   model, source = loading.load_model(run.network, workdir)
   predictor = Predictor(model, run, settled_task(run, workdir))
   check_convertible(next(iter(predictor.models.values())), kind)
-  dtype = pictures_type(run.data, config.export.pictures_dtype, workdir)
+  dtype = pictures_type(run.data, run.export.pictures_dtype, workdir)
   calibration = ([picture.astype(dtype) for picture in calibration_pictures(
-      run.data, workdir, config.export.calibration_pictures)] if quantize == 'int8' else None)
+      run.data, workdir, run.export.calibration_pictures)] if quantize == 'int8' else None)
   name = kind if quantize == 'none' else f'{kind}-{quantize}'
   out_dir = output or os.path.join(workdir, 'export', name)
   staging = _staging(out_dir, '--output' if output else '--workdir')
@@ -266,9 +266,9 @@ def run(config, workdir: str, output: str | None) -> str:
             'predict_scales': list(predictor.scales) if predictor.slides else [],
             'predict_windows_per_call': predictor.windows_per_call if predictor.slides else 0,
             'predict_flip': predictor.flip, **predictor.task.record()}
-  minimum = config.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
+  minimum = run.export.min_agreement or DEFAULT_MIN_AGREEMENT[quantize]
   check = export_check.check(artifacts.Artifact(path), predictor, run.data, workdir,
-                             count=config.export.check_pictures, min_agreement=minimum)
+                             count=run.export.check_pictures, min_agreement=minimum)
   record['check'] = check
   atomic.write_text(os.path.join(staging, artifacts.RECORD), json.dumps(record, indent=1) + '\n')
   _replace(staging, out_dir)

@@ -148,7 +148,7 @@ def run(config, workdir: str) -> dict:
   predictor, source = predictor_lib.load(run, workdir)
   start = time.perf_counter()
   results = test_metrics(predictor, sources.prepared_builder(run.data, workdir), run.data,
-                         config.eval.worst_pictures)
+                         run.eval.worst_pictures)
   results = {'model': source, 'test_split': sources.resolve_splits(run.data).test,
              'predict_sizes': list(predictor.sizes), 'predict_flip': predictor.flip,
              'seconds': round(time.perf_counter() - start, 1),

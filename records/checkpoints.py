@@ -43,11 +43,14 @@ def tracked_model(model: keras.Model) -> dict:
           for key, v in weights.variable_keys(model, model.variables).items()}
 
 
-def write_config(config, workdir: str) -> None:
-  """The resolved config (file + overrides), for the record and for resuming."""
-  atomic.write_text(os.path.join(workdir, CONFIG_FILE),
-                    json.dumps(json.loads(config.to_json_best_effort()), indent=2,
-                               sort_keys=True) + '\n')
+def config_record(config) -> str:
+  """The resolved config (file + overrides) as config.json holds it: JSON, keys sorted."""
+  return json.dumps(json.loads(config.to_json_best_effort()), indent=2, sort_keys=True) + '\n'
+
+
+def write_config(record: str, workdir: str) -> None:
+  """`config_record`'s text in the workdir, for the record and for resuming."""
+  atomic.write_text(os.path.join(workdir, CONFIG_FILE), record)
 
 
 def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str, fix: str,

@@ -136,8 +136,9 @@ def field_value(tree, dotted: str):
   return value
 
 
-def check_same_run(config, saved_config_json: str, workdir: str) -> None:
-  """Refuses to resume a workdir whose checkpoints were trained with a different config."""
+def check_same_run(record: str, saved_config_json: str, workdir: str) -> None:
+  """Refuses to resume a workdir whose checkpoints were trained with a different config
+  (`record`: the config now, as checkpoints.config_record writes it)."""
   try:
     saved = json.loads(saved_config_json)
   except ValueError as e:
@@ -145,7 +146,7 @@ def check_same_run(config, saved_config_json: str, workdir: str) -> None:
                       'it records the config the checkpoints were trained with. Restore it, or '
                       'delete it to resume with the config given now.') from None
   saved = _with_defaults(saved, json.loads(base.get_base_config().to_json_best_effort()))
-  current = json.loads(config.to_json_best_effort())
+  current = json.loads(record)
   for field in RESUMABLE:  # Those inside a part of the run's identity are left out of it.
     *parents, name = field.split('.')
     if parents and declaration('.'.join(parents)) == 'identity':

@@ -14,7 +14,7 @@ from training import build
 def test_a_trainer_holds_its_runtime_data_and_state_and_writes_its_config(tmp_path):
   config = small_config(train__epochs=3, train__gradient_accumulation_steps=2,
                         runtime__cpu_devices=2)
-  trainer = build.build_trainer(config, specs.describe(config), str(tmp_path))
+  trainer = build.build_trainer(specs.describe(config), str(tmp_path))
   assert trainer.runtime.strategy.num_replicas_in_sync == 2 and trainer.runtime.is_chief
   assert trainer.data.examples_per_step == 16  # 8 a batch, 2 batches an update.
   assert trainer.data.steps_per_epoch == trainer.data.num_train // 16
@@ -28,7 +28,7 @@ def test_a_trainer_holds_its_runtime_data_and_state_and_writes_its_config(tmp_pa
 
 def test_a_sidecar_trainer_takes_its_own_lock_and_writes_no_config(tmp_path):
   config = small_config()
-  trainer = build.build_trainer(config, specs.describe(config), str(tmp_path), sidecar=True)
+  trainer = build.build_trainer(specs.describe(config), str(tmp_path), sidecar=True)
   assert (tmp_path / build.SIDECAR_LOCK).exists()
   assert not (tmp_path / 'config.json').exists() and not (tmp_path / '.lock').exists()
   trainer.summaries.scalars('eval', 1, {'loss': 1.0})
@@ -39,5 +39,5 @@ def test_a_sidecar_trainer_takes_its_own_lock_and_writes_no_config(tmp_path):
 def test_a_batch_that_does_not_divide_stops_before_the_workdir_is_touched(tmp_path):
   with pytest.raises(ConfigError, match='eval.global_batch_size=7 does not divide across 2'):
     config = small_config(eval__global_batch_size=7, runtime__cpu_devices=2)
-    build.build_trainer(config, specs.describe(config), str(tmp_path / 'w'))
+    build.build_trainer(specs.describe(config), str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()

@@ -14,6 +14,7 @@ from configs import seg
 from errors import ConfigError
 import tasks
 from tests.conftest import REPO, main_in_process, small_config
+from records import checkpoints
 from records import workdir as workdir_lib
 from training import config_checks
 from training import settle
@@ -157,10 +158,10 @@ def test_a_workdir_saved_before_a_field_existed_resumes_while_the_field_is_off()
   config = seg.get_config()
   saved = json.loads(config.to_json_best_effort())
   del saved['model']['sync_batch_norm']  # A workdir written before the field was added.
-  workdir_lib.check_same_run(config, json.dumps(saved), 'DIR')
+  workdir_lib.check_same_run(checkpoints.config_record(config), json.dumps(saved), 'DIR')
   config.model.sync_batch_norm = True
   with pytest.raises(ConfigError, match=r'model: .* in the workdir, .*sync_batch_norm.: True'):
-    workdir_lib.check_same_run(config, json.dumps(saved), 'DIR')
+    workdir_lib.check_same_run(checkpoints.config_record(config), json.dumps(saved), 'DIR')
 
 
 def test_a_run_resumes_and_is_evaluated_with_other_thresholds_but_not_another_model():
@@ -168,7 +169,7 @@ def test_a_run_resumes_and_is_evaluated_with_other_thresholds_but_not_another_mo
   config = seg.get_config()
   saved = json.dumps(json.loads(config.to_json_best_effort()))
   config.model.thresholds = 'tune'
-  workdir_lib.check_same_run(config, saved, 'DIR')
+  workdir_lib.check_same_run(checkpoints.config_record(config), saved, 'DIR')
   config.model.widths = (8, 16)
   with pytest.raises(ConfigError, match=r'model: .*widths'):
-    workdir_lib.check_same_run(config, saved, 'DIR')
+    workdir_lib.check_same_run(checkpoints.config_record(config), saved, 'DIR')

@@ -35,7 +35,7 @@ def test_a_damaged_saved_config_is_one_line_with_the_fix():
   saved = config.to_json_best_effort()
   with pytest.raises(ConfigError, match=r'--workdir=W: its config.json is damaged \(.*\); it '
                                         r'records .* delete it to resume with the config'):
-    workdir_lib.check_same_run(config, saved[:len(saved) // 2], 'W')
+    workdir_lib.check_same_run(checkpoints.config_record(config), saved[:len(saved) // 2], 'W')
 
 
 def _state(directory: str):

@@ -15,8 +15,8 @@ from tests.conftest import REPO
 from training import settle
 
 # Where the config is read whole: settling it (checked once, described as specs), the mode
-# entry points that describe it at their door, and the record keepers (config.json, the
-# same-run check, HParams).
+# entry points that describe it at their door, and the record keepers (config.json's text,
+# which the same-run check also reads, and HParams). Every other function takes specs.
 SETTLING = {'specs.py:describe', 'tasks/__init__.py:of',
             'training/settle.py:settle_config', 'training/settle.py:_field_names',
             'training/settle.py:check_known_fields'} | {
@@ -27,13 +27,7 @@ SETTLING = {'specs.py:describe', 'tasks/__init__.py:of',
 ENTRY_POINTS = {'training/loop.py:train', 'training/loop.py:evaluate',
                 'training/continuous_eval.py:run', 'inference/predict.py:run',
                 'inference/score.py:run', 'inference/export.py:run', 'inference/explain.py:run'}
-RECORD_KEEPERS = {'records/checkpoints.py:write_config', 'records/summaries.py:scalar_fields',
-                  'records/workdir.py:check_same_run'}
-# Still handed the config below a mode's door: each is to take the specs it reads instead
-# (issue 46). The list only shrinks: one that no longer takes the config fails here until it
-# is struck off.
-NOT_YET_SPECS = {
-    'training/build.py:build_trainer', 'training/build.py:_runtime'}
+RECORD_KEEPERS = {'records/checkpoints.py:config_record', 'records/summaries.py:scalar_fields'}
 # Keras' own serialisation hooks name their argument `config` (a layer's, not ours).
 KERAS_HOOKS = {'from_config', 'get_config'}
 
@@ -58,13 +52,10 @@ def test_only_the_settling_code_entry_points_and_record_keepers_take_the_whole_c
           and 'config' in [a.arg for a in node.args.args + node.args.kwonlyargs]):
         taking.add(f'{path}:{node.name}')
   allowed = SETTLING | ENTRY_POINTS | RECORD_KEEPERS
-  assert not taking - allowed - NOT_YET_SPECS, (
+  assert not taking - allowed, (
       'these take the whole config: give them the specs they read (specs.py) instead: '
-      f'{sorted(taking - allowed - NOT_YET_SPECS)}')
-  assert not NOT_YET_SPECS - taking, (
-      f'these no longer take the config: strike them off NOT_YET_SPECS: '
-      f'{sorted(NOT_YET_SPECS - taking)}')
-  assert not (allowed - taking), f'listed but not found: {sorted(allowed - taking)}'
+      f'{sorted(taking - allowed)}')
+  assert not allowed - taking, f'listed but not found: {sorted(allowed - taking)}'
 
 
 def _dotted(record, prefix: str = '') -> set:
@@ -78,7 +69,7 @@ def _dotted(record, prefix: str = '') -> set:
 
 @pytest.mark.parametrize('section, record', [
     ('data', data_spec.Data), ('train', specs.Train), ('eval', specs.Eval),
-    ('summaries', specs.Summaries), ('runtime', specs.Devices)])
+    ('summaries', specs.Summaries), ('export', specs.Export), ('runtime', specs.Devices)])
 def test_a_sections_spec_holds_every_field_of_the_section_and_nothing_else(section, record):
   fields = {field[len(section) + 1:] for field in settle._field_names(base.get_base_config())
             if field.startswith(section + '.')}

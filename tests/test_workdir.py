@@ -16,6 +16,7 @@ from data import sources
 from errors import ConfigError, DataError, UserError
 from inference import predict
 from tests.conftest import data_spec, main_in_process, run_main, small_config
+from records import checkpoints
 from records import workdir as workdir_lib
 from training import config_checks
 from training import settle
@@ -167,7 +168,7 @@ def test_every_config_field_declares_whether_it_is_part_of_a_runs_identity():
   for field, value in (('model.thresholds', 0.3), ('train.epochs', 9), ('runtime.precision',
                                                                           'float32')):
     changed = small_config(**{'model__name': 'xception_unet', field.replace('.', '__'): value})
-    workdir_lib.check_same_run(changed, saved, 'w')  # Resumes.
+    workdir_lib.check_same_run(checkpoints.config_record(changed), saved, 'w')  # Resumes.
   with pytest.raises(ConfigError, match=r'model: .* in the workdir'):
-    workdir_lib.check_same_run(small_config(model__name='xception_unet', model__widths=(8, 16)),
-                           saved, 'w')
+    workdir_lib.check_same_run(checkpoints.config_record(
+        small_config(model__name='xception_unet', model__widths=(8, 16))), saved, 'w')

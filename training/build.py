@@ -33,14 +33,13 @@ from training.trainer import Data, Preview, Runtime, Trainer
 SIDECAR_LOCK = '.continuous_eval.lock'
 
 
-def build_trainer(config, spec: specs.Run, workdir: str, sidecar: bool = False) -> Trainer:
-  """The runtime, data, model, state, streams and writers of the run `spec` describes; the
-  `config` it was described from is only kept (config.json) and checked against the workdir's.
+def build_trainer(spec: specs.Run, workdir: str, sidecar: bool = False) -> Trainer:
+  """The runtime, data, model, state, streams and writers of the run `spec` describes.
   A `sidecar` (--mode=continuous_eval) evaluates beside a training: it takes its own lock,
   not the training's, writes no config.json and only the eval run's events."""
   runtime.join_cluster(spec.devices)
   runtime.configure_cpu_devices(spec.devices.cpu_devices)
-  run = _runtime(config, spec, workdir, sidecar)
+  run = _runtime(spec, workdir, sidecar)
   # A new run starts from model.weights; a resumed one (or a sidecar) from its checkpoints.
   fresh = not sidecar and not checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR))
@@ -149,7 +148,7 @@ def _pixel_class_weights(setting, data: Data) -> tuple | None:
   return weights
 
 
-def _runtime(config, spec: specs.Run, workdir: str, sidecar: bool) -> Runtime:
+def _runtime(spec: specs.Run, workdir: str, sidecar: bool) -> Runtime:
   """The strategy and this task's place in it; takes the workdir (the chief) and refuses one
   in use by another run or holding checkpoints of another config."""
   strategy = runtime.create_strategy(spec.devices)
@@ -173,13 +172,13 @@ def _runtime(config, spec: specs.Run, workdir: str, sidecar: bool) -> Runtime:
   if os.path.isfile(saved_config) and checkpoints.has_checkpoint(
       os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
     with open(saved_config) as f:
-      workdir_lib.check_same_run(config, f.read(), workdir)
+      workdir_lib.check_same_run(spec.record, f.read(), workdir)
   if is_chief and not sidecar:
-    checkpoints.write_config(config, workdir)
+    checkpoints.write_config(spec.record, workdir)
   run = Runtime(strategy=strategy, precision=runtime.resolve_precision(spec.devices.precision),
                 is_chief=is_chief, task=task, num_workers=runtime.num_workers(strategy),
                 scratch=scratch)
-  logging.info('Config:\n%s', config)
+  logging.info('Config:\n%s', spec.record)
   logging.info('Strategy %s with %d replicas (%d workers) on %s; precision %s; task %s%s.',
                type(strategy).__name__, replicas, run.num_workers,
                ', '.join(strategy.extended.worker_devices), run.precision, task,

@@ -40,7 +40,7 @@ def run(config, workdir: str) -> dict:
                     f'within eval.continuous_timeout_s={timeout_s} s. Start the training (same '
                     '--workdir) first or with it.')
   # After the training prepared the data.
-  trainer = build.build_trainer(config, run, workdir, sidecar=True)
+  trainer = build.build_trainer(run, workdir, sidecar=True)
   best = actions_lib.KeepBest.of(run.eval)
   record = _load_record(workdir)
   skipped = set()  # Unreadable checkpoints (removed by the training meanwhile): not retried.

@@ -27,7 +27,7 @@ def train(config, workdir: str, evaluate: bool = True) -> dict:
   # first step boundary (setup takes SIGTERM back from TensorFlow's preemption notifier).
   with preemption.stop_on_signals() as stop:
     run = specs.describe(config)
-    trainer = build.build_trainer(config, run, workdir)
+    trainer = build.build_trainer(run, workdir)
     controller = controller_lib.build_controller(run, trainer, evaluate,
                                                  summaries_lib.scalar_fields(config))
     return _errors_explained(trainer, lambda: controller.run(stop))
@@ -36,7 +36,7 @@ def train(config, workdir: str, evaluate: bool = True) -> dict:
 def evaluate(config, workdir: str) -> dict:
   """One evaluation of the workdir's newest checkpoint."""
   run = specs.describe(config)
-  trainer = build.build_trainer(config, run, workdir)
+  trainer = build.build_trainer(run, workdir)
   step = trainer.state.restore_latest()
   if not trainer.state.latest:
     raise UserError(f'--mode=eval found no checkpoint in {workdir}/checkpoints: train first '
