@@ -1,8 +1,8 @@
 """What every part of the product takes instead of the config: frozen specs made from the
 settled config once, where a mode starts (`describe`). The facts that follow from several
 fields (the model's input size, how predict covers a picture, the task) are worked out here and
-nowhere else; the record keepers (records/: config.json, the same-run check, HParams) read the
-config itself. configs/base.py documents every field."""
+nowhere else. The record keepers read the config's text (`Run.record`: config.json and the
+same-run check). configs/base.py documents every field."""
 
 import dataclasses
 

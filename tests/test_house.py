@@ -74,3 +74,15 @@ def test_a_sections_spec_holds_every_field_of_the_section_and_nothing_else(secti
   fields = {field[len(section) + 1:] for field in settle._field_names(base.get_base_config())
             if field.startswith(section + '.')}
   assert _dotted(record) == fields
+
+
+@pytest.mark.parametrize('section, record, resolved_elsewhere', [
+    ('model', specs.Network, {'thresholds'}),  # The task's (tasks.of).
+    ('predict', specs.Prediction, {'mode'})])  # Prediction.slides.
+def test_the_network_and_prediction_specs_hold_every_field_their_code_reads(
+    section, record, resolved_elsewhere):
+  """The model builders read the Network spec's fields by name, as they read a model section in
+  tests: a model field missing from it would fail only on the product's road."""
+  fields = {field[len(section) + 1:] for field in settle._field_names(base.get_base_config())
+            if field.startswith(section + '.')}
+  assert fields - resolved_elsewhere <= _dotted(record)
