@@ -58,8 +58,8 @@ def check_settings(export_config) -> None:
     raise ConfigError(f'export.pictures_dtype={export_config.pictures_dtype!r}: one of '
                       f'{", ".join(RASTER_INPUT_TYPES)}, or \'\' for the training rasters\' own.')
   for field in ('calibration_pictures', 'check_pictures'):
-    if export_config[field] < (1 if field == 'calibration_pictures' else 0):
-      raise ConfigError(f'export.{field}={export_config[field]} must be a positive count'
+    if getattr(export_config, field) < (1 if field == 'calibration_pictures' else 0):
+      raise ConfigError(f'export.{field}={getattr(export_config, field)} must be a positive count'
                         + (' (0: no check).' if field == 'check_pictures' else '.'))
   if not 0.0 <= export_config.min_agreement <= 1.0:
     raise ConfigError(f'export.min_agreement={export_config.min_agreement} is a fraction of '
