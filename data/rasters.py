@@ -8,6 +8,7 @@ statistics that normalise them, missing values filled before anything resizes th
 viewable composite of three bands.
 """
 
+import contextlib
 import os
 from typing import NamedTuple
 
@@ -153,21 +154,46 @@ def grid_of(path: str) -> dict:
 
 def write_probabilities(path: str, probabilities: np.ndarray, missing: np.ndarray | None,
                         grid: dict | None) -> None:
-  """float32 probabilities [H, W, classes] as a tiled, deflated TIFF of a band per class (on
-  `grid`, grid_of a raster, when given), NaN (its nodata) where `missing` is True; written
-  beside `path`, then moved there."""
+  """float32 probabilities [H, W, classes] as `probability_strips` writes them, in one strip."""
+  height, width, count = probabilities.shape
+  with probability_strips(path, height, width, count, grid) as write:
+    write(probabilities, missing)
+
+
+TILE = 256  # Rows and columns of a tile of the TIFFs predict writes.
+
+
+@contextlib.contextmanager
+def probability_strips(path: str, height: int, width: int, count: int, grid: dict | None):
+  """`write(probabilities, missing)`: float32 [rows, width, count] strips, top to bottom, into
+  a tiled, deflated TIFF of a band per class (on `grid`, grid_of a raster, when given), NaN (its
+  nodata) where `missing` is True. Rows wait until a row of tiles is whole, so no tile is
+  compressed twice and memory holds a strip and one row of tiles. Written beside `path`, moved
+  there when every row is."""
   import rasterio  # pylint: disable=import-outside-toplevel
-  bands = np.array(probabilities, np.float32)
-  if missing is not None:
-    bands[missing] = np.nan
-  height, width, count = bands.shape
-  grid = {k: v for k, v in (grid or {}).items() if v is not None}
+  from rasterio.windows import Window  # pylint: disable=import-outside-toplevel
   partial = path + '.partial.tif'
+  held, done = [], 0  # Rows not written yet; rows written.
+
+  def write(probabilities: np.ndarray, missing: np.ndarray | None = None) -> None:
+    nonlocal held, done
+    bands = np.array(probabilities, np.float32)
+    if missing is not None:
+      bands[missing] = np.nan
+    rows = np.concatenate(held + [bands])
+    end = done + len(rows)
+    ready = (end if end == height else end // TILE * TILE) - done
+    if ready > 0:
+      out.write(np.transpose(rows[:ready], (2, 0, 1)), window=Window(0, done, width, ready))
+    held, done = [rows[ready:]], done + ready
   try:
     with rasterio.open(partial, 'w', driver='GTiff', width=width, height=height, count=count,
-                       dtype='float32', nodata=np.nan, tiled=True, compress='deflate',
-                       predictor=3, **grid) as out:
-      out.write(np.transpose(bands, (2, 0, 1)))
+                       dtype='float32', nodata=np.nan, tiled=True, blockxsize=TILE,
+                       blockysize=TILE, compress='deflate', predictor=3,
+                       **{k: v for k, v in (grid or {}).items() if v is not None}) as out:
+      yield write
+    if done != height:
+      raise ValueError(f'{path}: {done} of {height} rows of probabilities were written.')
     os.replace(partial, path)
   finally:
     if os.path.exists(partial):

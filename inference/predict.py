@@ -1,6 +1,7 @@
 """--mode=predict: masks (segmentation) or predictions.csv (classification) for the user's
 pictures, at each picture's own size."""
 
+import contextlib
 import json
 import os
 
@@ -40,12 +41,13 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   batch_size, task = prediction.batch_size, predictor.task
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
-    if prediction.uncertainty or prediction.probabilities:
-      logging.info('%s is read a strip at a time: its uncertainty and probabilities are not '
-                   'written.', path)
-    mask, shown, shown_mask = _strip_mask(path, bands, predictor)
-    written += _write_mask(out_dir, name, mask, run, shown, shown_mask, colors,
-                           _grid(run.data, path))
+    stem, grid = os.path.join(out_dir, name), _grid(run.data, path)
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    mask, shown, shown_mask = _strip_mask(
+        path, bands, predictor, uncertainty=stem + '_uncertainty.png' if prediction.uncertainty
+        else None, probabilities=stem + '_probabilities.tif' if prediction.probabilities
+        else None, grid=grid)
+    written += _write_mask(out_dir, name, mask, run, shown, shown_mask, colors, grid)
   named_whole = [item for item in named if item not in large]
   for start in range(0, len(named_whole), batch_size):
     chunk = named_whole[start:start + batch_size]
@@ -148,27 +150,42 @@ def _open_rows(path: str, bands: rasters.BandSpec) -> rasters.RasterRows:
     raise UserError(f'--images: {e}') from None
 
 
-def _strip_mask(path: str, bands: rasters.BandSpec, predictor) -> tuple:
+def _strip_mask(path: str, bands: rasters.BandSpec, predictor, uncertainty: str | None = None,
+                probabilities: str | None = None, grid: dict | None = None) -> tuple:
   """(uint8 mask at the raster's size, its overview, the mask at the overview's size) of a
-  raster slid over a strip at a time: memory follows a strip and the mask, not the bands."""
+  raster slid over a strip at a time: memory follows a strip and the mask, not the bands.
+  On request, as the strips come: the `uncertainty` PNG and the `probabilities` TIFF (on
+  `grid`) that a picture read whole gets."""
   source = _open_rows(path, bands)
   try:
-    channels = predictor.task.mask_channels(predictor.num_classes)
+    task = predictor.task
+    channels = task.mask_channels(predictor.num_classes)
     mask = np.zeros((source.height, source.width) + ((channels,) if channels > 1 else ()),
                     np.uint8)
     missing = np.zeros(mask.shape[:2], bool)
+    unsure = np.zeros((source.height, source.width, 3), np.uint8) if uncertainty else None
 
     def read_rows(top: int, bottom: int) -> np.ndarray:
       pixels = source.rows(top, bottom)
       missing[top:bottom] = ~rasters.valid_pixels(pixels, bands.nodata)
       return pixels
     windows_down = max(1, STRIP_BYTES // (predictor.stride[0] * source.width * bands.count * 4))
-    for top, labels in predictor.strip_labels(read_rows, source.height, windows_down):
-      mask[top:top + len(labels)] = labels
+    with (rasters.probability_strips(probabilities, source.height, source.width,
+                                     predictor.num_classes, grid) if probabilities
+          else contextlib.nullcontext()) as write_strip:
+      for top, strip in predictor.strip_probabilities(read_rows, source.height, windows_down):
+        bottom = top + len(strip)
+        mask[top:bottom] = task.predicted_labels(strip).numpy()
+        if unsure is not None:
+          unsure[top:bottom] = colormaps.jet(task.uncertainty(strip[None])[0].numpy())
+        if write_strip:
+          write_strip(strip, missing[top:bottom])
     mask[missing] = tasks.IGNORE
     shown = source.overview(OVERVIEW_SIDE)
   finally:
     source.close()
+  if unsure is not None:
+    loading.write_png(uncertainty, unsure)
   rows = np.arange(shown.shape[0]) * source.height // shown.shape[0]  # Of the overview's.
   cols = np.arange(shown.shape[1]) * source.width // shown.shape[1]
   logging.info('%s (%dx%d) was predicted a strip at a time; its overlay is drawn on a '

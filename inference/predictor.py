@@ -68,15 +68,16 @@ class Predictor:
 
   @property
   def reads_in_strips(self) -> bool:
-    """Whether `strip_labels` can answer: sliding at the picture's own scale."""
+    """Whether `strip_probabilities` can answer: sliding at the picture's own scale."""
     return self.per_pixel and self.slides and self.scales == (1.0,)
 
-  def strip_labels(self, rows, height: int, windows_down: int = 8):
-    """(top, uint8 labels [rows, width] (multi-label: [rows, width, classes])) of a picture
-    `height` rows high, read `rows(top, bottom)` (whole rows across) a strip of `windows_down`
-    window rows at a time, top to bottom: memory follows the strip, not the picture, and the
-    labels are those `masks` gives the whole picture (the same windows, their sums carried
-    across strips, then averaged over the windows and views that cover each row)."""
+  def strip_probabilities(self, rows, height: int, windows_down: int = 8):
+    """(top, float32 probabilities [rows, width, classes]) of a picture `height` rows high,
+    read `rows(top, bottom)` (whole rows across) a strip of `windows_down` window rows at a
+    time, top to bottom: memory follows the strip, not the picture, and the probabilities are
+    those the whole picture gets (the same windows, their sums carried across strips, then
+    averaged over the windows and views that cover each row); its labels are the task's
+    `predicted_labels` of them, as `masks` reads them."""
     window_h = self.window[0]
     corners = sliding.window_corners(tf.constant(max(height, window_h)), window_h,
                                      self.stride[0]).numpy().tolist()
@@ -93,8 +94,7 @@ class Predictor:
       if carried is not None:
         sums[:len(carried)] += carried
       done = len(sums) if last else corners[first + windows_down] - top
-      average = sums[:done] / coverage[top:top + done, None, None]
-      yield top, self.task.predicted_labels(average).numpy()
+      yield top, sums[:done] / coverage[top:top + done, None, None]
       carried = sums[done:]
 
   def _strip_sums(self, pixels: np.ndarray) -> np.ndarray:

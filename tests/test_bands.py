@@ -12,12 +12,14 @@ import pytest
 import rasterio
 import tensorflow as tf
 
+from data import decode
 from data import files_pairing
 from data import files_source
 from data import masks as masks_lib
 from data import rasters
 from data import synthetic
 from errors import ConfigError, DataError
+from interpretability import colormaps
 from modeling import backbones
 from modeling import blocks
 from modeling import models
@@ -210,7 +212,8 @@ def _args(folder: str, workdir: str, *more) -> list:
 
 
 @pytest.mark.slow
-def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tmp_path, capsys):
+def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tmp_path, capsys,
+                                                                 monkeypatch):
   folder, truth = geotiff_set
   workdir = str(tmp_path / 'run')
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=check_data'))
@@ -255,6 +258,28 @@ def test_a_geotiff_set_checks_trains_predicts_scores_and_exports(geotiff_set, tm
     corners = np.concatenate([np.asarray(ring).reshape(-1, 2) for f in regions['features']
                               for ring in f['geometry']['coordinates']])
     assert corners[:, 0].min() >= left - 1e-6 and corners[:, 1].max() <= top + 1e-6
+  # Sliding, read whole and read a strip at a time (as a raster too large to hold is): the
+  # same masks, probabilities and uncertainty.
+  from inference import predict  # pylint: disable=import-outside-toplevel
+  outputs, strip_reads, strip_mask = {}, [], predict._strip_mask
+  monkeypatch.setattr(predict, '_strip_mask',
+                      lambda *args, **kwargs: strip_reads.append(args[0]) or strip_mask(
+                          *args, **kwargs))
+  for read, strip_pixels in (('whole', predict.STRIP_PIXELS), ('strips', 0)):
+    monkeypatch.setattr(predict, 'STRIP_PIXELS', strip_pixels)
+    out = str(tmp_path / read)
+    status, stderr = main_in_process(capsys, *_args(
+        folder, workdir, '--mode=predict', f'--images={tif}', f'--output={out}',
+        '--config.predict.mode=slide', '--config.predict.probabilities=True',
+        '--config.predict.uncertainty=True'))
+    assert status == 0, stderr[-2000:]
+    with rasterio.open(os.path.join(out, 'test_000_probabilities.tif')) as odds:
+      outputs[read] = [odds.read()] + [tf.io.decode_png(tf.io.read_file(os.path.join(
+          out, f'test_000_{kind}.png'))).numpy() for kind in ('mask', 'uncertainty')]
+  assert strip_reads == [tif]  # Read in strips the second time only.
+  np.testing.assert_allclose(outputs['strips'][0], outputs['whole'][0], atol=1e-5)
+  np.testing.assert_array_equal(outputs['strips'][1], outputs['whole'][1])
+  assert np.mean(outputs['strips'][2] == outputs['whole'][2]) > 0.999
   status, stderr = main_in_process(capsys, *_args(folder, workdir, '--mode=score'))
   assert status == 0, stderr[-2000:]
   with open(os.path.join(workdir, 'score.json')) as f:
@@ -544,10 +569,12 @@ def test_an_integer_export_is_fed_missing_pixels_as_the_nodata_value_it_was_trai
 
 
 @pytest.mark.parametrize('task', ['segmentation', 'multilabel'])
-def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp_path, task):
+def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp_path, task,
+                                                                             monkeypatch):
   """Strips of window rows, their sums carried across, mirrored views, a nodata tag and a
   picture whose last window is flush with its end: the labels equal the whole picture's (and
-  multi-label thresholds read the same averaged probabilities)."""
+  multi-label thresholds read the same averaged probabilities), and so do the probabilities
+  TIFF (written a row of tiles at a time) and the uncertainty picture."""
   from inference import predict  # pylint: disable=import-outside-toplevel
   from inference.predictor import Predictor  # pylint: disable=import-outside-toplevel
   from tests.conftest import small_config  # pylint: disable=import-outside-toplevel
@@ -578,10 +605,23 @@ def test_a_raster_read_a_strip_at_a_time_gets_the_masks_of_the_whole_picture(tmp
   source = rasters.RasterRows(path, rasters.BandSpec(3))
   for windows_down in (1, 2, 100):
     strips = np.full(whole.shape, 255, np.uint8)
-    for top, labels in predictor.strip_labels(source.rows, 107, windows_down):
-      strips[top:top + len(labels)] = labels
+    for top, strip in predictor.strip_probabilities(source.rows, 107, windows_down):
+      np.testing.assert_allclose(strip, probabilities[top:top + len(strip)], atol=1e-5)
+      strips[top:top + len(strip)] = predictor.task.predicted_labels(strip).numpy()
     np.testing.assert_array_equal(strips[counted], whole[counted])
-  mask, shown, shown_mask = predict._strip_mask(path, rasters.BandSpec(3), predictor)
+  monkeypatch.setattr(rasters, 'TILE', 16)  # Several rows of tiles, each written when whole.
+  mask, shown, shown_mask = predict._strip_mask(
+      path, rasters.BandSpec(3), predictor, uncertainty=str(tmp_path / 'unsure.png'),
+      probabilities=str(tmp_path / 'odds.tif'))
   whole[40:52, 10:30] = IGNORE  # Nothing measured there, nothing predicted.
   np.testing.assert_array_equal(mask[counted], whole[counted])
   assert shown.shape[-1] == 3 and shown_mask.shape[:2] == shown.shape[:2]
+  with rasterio.open(tmp_path / 'odds.tif') as odds:
+    assert odds.block_shapes[0] == (16, 16)
+    written = np.transpose(odds.read(), (1, 2, 0))
+  assert np.isnan(written[40:52, 10:30]).all() and not np.isnan(written[:40]).any()
+  unsure = decode.decode_upright(tf.io.read_file(str(tmp_path / 'unsure.png')).numpy())
+  expected = colormaps.jet(predictor.task.uncertainty(probabilities[None])[0].numpy())
+  assert np.mean(np.all(unsure == expected, axis=-1)) > 0.999
+  probabilities[40:52, 10:30] = np.nan
+  np.testing.assert_allclose(written, probabilities, atol=1e-5)
