@@ -46,7 +46,6 @@ class Prediction:
   scales: tuple[float, ...]  # Sliding: the picture scaled by each.
   windows_per_call: int
   flip: bool
-  batch_size: int  # Pictures read at once (eval.global_batch_size).
   uncertainty: bool
   probabilities: bool
   vectors: bool
@@ -185,7 +184,7 @@ def describe(config) -> Run:
       window=window, stride=stride, evaluation_slides=input_pipeline.on_crops(data),
       scales=tuple(predict.scales) or (1.0,),
       windows_per_call=predict.windows_per_call, flip=predict.flip,
-      batch_size=config.eval.global_batch_size, uncertainty=predict.uncertainty,
+      uncertainty=predict.uncertainty,
       probabilities=predict.probabilities, vectors=predict.vectors, simplify=predict.simplify,
       artifact=predict.artifact)
   return Run(data=data, network=network, prediction=prediction, task=task,

@@ -38,7 +38,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
   written, rows = [], ['picture,class,probability\n']
   colors = colormaps.class_colors(len(run.data.class_names),
                                   sources.own_class_colors(run.data, workdir))
-  batch_size, task = prediction.batch_size, predictor.task
+  batch_size, task = run.eval.global_batch_size, predictor.task  # Pictures read at once.
   large = [item for item in named if _reads_in_strips(item[0], bands, predictor)]
   for path, name in large:
     stem, grid = os.path.join(out_dir, name), _grid(run.data, path)

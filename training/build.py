@@ -199,7 +199,7 @@ def _class_balanced(pipeline: input_pipeline.Pipeline, data_config, builder,
       class_probabilities=chances, centred_fraction=data_config.crop_centred_fraction))
 
 
-def _data(data_config: data_spec.Data, train, scratch: str) -> Data:
+def _data(data_config: data_spec.Data, train: specs.Train, scratch: str) -> Data:
   """The prepared source, its split sizes and the run's length in steps (the `train`
   section's)."""
   builder = sources.prepared_builder(data_config, scratch)
