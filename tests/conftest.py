@@ -6,6 +6,11 @@ import os
 import subprocess
 import sys
 
+# The workers and the processes tests start inherit it: glibc's per-thread malloc arenas
+# otherwise keep TensorFlow's freed memory, and three workers beside a 7 GB ONNX conversion
+# once ran the machine out of memory (docs/results.md).
+os.environ.setdefault('MALLOC_ARENA_MAX', '2')
+
 import ml_collections
 import pytest
 import tensorflow as tf
