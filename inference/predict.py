@@ -70,7 +70,7 @@ def run(config, workdir: str, images: str, output: str | None) -> list[str]:
       stem = os.path.join(out_dir, name)
       if prediction.uncertainty:
         loading.write_png(stem + '_uncertainty.png',
-                          colormaps.jet(task.uncertainty(probabilities[None])[0].numpy()))
+                          _uncertainty_picture(task, probabilities))
       if prediction.probabilities:
         rasters.write_probabilities(stem + '_probabilities.tif', probabilities, missing, grid)
   if 'masks' in task.outputs:  # The overlays' legend.
@@ -112,6 +112,11 @@ def _write_mask(out_dir: str, name: str, mask: np.ndarray, run: specs.Run,
                              shown_mask, colors=colors),
       data.class_names, colors))
   return paths
+
+
+def _uncertainty_picture(task: tasks.Task, probabilities: np.ndarray) -> np.ndarray:
+  """uint8 RGB [H, W, 3] of probabilities [H, W, classes]: the task's uncertainty, jet."""
+  return colormaps.jet(task.uncertainty(probabilities[None])[0].numpy())
 
 
 def _grid(data: data_spec.Data, picture_path: str) -> dict | None:
@@ -177,7 +182,7 @@ def _strip_mask(path: str, bands: rasters.BandSpec, predictor, uncertainty: str 
         bottom = top + len(strip)
         mask[top:bottom] = task.predicted_labels(strip).numpy()
         if unsure is not None:
-          unsure[top:bottom] = colormaps.jet(task.uncertainty(strip[None])[0].numpy())
+          unsure[top:bottom] = _uncertainty_picture(task, strip)
         if write_strip:
           write_strip(strip, missing[top:bottom])
     mask[missing] = tasks.IGNORE
