@@ -57,7 +57,8 @@ def data_spec(config):
 
 def small_config(workdir_data: str | None = None, settle: bool = True, **overrides):
   """The book config shrunk to seconds: synthetic data, 32 px, batch 8, one replica
-  (`runtime__cpu_devices=2`: two, for tests of distribution);
+  (`runtime__cpu_devices=2`: two, for tests of distribution), explain's filter patterns of
+  two filters in one layer (the book's 64 in two layers took half of a short run's CPU);
   settled as main.py settles it (`settle=False`: as written, for tests of the checks)."""
   config = seg.get_config()
   config.data.source = 'synthetic'
@@ -72,6 +73,8 @@ def small_config(workdir_data: str | None = None, settle: bool = True, **overrid
   config.train.epochs = 1
   config.runtime.cpu_devices = 1
   config.summaries.num_images = 2
+  config.summaries.explain.num_filters = 2
+  config.summaries.explain.num_filter_layers = 1
   for dotted, value in overrides.items():
     node = config
     *parents, leaf = dotted.split('__')
