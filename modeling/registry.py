@@ -6,6 +6,7 @@ from typing import Callable, NamedTuple
 import keras
 
 from errors import ConfigError
+from modeling import blocks
 from modeling import weights as weights_lib
 from sizes import describe, sides
 
@@ -110,6 +111,7 @@ def build_model(model_config, image_size: int, num_classes: int,
   with _dtype_policy(dtype_policy):
     model = _FAMILIES[model_config.name].build(image_size=image_size, num_classes=num_classes,
                                                model_config=model_config)
+  blocks.one_all_reduce_moments(model)
   output = model.get_layer('probabilities')
   if head is not None and head != output.get_config()['activation']:  # Called anew by every call of the model.
     output.activation = keras.activations.get(head)
