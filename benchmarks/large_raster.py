@@ -1,15 +1,15 @@
 """Peak memory of --mode=predict on one large raster against one large photo, same model.
 
 Trains two small xception_unet models on 128 px crops (a few steps: memory, not quality, is
-measured), one on 8-band uint16 GeoTIFFs and one on the same scenes as JPEG photos, then
-predicts, each in its own process, one `--raster_side` square 8-band uint16 GeoTIFF (tiled,
-deflate, written window by window) and one `--photo_size` JPEG, sliding 128 px windows over
-them; then exports the photo model to each of --formats and predicts the same photo through
-each exported file (predict.artifact: the file slides its windows itself,
-predict.windows_per_call at a time). Prints each process's peak resident memory (ru_maxrss)
-and seconds.
+measured), one on `--bands`-band uint16 GeoTIFFs and one on the same scenes as JPEG photos,
+then predicts, each in its own process, one `--raster_side` square uint16 GeoTIFF of those
+bands (tiled, deflate, georeferenced, written window by window) and one `--photo_size` JPEG,
+sliding 128 px windows over them; then exports the photo model to each of --formats and
+predicts the same photo through each exported file (predict.artifact: the file slides its
+windows itself, predict.windows_per_call at a time). Prints each process's peak resident
+memory (ru_maxrss) and seconds, and the mask GeoTIFF's grid against the source's.
 
-    python -m benchmarks.large_raster [--raster_side=10000 --photo_size=6000,4000]
+    python -m benchmarks.large_raster [--raster_side=10000 --bands=8 --photo_size=6000,4000]
         [--formats=saved_model,onnx,litert]
 """
 
@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from data import synthetic
 
-flags.DEFINE_integer('raster_side', 10000, 'Side of the square 8-band raster predicted.')
+flags.DEFINE_integer('raster_side', 10000, 'Side of the square raster predicted.')
+flags.DEFINE_integer('bands', 8, 'Bands of the rasters (1-8): 4 drawn, the rest made from them.')
 flags.DEFINE_list('photo_size', ['6000', '4000'], 'Width and height of the photo predicted.')
 flags.DEFINE_integer('train_steps', 4, 'Steps each model trains (memory does not need more).')
 flags.DEFINE_string('folder', '/tmp/segstream_bench_large_raster', 'Where files are written.')
@@ -36,13 +37,12 @@ flags.DEFINE_list('formats', ['saved_model', 'onnx', 'litert'],
                   'Export formats the photo is also predicted through (empty: none).')
 FLAGS = flags.FLAGS
 
-BANDS = 8
 TILE = 512  # Rows and columns of the scene drawn at a time.
 
 
-def _eight_bands(bands: np.ndarray) -> np.ndarray:
-  """4 synthetic bands and 4 more made from them, uint16."""
-  return np.concatenate([bands, bands // 2 + 300], axis=-1)
+def _raster_bands(bands: np.ndarray) -> np.ndarray:
+  """The first --bands of 4 synthetic bands and 4 more made from them, uint16."""
+  return np.concatenate([bands, bands // 2 + 300], axis=-1)[..., :FLAGS.bands]
 
 
 def _photo(bands: np.ndarray) -> np.ndarray:
@@ -58,9 +58,9 @@ def _write_training_sets(folder: str) -> None:
     bands, classes = synthetic.render_multispectral(rng, 160, 160)
     stem = f'{index:03d}'
     with rasterio.open(os.path.join(folder, 'raster', 'images', stem + '.tif'), 'w',
-                       driver='GTiff', width=160, height=160, count=BANDS, dtype='uint16',
+                       driver='GTiff', width=160, height=160, count=FLAGS.bands, dtype='uint16',
                        compress='deflate') as out:
-      out.write(np.moveaxis(_eight_bands(bands), -1, 0))
+      out.write(np.moveaxis(_raster_bands(bands), -1, 0))
     tf.io.write_file(os.path.join(folder, 'photo', 'images', stem + '.jpg'),
                      tf.io.encode_jpeg(_photo(bands), quality=90))
     for kind in ('raster', 'photo'):
@@ -69,9 +69,9 @@ def _write_training_sets(folder: str) -> None:
 
 
 def _write_large_raster(path: str, side: int) -> None:
-  """A side x side scene of 8 uint16 bands, drawn and written TILE x TILE at a time."""
+  """A side x side scene of --bands uint16 bands, drawn and written TILE x TILE at a time."""
   rng = np.random.default_rng(1)
-  with rasterio.open(path, 'w', driver='GTiff', width=side, height=side, count=BANDS,
+  with rasterio.open(path, 'w', driver='GTiff', width=side, height=side, count=FLAGS.bands,
                      dtype='uint16', tiled=True, blockxsize=256, blockysize=256,
                      compress='deflate', crs='EPSG:32633',
                      transform=from_origin(500000, 5000000, 10, 10)) as out:
@@ -79,7 +79,7 @@ def _write_large_raster(path: str, side: int) -> None:
       for left in range(0, side, TILE):
         height, width = min(TILE, side - top), min(TILE, side - left)
         bands, _ = synthetic.render_multispectral(rng, height, width)
-        out.write(np.moveaxis(_eight_bands(bands), -1, 0),
+        out.write(np.moveaxis(_raster_bands(bands), -1, 0),
                   window=Window(left, top, width, height))
 
 
@@ -101,6 +101,21 @@ def _run(args: list) -> tuple[float, float]:
   return int(result.stderr.strip().splitlines()[-1]) / 2**20, seconds
 
 
+def _print_grids(source: str, mask: str) -> None:
+  """The mask GeoTIFF's grid, storage and overviews beside the source's (gdalinfo's fields)."""
+  with rasterio.open(source) as a, rasterio.open(mask) as b:
+    for field, mine, theirs in (
+        ('size', (a.width, a.height), (b.width, b.height)), ('crs', a.crs, b.crs),
+        ('transform', tuple(a.transform), tuple(b.transform)),
+        ('nodata', a.nodata, b.nodata), ('dtype and bands', (a.dtypes[0], a.count),
+                                         (b.dtypes[0], b.count)),
+        ('tiles', a.block_shapes[0], b.block_shapes[0]),
+        ('compression', a.compression, b.compression),
+        ('overviews', a.overviews(1), b.overviews(1))):
+      print(f'{field:<16} source {str(mine):<48} mask {theirs}'
+            f'{"  (same)" if mine == theirs else ""}')
+
+
 def main(argv):
   del argv
   folder = FLAGS.folder
@@ -112,9 +127,9 @@ def main(argv):
             '--config.train.global_batch_size=4', '--config.eval.global_batch_size=4',
             '--config.summaries.num_images=0', '--config.summaries.explain_every_epochs=0']
   runs = {}
-  for kind, extra in (('photo', []), ('raster', [f'--config.data.bands={BANDS}',
+  for kind, extra in (('photo', []), ('raster', [f'--config.data.bands={FLAGS.bands}',
                                                  '--config.data.rgb_bands=(3,2,1)'])):
-    workdir = os.path.join(folder, f'run_{kind}')
+    workdir = os.path.join(folder, f'run_{kind}{FLAGS.bands if kind == "raster" else ""}')
     runs[kind] = [*common, *extra, f'--workdir={workdir}',
                   f'--config.data.files.train_images={folder}/{kind}/images',
                   f'--config.data.files.train_masks={folder}/{kind}/masks']
@@ -122,7 +137,7 @@ def main(argv):
       _run(runs[kind])
   width, height = (int(side) for side in FLAGS.photo_size)
   photo = os.path.join(folder, f'photo_{width}x{height}.jpg')
-  raster = os.path.join(folder, f'raster_{FLAGS.raster_side}.tif')
+  raster = os.path.join(folder, f'raster_{FLAGS.raster_side}x{FLAGS.bands}.tif')
   if not os.path.exists(photo):
     rng = np.random.default_rng(2)
     scene = np.concatenate([_photo(synthetic.render_multispectral(rng, height, TILE)[0])
@@ -133,11 +148,13 @@ def main(argv):
   print(f'{"picture":<44} {"peak GB":>8} {"seconds":>8}')
   for kind, picture, label in (
       ('photo', photo, f'photo {width}x{height} JPEG'),
-      ('raster', raster, f'raster {FLAGS.raster_side}x{FLAGS.raster_side}x{BANDS} uint16 '
+      ('raster', raster, f'raster {FLAGS.raster_side}x{FLAGS.raster_side}x{FLAGS.bands} uint16 '
                          'GeoTIFF')):
     peak, seconds = _run([*runs[kind], '--mode=predict', f'--images={picture}',
                           f'--output={folder}/predict_{kind}'])
     print(f'{label:<44} {peak:8.2f} {seconds:8.1f}')
+  _print_grids(raster, os.path.join(folder, 'predict_raster',
+                                    os.path.basename(raster)[:-len('.tif')] + '_mask.tif'))
   for fmt in FLAGS.formats:
     exported = os.path.join(folder, f'export_{fmt}')
     _run([*runs['photo'], '--mode=export', f'--config.export.format={fmt}',
