@@ -104,7 +104,7 @@ def _run(args: list) -> tuple[float, float]:
 def _print_grids(source: str, mask: str) -> None:
   """The mask GeoTIFF's grid, storage and overviews beside the source's (gdalinfo's fields)."""
   with rasterio.open(source) as a, rasterio.open(mask) as b:
-    for field, mine, theirs in (
+    for field, in_source, in_mask in (
         ('size', (a.width, a.height), (b.width, b.height)), ('crs', a.crs, b.crs),
         ('transform', tuple(a.transform), tuple(b.transform)),
         ('nodata', a.nodata, b.nodata), ('dtype and bands', (a.dtypes[0], a.count),
@@ -112,8 +112,8 @@ def _print_grids(source: str, mask: str) -> None:
         ('tiles', a.block_shapes[0], b.block_shapes[0]),
         ('compression', a.compression, b.compression),
         ('overviews', a.overviews(1), b.overviews(1))):
-      print(f'{field:<16} source {str(mine):<48} mask {theirs}'
-            f'{"  (same)" if mine == theirs else ""}')
+      print(f'{field:<16} source {str(in_source):<48} mask {in_mask}'
+            f'{"  (same)" if in_source == in_mask else ""}')
 
 
 def main(argv):
@@ -127,8 +127,9 @@ def main(argv):
             '--config.train.global_batch_size=4', '--config.eval.global_batch_size=4',
             '--config.summaries.num_images=0', '--config.summaries.explain_every_epochs=0']
   runs = {}
+  shown_bands = ['--config.data.rgb_bands=(3,2,1)'] if FLAGS.bands >= 4 else []
   for kind, extra in (('photo', []), ('raster', [f'--config.data.bands={FLAGS.bands}',
-                                                 '--config.data.rgb_bands=(3,2,1)'])):
+                                                 *shown_bands])):
     workdir = os.path.join(folder, f'run_{kind}{FLAGS.bands if kind == "raster" else ""}')
     runs[kind] = [*common, *extra, f'--workdir={workdir}',
                   f'--config.data.files.train_images={folder}/{kind}/images',

@@ -47,7 +47,7 @@ def _probabilities(inputs, logits, name: str, model_config) -> keras.Model:
   if model_config.sync_batch_norm:
     for layer in model._flatten_layers():  # pylint: disable=protected-access
       if isinstance(layer, layers.BatchNormalization):
-        layer.synchronized = True  # Read when the layer is called (Keras' _moments).
+        layer.synchronized = True  # registry.build_model then reduces it in one all-reduce.
   return model
 
 
