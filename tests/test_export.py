@@ -201,6 +201,7 @@ def test_a_mixed_precision_model_predicts_and_exports_in_float32():
   np.testing.assert_allclose(exported(pictures), mixed(pictures), atol=2e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', models.names())
 def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
   """Each registered model to ONNX and LiteRT, read back in their runtimes; SegFormer's

@@ -241,6 +241,7 @@ def _mobilenet_config(encoder_weights: str, **overrides):
                                              'decoder_widths': (64, 32, 32, 16), **overrides})
 
 
+@pytest.mark.slow
 def test_mobilenet_encoder_weights_from_a_file_load_and_wrong_ones_are_clear(tmp_path):
   path = str(tmp_path / 'encoder.weights.h5')
   encoder = _saved_encoder(path)

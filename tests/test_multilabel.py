@@ -188,6 +188,7 @@ def _short_run(config: str, workdir: str, folder: str, widths: str, steps: int, 
           f'--config.eval.global_batch_size={batch}']
 
 
+@pytest.mark.slow
 def test_every_mode_on_a_multilabel_model(tmp_path, capsys):
   """Trains with tuned thresholds, then predicts (a mask per class, aligned with the
   picture), scores (per class, thresholds recorded), exports (masks [N, H, W, classes]
@@ -271,6 +272,7 @@ FOREGROUND = Foreground(
     class_weights_field='train.class_weights', outputs=('masks', 'probabilities'))
 
 
+@pytest.mark.slow
 def test_a_fourth_task_trains_predicts_and_exports_without_a_product_edit(tmp_path, capsys,
                                                                           monkeypatch):
   monkeypatch.setitem(tasks.TASKS, FOREGROUND.name, FOREGROUND)
