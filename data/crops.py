@@ -7,7 +7,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from data import resize as resize_lib
-from data.decode import decode_mask, decode_picture
+from data.decode import MASK_STRIPS_FEATURE, decode_mask, decode_mask_rows, decode_picture
 from tasks import IGNORE, MASK_FEATURE
 
 
@@ -95,12 +95,19 @@ def random_crop(example: dict, seed: tf.Tensor, spec: CropSpec, mask_lookup=None
   factor (antialiased when it shrinks; its mask by nearest neighbour, the same geometry), padded
   at the bottom and right where it is smaller than the crop: the picture with black, the mask
   with the ignore label, so padding counts in no loss and no metric. Class-balanced crops
-  (spec.class_probabilities) are centred on a pixel of a drawn class (`class_centre`)."""
-  mask = decode_mask(example[MASK_FEATURE], mask_lookup)
-  centre = None
-  if spec.class_probabilities:
-    centre = class_centre(mask, tf.random.experimental.stateless_fold_in(seed, 1), spec)
-  pixels, window, scaled = decode_window(example['image'], seed, spec, bands, centre)
+  (spec.class_probabilities) are centred on a pixel of a drawn class (`class_centre`), found in
+  the whole mask; other crops decode only the mask's strips their window covers, when the
+  prepared set stores them (MASK_STRIPS_FEATURE)."""
+  if MASK_STRIPS_FEATURE in example and not spec.class_probabilities:
+    pixels, window, scaled = decode_window(example['image'], seed, spec, bands)
+    mask = decode_mask_rows(example[MASK_STRIPS_FEATURE], window[0], window[2], mask_lookup)
+    window = tf.stack([0, window[1], window[2], window[3]])  # The window within those rows.
+  else:
+    mask = decode_mask(example[MASK_FEATURE], mask_lookup)
+    centre = None
+    if spec.class_probabilities:
+      centre = class_centre(mask, tf.random.experimental.stateless_fold_in(seed, 1), spec)
+    pixels, window, scaled = decode_window(example['image'], seed, spec, bands, centre)
   image = resize_lib.resize_pictures(pixels[None], (scaled[0], scaled[1]))[0]
   return _padded(resize_lib.as_stored(image, bands), mask, window, scaled, spec.size)
 

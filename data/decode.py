@@ -50,6 +50,39 @@ def decode_mask(encoded: tf.Tensor, lookup: np.ndarray | None = None) -> tf.Tens
   return tf.gather(tf.constant(lookup, tf.uint8), tf.cast(mask, tf.int32))
 
 
+# A prepared mask is also stored as bands of this many rows, each a PNG of the same encoding
+# (files_source), so that a training crop decodes only the rows its window covers.
+MASK_STRIPS_FEATURE = 'mask_strips'
+MASK_STRIP_ROWS = 128
+
+
+def encode_mask_strips(stored: np.ndarray) -> list[bytes]:
+  """A prepared mask [H, W, 1] (class ids, or a multi-label bitmask) as PNGs of
+  MASK_STRIP_ROWS rows each, top to bottom; the last holds what is left."""
+  return [tf.io.encode_png(stored[top:top + MASK_STRIP_ROWS]).numpy()
+          for top in range(0, stored.shape[0], MASK_STRIP_ROWS)]
+
+
+def decode_mask_rows(strips: tf.Tensor, top: tf.Tensor, rows: tf.Tensor,
+                     lookup=None) -> tf.Tensor:
+  """Rows [top, top + rows) of a mask stored as `encode_mask_strips` (a string tensor [n]),
+  as `decode_mask` gives the whole mask: only the strips those rows lie in are decoded."""
+  first, last = top // MASK_STRIP_ROWS, (top + rows - 1) // MASK_STRIP_ROWS
+  channels = []  # decode_mask's static channel count, seen when the loop's body is traced.
+
+  def decode_next(i, decoded):
+    strip = decode_mask(strips[first + i], lookup)
+    channels.append(strip.shape[-1])
+    return i + 1, decoded.write(i, tf.cast(strip, tf.uint8))
+  _, decoded = tf.while_loop(
+      lambda i, _: i <= last - first, decode_next,
+      (tf.constant(0), tf.TensorArray(tf.uint8, size=last - first + 1, infer_shape=False)))
+  start = top - first * MASK_STRIP_ROWS
+  mask = decoded.concat()[start:start + rows]
+  mask.set_shape([None, None, channels[0]])
+  return mask
+
+
 def mask_labels(encoded: tf.Tensor, lookup=None) -> np.ndarray:
   """`decode_mask` as numpy labels (`label_array`)."""
   return label_array(decode_mask(encoded, lookup).numpy())

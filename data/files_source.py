@@ -33,7 +33,7 @@ import tasks
 from tasks import multilabel
 
 REPORT_FILE = 'report.json'
-_VERSION = '1.0.0'  # Of the prepared layout: a change here prepares every set anew.
+_VERSION = '1.1.0'  # Of the prepared layout: a change here prepares every set anew.
 
 
 def _stat_signature(splits: dict, data_config) -> str:
@@ -79,6 +79,7 @@ class ScannedExample(NamedTuple):
   bands: rasters.BandStats | None = None  # A raster's sums over its valid pixels.
   dtype: str = ''  # A raster file's own sample type.
   drawn: annotations.Drawn | None = None  # A mask drawn from annotations: what check_data says.
+  mask_strips: list | None = None  # The same mask as decode.encode_mask_strips stores it.
 
 
 class _Read(NamedTuple):
@@ -214,7 +215,8 @@ def _scanned_mask(example, mapped: masks_lib.MappedMask, palette, read: _Read,
   stored = (mapped.classes[..., None] if mapped.classes.ndim == 2
             else multilabel.pack_bits(mapped.classes)[..., None])
   png = tf.io.encode_png(stored).numpy()
-  return ScannedExample(example, None, png, mapped, palette, read.bands, read.dtype, drawn)
+  return ScannedExample(example, None, png, mapped, palette, read.bands, read.dtype, drawn,
+                        decode.encode_mask_strips(stored))
 
 
 def scan(splits: dict, encoding: masks_lib.MaskEncoding, problems: dict, class_names: tuple,
@@ -252,7 +254,8 @@ def _band_report(scanned: dict, bands: rasters.BandSpec) -> dict:
 
 class FilesDataset(tfds.core.GeneratorBasedBuilder):
   """A user's examples, prepared: pictures as they were (bytes; rasters as their float32 bands
-  with missing values filled by the band means), masks as class-id PNGs."""
+  with missing values filled by the band means), masks as class-id PNGs, whole and in strips of
+  rows (a training crop decodes only the strips its window covers)."""
 
   VERSION = tfds.core.Version(_VERSION)
 
@@ -267,7 +270,8 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     reader = self._task.stored_mask_reader(len(self._class_names))
     target = ({tasks.MASK_FEATURE: tfds.features.Image(
-        shape=(None, None, 1), dtype=getattr(reader, 'dtype', np.uint8))}
+        shape=(None, None, 1), dtype=getattr(reader, 'dtype', np.uint8)),
+               decode.MASK_STRIPS_FEATURE: tfds.features.Tensor(shape=(None,), dtype=np.object_)}
               if self._task.per_pixel else
               {'label': tfds.features.ClassLabel(names=self._class_names)})
     # A raster is stored as a tensor in its own type (rasters.serialize): lossless, decoded in
@@ -294,6 +298,7 @@ class FilesDataset(tfds.core.GeneratorBasedBuilder):
       record = {'image': picture, 'file_name': item.example.name}
       if self._task.per_pixel:
         record[tasks.MASK_FEATURE] = item.mask_png
+        record[decode.MASK_STRIPS_FEATURE] = item.mask_strips
       else:
         record['label'] = item.example.target
       yield item.example.name, record

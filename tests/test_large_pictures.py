@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from data import check_data
 from data import crops
+from data import decode
 from data import resize as resize_lib
 from errors import ConfigError
 from inference import loading
@@ -23,6 +24,7 @@ import tasks
 from tasks import IGNORE, MASK_FEATURE
 from tasks import losses
 from tasks import metrics
+from tasks import multilabel
 from tests import own_data
 from tests.conftest import data_spec, main_in_process, small_config
 from training import config_checks
@@ -82,6 +84,30 @@ def test_crops_and_masks_stay_aligned_through_scale_and_crop_on_non_square_pictu
     expected = tf.image.resize(mask[y:y + h, x:x + w, None], scaled, 'nearest').numpy()[..., 0]
     np.testing.assert_array_equal(label[:expected.shape[0], :expected.shape[1]], expected)
   assert min(scales_seen) < 0.8 and max(scales_seen) > 1.2  # The rescale is drawn, both ways.
+
+
+@pytest.mark.parametrize('task', [tasks.SEGMENTATION, tasks.MULTILABEL], ids=lambda t: t.name)
+def test_a_crop_from_the_masks_strips_equals_the_crop_from_the_whole_mask(task, monkeypatch):
+  """A prepared set stores its masks also in strips of rows; a crop that decodes only the
+  strips its window covers is the crop of the whole mask, for class ids and bitmasks alike."""
+  monkeypatch.setattr(decode, 'MASK_STRIP_ROWS', 16)
+  example, mask = _blocks_example(120, 96, seed=4)  # 8 strips, the last of 8 rows.
+  lookup = task.stored_mask_reader(3)
+  stored = (multilabel.pack_bits(np.eye(3, dtype=np.uint8)[mask]) if task is tasks.MULTILABEL
+            else mask)[..., None]
+  whole = {**example, MASK_FEATURE: tf.io.encode_png(stored)}
+  stripped = {**whole, decode.MASK_STRIPS_FEATURE: tf.constant(decode.encode_mask_strips(stored))}
+  spec = crops.CropSpec((32, 40), (0.5, 2.0))
+  rows_seen = set()
+  for draw in range(24):
+    seed = tf.constant([draw, 3], tf.int64)
+    expected, got = (crops.random_crop(e, seed, spec, lookup) for e in (whole, stripped))
+    np.testing.assert_array_equal(got['image'].numpy(), expected['image'].numpy())
+    np.testing.assert_array_equal(got['label'].numpy(), expected['label'].numpy())
+    window, _ = crops.crop_window(tf.constant([120, 96]), seed, spec)
+    rows_seen.add((int(window[0]) // 16, (int(window[0] + window[2]) - 1) // 16))
+  assert any(last > first for first, last in rows_seen)  # Windows across strips,
+  assert any(last == 7 for _, last in rows_seen)  # and into the short last one.
 
 
 def test_a_crop_at_scale_one_is_the_pictures_own_pixels():

@@ -58,15 +58,24 @@ def own_sets(tmp_path_factory):
 
 
 @pytest.mark.parametrize('encoding', list(ENCODINGS))
-def test_prepared_masks_equal_the_expected_class_ids(own_sets, encoding, tmp_path):
+def test_prepared_masks_equal_the_expected_class_ids(own_sets, encoding, tmp_path, monkeypatch):
+  """Whole, and in the strips of rows a crop decodes (strips of 16 rows here: several a mask,
+  the last shorter)."""
+  monkeypatch.setattr(decode, 'MASK_STRIP_ROWS', 16)
   folder, truth = own_sets[encoding]
   config = files_config(folder, encoding)
   builder = sources.prepared_builder(data_spec(config), str(tmp_path))
   seen = 0
   for split in builder.info.splits:
     for example in sources.read_encoded(builder, split):
+      expected = truth[example['file_name'].numpy().decode()]
       mask = decode.decode_mask(example['segmentation_mask']).numpy()[..., 0]
-      np.testing.assert_array_equal(mask, truth[example['file_name'].numpy().decode()])
+      np.testing.assert_array_equal(mask, expected)
+      strips = example[decode.MASK_STRIPS_FEATURE]
+      assert len(strips) == -(-expected.shape[0] // 16) > 1
+      for top, rows in ((0, expected.shape[0]), (5, 20), (16, 16), (expected.shape[0] - 3, 3)):
+        np.testing.assert_array_equal(
+            decode.decode_mask_rows(strips, top, rows).numpy()[..., 0], expected[top:top + rows])
       seen += 1
   assert seen == len(truth)  # Every pair, once, across train / validation / test.
   report = files_source.stored_report(builder)
