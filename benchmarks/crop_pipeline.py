@@ -12,8 +12,11 @@ grey class-id PNG masks, prepares it, then times, over the same pictures:
   crop_whole_decode  each picture decoded whole, then cropped and rescaled as training does,
                      no mask: the picture's part of a crop without decode_and_crop_jpeg;
   crop_picture       the same with data/crops.decode_window (only the window decoded);
-  crop_limit         data/crops.random_crop: the picture's window and its mask (a PNG decodes
-                     whole), bytes in memory: what one training example costs;
+  crop_limit         data/crops.random_crop: the picture's window and the strips of rows of its
+                     mask that the window covers, bytes in memory: what one training example
+                     costs;
+  crop_whole_mask    the same with the whole mask PNG decoded (a set prepared before masks
+                     were stored in strips, and class-balanced crops, which search it whole);
   train_first_epoch  the framework's training pipeline with data.resize=none (reading the
                      prepared records, cropping, batching, augmenting);
   train_cached       its second epoch: the stored bytes come from memory, every crop is new;
@@ -22,6 +25,7 @@ Ratios are to decode_limit and example_limit of the same round, by images per CP
 core used).
 """
 
+import gc
 import json
 import os
 import statistics
@@ -34,8 +38,10 @@ import tensorflow as tf
 
 from configs import own_large
 from data import crops
+from data import decode
 from data import input_pipeline
 from data import sources
+from data import spec as data_spec
 import specs
 from tasks import MASK_FEATURE
 
@@ -79,8 +85,8 @@ def _rates(ds, images: int) -> float:
   return images / (time.process_time() - start)
 
 
-def _round(builder, data_config, encoded: dict, images: int) -> dict:
-  spec = input_pipeline.pipeline(data_config).crop
+def _round(builder, data: data_spec.Data, encoded: dict, images: int) -> dict:
+  spec = input_pipeline.pipeline(data).crop
   in_memory = tf.data.Dataset.from_tensor_slices(encoded)
   seeded = in_memory.enumerate().map(
       lambda i, ex: (tf.stack([i, tf.constant(0, tf.int64)]), ex))
@@ -110,9 +116,13 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
       'crop_limit': _rates(seeded.map(
           lambda seed, ex: crops.random_crop(ex, seed, spec),
           num_parallel_calls=parallel), images),
+      'crop_whole_mask': _rates(seeded.map(
+          lambda seed, ex: crops.random_crop(
+              {key: value for key, value in ex.items() if key != decode.MASK_STRIPS_FEATURE},
+              seed, spec), num_parallel_calls=parallel), images),
   }
   steps = images // FLAGS.batch
-  pipeline = input_pipeline.pipeline(data_config)
+  pipeline = input_pipeline.pipeline(data)
   iterator = iter(input_pipeline.train_dataset(builder, pipeline, FLAGS.batch, seed=0,
                                                start_step=0))
   for case in ('train_first_epoch', 'train_cached'):
@@ -120,6 +130,10 @@ def _round(builder, data_config, encoded: dict, images: int) -> dict:
     for _ in range(steps):
       next(iterator)
     rates[case] = steps * FLAGS.batch / (time.process_time() - start)
+  # The training stream's prefetching threads go on cropping while they live, and this process's
+  # CPU time counts them: they stop before evaluation is timed (they once took half its share).
+  del iterator
+  gc.collect()
   rates['eval'] = _rates(input_pipeline.eval_dataset(builder, pipeline, FLAGS.batch), images)
   return rates
 
@@ -137,13 +151,15 @@ def main(argv):
   config.data.crop_size = (FLAGS.crop, FLAGS.crop)
   config.data.augment.scale_range = (FLAGS.scale_low, FLAGS.scale_high)
   config.data.augment.color_jitter = 0.0
-  builder = sources.prepared_builder(specs.describe(config).data, FLAGS.data_dir)
+  data = specs.describe(config).data
+  builder = sources.prepared_builder(data, FLAGS.data_dir)
   images = sources.num_examples(builder, 'train')
   examples = list(sources.read_encoded(builder, 'train').as_numpy_iterator())
-  encoded = {key: tf.constant([ex[key] for ex in examples]) for key in ('image', MASK_FEATURE)}
+  encoded = {key: tf.constant([ex[key] for ex in examples])  # One size: as many strips each.
+             for key in ('image', MASK_FEATURE, decode.MASK_STRIPS_FEATURE)}
   rounds = []
   for repeat in range(FLAGS.repeats):
-    rates = _round(builder, config.data, encoded, images)
+    rates = _round(builder, data, encoded, images)
     rounds.append(rates)
     for case, rate in rates.items():
       print(json.dumps({'case': case, 'round': repeat + 1, 'picture': f'{FLAGS.width}x'
