@@ -1,5 +1,7 @@
 """Test process set-up: 2 logical CPU devices (tests of distribution take both as 2 replicas,
-the rest run on one) and shared fixtures."""
+the rest run on one) and shared fixtures. Nothing here imports TensorFlow at module level:
+pytest-xdist's controller loads this file too and runs no test (importing it there cost 3.5 s
+before the workers started)."""
 
 import contextlib
 import os
@@ -11,23 +13,23 @@ import sys
 # once ran the machine out of memory (docs/results.md).
 os.environ.setdefault('MALLOC_ARENA_MAX', '2')
 
-import ml_collections
 import pytest
-import tensorflow as tf
-
-from configs import base
-from configs import seg
-from data import synthetic
-import specs
-from training import runtime
-from training import settle as settled
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-runtime.configure_cpu_devices(2)
-tf.get_logger().setLevel('ERROR')
-# Grappler's graph rewrites pay on long runs; a test's graphs run a few steps, and rewriting
-# them costs more than it saves (measured: docs/results.md). Processes a test starts keep them.
-tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
+
+
+def pytest_configure(config):
+  """In every process that runs tests (not the xdist controller): 2 logical CPU devices, quiet
+  logs, and no Grappler rewrites: they pay on long runs, but a test's graphs run a few steps and
+  rewriting them costs more than it saves (measured: docs/results.md). Processes a test starts
+  keep them."""
+  if config.getoption('numprocesses', None) and 'PYTEST_XDIST_WORKER' not in os.environ:
+    return
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from training import runtime  # pylint: disable=import-outside-toplevel
+  runtime.configure_cpu_devices(2)
+  tf.get_logger().setLevel('ERROR')
+  tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
 
 @contextlib.contextmanager
@@ -35,6 +37,7 @@ def graph_rewrites():
   """Grappler's rewrites on, as in a process a test starts: for a run in this process whose
   weights are compared with such a process's (fused ops round differently, and 60 steps of
   SGD carry the difference into the weights)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': False})
   try:
     yield
@@ -42,8 +45,9 @@ def graph_rewrites():
     tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
 
-def model_config(name: str, **fields) -> ml_collections.ConfigDict:
+def model_config(name: str, **fields):
   """configs/base.py's model section for model `name`, with `fields` changed."""
+  from configs import base  # pylint: disable=import-outside-toplevel
   config = base.get_base_config().model
   config.name = name
   config.update(fields)
@@ -52,6 +56,7 @@ def model_config(name: str, **fields) -> ml_collections.ConfigDict:
 
 def data_spec(config):
   """The config's data section as the data layer takes it (what the modes hand it)."""
+  import specs  # pylint: disable=import-outside-toplevel
   return specs.describe(config).data
 
 
@@ -60,6 +65,8 @@ def small_config(workdir_data: str | None = None, settle: bool = True, **overrid
   (`runtime__cpu_devices=2`: two, for tests of distribution), explain's filter patterns of
   two filters in one layer (the book's 64 in two layers took half of a short run's CPU);
   settled as main.py settles it (`settle=False`: as written, for tests of the checks)."""
+  from configs import seg  # pylint: disable=import-outside-toplevel
+  from training import settle as settled  # pylint: disable=import-outside-toplevel
   config = seg.get_config()
   config.data.source = 'synthetic'
   config.data.image_size = 32
@@ -87,6 +94,7 @@ def small_config(workdir_data: str | None = None, settle: bool = True, **overrid
 @pytest.fixture(scope='session')
 def synthetic_folder(tmp_path_factory):
   """One small synthetic dataset in the official layout, shared by the whole session."""
+  from data import synthetic  # pylint: disable=import-outside-toplevel
   folder = str(tmp_path_factory.mktemp('data') / 'synthetic_pets')
   return synthetic.write_synthetic_pets(folder, num_trainval=48, num_test=13, photo_size=64)
 
@@ -136,6 +144,7 @@ def main_in_process(capsys, *args) -> tuple[int, str]:
   the flags are as before the call after it. It runs on one replica, as a fresh process does,
   unless the args set runtime.cpu_devices."""
   import main  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if not any(arg.startswith('--config.runtime.cpu_devices') for arg in args):
     args = (*args, '--config.runtime.cpu_devices=1')  # One replica, as in a fresh process.
   level, argv, defined = tf.get_logger().level, sys.argv, set(main.FLAGS)
