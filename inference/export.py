@@ -190,7 +190,7 @@ def _network_in_int8(converter: tf.lite.TFLiteConverter, network_names: tuple) -
   exportable resize's computed weights and products, flips, averaging and the masks'
   upsampling, which the ONNX file keeps in float too. Quantized, the resize's weights lost
   most of their precision: seg_xception's file agreed with its model on 0.77 of the pixels,
-  0.99 with them in float (docs/results.md). LiteRT's quantization debugger is its documented
+  0.99 with them in float (BUILD.md "Export"). LiteRT's quantization debugger is its documented
   way to keep chosen operations in float."""
   debugger = tf.lite.experimental.QuantizationDebugger(converter=converter)
   in_network = re.compile('(^|;)(' + '|'.join(map(re.escape, network_names)) + r')(_\d+)?/')
