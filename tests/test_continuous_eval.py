@@ -17,7 +17,7 @@ from tests.conftest import REPO, main_in_process
 
 ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
         '--config.data.image_size=32', '--config.train.global_batch_size=8',
-        '--config.eval.global_batch_size=8', '--config.runtime.cpu_devices=2',
+        '--config.eval.global_batch_size=8',
         '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
         '--config.data.synthetic.photo_size=48', '--config.train.steps_per_epoch=10',
         '--config.train.epochs=3', '--config.train.checkpoint_every_steps=10',

@@ -22,7 +22,7 @@ from training import loop
 
 SMOKE_ARGS = ['--config=configs/seg.py', '--config.data.source=synthetic',
               '--config.data.image_size=32', '--config.train.global_batch_size=8',
-              '--config.eval.global_batch_size=8', '--config.runtime.cpu_devices=2',
+              '--config.eval.global_batch_size=8',
               '--config.data.synthetic.num_trainval=48', '--config.data.synthetic.num_test=8',
               '--config.data.synthetic.photo_size=48', '--config.train.steps_per_epoch=40',
               '--config.train.epochs=1', '--config.train.checkpoint_every_steps=5',
