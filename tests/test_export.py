@@ -4,6 +4,7 @@ against the model; predict and score from an exported file; the one-line errors.
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import onnxruntime
@@ -42,16 +43,8 @@ def _test_pictures(config):
 
 
 @pytest.mark.slow
-def test_every_format_and_quantization_answers_as_the_model(trained_run, tmp_path):
-  workdir, _, config = trained_run
-  records = {}
-  for fmt, quantize in [(f, q) for f, qs in export.FORMATS.items() for q in qs]:
-    # This 32-px model's outline is 1-2 px wide, where int8 loses first: its class agreement
-    # measured 0.83-0.85 for ONNX and LiteRT alike, with the file's resize as it is and with
-    # a plain bilinear one, so int8's gate here is 0.9 (the gate itself: the planted
-    # disagreement below).
-    _, records[fmt, quantize] = _export(config, workdir, tmp_path / f'{fmt}-{quantize}', fmt,
-                                        quantize, min_agreement=0.9 if quantize == 'int8' else 0)
+def test_every_format_and_quantization_answers_as_the_model(trained_exports):
+  records = {key: record for key, (_, record) in trained_exports.items()}
   assert set(records) == {('saved_model', 'none'), ('onnx', 'none'), ('onnx', 'int8'),
                           ('litert', 'none'), ('litert', 'float16'), ('litert', 'int8')}
   float_score = records['saved_model', 'none']['check']['model_score']
@@ -72,19 +65,20 @@ def test_every_format_and_quantization_answers_as_the_model(trained_run, tmp_pat
   # LiteRT int8 quantizes the network and keeps the file's resize (its computed weights and
   # their products) in float, as the ONNX file does: quantized, seg_xception's file agreed with
   # its model on 0.77 of the pixels.
-  folder = tmp_path / 'litert-int8'
+  folder, record = trained_exports['litert', 'int8']
   tensors = tf.lite.Interpreter(
-      model_path=str(folder / records['litert', 'int8']['file'])).get_tensor_details()
+      model_path=os.path.join(folder, record['file'])).get_tensor_details()
   resize_products = [t['dtype'] for t in tensors if re.fullmatch(r'MatMul(_\d+)?', t['name'])]
   assert resize_products and set(resize_products) == {np.float32}, resize_products
   assert any(t['dtype'] == np.int8 for t in tensors)
 
 
 @pytest.mark.slow
-def test_onnx_file_alone_gives_the_models_masks_at_the_pictures_size(trained_run, tmp_path):
+def test_onnx_file_alone_gives_the_models_masks_at_the_pictures_size(trained_run,
+                                                                    trained_exports):
   """Read by onnxruntime directly, as a server would, against the Keras model by hand."""
   workdir, _, config = trained_run
-  folder, record = _export(config, workdir, tmp_path, 'onnx')
+  folder, record = trained_exports['onnx', 'none']
   session = onnxruntime.InferenceSession(os.path.join(folder, record['file']),
                                          providers=['CPUExecutionProvider'])
   picture = loading.read_picture(_test_pictures(config)[0])
@@ -186,9 +180,9 @@ def test_int8_reads_its_calibration_pictures_before_converting(tmp_path, trained
   assert not os.path.exists(tmp_path / 'out')
 
 
-def test_an_artefact_of_other_classes_is_refused(trained_run, tmp_path):
-  workdir, _, config = trained_run
-  folder, _ = _export(config, workdir, tmp_path, 'saved_model', check_pictures=0)
+def test_an_artefact_of_other_classes_is_refused(trained_exports, tmp_path):
+  folder = str(tmp_path / 'copy')  # Its record is removed below.
+  shutil.copytree(trained_exports['saved_model', 'none'][0], folder)
   artifact = artifacts.Artifact(folder)
   artifact.check_fits(('pet', 'background', 'outline'), tasks.SEGMENTATION)
   with pytest.raises(UserError, match=r"exported for classes \['pet', 'background', "
@@ -225,9 +219,11 @@ def test_every_model_exports_or_says_which_format_takes_it(name, tmp_path):
   config.data.image_size = size
   config.task = task.name
   predictor = Predictor(model, specs.describe(config))
-  serve = export.serving_function(predictor)
   picture = np.random.default_rng(1).integers(0, 256, (45, 60, 3), dtype=np.uint8)
-  expected = serve(tf.constant(picture[None]))['probabilities'].numpy()
+  # The Predictor run eagerly, as the serving function computes it (tracing it here too cost
+  # a second trace of each network).
+  expected = predictor.probabilities(tf.constant(picture[None], tf.float32),
+                                     exportable=True).numpy()
   for fmt in ('onnx', 'litert'):
     if name == 'segformer' and fmt == 'onnx':
       with pytest.raises(ConfigError, match='onnx cannot take layer .* '

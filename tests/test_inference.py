@@ -72,7 +72,8 @@ def test_images_from_sub_folders_are_found_and_named_so_none_overwrites_another(
 
 
 @pytest.mark.slow
-def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_path):
+def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, trained_exports,
+                                                               tmp_path):
   workdir, _, config = trained_run
   folder = config.data.folder
   names = [line.split()[0] for line in open(os.path.join(folder, 'annotations', 'test.txt'))]
@@ -91,8 +92,7 @@ def test_predict_masks_match_the_shapes_and_export_round_trips(trained_run, tmp_
     union += np.sum(pet | truth)
   assert intersection / union > 0.5
 
-  export_dir = export.run(config, workdir, str(tmp_path / 'export'))
-  loaded = tf.saved_model.load(export_dir)
+  loaded = tf.saved_model.load(trained_exports['saved_model', 'none'][0])
   picture = loading.read_picture(pictures[0])
   served = loaded.serve(tf.constant(picture[None]))['masks'].numpy()[0]
   model, _ = loading.load_model(specs.describe(config).network, workdir)
