@@ -8,10 +8,15 @@ import os
 import subprocess
 import sys
 
-# The workers and the processes tests start inherit it: glibc's per-thread malloc arenas
-# otherwise keep TensorFlow's freed memory, and three workers beside a 7 GB ONNX conversion
-# once ran the machine out of memory (docs/results.md).
-os.environ.setdefault('MALLOC_ARENA_MAX', '2')
+# The workers and the processes tests start inherit these (glibc reads them when a process
+# starts). Per-thread malloc arenas otherwise keep TensorFlow's freed memory, and three
+# workers beside a 7 GB ONNX conversion once ran the machine out of memory. Tensors up to
+# 256 MB come from the heap, and up to 512 MB of freed heap stays mapped: mapping and
+# unmapping each one again was a fifth of the suite's system time (docs/results.md).
+for _name, _value in (('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', str(256 << 20)),
+                      ('MALLOC_TRIM_THRESHOLD_', str(512 << 20)),
+                      ('MALLOC_TOP_PAD_', str(64 << 20))):
+  os.environ.setdefault(_name, _value)
 
 import pytest
 
@@ -197,7 +202,7 @@ _WAITING_FILES = ('test_slurm.py', 'test_multiworker.py', 'test_reliability.py',
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the marks into node ids.
 def pytest_collection_modifyitems(items):
-  """Under pytest-xdist (pytest.ini: -n 3 --dist loadgroup) every test that shares a costly
+  """Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup) every test that shares a costly
   module or session fixture (a trained run, a local Slurm, a two-worker launch) runs on the
   worker that built it: a fixture is built once per worker process. The tests that wait for
   launched processes come first, then the slow ones, so the quick ones fill the workers' ends
