@@ -19,6 +19,7 @@ from inference import score
 import specs
 from training import continuous_eval
 from training import loop
+from training import runtime
 from training import settle
 
 FLAGS = flags.FLAGS
@@ -95,4 +96,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  runtime.collect_garbage_less_often()
   app.run(main, flags_parser=parse_flags)

@@ -24,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_configure(config):
-  """In every process that runs tests (not the xdist controller): 2 logical CPU devices, quiet
-  logs, and no Grappler rewrites: they pay on long runs, but a test's graphs run a few steps and
+  """In every process that runs tests (not the xdist controller): 2 logical CPU devices, the
+  garbage collector as main.py sets it, quiet logs, and no Grappler rewrites: they pay on long runs, but a test's graphs run a few steps and
   rewriting them costs more than it saves (measured: docs/results.md). Processes a test starts
   keep them."""
   if config.getoption('numprocesses', None) and 'PYTEST_XDIST_WORKER' not in os.environ:
@@ -33,6 +33,7 @@ def pytest_configure(config):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from training import runtime  # pylint: disable=import-outside-toplevel
   runtime.configure_cpu_devices(2)
+  runtime.collect_garbage_less_often()  # As main.py does.
   tf.get_logger().setLevel('ERROR')
   tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
