@@ -25,9 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def pytest_configure(config):
   """In every process that runs tests (not the xdist controller): 2 logical CPU devices, the
-  garbage collector as main.py sets it, quiet logs, and no Grappler rewrites: they pay on long runs, but a test's graphs run a few steps and
-  rewriting them costs more than it saves (measured: docs/results.md). Processes a test starts
-  keep them."""
+  garbage collector as main.py sets it, quiet logs, and no Grappler rewrites: they pay on long
+  runs, but a test's graphs run a few steps and rewriting them costs more than it saves
+  (measured: docs/results.md). Processes a test starts keep them."""
   if config.getoption('numprocesses', None) and 'PYTEST_XDIST_WORKER' not in os.environ:
     return
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
