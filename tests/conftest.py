@@ -124,19 +124,26 @@ def trained_exports(trained_run, tmp_path_factory):
   wide, where int8 loses first: its class agreement measured 0.83-0.85 for ONNX and LiteRT
   alike, with the file's resize as it is and with a plain bilinear one, so int8's gate is 0.9
   (the gate itself: test_export's planted disagreement)."""
+  from inference import export  # pylint: disable=import-outside-toplevel
+  workdir, _, config = trained_run
+  return {(fmt, quantize): export_to(config, workdir, tmp_path_factory.mktemp(f'{fmt}-{quantize}'),
+                                     fmt, quantize,
+                                     min_agreement=0.9 if quantize == 'int8' else 0.0)
+          for fmt, qs in export.FORMATS.items() for quantize in qs}
+
+
+def export_to(config, workdir: str, output, fmt: str, quantize: str = 'none', **fields):
+  """--mode=export of `workdir` to `output` in `fmt` and `quantize` (other export fields in
+  `fields`): (the folder, its export.json)."""
   import json  # pylint: disable=import-outside-toplevel
   from inference import artifacts  # pylint: disable=import-outside-toplevel
   from inference import export  # pylint: disable=import-outside-toplevel
-  workdir, _, trained_config = trained_run
-  exports = {}
-  for fmt, quantize in [(f, q) for f, qs in export.FORMATS.items() for q in qs]:
-    config = trained_config.copy_and_resolve_references()
-    config.export.format, config.export.quantize = fmt, quantize
-    config.export.min_agreement = 0.9 if quantize == 'int8' else 0.0
-    folder = export.run(config, workdir, str(tmp_path_factory.mktemp(f'{fmt}-{quantize}')))
-    with open(os.path.join(folder, artifacts.RECORD)) as f:
-      exports[fmt, quantize] = folder, json.load(f)
-  return exports
+  config = config.copy_and_resolve_references()
+  config.export.format, config.export.quantize = fmt, quantize
+  config.export.update(fields)
+  folder = export.run(config, workdir, str(output))
+  with open(os.path.join(folder, artifacts.RECORD)) as f:
+    return folder, json.load(f)
 
 
 @pytest.fixture(scope='session')

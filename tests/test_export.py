@@ -24,16 +24,8 @@ from inference.predictor import Predictor
 from modeling import models
 import specs
 import tasks
-from tests.conftest import main_in_process, small_config
+from tests.conftest import export_to, main_in_process, small_config
 from tests.test_models import zoo_model_config
-
-
-def _export(config, workdir, output, fmt, quantize='none', **fields):
-  config = config.copy_and_resolve_references()
-  config.export.format, config.export.quantize = fmt, quantize
-  config.export.update(fields)
-  folder = export.run(config, workdir, str(output))
-  return folder, json.load(open(os.path.join(folder, artifacts.RECORD)))
 
 
 def _test_pictures(config):
@@ -97,7 +89,7 @@ def test_predict_and_score_from_an_exported_file_answer_as_the_workdir(trained_r
   workdir, _, config = trained_run
   config = config.copy_and_resolve_references()
   config.predict.sizes, config.predict.flip = (32, 40), True  # Baked into the export.
-  folder, _ = _export(config, workdir, tmp_path / 'export', 'litert')
+  folder, _ = export_to(config, workdir, tmp_path / 'export', 'litert')
   pictures = ','.join(_test_pictures(config))
   from_workdir = predict.run(config, workdir, pictures, str(tmp_path / 'workdir'))
   scored = score.run(config, workdir)
@@ -124,7 +116,7 @@ def test_a_planted_disagreement_fails_the_export_naming_the_class(trained_run, t
       np.where(m == 2, 1, m).astype(np.uint8) for m in real_masks(self, pictures)]
   monkeypatch.setattr(artifacts.Artifact, 'masks', outline_as_background)
   with pytest.raises(export_check.Disagrees, match=r'worst classes: outline 0\.0000') as failed:
-    _export(config, workdir, tmp_path, 'onnx')
+    export_to(config, workdir, tmp_path, 'onnx')
   assert failed.value.exit_code == 5
   record = json.load(open(tmp_path / artifacts.RECORD))
   assert not record['check']['passed'] and record['check']['class_agreement']['outline'] == 0
@@ -246,9 +238,9 @@ def test_an_export_replaces_the_earlier_export_in_its_folder_whole(trained_run, 
   predict.artifact runs it; a folder with other files in it is refused, untouched."""
   workdir, _, config = trained_run
   folder = tmp_path / 'served'
-  _export(config, workdir, folder, 'onnx', check_pictures=2)
+  export_to(config, workdir, folder, 'onnx', check_pictures=2)
   assert os.path.isfile(folder / artifacts.ONNX_FILE)
-  _, record = _export(config, workdir, folder, 'saved_model', check_pictures=2)
+  _, record = export_to(config, workdir, folder, 'saved_model', check_pictures=2)
   assert record['format'] == 'saved_model' and record['file'] == '.'
   assert not os.path.exists(folder / artifacts.ONNX_FILE)
   assert artifacts.Artifact(str(folder)).format == 'saved_model'
@@ -257,5 +249,5 @@ def test_an_export_replaces_the_earlier_export_in_its_folder_whole(trained_run, 
   mine.mkdir()
   (mine / 'notes.txt').write_text('keep me')
   with pytest.raises(UserError, match='mine holds files no export writes .notes.txt.'):
-    _export(config, workdir, mine, 'onnx', check_pictures=2)
+    export_to(config, workdir, mine, 'onnx', check_pictures=2)
   assert os.listdir(mine) == ['notes.txt']
