@@ -26,6 +26,12 @@ import tasks
 from tasks import MASK_FEATURE
 
 
+# A function for tf.data or tf.function traced as written, not rewritten by autograph first:
+# the pipeline's and the steps' functions use TensorFlow's control flow, never Python's on
+# tensors, and autograph's rewrite of them and all they call cost 1.5 s of a fresh process.
+as_written = tf.autograph.experimental.do_not_convert
+
+
 def preprocess(example: dict, image_size, label_feature: str = MASK_FEATURE,
                mask_lookup=None, bands: int = 0) -> dict:
   """Decoded image resized to `image_size` (a side or (height, width); bilinear, antialiased)
@@ -125,8 +131,8 @@ def jitter_bands(data_config) -> tuple:
 def preprocess_fn(spec: Pipeline):
   """`preprocess` as the pipeline asks: its image size (none when training on crops: the
   pictures at their own resolution), label and mask values."""
-  return lambda example: preprocess(example, spec.image_size, spec.label_feature,
-                                    spec.mask_lookup, spec.bands)
+  return as_written(lambda example: preprocess(example, spec.image_size, spec.label_feature,
+                                               spec.mask_lookup, spec.bands))
 
 
 def cached_bytes(spec: Pipeline, num_examples: int, encoded_bytes: int = 0) -> int:
@@ -197,14 +203,14 @@ def _replica_stream(builder, spec: Pipeline, replica: int, num_replicas: int,
   if spec.crop:  # Each example's crop drawn from its place in the stream.
     ds = ds.enumerate().skip(start_step * per_replica_batch)
     crop_seed = tf.random.experimental.stateless_fold_in(replica_seed, 1)
-    ds = ds.map(lambda index, example: crops.random_crop(
+    ds = ds.map(as_written(lambda index, example: crops.random_crop(
         example, tf.random.experimental.stateless_fold_in(crop_seed, index), spec.crop,
-        spec.mask_lookup, spec.bands), num_parallel_calls=tf.data.AUTOTUNE)
+        spec.mask_lookup, spec.bands)), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate(start_step)
   else:
     ds = ds.batch(per_replica_batch, drop_remainder=True).enumerate().skip(start_step)
-  ds = ds.map(lambda index, batch: augment_lib.augment(
-      batch, tf.random.experimental.stateless_fold_in(replica_seed, index), spec.augmentation),
+  ds = ds.map(as_written(lambda index, batch: augment_lib.augment(
+      batch, tf.random.experimental.stateless_fold_in(replica_seed, index), spec.augmentation)),
       num_parallel_calls=tf.data.AUTOTUNE)
   if spec.service_address:  # uint8 batches over the wire, a quarter of float32's bytes.
     ds = ds.apply(tf.data.experimental.service.distribute(
@@ -262,7 +268,7 @@ def eval_dataset(builder, spec: Pipeline, global_batch_size: int,
   cache = lambda ds: _apply_cache(ds, spec, builder, split, f'eval-{shard}', shard, pipelines)
   if spec.crop:  # Whole pictures: the stored bytes are cached, not the pixels.
     ds = cache(ds)
-  ds = ds.map(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)},
+  ds = ds.map(as_written(lambda ex: {**prepare(ex), 'weight': tf.constant(1.0)}),
               num_parallel_calls=tf.data.AUTOTUNE)
   if not spec.crop:
     ds = cache(ds)
@@ -286,8 +292,8 @@ def preview_batch(builder, spec: Pipeline, count: int) -> dict:
   every evaluation and explain pass shows. Training on crops, each is its central crop at its
   own resolution, the scale the model learns at."""
   if spec.crop:
-    prepare = lambda example: crops.center_crop(example, spec.crop.size, spec.mask_lookup,
-                                                spec.bands)
+    prepare = as_written(lambda example: crops.center_crop(example, spec.crop.size,
+                                                           spec.mask_lookup, spec.bands))
   else:
     prepare = preprocess_fn(spec)
   ds = sources.first_examples(builder, spec.splits.eval, count).map(prepare)

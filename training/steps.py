@@ -26,6 +26,7 @@ def with_ready_times(dataset: tf.data.Dataset) -> tf.data.Dataset:
   the time it asked for the batch: a timestamp taken in the step after `get_next` would also
   count the time the step's executor was busy with other work before running it (measured:
   a third of every step on 2 CPU replicas with the input ready)."""
+  @tf.autograph.experimental.do_not_convert  # As the steps: TensorFlow's control flow only.
   def stamp(batch):
     with tf.control_dependencies(tf.nest.flatten(batch)):
       return {**batch, READY_AT: tf.timestamp()}
@@ -102,14 +103,16 @@ class Steps:
         optimizer.build(self.variables)
     self._jit_compile = jit_compile
     self._trace_train_steps()
-    self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+    self.eval_step = tf.function(self._eval_step, reduce_retracing=True, autograph=False)
 
   def _trace_train_steps(self):
     """Step functions for the weights that train now. XLA compiles the forward and backward
-    pass; the optimizer's cross-replica update stays outside, where the all-reduce lives."""
-    self._gradients = tf.function(self._loss_and_gradients, jit_compile=True) \
+    pass; the optimizer's cross-replica update stays outside, where the all-reduce lives.
+    Traced as written (no autograph): see data.input_pipeline.as_written."""
+    self._gradients = tf.function(self._loss_and_gradients, jit_compile=True,
+                                  autograph=False) \
         if self._jit_compile else self._loss_and_gradients
-    self._train_steps_fn = tf.function(self._train_steps)
+    self._train_steps_fn = tf.function(self._train_steps, autograph=False)
 
   def freeze(self, layers: list) -> None:
     """From now on `layers` do not train (their batch norm runs in inference mode) and every
@@ -205,29 +208,33 @@ class Steps:
   def _train_steps(self, iterator, num_steps: tf.Tensor):
     totals = [tf.zeros([]), tf.zeros([]), tf.zeros(self.task.counts_shape(self.num_classes)),
               tf.zeros([])]
-    waited = tf.zeros([], tf.float64)
-    updates = tf.zeros([], tf.int64)
-    for _ in tf.range(num_steps):
-      # When the previous step's sums and weight updates are done: the step asks for input.
-      with tf.control_dependencies(totals + [waited, updates]):
-        asked = tf.timestamp()
-      batches, ready = [], asked
-      for _ in range(self.accumulation_steps):
-        with tf.control_dependencies([asked]):
-          batch = dict(next(iterator))
-        if READY_AT in batch:
-          for replica_ready in self.strategy.experimental_local_results(batch.pop(READY_AT)):
-            ready = tf.maximum(ready, replica_ready)
-        batches.append(batch)
-      waited += ready - asked
-      sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
-      totals = [t + s for t, s in zip(totals, sums)]
-      with tf.control_dependencies(totals):
-        decay = ema_decay_at(self.ema_decay, self.optimizer.iterations)
-        for average, weight in zip(self.ema, self.variables):
-          average.assign(decay * average + (1.0 - decay) * weight)
-      updates = tf.convert_to_tensor(self.optimizer.iterations)
+    _, totals, waited, _ = tf.while_loop(
+        lambda step, *_: step < num_steps,
+        lambda step, totals, waited, updates: (
+            step + 1, *self._train_step(iterator, totals, waited, updates)),
+        (tf.zeros_like(num_steps), totals, tf.zeros([], tf.float64), tf.zeros([], tf.int64)))
     return totals[:3] + [waited, totals[3]]
+
+  def _train_step(self, iterator, totals: list, waited: tf.Tensor, updates: tf.Tensor):
+    """One optimizer update inside `_train_steps`' loop: (totals, waited, updates) after it."""
+    # When the previous step's sums and weight updates are done: the step asks for input.
+    with tf.control_dependencies(totals + [waited, updates]):
+      asked = tf.timestamp()
+    batches, ready = [], asked
+    for _ in range(self.accumulation_steps):
+      with tf.control_dependencies([asked]):
+        batch = dict(next(iterator))
+      if READY_AT in batch:
+        for replica_ready in self.strategy.experimental_local_results(batch.pop(READY_AT)):
+          ready = tf.maximum(ready, replica_ready)
+      batches.append(batch)
+    sums = self._reduce(self.strategy.run(self._train_replica_step, args=(tuple(batches),)))
+    totals = [t + s for t, s in zip(totals, sums)]
+    with tf.control_dependencies(totals):
+      decay = ema_decay_at(self.ema_decay, self.optimizer.iterations)
+      for average, weight in zip(self.ema, self.variables):
+        average.assign(decay * average + (1.0 - decay) * weight)
+    return totals, waited + (ready - asked), tf.convert_to_tensor(self.optimizer.iterations)
 
   def _eval_replica_step(self, batch):
     answer = lambda pictures: self.model(pictures, training=False)
