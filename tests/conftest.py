@@ -4,6 +4,7 @@ pytest-xdist's controller loads this file too and runs no test (importing it the
 before the workers started)."""
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -135,7 +136,6 @@ def trained_exports(trained_run, tmp_path_factory):
 def export_to(config, workdir: str, output, fmt: str, quantize: str = 'none', **fields):
   """--mode=export of `workdir` to `output` in `fmt` and `quantize` (other export fields in
   `fields`): (the folder, its export.json)."""
-  import json  # pylint: disable=import-outside-toplevel
   from inference import artifacts  # pylint: disable=import-outside-toplevel
   from inference import export  # pylint: disable=import-outside-toplevel
   config = config.copy_and_resolve_references()
