@@ -14,7 +14,6 @@ scale (registry.Family.test_scale), the book's model as it is.
 """
 
 import json
-import sys
 import time
 
 from absl import app
@@ -22,7 +21,8 @@ from absl import flags
 
 from benchmarks import isolated
 
-flags.DEFINE_list('models', ['book_segmentation', 'unet', 'segformer'], 'Registered models.')
+flags.DEFINE_list('models', ['book_segmentation', 'unet', 'segformer'],
+                  'Registered segmentation models.')
 flags.DEFINE_list('optimizers', ['sgd', 'rmsprop', 'adam'], 'train.optimizer values.')
 flags.DEFINE_list('replicas', ['1', '2'], 'Logical CPU devices, one replica each.')
 flags.DEFINE_string('precision', 'float32', 'Keras dtype policy.')
@@ -84,7 +84,7 @@ def main(argv):
     name, optimizer_name, replicas = FLAGS.one.split(',')
     print(json.dumps(measure(name, optimizer_name, int(replicas))), flush=True)
     return
-  passed = [a for a in sys.argv[1:] if a.startswith(('--precision', '--image_size'))]
+  passed = [f'--precision={FLAGS.precision}', f'--image_size={FLAGS.image_size}']
   for name in FLAGS.models:
     for optimizer_name in FLAGS.optimizers:
       for replicas in FLAGS.replicas:
