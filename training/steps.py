@@ -12,6 +12,7 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from data.input_pipeline import as_written
 from modeling import sliding
 import tasks
 from tasks import losses
@@ -26,7 +27,7 @@ def with_ready_times(dataset: tf.data.Dataset) -> tf.data.Dataset:
   the time it asked for the batch: a timestamp taken in the step after `get_next` would also
   count the time the step's executor was busy with other work before running it (measured:
   a third of every step on 2 CPU replicas with the input ready)."""
-  @tf.autograph.experimental.do_not_convert  # As the steps: TensorFlow's control flow only.
+  @as_written
   def stamp(batch):
     with tf.control_dependencies(tf.nest.flatten(batch)):
       return {**batch, READY_AT: tf.timestamp()}
