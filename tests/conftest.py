@@ -122,14 +122,15 @@ def trained_run(tmp_path_factory, synthetic_folder):
 def trained_exports(trained_run, tmp_path_factory):
   """trained_run exported once to every format and quantization, for the tests that read the
   files: {(format, quantize): (folder, its export.json)}. This 32-px model's outline is 1-2 px
-  wide, where int8 loses first: its class agreement measured 0.83-0.85 for ONNX and LiteRT
-  alike, with the file's resize as it is and with a plain bilinear one, so int8's gate is 0.9
-  (the gate itself: test_export's planted disagreement)."""
+  wide, where int8 loses first, and how much depends on the trained weights: over 8 runs of
+  this config (4 seeds, Keras' Adam and the fused one) int8 kept 0.65-0.89 of the outline in
+  ONNX, 0.79-0.93 in LiteRT, and 0.864-0.97 averaged over classes (docs/results.md), so int8's
+  gate is 0.85 (the gate itself: test_export's planted disagreement)."""
   from inference import export  # pylint: disable=import-outside-toplevel
   workdir, _, config = trained_run
   return {(fmt, quantize): export_to(config, workdir, tmp_path_factory.mktemp(f'{fmt}-{quantize}'),
                                      fmt, quantize,
-                                     min_agreement=0.9 if quantize == 'int8' else 0.0)
+                                     min_agreement=0.85 if quantize == 'int8' else 0.0)
           for fmt, qs in export.FORMATS.items() for quantize in qs}
 
 

@@ -46,7 +46,8 @@ def test_every_format_and_quantization_answers_as_the_model(trained_exports):
     assert check['passed'] and check['pictures'] == 16, (fmt, quantize, check)
     assert set(check['class_agreement']) == {'pet', 'background', 'outline'}
     if quantize == 'int8':
-      assert check['agreement'] >= 0.98 and check['class_agreement']['outline'] >= 0.8, check
+      # Over 8 trainings of this config: overall 0.982-0.994, outline 0.65-0.93 (conftest).
+      assert check['agreement'] >= 0.98 and check['class_agreement']['outline'] >= 0.6, check
       assert check['export_score'] >= 0.97 * float_score, check
     else:
       assert check['agreement'] >= 0.999, (fmt, quantize, check)
