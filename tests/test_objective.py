@@ -67,9 +67,9 @@ def test_adam_and_adamw_update_as_keras_does_on_two_replicas_under_loss_scaling(
     name, monkeypatch):
   """The optimizers as built (Adam's fused update) against Keras' own classes built the same
   way: 4 steps of random gradients on 2 replicas, float16 loss scaling, one variable at half
-  the rate (an encoder's multiplier), decoupled decay for adamw: the same updates and moments
-  to 1e-4 (the kernel takes beta_2 in float32 and computes 1 - beta_2 from it: 0.00099998713
-  for 0.999, 1.3e-5 from Keras' 0.001)."""
+  the rate (an encoder's multiplier), decoupled decay for adamw: the same weights to 2e-6 and
+  moments to 1e-4 (the kernel takes beta_2 in float32 and computes 1 - beta_2 from it:
+  0.00099998713 for 0.999, 1.3e-5 from Keras' 0.001)."""
   train = small_config(train__optimizer=name, train__learning_rate=0.05,
                        train__weight_decay=0.1 if name == 'adamw' else 0.0,
                        train__encoder_lr_multiplier=0.5, settle=False).train
