@@ -28,18 +28,23 @@ def confusion_matrix(labels: tf.Tensor, probabilities: tf.Tensor, num_classes: i
 
 def label_confusion_matrix(labels, predictions, num_classes: int, weights=None) -> tf.Tensor:
   """`confusion_matrix` of predicted class ids (masks or labels of the same shape as
-  `labels`): what training's evaluation and --mode=score's native-resolution masks share."""
-  predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
-  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-  pixel_weights = tf.ones_like(labels, tf.float32)
-  if weights is not None:
-    per_example = tf.size(labels) // tf.maximum(tf.size(weights), 1)
-    pixel_weights = tf.repeat(tf.cast(tf.reshape(weights, [-1]), tf.float32), per_example)
+  `labels`): what training's evaluation and --mode=score's native-resolution masks share.
+
+  One segment sum over the cells (label * num_classes + prediction): tf.math.confusion_matrix
+  adds four checks over every pixel, each traced as a conditional of its own (about 30 s of
+  the suite's CPU, docs/results.md). A label past the classes falls outside the cells and
+  fails on CPU, as the loss's gather of that label does."""
+  predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
+  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
   valid = tf.not_equal(labels, IGNORE)
-  return tf.math.confusion_matrix(tf.where(valid, labels, 0), predictions,
-                                  num_classes=num_classes,
-                                  weights=pixel_weights * tf.cast(valid, tf.float32),
-                                  dtype=tf.float32)
+  pixel_weights = tf.cast(valid, tf.float32)
+  if weights is not None:  # One per example, over its pixels.
+    per_example = tf.reshape(pixel_weights, [tf.maximum(tf.size(weights), 1), -1])
+    pixel_weights = tf.reshape(per_example * tf.reshape(tf.cast(weights, tf.float32), [-1, 1]),
+                               [-1])
+  cells = tf.where(valid, labels, 0) * num_classes + predictions
+  return tf.reshape(tf.math.unsorted_segment_sum(pixel_weights, cells, num_classes * num_classes),
+                    [num_classes, num_classes])
 
 
 # What the epoch line (and the sidecar's) shows of the summarize() keys, when present.
