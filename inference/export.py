@@ -110,10 +110,12 @@ def check_convertible(model: keras.Model, kind: str) -> None:
                         f'export.format={" or ".join(works)}.')
 
 
-def _write_saved_model(predictor: Predictor, serve, folder: str) -> str:
+def _write_saved_model(serve, folder: str) -> str:
+  """The serving function and the variables it reads, once. Tracking the models as well
+  (archive.track) saved every weight twice, as the Keras variable and as the tf.Variable the
+  function captures (354 MB where the U-Net on ResNet-50 holds 177 MB), and traced each
+  model's own serving signature only to look for lookup tables, which none of them holds."""
   archive = keras.export.ExportArchive()
-  for sized_model in predictor.models.values():
-    archive.track(sized_model)
   archive.add_endpoint(artifacts.SIGNATURE, serve)
   archive.write_out(folder, verbose=False)
   return folder
@@ -217,12 +219,12 @@ def write(predictor: Predictor, out_dir: str, *, kind: str, quantize: str, bands
   bands (0: RGB photos): the SavedModel itself, or its conversion."""
   serve = serving_function(predictor, bands, dtype)
   if kind == 'saved_model':
-    return _write_saved_model(predictor, serve, out_dir)
+    return _write_saved_model(serve, out_dir)
   if kind == 'onnx':
     path = _write_onnx(serve, os.path.join(out_dir, artifacts.ONNX_FILE))
     return _quantize_onnx(path, calibration) if quantize == 'int8' else path
   with tempfile.TemporaryDirectory(dir=out_dir) as saved_model:
-    return _write_litert(_write_saved_model(predictor, serve, saved_model),
+    return _write_litert(_write_saved_model(serve, saved_model),
                          os.path.join(out_dir, artifacts.LITERT_FILE), quantize, calibration,
                          tuple(model.name for model in predictor.models.values()))
 
