@@ -5,12 +5,14 @@ test suite's CPU (docs/results.md). Prints one JSON line per model, optimizer an
 count, each measured in its own process (CPU seconds of the process, all threads):
 
     python -m benchmarks.step_trace [--models=book_segmentation,unet,segformer
-        --optimizers=sgd,rmsprop,adam --replicas=1,2 --precision=float32]
+        --optimizers=sgd,rmsprop,adam --replicas=1,2 --precision=float32
+        --sync_batch_norm --real_size]
 
 forward_s traces the model's training-mode call, gradients_s the loss and its gradients
 (the forward pass again within it), step_s the whole step (gradients, the optimizer's update,
 the loop around it); update_s = step_s - gradients_s. Zoo families are built at their test
-scale (registry.Family.test_scale), the book's model as it is.
+scale (registry.Family.test_scale) or, with --real_size, as configs/base.py has them; the
+book's model as it is. --sync_batch_norm: every batch norm takes the global batch's statistics.
 """
 
 import json
@@ -27,6 +29,8 @@ flags.DEFINE_list('optimizers', ['sgd', 'rmsprop', 'adam'], 'train.optimizer val
 flags.DEFINE_list('replicas', ['1', '2'], 'Logical CPU devices, one replica each.')
 flags.DEFINE_string('precision', 'float32', 'Keras dtype policy.')
 flags.DEFINE_integer('image_size', 64, 'Input side.')
+flags.DEFINE_bool('sync_batch_norm', False, 'model.sync_batch_norm.')
+flags.DEFINE_bool('real_size', False, 'Zoo families as configured, not at test scale.')
 flags.DEFINE_string('one', '', 'Internal: measure model,optimizer,replicas in this process.')
 FLAGS = flags.FLAGS
 
@@ -41,7 +45,9 @@ def measure(name: str, optimizer_name: str, replicas: int) -> dict:
   config = seg.get_config()
   config.runtime.cpu_devices = replicas
   config.model.name = name
-  config.model.update(models.family(name).test_scale)
+  if not FLAGS.real_size:
+    config.model.update(models.family(name).test_scale)
+  config.model.sync_batch_norm = FLAGS.sync_batch_norm
   config.train.optimizer = optimizer_name
   runtime.configure_cpu_devices(replicas)
   strategy = runtime.create_strategy(config.runtime)
@@ -72,7 +78,8 @@ def measure(name: str, optimizer_name: str, replicas: int) -> dict:
       autograph=False), first)
   step_s, step_ops = traced(steps._train_steps_fn, iterator, tf.constant(1))  # pylint: disable=protected-access
   return {'model': name, 'optimizer': optimizer_name, 'replicas': replicas,
-          'precision': FLAGS.precision, 'variables': len(model.trainable_variables),
+          'precision': FLAGS.precision, 'sync_batch_norm': FLAGS.sync_batch_norm,
+          'real_size': FLAGS.real_size, 'variables': len(model.trainable_variables),
           'forward_s': forward_s, 'gradients_s': gradients_s, 'step_s': step_s,
           'update_s': round(step_s - gradients_s, 2), 'forward_ops': forward_ops,
           'gradients_ops': gradients_ops, 'step_ops': step_ops}
@@ -84,7 +91,8 @@ def main(argv):
     name, optimizer_name, replicas = FLAGS.one.split(',')
     print(json.dumps(measure(name, optimizer_name, int(replicas))), flush=True)
     return
-  passed = [f'--precision={FLAGS.precision}', f'--image_size={FLAGS.image_size}']
+  passed = [f'--precision={FLAGS.precision}', f'--image_size={FLAGS.image_size}',
+            f'--sync_batch_norm={FLAGS.sync_batch_norm}', f'--real_size={FLAGS.real_size}']
   for name in FLAGS.models:
     for optimizer_name in FLAGS.optimizers:
       for replicas in FLAGS.replicas:

@@ -147,9 +147,10 @@ def _unet_config(sync: bool):
   return model_config('xception_unet', widths=(16, 32, 64, 128), sync_batch_norm=sync)
 
 
-def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
-  """Moving means and variances of every batch norm after one step on `batch` (2 pictures),
-  split over the strategy's replicas, from the weights `initial`."""
+def _after_one_step(strategy, sync: bool, batch, initial):
+  """(Moving means and variances of every batch norm, the step's change of every trainable
+  weight) after one SGD step on `batch` (2 pictures), split over the strategy's replicas, from
+  the weights `initial`."""
   with strategy.scope():
     model = models.build_model(_unet_config(sync), 32, 3)
     optimizer = optimizers.make_optimizer(small_config(train__optimizer='sgd').train, 'float32')
@@ -165,9 +166,11 @@ def _bn_statistics_after_one_step(strategy, sync: bool, batch, initial):
     stream = stream.concatenate(tf.data.Dataset.from_tensors(part))
   trainer.train_steps(iter(strategy.distribute_datasets_from_function(lambda ctx: stream)),
                       tf.constant(1))
-  return [v.numpy() for layer in model.layers
-          if isinstance(layer, keras.layers.BatchNormalization)
-          for v in (layer.moving_mean, layer.moving_variance)]
+  statistics = [v.numpy() for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)
+                for v in (layer.moving_mean, layer.moving_variance)]
+  return statistics, [v.numpy() - value for v, value in zip(model.variables, initial)
+                      if v.trainable]
 
 
 @pytest.mark.slow
@@ -180,9 +183,14 @@ def test_sync_batch_norm_two_replicas_of_one_equal_one_replica_of_two():
   one = tf.distribute.OneDeviceStrategy('/cpu:0')
   keras.utils.set_random_seed(0)
   initial = [v.numpy() for v in models.build_model(_unet_config(False), 32, 3).variables]
-  synced = _bn_statistics_after_one_step(two, True, batch, initial)
-  reference = _bn_statistics_after_one_step(one, True, batch, initial)
+  synced, synced_steps = _after_one_step(two, True, batch, initial)
+  reference, reference_steps = _after_one_step(one, True, batch, initial)
   for a, b in zip(synced, reference):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  local = _bn_statistics_after_one_step(two, False, batch, initial)
+  # The gradient through the global statistics sums every replica's share: the same step.
+  for a, b in zip(synced_steps, reference_steps):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+  local, local_steps = _after_one_step(two, False, batch, initial)
   assert max(np.abs(a - b).max() for a, b in zip(local, reference)) > 1e-3  # Per-replica stats.
+  assert max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(local_steps, reference_steps)
+             if np.abs(b).max() > 0) > 1e-2

@@ -176,6 +176,9 @@ class Steps:
       sums = [a + b for a, b in zip(sums, more_sums)]
     if len(batches) > 1:
       gradients = [g / len(batches) for g in gradients]
+    # Nothing differentiates the gradients; stopped, the all-reduces below (clipping's, the
+    # optimizer's) do not walk both replicas' graphs back (blocks.all_reduce_sum says why).
+    gradients = [g if g is None else tf.stop_gradient(g) for g in gradients]
     norm = tf.zeros([])
     if self.global_clipnorm:
       gradients, norm = self._clipped(gradients)
