@@ -87,9 +87,11 @@ def serving_function(predictor: Predictor, bands: int = 0, dtype: str = 'uint8')
   """`pictures_spec` pictures of any size -> class-id masks [N, H, W] (multi-label: 0/1
   [N, H, W, classes] at the task's thresholds) and the averaged probabilities at the model's
   side, or the picture's when it slides (classification: [N, classes]), as predict makes
-  them: the outputs of the predictor's task."""
+  them: the outputs of the predictor's task. Traced without AutoGraph: its loops are over
+  views and sizes known in Python, and AutoGraph only warned that it could not convert the
+  Predictor's generators (and took a second of each export to try)."""
   task = predictor.task
-  @tf.function(input_signature=[pictures_spec(bands, dtype)])
+  @tf.function(input_signature=[pictures_spec(bands, dtype)], autograph=False)
   def serve(pictures):
     height, width = tf.shape(pictures)[1], tf.shape(pictures)[2]
     probabilities = predictor.probabilities(tf.cast(pictures, tf.float32), exportable=True)
@@ -111,20 +113,22 @@ def check_convertible(model: keras.Model, kind: str) -> None:
 
 
 def _write_saved_model(predictor: Predictor, serve, folder: str) -> str:
-  """The serving function, and the networks' weights as the `variables`,
-  `trainable_variables` and `non_trainable_variables` lists a loaded Keras export has, each
-  weight stored once: archive.track(model) stored every weight twice, as the Keras variable
-  and as the tf.Variable the function reads (23.3 MB for the test's 11.5 MB book model), and
-  traced each model's serving signature to look for lookup tables, which none holds."""
-  archive = keras.export.ExportArchive()
-  archive.add_endpoint(artifacts.SIGNATURE, serve)
+  """The serving function (signature `serve`, and `serving_default` for TF Serving), and the
+  networks' weights as the `variables`, `trainable_variables` and `non_trainable_variables`
+  lists a loaded Keras export has, each weight stored once (tracking the Keras models stored
+  each twice). Saved by tf.saved_model.save
+  itself, which traces `serve` once: Keras' ExportArchive traced it for add_endpoint and
+  tf.saved_model.save traced it again (its save context is part of tf.function's cache key)."""
+  root = tf.__internal__.tracking.AutoTrackable()
+  setattr(root, artifacts.SIGNATURE, serve)
   weights = list({id(weight): weight for model in predictor.models.values()
                   for weight in model.variables}.values())
   for name, chosen in (('variables', weights),
                        ('trainable_variables', [w for w in weights if w.trainable]),
                        ('non_trainable_variables', [w for w in weights if not w.trainable])):
-    archive.add_variable_collection(name, [weight.value for weight in chosen])
-  archive.write_out(folder, verbose=False)
+    setattr(root, name, [weight.value for weight in chosen])
+  tf.saved_model.save(root, folder, signatures={artifacts.SIGNATURE: serve,
+                                                'serving_default': serve})
   return folder
 
 
