@@ -56,9 +56,12 @@ def test_every_format_and_quantization_answers_as_the_model(trained_exports):
     assert sizes[fmt, 'int8'] < 0.4 * sizes[fmt, 'none'], fmt
   assert sizes['litert', 'float16'] < 0.6 * sizes['litert', 'none']
   # The SavedModel lists the network's weights as a Keras export does and stores each once
-  # (11.7 MB for this model's 11.5 MB; 23.3 MB when each was stored twice).
+  # (11.7 MB for this model's 11.5 MB; 23.3 MB when each was stored twice); TF Serving finds
+  # the endpoint as its default signature too.
   folder, record = trained_exports['saved_model', 'none']
-  weights = tf.saved_model.load(os.path.join(folder, record['file'])).variables
+  loaded = tf.saved_model.load(os.path.join(folder, record['file']))
+  assert set(loaded.signatures) == {'serve', 'serving_default'}
+  weights = loaded.variables
   assert weights and sizes['saved_model', 'none'] < 1.2 * sum(
       w.shape.num_elements() * w.dtype.size for w in weights), sizes
   # LiteRT int8 quantizes the network and keeps the file's resize (its computed weights and
