@@ -116,9 +116,9 @@ def _write_saved_model(predictor: Predictor, serve, folder: str) -> str:
   """The serving function (signature `serve`, and `serving_default` for TF Serving), and the
   networks' weights as the `variables`, `trainable_variables` and `non_trainable_variables`
   lists a loaded Keras export has, each weight stored once (tracking the Keras models stored
-  each twice). Saved by tf.saved_model.save
-  itself, which traces `serve` once: Keras' ExportArchive traced it for add_endpoint and
-  tf.saved_model.save traced it again (its save context is part of tf.function's cache key)."""
+  each twice). tf.saved_model.save itself traces `serve` once: Keras' ExportArchive traced it
+  for add_endpoint and the save traced it again (its context is part of tf.function's cache
+  key)."""
   root = tf.__internal__.tracking.AutoTrackable()
   setattr(root, artifacts.SIGNATURE, serve)
   weights = list({id(weight): weight for model in predictor.models.values()
