@@ -88,8 +88,8 @@ def serving_function(predictor: Predictor, bands: int = 0, dtype: str = 'uint8')
   [N, H, W, classes] at the task's thresholds) and the averaged probabilities at the model's
   side, or the picture's when it slides (classification: [N, classes]), as predict makes
   them: the outputs of the predictor's task. Traced without AutoGraph: its loops are over
-  views and sizes known in Python, and AutoGraph only warned that it could not convert the
-  Predictor's generators (and took a second of each export to try)."""
+  views and sizes known in Python, and AutoGraph, which cannot convert the Predictor's
+  generators, ran them as written after about a second of each first export spent trying."""
   task = predictor.task
   @tf.function(input_signature=[pictures_spec(bands, dtype)], autograph=False)
   def serve(pictures):
