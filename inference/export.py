@@ -127,8 +127,8 @@ def _write_saved_model(predictor: Predictor, serve, folder: str) -> str:
                        ('trainable_variables', [w for w in weights if w.trainable]),
                        ('non_trainable_variables', [w for w in weights if not w.trainable])):
     setattr(root, name, [weight.value for weight in chosen])
-  tf.saved_model.save(root, folder, signatures={artifacts.SIGNATURE: serve,
-                                                'serving_default': serve})
+  tf.saved_model.save(root, folder, signatures={
+      artifacts.SIGNATURE: serve, tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: serve})
   return folder
 
 
