@@ -4,20 +4,29 @@ pytest-xdist's controller loads this file too and runs no test (importing it the
 before the workers started)."""
 
 import contextlib
+import ctypes.util
 import json
 import os
 import subprocess
 import sys
 
-# The workers and the processes tests start inherit these (glibc reads them when a process
-# starts). Per-thread malloc arenas otherwise keep TensorFlow's freed memory, and three
-# workers beside a 7 GB ONNX conversion once ran the machine out of memory. Tensors up to
-# 256 MB come from the heap, and up to 512 MB of freed heap stays mapped: mapping and
-# unmapping each one again was a fifth of the suite's system time (docs/results.md).
-for _name, _value in (('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', str(256 << 20)),
+# The workers and the processes tests start inherit these (the loader and the allocator read
+# them when a process starts). tcmalloc, where the machine has it (.ci/run installs Debian's
+# libtcmalloc-minimal4), as TensorFlow users on CPUs preload it: graph building allocates and
+# frees millions of small blocks, and test_steps.py with test_training.py took 10 % less CPU
+# and half the system time on it (docs/results.md); large allocations are not reported on
+# stderr, which tests read. Without it, glibc's malloc: per-thread arenas otherwise keep
+# TensorFlow's freed memory (three workers beside a 7 GB ONNX conversion once ran the machine
+# out of memory), tensors up to 256 MB come from the heap, and up to 512 MB of freed heap stays
+# mapped (mapping and unmapping each one again was a fifth of the suite's system time).
+_TCMALLOC = ctypes.util.find_library('tcmalloc_minimal')
+for _name, _value in (('LD_PRELOAD', _TCMALLOC or ''),
+                      ('TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD', str(1 << 40)),
+                      ('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', str(256 << 20)),
                       ('MALLOC_TRIM_THRESHOLD_', str(512 << 20)),
                       ('MALLOC_TOP_PAD_', str(64 << 20))):
-  os.environ.setdefault(_name, _value)
+  if _value:
+    os.environ.setdefault(_name, _value)
 
 import pytest
 
