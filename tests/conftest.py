@@ -13,8 +13,8 @@ import sys
 # The workers and the processes tests start inherit these (the loader and the allocator read
 # them when a process starts). tcmalloc, where the machine has it (.ci/run installs Debian's
 # libtcmalloc-minimal4), as TensorFlow users on CPUs preload it: graph building allocates and
-# frees millions of small blocks, and test_steps.py with test_training.py took 10 % less CPU
-# and half the system time on it (docs/results.md); large allocations are not reported on
+# frees millions of small blocks, and test_steps.py with test_training.py took 11 % less CPU
+# and two fifths less system time on it (docs/results.md); large allocations are not reported on
 # stderr, which tests read. Without it, glibc's malloc: per-thread arenas otherwise keep
 # TensorFlow's freed memory (three workers beside a 7 GB ONNX conversion once ran the machine
 # out of memory), tensors up to 256 MB come from the heap, and up to 512 MB of freed heap stays
