@@ -19,14 +19,12 @@ import sys
 # TensorFlow's freed memory (three workers beside a 7 GB ONNX conversion once ran the machine
 # out of memory), tensors up to 256 MB come from the heap, and up to 512 MB of freed heap stays
 # mapped (mapping and unmapping each one again was a fifth of the suite's system time).
-_TCMALLOC = ctypes.util.find_library('tcmalloc_minimal')
-for _name, _value in (('LD_PRELOAD', _TCMALLOC or ''),
-                      ('TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD', str(1 << 40)),
-                      ('MALLOC_ARENA_MAX', '2'), ('MALLOC_MMAP_THRESHOLD_', str(256 << 20)),
-                      ('MALLOC_TRIM_THRESHOLD_', str(512 << 20)),
-                      ('MALLOC_TOP_PAD_', str(64 << 20))):
-  if _value:
-    os.environ.setdefault(_name, _value)
+_ALLOCATOR = {'MALLOC_ARENA_MAX': '2', 'MALLOC_MMAP_THRESHOLD_': str(256 << 20),
+              'MALLOC_TRIM_THRESHOLD_': str(512 << 20), 'MALLOC_TOP_PAD_': str(64 << 20)}
+if 'LD_PRELOAD' not in os.environ and (_tcmalloc := ctypes.util.find_library('tcmalloc_minimal')):
+  _ALLOCATOR.update(LD_PRELOAD=_tcmalloc, TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=str(1 << 40))
+for _name, _value in _ALLOCATOR.items():
+  os.environ.setdefault(_name, _value)
 
 import pytest
 
