@@ -58,8 +58,8 @@ class LocalSlurm:
         'CredType=cred/munge',
         # Once its begin time has passed, a requeued job waited for the main scheduling loop
         # (sched_interval, default 60 s: 38-43 s of the Slurm test's idle time here); the
-        # test's one-job cluster runs both loops every second.
-        'SchedulerParameters=bf_interval=1,sched_interval=1',
+        # test's one-job cluster runs it every second.
+        'SchedulerParameters=sched_interval=1',
         'SlurmUser=root', 'SlurmdUser=root', f'StateSaveLocation={self._path("state")}',
         f'SlurmdSpoolDir={self._path("spool")}',
         f'SlurmctldPidFile={self.pid_files[1]}', f'SlurmdPidFile={self.pid_files[2]}',
